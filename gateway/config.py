@@ -1,0 +1,412 @@
+"""Load `config.toml` into typed, validated settings.
+
+Every section is a frozen dataclass; the loader walks the dataclass fields, so adding a key means
+adding a field (with a `help` in its metadata). An error names the key, the value it found and
+what is allowed, in one line, because that line is all an owner sees in `journalctl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+CONFIG_ENV = "RINGFENCE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the owner: it names the key and what is allowed."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """An address such as ``127.0.0.1:5060`` or ``[::1]:5060``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
+    """Parse ``host:port`` (IPv6 in brackets); raise ValueError saying what is wrong."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError("expected ':port' after ']'")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError("put an IPv6 address in brackets, e.g. [::1]:5060")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError("the host is empty")
+    if not port_text:
+        if default_port is None:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:5060")
+        return HostPort(host, default_port)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+    return HostPort(host, int(port_text))
+
+
+PassBehaviour = Literal["ring", "busy", "unavailable", "redirect"]
+Transport = Literal["udp", "tcp"]
+Language = Literal["fr", "en"]
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """One SIP account that Ringfence registers, next to the owner's phone."""
+
+    name: str = field(metadata=_help("a short name shown in logs and the UI"))
+    registrar: HostPort = field(metadata=_help("the registrar, host:port"))
+    username: str = field(metadata=_help("the SIP user name (also the auth name by default)"))
+    password: str = field(default="", repr=False, metadata=_help("the SIP password"))
+    password_file: Path | None = field(
+        default=None, metadata=_help("a file holding the password instead of `password`")
+    )
+    auth_username: str = field(default="", metadata=_help("auth name when it differs"))
+    domain: str = field(default="", metadata=_help("SIP domain; defaults to the registrar host"))
+    transport: Transport = field(default="udp", metadata=_help("udp or tcp"))
+    listen: HostPort = field(
+        default=HostPort("0.0.0.0", 5062),  # noqa: S104 - a SIP UA must be reachable
+        metadata=_help("local address this line listens on, ip:port"),
+    )
+    expires: int = field(default=600, metadata=_help("registration lifetime asked for, seconds"))
+    pass_behaviour: PassBehaviour = field(
+        default="ring",
+        metadata=_help("what a passed call gets: ring (stay silent), busy (486), unavailable "
+                       "(480) or redirect (302 to redirect_to)"),
+    )
+    redirect_to: str = field(default="", metadata=_help("SIP URI for pass_behaviour=redirect"))
+    refer_to: str = field(
+        default="", metadata=_help("extension a passed challenge is transferred to (REFER)")
+    )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The SIP side: direct listening and limits."""
+
+    listen: HostPort = field(
+        default=HostPort("127.0.0.1", 5060),
+        metadata=_help("where direct SIP calls are accepted when no line is configured"),
+    )
+    public_address: str = field(
+        default="", metadata=_help("address to put in Contact/SDP when behind NAT (empty: auto)")
+    )
+    rtp_ports: str = field(default="10000-10100", metadata=_help("RTP port range, low-high"))
+    max_calls: int = field(default=4, metadata=_help("calls handled at once; more get 486"))
+    pass_behaviour: PassBehaviour = field(
+        default="ring", metadata=_help("pass behaviour for direct calls (see [[lines]])")
+    )
+    redirect_to: str = field(default="", metadata=_help("SIP URI for pass_behaviour=redirect"))
+    prompts_dir: Path | None = field(
+        default=None, metadata=_help("folder with the owner's own WAV prompts (optional)")
+    )
+
+
+@dataclass(frozen=True)
+class VoicemailConfig:
+    """How long and how much the gateway records."""
+
+    max_seconds: int = field(default=120, metadata=_help("longest message, seconds"))
+    silence_seconds: int = field(default=8, metadata=_help("hang up after this much silence"))
+    max_total_mb: int = field(default=500, metadata=_help("cap on all voicemails, MiB"))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The owner's web UI."""
+
+    listen: HostPort = field(
+        default=HostPort("127.0.0.1", 8080),
+        metadata=_help("address the UI binds to; a LAN address, never 0.0.0.0 unless you mean it"),
+    )
+    secret_key_file: Path | None = field(
+        default=None, metadata=_help("file with the session secret (created if missing)")
+    )
+    api_token_file: Path | None = field(
+        default=None, metadata=_help("file with the JSON API bearer token (optional)")
+    )
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Email delivery for digests and alerts."""
+
+    host: str = field(default="", metadata=_help("SMTP server; empty turns email off"))
+    port: int = field(default=587, metadata=_help("SMTP port"))
+    security: Literal["starttls", "ssl", "plain"] = field(
+        default="starttls", metadata=_help("starttls, ssl or plain (LAN relay)")
+    )
+    username: str = field(default="", metadata=_help("SMTP login (empty: no auth)"))
+    password: str = field(default="", repr=False, metadata=_help("SMTP password"))
+    password_file: Path | None = field(default=None, metadata=_help("file with the password"))
+    sender: str = field(default="", metadata=_help("From address"))
+    recipients: tuple[str, ...] = field(default=(), metadata=_help("To addresses"))
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Digests and alerts."""
+
+    digest_time: str = field(default="08:00", metadata=_help("local time of the daily digest"))
+    digest_enabled: bool = field(default=True, metadata=_help("send the daily digest"))
+    apprise_urls: tuple[str, ...] = field(
+        default=(), metadata=_help("apprise URLs (freemobile://, ntfy://, tgram://, json://...)")
+    )
+    smtp: SmtpConfig = field(default_factory=SmtpConfig, metadata=_help("email settings"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `config.toml` says, validated."""
+
+    home_region: str = field(default="FR", metadata=_help("ISO country of the line, e.g. FR"))
+    timezone: str = field(default="Europe/Paris", metadata=_help("IANA time zone"))
+    language: Language = field(default="fr", metadata=_help("fr or en, for prompts and digests"))
+    data_dir: Path = field(default=Path("data"), metadata=_help("folder for the database etc."))
+    database: str = field(
+        default="", metadata=_help("SQLAlchemy URL; empty means SQLite in data_dir")
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = field(
+        default="info", metadata=_help("debug, info, warning or error")
+    )
+    gateway: GatewayConfig = field(default_factory=GatewayConfig, metadata=_help("SIP side"))
+    lines: tuple[LineConfig, ...] = field(default=(), metadata=_help("SIP accounts"))
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig, metadata=_help("limits"))
+    web: WebConfig = field(default_factory=WebConfig, metadata=_help("web UI"))
+    notify: NotifyConfig = field(default_factory=NotifyConfig, metadata=_help("notifications"))
+    source: Path | None = field(default=None, metadata={"internal": "1"})
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to SQLite in the data folder."""
+        return self.database or f"sqlite:///{self.data_dir / 'ringfence.db'}"
+
+    @property
+    def voicemail_dir(self) -> Path:
+        """Where recordings are kept."""
+        return self.data_dir / "voicemail"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if tp is HostPort:
+        return 'an address "host:port"'
+    if tp is Path:
+        return "a path"
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {bool: "true or false", int: "a whole number", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(key: str, value: Any, tp: Any, base: Path) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value == "" and type(None) in typing.get_args(tp):
+            return None
+        return _convert(key, value, inner[0], base)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
+        item_tp = typing.get_args(tp)[0]
+        return tuple(_convert(f"{key}[{i}]", v, item_tp, base) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, found {value!r}")
+        return _build(tp, value, base, key)
+    if tp is HostPort:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
+        try:
+            return parse_host_port(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key} = {value!r}: {exc}") from None
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} = {value!r}: expected a path")
+        path = Path(value).expanduser()
+        # Relative paths follow the config file, so a copy of the example works from any folder.
+        return path if path.is_absolute() else (base / path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r}: expected a whole number")
+        if value < 0:
+            raise ConfigError(f"{key} = {value!r}: must not be negative")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: expected a string")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def _build(cls: Any, table: dict[str, Any], base: Path, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if "internal" not in f.metadata}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        where = f"[{prefix}] " if prefix else ""
+        raise ConfigError(
+            f"{where}unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in table:
+            kwargs[name] = _convert(key, table[name], hints[name], base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key} is missing: expected {_describe(hints[name])}")
+    return cls(**kwargs)
+
+
+def _read_secret(key: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key} = {str(path)!r}: cannot read it ({exc.strerror})") from None
+
+
+def _resolve_secrets(settings: Settings) -> Settings:
+    lines = []
+    for i, line in enumerate(settings.lines):
+        if line.password_file is not None:
+            line = dataclasses.replace(
+                line, password=_read_secret(f"lines[{i}].password_file", line.password_file)
+            )
+        lines.append(line)
+    smtp = settings.notify.smtp
+    if smtp.password_file is not None:
+        smtp = dataclasses.replace(
+            smtp, password=_read_secret("notify.smtp.password_file", smtp.password_file)
+        )
+    notify = dataclasses.replace(settings.notify, smtp=smtp)
+    return dataclasses.replace(settings, lines=tuple(lines), notify=notify)
+
+
+def _validate(settings: Settings) -> None:
+    from gateway.numbers import is_supported_region
+
+    if not is_supported_region(settings.home_region):
+        raise ConfigError(
+            f"home_region = {settings.home_region!r}: expected an ISO country code such as "
+            "'FR', 'BE', 'CH', 'GB' or 'US'"
+        )
+    try:
+        zoneinfo.ZoneInfo(settings.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"timezone = {settings.timezone!r}: expected an IANA zone such as 'Europe/Paris'"
+        ) from None
+    low_high = settings.gateway.rtp_ports.split("-")
+    if (
+        len(low_high) != 2
+        or not all(p.isdigit() for p in low_high)
+        or not 1024 <= int(low_high[0]) < int(low_high[1]) <= 65535
+    ):
+        raise ConfigError(
+            f"gateway.rtp_ports = {settings.gateway.rtp_ports!r}: expected 'low-high' "
+            "with 1024 <= low < high <= 65535"
+        )
+    if settings.gateway.max_calls < 1:
+        raise ConfigError("gateway.max_calls = 0: must be at least 1")
+    names = set()
+    for i, line in enumerate(settings.lines):
+        if line.name in names:
+            raise ConfigError(f"lines[{i}].name = {line.name!r}: another line has that name")
+        names.add(line.name)
+        if not line.password:
+            raise ConfigError(f"lines[{i}]: set password or password_file")
+        if line.pass_behaviour == "redirect" and not line.redirect_to:
+            raise ConfigError(f"lines[{i}].redirect_to is missing: pass_behaviour is 'redirect'")
+        if not 30 <= line.expires <= 86400:
+            raise ConfigError(f"lines[{i}].expires = {line.expires}: expected 30 to 86400")
+    if settings.gateway.pass_behaviour == "redirect" and not settings.gateway.redirect_to:
+        raise ConfigError("gateway.redirect_to is missing: pass_behaviour is 'redirect'")
+    hh_mm = settings.notify.digest_time.split(":")
+    if (
+        len(hh_mm) != 2
+        or not all(p.isdigit() for p in hh_mm)
+        or not (0 <= int(hh_mm[0]) < 24 and 0 <= int(hh_mm[1]) < 60)
+    ):
+        raise ConfigError(
+            f"notify.digest_time = {settings.notify.digest_time!r}: expected HH:MM, e.g. '08:00'"
+        )
+    try:
+        if ipaddress.ip_address(settings.web.listen.host).is_unspecified:
+            pass  # allowed, but only because the owner wrote it
+    except ValueError:
+        raise ConfigError(
+            f"web.listen = {str(settings.web.listen)!r}: expected an IP address and port"
+        ) from None
+
+
+def load_settings_from_text(text: str, base: Path, source: Path | None = None) -> Settings:
+    """Parse TOML text; relative paths resolve against `base`."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    settings: Settings = _build(Settings, table, base, "")
+    settings = dataclasses.replace(settings, source=source)
+    if "data_dir" not in table:
+        settings = dataclasses.replace(settings, data_dir=base / "data")
+    _validate(settings)
+    return _resolve_secrets(settings)
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load the config from `path`, `$RINGFENCE_CONFIG`, or built-in defaults."""
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        path = Path(env) if env else None
+    if path is None:
+        return load_settings_from_text("", Path.cwd())
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    try:
+        return load_settings_from_text(text, path.parent, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None

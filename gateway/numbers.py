@@ -1,0 +1,249 @@
+"""Phone numbers: the only module that imports `phonenumbers`.
+
+Numbers arrive in every form (DESIGN.md §3): ``+33…``, ``0033…``, ``+0033…``, national ``0…``,
+bare ``33…``, ``tel:`` and ``sip:`` URIs, with spaces, dots, dashes and URI parameters such as
+``;verstat=TN-Validation-Passed``. Everything becomes E.164, or a withheld or invalid caller.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+from gateway.screening.caller import Caller, CallerKind, Verstat
+
+# User parts and display names that mean "number withheld" (DESIGN.md §3). 266696687 spells
+# ANONYMOUS on a keypad; some carriers send it instead of the word.
+WITHHELD_USERS = frozenset(
+    {"anonymous", "anonymoususer", "restricted", "unavailable", "unknown", "private",
+     "withheld", "266696687", "masque", "inconnu", ""}
+)
+WITHHELD_NAMES = frozenset(
+    {"anonymous", "restricted", "unavailable", "private", "withheld", "unknown",
+     "appel masqué", "appel masque", "numéro masqué", "numero masque", "masqué", "inconnu"}
+)
+
+_VERSTAT = re.compile(r"verstat=([A-Za-z-]+)", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[\s.\-()/]")
+MAX_RAW_LENGTH = 256  # a stranger's header; nothing legitimate is longer
+
+
+def is_supported_region(region: str) -> bool:
+    """Whether `region` is an ISO country code phonenumbers knows."""
+    return region in phonenumbers.SUPPORTED_REGIONS
+
+
+def country_code_for_region(region: str) -> int:
+    """The calling code of `region`, e.g. 33 for FR."""
+    return int(phonenumbers.country_code_for_region(region))
+
+
+def parse_verstat(text: str) -> Verstat | None:
+    """Find a STIR/SHAKEN verstat value anywhere in a URI or header; suffixes -A/-B/-C drop."""
+    match = _VERSTAT.search(text)
+    if not match:
+        return None
+    value = match.group(1).lower()
+    for status in Verstat:
+        if value.startswith(status.value.lower()):
+            return status
+    return None
+
+
+def extract_user(uri: str) -> str:
+    """Return the user part of a ``sip:``/``tel:`` URI (or the text itself), without parameters.
+
+    ``<sip:+33612345678;verstat=TN-Validation-Passed@example.net;user=phone>`` gives
+    ``+33612345678``.
+    """
+    text = uri.strip()
+    if text.startswith("<") and ">" in text:
+        text = text[1 : text.index(">")]
+    lowered = text.lower()
+    for scheme in ("sips:", "sip:", "tel:"):
+        if lowered.startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    text = text.split("@", 1)[0]
+    text = text.split(";", 1)[0].split("?", 1)[0]
+    return urllib.parse.unquote(text).strip()
+
+
+def _digits_form(user: str) -> str | None:
+    """Strip visual separators; None unless what remains is digits with an optional '+'."""
+    compact = _SEPARATORS.sub("", user)
+    if not compact:
+        return None
+    body = compact[1:] if compact.startswith("+") else compact
+    return compact if body.isdigit() else None
+
+
+@lru_cache(maxsize=4096)
+def _parse(compact: str, home_region: str) -> phonenumbers.PhoneNumber | None:
+    home_cc = country_code_for_region(home_region)
+    candidates: list[str] = []
+    if compact.startswith("+00"):
+        candidates.append("+" + compact[3:])
+    elif compact.startswith("+"):
+        candidates.append(compact)
+    elif compact.startswith("00"):
+        candidates.append("+" + compact[2:])
+    elif compact.startswith("0"):
+        candidates.append(compact)  # national form, parsed against the home region
+    else:
+        # Bare digits: "33612345678" is international without its '+', "612345678" is national
+        # without its trunk 0. Prefer the reading that gives a valid number.
+        candidates.append("+" + compact)
+        candidates.append(compact)
+        if not compact.startswith(str(home_cc)):
+            candidates.reverse()
+    best: phonenumbers.PhoneNumber | None = None
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, home_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return parsed
+        if best is None and phonenumbers.is_possible_number(parsed):
+            best = parsed
+    return best
+
+
+def to_e164(text: str, home_region: str) -> str | None:
+    """Return `text` as an E.164 number, or None if it cannot be one."""
+    compact = _digits_form(extract_user(text))
+    if compact is None or len(compact) > 20:
+        return None
+    parsed = _parse(compact, home_region)
+    if parsed is None:
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalize_prefix(text: str, home_region: str) -> str:
+    """Turn a prefix the owner typed ("0162", "+44 20", "0044") into an E.164 prefix.
+
+    Raises ValueError with a message for the owner when it is not a prefix.
+    """
+    compact = _digits_form(text.strip())
+    if compact is None:
+        raise ValueError(f"{text!r} is not a number prefix: use digits, optionally after '+'")
+    if compact.startswith("+00"):
+        result = "+" + compact[3:]
+    elif compact.startswith("+"):
+        result = compact
+    elif compact.startswith("00"):
+        result = "+" + compact[2:]
+    elif compact.startswith("0"):
+        result = f"+{country_code_for_region(home_region)}{compact[1:]}"
+    else:
+        result = "+" + compact
+    if len(result) < 2 or len(result) > 16:
+        raise ValueError(f"{text!r} is not a number prefix: it must have 1 to 15 digits")
+    return result
+
+
+def normalize_glob(text: str, home_region: str) -> str:
+    """Normalise the literal start of a glob ("0162*", "+33 6 ?? ?? ?? ??") to E.164 form."""
+    pattern = _SEPARATORS.sub("", text.strip())
+    if not pattern or not re.fullmatch(r"\+?[0-9*?\[\]!-]+", pattern):
+        raise ValueError(
+            f"{text!r} is not a number pattern: use digits with * (any digits), ? (one digit) "
+            "or [0-5] (one digit from a set)"
+        )
+    cut = next((i for i, c in enumerate(pattern) if c in "*?["), len(pattern))
+    literal, rest = pattern[:cut], pattern[cut:]
+    if literal in ("", "+"):
+        return pattern
+    return normalize_prefix(literal, home_region) + rest
+
+
+def national_format(e164: str, home_region: str) -> str:
+    """Format for people: national form for home numbers, international otherwise."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if phonenumbers.region_code_for_number(parsed) == home_region
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return str(phonenumbers.format_number(parsed, fmt))
+
+
+def _number_type_name(parsed: phonenumbers.PhoneNumber) -> str:
+    value = phonenumbers.number_type(parsed)
+    for name in dir(PhoneNumberType):
+        if not name.startswith("_") and getattr(PhoneNumberType, name) == value:
+            return name
+    return "UNKNOWN"
+
+
+NUMBER_TYPES = tuple(
+    sorted(n for n in dir(PhoneNumberType) if not n.startswith("_") and n.isupper())
+)
+
+
+def is_withheld(user: str, display_name: str, privacy: str = "") -> bool:
+    """Whether the network says the caller's identity is withheld."""
+    privacy_values = {p.strip().lower() for p in re.split(r"[;,]", privacy)}
+    if privacy_values & {"id", "user", "header"}:
+        return True
+    if user.strip().lower() in WITHHELD_USERS:
+        return True
+    return display_name.strip().strip('"').lower() in WITHHELD_NAMES
+
+
+def parse_caller(
+    identity: str,
+    home_region: str,
+    *,
+    display_name: str = "",
+    privacy: str = "",
+    verstat: str = "",
+    line: str | None = None,
+) -> Caller:
+    """Build a Caller from the best identity the network gave (PAI, else From) and its extras.
+
+    `identity` may be a URI, a name-addr or a bare number. `verstat` is any text that may carry a
+    verstat parameter (the identity itself is searched too).
+    """
+    raw = identity[:MAX_RAW_LENGTH]
+    display_name = display_name[:MAX_RAW_LENGTH]
+    status = parse_verstat(verstat) or parse_verstat(raw)
+    user = extract_user(raw)
+    if "anonymous.invalid" in raw.lower() or is_withheld(user, display_name, privacy):
+        return Caller(
+            kind=CallerKind.WITHHELD, raw=raw, display_name=display_name, verstat=status,
+            line=line,
+        )
+    compact = _digits_form(user)
+    parsed = _parse(compact, home_region) if compact and len(compact) <= 20 else None
+    if parsed is None:
+        return Caller(
+            kind=CallerKind.INVALID, raw=raw, display_name=display_name, verstat=status, line=line
+        )
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    region = phonenumbers.region_code_for_number(parsed)
+    national = e164
+    if region == home_region:
+        formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        national = re.sub(r"\D", "", str(formatted))
+    return Caller(
+        kind=CallerKind.NUMBER,
+        raw=raw,
+        number=e164,
+        national=national,
+        region=region,
+        number_type=_number_type_name(parsed),
+        valid=bool(phonenumbers.is_valid_number(parsed)),
+        display_name=display_name,
+        verstat=status,
+        line=line,
+    )

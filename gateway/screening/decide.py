@@ -1,0 +1,242 @@
+"""`decide()`: one caller in, one explained decision out. Pure: no I/O, time passed in.
+
+The order is DESIGN.md §4, first match wins: pause, allow list, block list, rules by priority,
+rate limits (repeat and burst), then the default for unknown callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from gateway.screening.caller import Caller, CallerKind, Verstat
+from gateway.screening.ratelimit import BurstState, History, burst_state, repeat_count
+from gateway.screening.rules import (
+    PASS,
+    Action,
+    DefaultMode,
+    ListEntry,
+    ListName,
+    MatchKind,
+    Policy,
+    Rule,
+    RuleKind,
+    parse_hh_mm,
+)
+from gateway.screening.telemarketing import (
+    national_range,
+    telemarketing_prefix,
+    within_legal_hours,
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The policy plus the list entries that may match this caller (a superset is fine)."""
+
+    policy: Policy = field(default_factory=Policy)
+    entries: Sequence[ListEntry] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a call and why, in words the owner reads in the log."""
+
+    action: Action
+    reason: str
+    step: str  # pause, allow, block, rule, repeat, burst, greylist, default
+    rule_id: str | None = None  # "allow:12", "block:7", "rule:3", "repeat", "burst"
+    unknown: bool = True  # the caller is on no allow list (counts towards bursts)
+    consume_entry_id: int | None = None  # a "permit next call" entry this call used up
+    burst: BurstState = BurstState(active=False)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view, as `ringfence screen` prints it."""
+        return {
+            "action": str(self.action),
+            "reason": self.reason,
+            "step": self.step,
+            "rule": self.rule_id,
+            "unknown": self.unknown,
+            "burst": self.burst.active,
+        }
+
+
+_SPECIFICITY = {MatchKind.EXACT: 0, MatchKind.PREFIX: 1, MatchKind.GLOB: 2, MatchKind.REGEX: 3}
+
+
+def _most_specific(entries: list[ListEntry]) -> ListEntry:
+    # Exact beats prefix, a longer prefix beats a shorter one; permanent entries are preferred
+    # to "permit next call" ones so a one-off permission is not spent needlessly.
+    return min(entries, key=lambda e: (e.once, _SPECIFICITY[e.kind], -len(e.pattern), e.id))
+
+
+def _matching(rules: Rules, caller: Caller, list_name: ListName, now: datetime) -> list[ListEntry]:
+    return [
+        e for e in rules.entries
+        if e.list is list_name and e.active(now) and e.matches(caller)
+    ]
+
+
+def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
+    """The reason `rule` applies to `caller`, or None when it does not."""
+    params = rule.params
+    if rule.kind is RuleKind.WITHHELD:
+        return "the caller withheld their number" if caller.kind is CallerKind.WITHHELD else None
+    if rule.kind is RuleKind.INVALID:
+        if caller.kind is CallerKind.INVALID:
+            return f"{caller.raw!r} is not a phone number"
+        if caller.kind is CallerKind.NUMBER and not caller.valid:
+            return f"{caller.number} is outside the numbering plan (often a spoofed number)"
+        return None
+    if caller.kind is not CallerKind.NUMBER or caller.number is None:
+        # The remaining rules look at a number; a withheld caller cannot match them, except
+        # quiet hours, which are about the clock.
+        if rule.kind is not RuleKind.QUIET_HOURS:
+            return None
+    if rule.kind is RuleKind.NUMBER_TYPE:
+        if caller.number_type in params.get("types", ()):
+            kind = (caller.number_type or "").replace("_", " ").lower()
+            return f"{caller.number} is a {kind} number"
+        return None
+    if rule.kind is RuleKind.COUNTRY:
+        regions = params.get("regions", ())
+        if params.get("mode", "block") == "allow_only":
+            if caller.region not in regions:
+                return f"calls from {caller.region or 'unknown country'} are not in the allowed countries"
+            return None
+        return f"calls from {caller.region} are blocked" if caller.region in regions else None
+    if rule.kind is RuleKind.TELEMARKETING:
+        country = params.get("country", "FR")
+        prefix = telemarketing_prefix(caller.number or "", country)
+        if prefix is None:
+            return None
+        legal = within_legal_hours(local, country)
+        if legal and params.get("outside_hours_only", False):
+            return None
+        where = (
+            f"{national_range(prefix)} is a range ARCEP reserves for telemarketing and "
+            "automated calls (decision 2022-1583)"
+        )
+        hours = (
+            "" if legal
+            else "; it is also outside legal calling hours (Mon-Fri 10-13h, 14-20h, no holidays)"
+        )
+        return where + hours
+    if rule.kind is RuleKind.VERSTAT_FAILED:
+        if caller.verstat is Verstat.FAILED:
+            return "the network could not verify the caller's number (STIR/SHAKEN failed)"
+        return None
+    if rule.kind is RuleKind.QUIET_HOURS:
+        start = parse_hh_mm(params.get("start", "22:00"))
+        end = parse_hh_mm(params.get("end", "07:00"))
+        days = params.get("days", [0, 1, 2, 3, 4, 5, 6])
+        clock = local.time()
+        # A window over midnight (22:00-07:00) belongs to the day it started on.
+        if start <= end:
+            inside, day = start <= clock < end, local.weekday()
+        elif clock >= start:
+            inside, day = True, local.weekday()
+        else:
+            inside, day = clock < end, (local.weekday() - 1) % 7
+        if inside and day in days:
+            return f"quiet hours ({start:%H:%M}-{end:%H:%M})"
+        return None
+    return None  # pragma: no cover - every kind is handled above
+
+
+def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Decision:
+    """Decide what to do with `caller` at `now` (timezone-aware), given earlier calls."""
+    policy = rules.policy
+    local = now.astimezone(ZoneInfo(policy.timezone))
+
+    # 1. Screening paused by the owner.
+    if policy.paused_until is not None and now < policy.paused_until:
+        until = policy.paused_until.astimezone(ZoneInfo(policy.timezone))
+        return Decision(PASS, f"screening is paused until {until:%d/%m %H:%M}", "pause",
+                        unknown=False)
+
+    # 2. Allow list: beats everything after it.
+    allowed = _matching(rules, caller, ListName.ALLOW, now)
+    if allowed:
+        entry = _most_specific(allowed)
+        why = "permitted once" if entry.once else "on the allow list"
+        return Decision(
+            PASS, f"{entry.describe()} is {why}", "allow", f"allow:{entry.id}",
+            unknown=False, consume_entry_id=entry.id if entry.once else None,
+        )
+
+    # 3. Block list, each entry with its own action.
+    blocked = _matching(rules, caller, ListName.BLOCK, now)
+    if blocked:
+        entry = _most_specific(blocked)
+        return Decision(
+            entry.action or policy.block_action, f"{entry.describe()} is on the block list",
+            "block", f"block:{entry.id}",
+        )
+
+    # 4. Rules in priority order.
+    for rule in sorted(rules.policy.rules, key=lambda r: (r.priority, r.id)):
+        if not rule.enabled:
+            continue
+        reason = _rule_reason(rule, caller, local)
+        if reason is not None:
+            label = f" [{rule.label}]" if rule.label else ""
+            return Decision(rule.action, reason + label, "rule", f"rule:{rule.id}")
+
+    # 5. Rate limits: the same number again and again, then a burst of distinct strangers.
+    repeat = policy.repeat
+    if repeat.enabled and caller.number is not None:
+        earlier = repeat_count(history, caller.key, now, timedelta(minutes=repeat.window_minutes))
+        if earlier >= repeat.max_calls:
+            return Decision(
+                repeat.action,
+                f"{caller.number} already called {earlier} times in {repeat.window_minutes} min "
+                f"(limit {repeat.max_calls})",
+                "repeat", "repeat",
+            )
+    burst = BurstState(active=False)
+    if policy.burst.enabled:
+        burst = burst_state(
+            history, now,
+            threshold=policy.burst.distinct_callers,
+            window=timedelta(minutes=policy.burst.window_minutes),
+            duration=timedelta(minutes=policy.burst.duration_minutes),
+            current_key=caller.key,
+        )
+        if burst.active:
+            started = burst.started_at.astimezone(ZoneInfo(policy.timezone)) if burst.started_at \
+                else local
+            return Decision(
+                policy.burst.action,
+                f"burst mode since {started:%H:%M}: {burst.distinct_callers} unknown callers "
+                f"within {policy.burst.window_minutes} min; unknown callers hear the "
+                "spoof-shield message",
+                "burst", "burst", burst=burst,
+            )
+
+    # 6. Default for unknown callers.
+    if policy.default is DefaultMode.GREYLIST:
+        window = timedelta(minutes=policy.greylist_window_minutes)
+        too_soon = timedelta(minutes=policy.greylist_min_minutes)
+        earlier_calls = history.calls_from(caller.key, now - window, now - too_soon)
+        if earlier_calls:
+            return Decision(
+                PASS, f"greylist: {caller.describe()} called back after a first try", "greylist",
+                "greylist",
+            )
+        return Decision(
+            policy.greylist_action,
+            f"greylist: first call from {caller.describe()}; a call back within "
+            f"{policy.greylist_window_minutes} min rings",
+            "greylist", "greylist",
+        )
+    if policy.default is DefaultMode.CHALLENGE:
+        return Decision(Action.parse("challenge"), "unknown caller: asked to press a digit",
+                        "default", "default")
+    if policy.default is DefaultMode.VOICEMAIL:
+        return Decision(Action.parse("voicemail"), "unknown caller: sent to voicemail",
+                        "default", "default")
+    return Decision(PASS, "no rule matched", "default", "default")

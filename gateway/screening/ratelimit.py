@@ -1,0 +1,99 @@
+"""Call history and the counts built from it: repeat calls, bursts, greylist retries. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class PastCall:
+    """One earlier call, as the rate limits see it."""
+
+    at: datetime
+    key: str  # E.164 number, or "withheld"/"invalid"
+    unknown: bool  # the caller was on no allow list at the time
+    action: str = "pass"
+
+
+@dataclass(frozen=True)
+class History:
+    """Earlier calls, oldest first. Built from the log; `decide()` only reads it."""
+
+    calls: tuple[PastCall, ...] = ()
+
+    @classmethod
+    def of(cls, calls: Iterable[PastCall]) -> History:
+        """Build a history, sorting by time so callers need not."""
+        return cls(tuple(sorted(calls, key=lambda c: c.at)))
+
+    def calls_from(self, key: str, since: datetime, until: datetime) -> list[PastCall]:
+        """Calls from `key` in [since, until)."""
+        return [c for c in self.calls if c.key == key and since <= c.at < until]
+
+
+@dataclass(frozen=True)
+class BurstState:
+    """Whether burst mode is on at a moment, and since when."""
+
+    active: bool
+    started_at: datetime | None = None
+    distinct_callers: int = 0  # the peak count that triggered it
+
+
+def _unknown_numbered(calls: Sequence[PastCall]) -> list[PastCall]:
+    return [c for c in calls if c.unknown]
+
+
+def burst_state(
+    history: History,
+    now: datetime,
+    *,
+    threshold: int,
+    window: timedelta,
+    duration: timedelta,
+    current_key: str | None = None,
+) -> BurstState:
+    """Burst mode is on at `now` if, at some moment t in (now − duration, now], at least
+    `threshold` distinct unknown callers called within (t − window, t].
+
+    Deriving the state from the log, instead of storing a flag, means a restart or a second
+    process sees the same burst, and `decide()` stays pure. The current call (`current_key`, at
+    `now`) counts too: the caller that completes the threshold already meets the shield.
+    """
+    horizon = now - duration - window
+    calls = [c for c in _unknown_numbered(history.calls) if horizon < c.at <= now]
+    if current_key is not None:
+        calls.append(PastCall(at=now, key=current_key, unknown=True))
+    if threshold <= 0 or not calls:
+        return BurstState(active=False)
+    started: datetime | None = None
+    peak = 0
+    # Slide a window over the calls (oldest first), each call's time being its right edge.
+    # Withheld callers have no number to tell them apart, so each of their calls counts once.
+    in_window: Counter[str] = Counter()
+    left = 0
+    for edge in calls:
+        in_window[edge.key] += 1
+        while calls[left].at <= edge.at - window:
+            in_window[calls[left].key] -= 1
+            if in_window[calls[left].key] == 0:
+                del in_window[calls[left].key]
+            left += 1
+        if edge.at <= now - duration:
+            continue
+        count = sum(1 if key.startswith("+") else n for key, n in in_window.items())
+        if count >= threshold:
+            peak = max(peak, count)
+            if started is None:
+                started = edge.at
+    if started is None:
+        return BurstState(active=False)
+    return BurstState(active=True, started_at=started, distinct_callers=peak)
+
+
+def repeat_count(history: History, key: str, now: datetime, window: timedelta) -> int:
+    """How many times `key` called in the `window` before `now` (not counting this call)."""
+    return len(history.calls_from(key, now - window, now))
