@@ -1,0 +1,352 @@
+"""Carry out a screening decision on one call: ring through, reject, announce, voicemail, challenge.
+
+Everything here runs on the call's own thread. Any exception fails open: the call is treated as
+a pass (DESIGN.md §6), because a broken screener must never cost the owner a real call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from gateway.config import PassBehaviour, Settings
+from gateway.numbers import parse_caller
+from gateway.screening.caller import Caller
+from gateway.screening.decide import Decision
+from gateway.screening.rules import REJECT_CODES, Action, ActionKind
+from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
+from gateway.sip.ua import Call
+
+log = logging.getLogger(__name__)
+
+RING_LIMIT_SECONDS = 300.0  # a pass that nobody cancels still ends (480) after this
+DIGIT_TIMEOUT_SECONDS = 10.0
+TRANSFER_WAIT_SECONDS = 30.0
+
+
+class Recording(Protocol):
+    """What the media side reports about a recording."""
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the recording in seconds."""
+
+
+class Media(Protocol):
+    """The media session API of `gateway.sip.media.MediaSession` that actions use."""
+
+    def answer_sdp(self) -> str:
+        """Our SDP answer."""
+
+    def start(self) -> None:
+        """Start RTP."""
+
+    def play(self, path: Path) -> None:
+        """Play a WAV file; returns early when closed."""
+
+    def play_sit(self) -> None:
+        """Play the SIT intercept tones."""
+
+    def record(
+        self, path: Path, *, max_seconds: float, silence_seconds: float
+    ) -> Recording | None:
+        """Record the caller to `path`."""
+
+    def wait_for_digit(self, timeout: float = 10.0) -> str | None:
+        """Wait for one RFC 2833 digit."""
+
+    def close(self) -> None:
+        """Stop everything."""
+
+
+class Service(Protocol):
+    """The parts of `gateway.service.ScreeningService` the SIP layer calls."""
+
+    def screen(self, caller: Caller, now: datetime) -> Decision:
+        """Decide what to do with `caller`."""
+
+    def record_call(
+        self, caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str,
+        line: str | None,
+    ) -> int:
+        """Log the call; return its row id."""
+
+    def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+        """Complete the call's log row."""
+
+    def save_voicemail(
+        self, call_row_id: int, path: Path, duration_s: float, size_bytes: int
+    ) -> int:
+        """Register a recording."""
+
+    def voicemail_space_left(self) -> int:
+        """Bytes left under the voicemail cap."""
+
+    def auto_allow(self, number_e164: str, *, label: str = "passed challenge") -> None:
+        """Allow a number that passed the challenge."""
+
+    def mark_known(self, number_e164: str) -> None:
+        """Remember a number the owner answered."""
+
+    def challenge_digit(self) -> str:
+        """The digit callers must press."""
+
+
+MediaFactory = Callable[[str, str], Media]  # (SDP offer text, local IP) -> session
+PromptResolver = Callable[[str], Path]
+
+
+@dataclass
+class CallEnvironment:
+    """What a call needs besides itself: settings, service, media and the line's choices."""
+
+    settings: Settings
+    service: Service
+    media_factory: MediaFactory
+    prompt: PromptResolver
+    line: str | None = None
+    pass_behaviour: PassBehaviour = "ring"  # noqa: S105 - not a secret
+    redirect_to: str = ""
+    refer_to: str = ""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def identity_of(invite: SipRequest) -> tuple[str, str]:
+    """The caller's identity header value and display name: PAI, else Remote-Party-ID, else
+    From (DESIGN.md §3)."""
+    for name in ("P-Asserted-Identity", "Remote-Party-ID", "From"):
+        values = invite.get_all(name)
+        if not values:
+            continue
+        # Several PAI values may come (a sip: and a tel: URI); prefer the one that is a number.
+        for value in values:
+            try:
+                address = parse_name_addr(value)
+            except SipParseError:
+                continue
+            return address.uri, address.display_name
+    return "", ""
+
+
+def caller_of(invite: SipRequest, env: CallEnvironment) -> Caller:
+    """Build the Caller for `invite` with `gateway.numbers.parse_caller`."""
+    identity, display = identity_of(invite)
+    privacy = ", ".join(invite.get_all("Privacy"))
+    verstat = " ".join([*invite.get_all("P-Asserted-Identity"), invite.get("From") or ""])
+    return parse_caller(
+        identity, env.settings.home_region, display_name=display, privacy=privacy,
+        verstat=verstat, line=env.line,
+    )
+
+
+def handle_call(call: Call, env: CallEnvironment) -> None:
+    """Screen one incoming call, carry out the decision and log the outcome."""
+    started = time.monotonic()
+    row_id: int | None = None
+    outcome = "failed open"
+    caller: Caller | None = None
+    try:
+        caller = caller_of(call.invite, env)
+        now = env.clock()
+        decision = env.service.screen(caller, now)
+        log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
+                 decision.action, decision.reason)
+        try:
+            row_id = env.service.record_call(caller, decision, at=now, sip_call_id=call.call_id,
+                                             line=env.line)
+        except Exception:
+            log.exception("call %s: could not log the call; carrying on", call.call_id)
+        outcome = carry_out(call, decision.action, caller, env, row_id)
+    except Exception:
+        log.exception("call %s: error while handling the call; failing open", call.call_id)
+        try:
+            outcome = "failed open: " + (
+                ring_through(call, caller, env) if not call.answered else "hung up"
+            )
+        except Exception:
+            log.exception("call %s: error while failing open", call.call_id)
+        if call.answered:
+            call.hangup()
+    finally:
+        if row_id is not None:
+            try:
+                env.service.finish_call(
+                    row_id, duration_s=round(time.monotonic() - started, 3), outcome=outcome
+                )
+            except Exception:
+                log.exception("call %s: could not complete the call log", call.call_id)
+        log.info("call %s: %s after %.1f s", call.call_id, outcome, time.monotonic() - started)
+
+
+def carry_out(
+    call: Call, action: Action, caller: Caller, env: CallEnvironment, row_id: int | None
+) -> str:
+    """Do what `action` says; return the outcome in a few words."""
+    if action.kind is ActionKind.PASS:
+        return ring_through(call, caller, env)
+    if action.kind is ActionKind.REJECT:
+        code = action.code or 603
+        reason = REJECT_CODES.get(code, "Decline")
+        return f"rejected {code}" if call.reject(code, reason) else cancelled_outcome(call)
+    if action.kind is ActionKind.ANNOUNCE:
+        return announce(call, action.prompt or "not_in_service", env)
+    if action.kind is ActionKind.VOICEMAIL:
+        return voicemail(call, caller, action.prompt or "greeting", env, row_id)
+    if action.kind is ActionKind.CHALLENGE:
+        return challenge(call, caller, action.prompt or "challenge", env, row_id)
+    raise ValueError(f"unknown action {action}")  # pragma: no cover - enum is closed
+
+
+def cancelled_outcome(call: Call) -> str:
+    """How a call that the caller cancelled is logged."""
+    if call.cancelled_by_answer_elsewhere():
+        return "answered elsewhere"
+    return "cancelled by caller"
+
+
+def ring_through(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
+    """A pass, per the line's behaviour: ring silently, 486, 480 or 302."""
+    behaviour = env.pass_behaviour
+    if behaviour == "busy":
+        return "passed: busy" if call.reject(486, "Busy Here") else cancelled_outcome(call)
+    if behaviour == "unavailable":
+        sent = call.reject(480, "Temporarily Unavailable")
+        return "passed: unavailable" if sent else cancelled_outcome(call)
+    if behaviour == "redirect" and env.redirect_to:
+        return "passed: redirected" if call.redirect(env.redirect_to) else cancelled_outcome(call)
+    # ring: stay silent in the fork until the owner's phone answers or the caller gives up.
+    if not call.wait_cancel(RING_LIMIT_SECONDS):
+        call.reject(480, "Temporarily Unavailable")
+        return "passed: nobody answered"
+    if call.cancelled_by_answer_elsewhere():
+        if caller is not None and caller.number:
+            try:
+                env.service.mark_known(caller.number)
+            except Exception:
+                log.exception("call %s: could not mark %s as known", call.call_id, caller.number)
+        return "answered elsewhere"
+    return "passed: cancelled by caller"
+
+
+def answer(call: Call, env: CallEnvironment) -> Media | None:
+    """Answer with media; None when the caller cancelled first."""
+    offer = call.invite.body_text() if call.invite.content_type == "application/sdp" else ""
+    if not offer.strip():
+        raise ValueError("INVITE without an SDP offer: cannot answer it")
+    local_ip = call.ua.local_host_for(call.tx.source.host)
+    media = env.media_factory(offer, local_ip)
+    try:
+        if not call.answer(media.answer_sdp()):
+            media.close()
+            return None
+        call.media = media
+        media.start()
+    except Exception:
+        media.close()
+        raise
+    return media
+
+
+def play(media: Media, prompt: str, env: CallEnvironment) -> None:
+    """Play a named prompt (``sit`` is the tone sequence, not a file)."""
+    if prompt == "sit":
+        media.play_sit()
+    else:
+        media.play(env.prompt(prompt))
+
+
+def announce(call: Call, prompt: str, env: CallEnvironment) -> str:
+    """Answer, play the prompt, hang up."""
+    media = answer(call, env)
+    if media is None:
+        return cancelled_outcome(call)
+    try:
+        play(media, prompt, env)
+    finally:
+        call.hangup()
+    return "caller hung up during the announcement" if call.remote_hangup.is_set() else "announced"
+
+
+def voicemail(
+    call: Call, caller: Caller, prompt: str | None, env: CallEnvironment, row_id: int | None,
+    media: Media | None = None,
+) -> str:
+    """Answer (unless already), play the greeting, beep, record, hang up, save."""
+    if media is None:
+        media = answer(call, env)
+        if media is None:
+            return cancelled_outcome(call)
+    try:
+        if prompt:
+            play(media, prompt, env)
+        if call.remote_hangup.is_set():
+            return "caller hung up during the greeting"
+        if env.service.voicemail_space_left() <= 0:
+            log.warning("call %s: voicemail is full; not recording", call.call_id)
+            return "voicemail full"
+        play(media, "beep", env)
+        path = voicemail_path(env.settings.voicemail_dir, caller, env.clock())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = media.record(
+            path, max_seconds=env.settings.voicemail.max_seconds,
+            silence_seconds=env.settings.voicemail.silence_seconds,
+        )
+        if result is None or not path.exists():
+            return "voicemail: nothing recorded"
+        size = path.stat().st_size
+        if row_id is not None:
+            env.service.save_voicemail(row_id, path, float(result.duration_s), size)
+        return f"voicemail {result.duration_s:.0f} s"
+    finally:
+        call.hangup()
+
+
+def challenge(
+    call: Call, caller: Caller, prompt: str, env: CallEnvironment, row_id: int | None
+) -> str:
+    """Answer, ask for a digit; right digit: allow and transfer or take a message."""
+    media = answer(call, env)
+    if media is None:
+        return cancelled_outcome(call)
+    handed_over = False
+    try:
+        play(media, prompt, env)
+        digit = media.wait_for_digit(timeout=DIGIT_TIMEOUT_SECONDS)
+        expected = env.service.challenge_digit()
+        if digit is None or digit != expected:
+            log.info("call %s: challenge failed (pressed %r, expected %r)", call.call_id,
+                     digit, expected)
+            if not call.remote_hangup.is_set():
+                play(media, "goodbye", env)
+            return "challenge failed"
+        if caller.number:
+            env.service.auto_allow(caller.number, label="passed challenge")
+        if env.refer_to and call.refer(env.refer_to):
+            # The caller's UA now calls the extension and sends us BYE; give it time to.
+            call.remote_hangup.wait(TRANSFER_WAIT_SECONDS)
+            return "challenge passed: transferred"
+        play(media, "challenge_passed", env)
+        handed_over = True
+        outcome = voicemail(call, caller, None, env, row_id, media=media)
+        return f"challenge passed: {outcome}"
+    finally:
+        if not handed_over:
+            call.hangup()
+
+
+def voicemail_path(folder: Path, caller: Caller, at: datetime) -> Path:
+    """A file name that sorts by time and says who called, safe from what strangers send."""
+    who = re.sub(r"[^0-9+]", "", caller.number or "") or caller.kind.value
+    stamp = at.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stamp}-{who}.wav"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = folder / f"{stamp}-{who}-{counter}.wav"
+    return path

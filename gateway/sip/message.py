@@ -1,0 +1,630 @@
+"""SIP messages: a tolerant parser, a serialiser and the header value types we need.
+
+Tolerant where RFC 3261 and RFC 4475 ask for it (compact header names, any case, folded and
+repeated headers, empty headers such as ``Supported:``, spaces around colons and slashes, leading
+blank lines) and strict where guessing would be dangerous (start line, CSeq, Content-Length, the
+five headers every request needs). Every rejection raises `SipParseError` with a message that
+says what was wrong and where, because that line is what ends up in the log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+MAX_MESSAGE_BYTES = 65535  # the largest UDP datagram; nothing we handle is legitimately bigger
+MAX_HEADERS = 200  # a stranger's message with more headers than this is an attack, not a call
+SIP_VERSION = "SIP/2.0"
+
+# RFC 3261 §7.3.3 and later RFCs: compact forms of header names.
+COMPACT_FORMS = {
+    "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
+    "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact", "k": "Supported",
+    "l": "Content-Length", "m": "Contact", "n": "Identity-Info", "o": "Event", "r": "Refer-To",
+    "s": "Subject", "t": "To", "u": "Allow-Events", "v": "Via", "x": "Session-Expires",
+    "y": "Identity",
+}
+# Canonical spelling of the headers we write or read, keyed by lower case.
+CANONICAL = {
+    name.lower(): name
+    for name in (
+        *COMPACT_FORMS.values(), "Accept", "Allow", "Authorization", "CSeq", "Expires",
+        "Max-Forwards", "Min-Expires", "P-Asserted-Identity", "Privacy", "Proxy-Authenticate",
+        "Proxy-Authorization", "Reason", "Record-Route", "Remote-Party-ID", "Require", "Route",
+        "Server", "Unsupported", "User-Agent", "WWW-Authenticate", "Retry-After", "Warning",
+        "Timestamp", "Organization", "Date", "Content-Disposition", "Content-Language",
+        "Accept-Encoding", "Accept-Language", "Alert-Info", "Call-Info", "In-Reply-To",
+        "MIME-Version", "Priority", "Reply-To",
+    )
+}
+CANONICAL["call-id"] = "Call-ID"
+CANONICAL["cseq"] = "CSeq"
+CANONICAL["www-authenticate"] = "WWW-Authenticate"
+
+# Headers whose values are comma-separated lists that may also be split over several lines.
+LIST_HEADERS = frozenset(
+    {"via", "route", "record-route", "contact", "allow", "supported", "require", "unsupported",
+     "proxy-require", "accept", "allow-events", "p-asserted-identity"}
+)
+REQUIRED_REQUEST_HEADERS = ("via", "from", "to", "call-id", "cseq")
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+
+
+class SipParseError(ValueError):
+    """A message we refuse to handle; the text says what is wrong and where."""
+
+
+def canonical_name(name: str) -> str:
+    """Return the canonical spelling of a header name (compact forms expanded)."""
+    lowered = name.strip().lower()
+    if len(lowered) == 1 and lowered in COMPACT_FORMS:
+        return COMPACT_FORMS[lowered]
+    return CANONICAL.get(lowered, name.strip())
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value on commas that are outside quotes and angle brackets."""
+    parts: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    in_angle = False
+    escaped = False
+    for char in value:
+        if escaped:
+            current.append(char)
+            escaped = False
+            continue
+        if in_quotes and char == "\\":
+            escaped = True
+            current.append(char)
+            continue
+        if char == '"':
+            in_quotes = not in_quotes
+        elif char == "<" and not in_quotes:
+            in_angle = True
+        elif char == ">" and not in_quotes:
+            in_angle = False
+        elif char == "," and not in_quotes and not in_angle:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    tail = "".join(current).strip()
+    if tail or parts:
+        parts.append(tail)
+    return [p for p in parts if p]
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """Parse ``;a=b;c;d="e f"`` into an ordered dict (names lower-cased, quotes removed)."""
+    params: dict[str, str | None] = {}
+    for piece in _split_semicolons(text):
+        piece = piece.strip()
+        if not piece:
+            continue
+        name, sep, value = piece.partition("=")
+        params[name.strip().lower()] = _unquote(value) if sep else None
+    return params
+
+
+def _split_semicolons(text: str) -> list[str]:
+    pieces: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    for char in text:
+        if char == '"':
+            in_quotes = not in_quotes
+        if char == ";" and not in_quotes:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """Serialise params as ``;a=b;c``, quoting values that need it."""
+    out = []
+    for name, value in params.items():
+        if value is None:
+            out.append(f";{name}")
+        elif value == "" or re.search(r'[\s;,"<>]', value):
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f';{name}="{escaped}"')
+        else:
+            out.append(f";{name}={value}")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+@dataclass
+class SipUri:
+    """A ``sip:``, ``sips:`` or ``tel:`` URI, split enough to route and compare."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str = ""  # the raw ``?a=b`` part, kept as is
+    password: str | None = None
+
+    @property
+    def transport(self) -> str:
+        """The transport the URI asks for (``udp`` unless it says otherwise)."""
+        value = self.params.get("transport")
+        return (value or "udp").lower()
+
+    @property
+    def loose_routing(self) -> bool:
+        """Whether the URI carries ``lr`` (RFC 3261 §16.12: a loose router)."""
+        return "lr" in self.params
+
+    def __str__(self) -> str:
+        if self.scheme == "tel":
+            return f"tel:{self.user or self.host}{format_params(self.params)}"
+        userinfo = ""
+        if self.user is not None:
+            userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        headers = f"?{self.headers}" if self.headers else ""
+        return f"{self.scheme}:{userinfo}{host}{port}{format_params(self.params)}{headers}"
+
+
+def parse_uri(text: str) -> SipUri:
+    """Parse a SIP or tel URI; raise SipParseError naming what is wrong."""
+    text = text.strip()
+    scheme, sep, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("sip", "sips", "tel"):
+        raise SipParseError(f"unsupported URI {text[:80]!r}: expected sip:, sips: or tel:")
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise SipParseError(f"tel URI {text[:80]!r} has no number")
+        return SipUri("tel", number, "", None, parse_params(params))
+    rest, _, headers = rest.partition("?")
+    user: str | None = None
+    password: str | None = None
+    # The user part may itself contain ';' (RFC 4475 "escnull", verstat in the user part), so
+    # split on the last '@' before looking for parameters.
+    if "@" in rest:
+        userinfo, _, hostpart = rest.rpartition("@")
+        user, colon, pw = userinfo.partition(":")
+        password = pw if colon else None
+    else:
+        hostpart = rest
+    hostport, _, params = hostpart.partition(";")
+    host, port = _split_hostport(hostport, text)
+    return SipUri(scheme, user, host, port, parse_params(params), headers, password)
+
+
+def _split_hostport(hostport: str, whole: str) -> tuple[str, int | None]:
+    hostport = hostport.strip()
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            raise SipParseError(f"URI {whole[:80]!r}: unclosed '[' in the host")
+        host, tail = hostport[1:end], hostport[end + 1 :]
+    else:
+        host, colon, port_text = hostport.partition(":")
+        tail = f":{port_text}" if colon else ""
+    if not host:
+        raise SipParseError(f"URI {whole[:80]!r} has no host")
+    if not tail:
+        return host, None
+    port_text = tail[1:]
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SipParseError(f"URI {whole[:80]!r}: port {port_text[:10]!r} is not 1-65535")
+    return host, int(port_text)
+
+
+# --------------------------------------------------------------------------- name-addr
+
+
+@dataclass
+class NameAddr:
+    """``"Display" <uri>;tag=x`` as in From, To, Contact, Route and P-Asserted-Identity."""
+
+    uri: str
+    display_name: str = ""
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` parameter, if any."""
+        return self.params.get("tag")
+
+    def parsed_uri(self) -> SipUri:
+        """The URI, parsed."""
+        return parse_uri(self.uri)
+
+    def __str__(self) -> str:
+        display = ""
+        if self.display_name:
+            escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
+            display = f'"{escaped}" '
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse a name-addr or addr-spec with its header parameters."""
+    text = text.strip()
+    if not text:
+        raise SipParseError("empty address")
+    display = ""
+    rest = text
+    if text.startswith('"'):
+        i = 1
+        chars: list[str] = []
+        while i < len(text):
+            char = text[i]
+            if char == "\\" and i + 1 < len(text):
+                chars.append(text[i + 1])
+                i += 2
+                continue
+            if char == '"':
+                break
+            chars.append(char)
+            i += 1
+        else:
+            raise SipParseError(f"address {text[:80]!r}: unterminated quoted display name")
+        display = "".join(chars)
+        rest = text[i + 1 :].strip()
+        if not rest.startswith("<"):
+            raise SipParseError(f"address {text[:80]!r}: expected '<' after the display name")
+    if "<" in rest:
+        before, _, after = rest.partition("<")
+        uri, closed, params = after.partition(">")
+        if not closed:
+            raise SipParseError(f"address {text[:80]!r}: missing '>'")
+        if not display:
+            display = before.strip()
+        return NameAddr(uri.strip(), display, parse_params(params.strip().lstrip(";")))
+    # addr-spec without brackets: parameters after the URI belong to the header (RFC 3261 §20.10)
+    uri, _, params = rest.partition(";")
+    if " " in uri.strip():
+        raise SipParseError(f"address {text[:80]!r}: spaces in a URI without '<>'")
+    return NameAddr(uri.strip(), "", parse_params(params))
+
+
+# --------------------------------------------------------------------------- Via
+
+
+@dataclass
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;branch=...;rport``."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def branch(self) -> str | None:
+        """The branch parameter (the transaction id when it starts with z9hG4bK)."""
+        return self.params.get("branch")
+
+    def sent_by(self) -> str:
+        """``host:port`` as the Via says, for transaction matching."""
+        return f"{self.host}:{self.port or 5060}"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport.upper()} {host}{port}{format_params(self.params)}"
+
+
+_VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(.+)$", re.IGNORECASE)
+
+
+def parse_via(text: str) -> Via:
+    """Parse one Via value (use `SipMessage.vias()` for the whole header)."""
+    match = _VIA.match(text.strip())
+    if not match:
+        raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
+    transport, rest = match.groups()
+    hostport, _, params = rest.partition(";")
+    host, port = _split_hostport(hostport, text)
+    return Via(transport.upper(), host, port, parse_params(params))
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass
+class Header:
+    """One header line, name canonicalised."""
+
+    name: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        """The lower-case name used for lookups."""
+        return self.name.lower()
+
+
+class SipMessage:
+    """Headers and body shared by requests and responses; header lookups ignore case."""
+
+    def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+        self.headers: list[Header] = [Header(canonical_name(n), v) for n, v in headers]
+        self.body = body
+
+    # --- header access
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header `name`, or `default`."""
+        key = canonical_name(name).lower()
+        for header in self.headers:
+            if header.key == key:
+                return header.value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of `name`, with comma lists split for headers that allow them."""
+        key = canonical_name(name).lower()
+        values: list[str] = []
+        for header in self.headers:
+            if header.key == key:
+                values.extend(split_commas(header.value) if key in LIST_HEADERS else [header.value])
+        return values
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every `name` header with one value (appended if absent)."""
+        name = canonical_name(name)
+        key = name.lower()
+        for i, header in enumerate(self.headers):
+            if header.key == key:
+                self.headers[i] = Header(name, value)
+                self.headers = [h for j, h in enumerate(self.headers) if j <= i or h.key != key]
+                return
+        self.headers.append(Header(name, value))
+
+    def add(self, name: str, value: str, *, first: bool = False) -> None:
+        """Add a header line (at the top when `first`, as a proxy adds Via)."""
+        header = Header(canonical_name(name), value)
+        if first:
+            self.headers.insert(0, header)
+        else:
+            self.headers.append(header)
+
+    def remove(self, name: str) -> None:
+        """Drop every `name` header."""
+        key = canonical_name(name).lower()
+        self.headers = [h for h in self.headers if h.key != key]
+
+    # --- typed views
+    @property
+    def call_id(self) -> str:
+        """The Call-ID."""
+        return self.get("Call-ID") or ""
+
+    def vias(self) -> list[Via]:
+        """All Via values, top first."""
+        return [parse_via(v) for v in self.get_all("Via")]
+
+    def top_via(self) -> Via:
+        """The topmost Via."""
+        values = self.get_all("Via")
+        if not values:
+            raise SipParseError("no Via header")
+        return parse_via(values[0])
+
+    def from_(self) -> NameAddr:
+        """The From header."""
+        return parse_name_addr(self.get("From") or "")
+
+    def to(self) -> NameAddr:
+        """The To header."""
+        return parse_name_addr(self.get("To") or "")
+
+    def cseq(self) -> tuple[int, str]:
+        """CSeq number and method."""
+        return parse_cseq(self.get("CSeq") or "")
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, lower case, without parameters."""
+        return (self.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    def body_text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    # --- serialising
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialise with a correct Content-Length."""
+        self.set("Content-Length", str(len(self.body)))
+        lines = [self._start_line(), *(f"{h.name}: {h.value}" for h in self.headers)]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def iter_headers(self) -> Iterator[tuple[str, str]]:
+        """(name, value) pairs in order."""
+        for header in self.headers:
+            yield header.name, header.value
+
+
+class SipRequest(SipMessage):
+    """A request: method, Request-URI, headers, body."""
+
+    def __init__(
+        self, method: str, uri: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def __repr__(self) -> str:
+        return f"<SipRequest {self.method} {self.uri} call-id={self.call_id!r}>"
+
+
+class SipResponse(SipMessage):
+    """A response: status code, reason phrase, headers, body."""
+
+    def __init__(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def _start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<SipResponse {self.status} {self.reason} call-id={self.call_id!r}>"
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    """Parse ``CSeq: 42 INVITE``."""
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+        raise SipParseError(f"CSeq {value[:40]!r}: expected '<number> <METHOD>'")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise SipParseError(f"CSeq {value[:40]!r}: the number must be below 2**31")
+    return number, parts[1].upper()
+
+
+def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf <= lf):
+        return data[:crlf], data[crlf + 4 :]
+    if lf >= 0:
+        return data[:lf], data[lf + 2 :]
+    return data, b""
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipResponse:
+    """Parse one SIP message; raise SipParseError with a precise message if we refuse it.
+
+    `stream` is true for TCP, where the framer has already cut the body to Content-Length.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    stripped = data.lstrip(b"\r\n")  # RFC 3261 §7.5: ignore blank lines before the start line
+    if not stripped:
+        raise SipParseError("empty message")
+    head, body = _split_head_body(stripped)
+    if b"\x00" in head:
+        raise SipParseError("NUL byte in the header section")
+    text = head.decode("utf-8", errors="replace")
+    lines = re.split(r"\r\n|\n|\r", text)
+    start = lines[0].strip()
+    headers: list[tuple[str, str]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        if line[0] in " \t":
+            if not headers:
+                raise SipParseError(f"line {number}: continuation line before any header")
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}".strip())
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon:
+            raise SipParseError(f"line {number}: header without ':': {line[:60]!r}")
+        if not _TOKEN.match(name):
+            raise SipParseError(f"line {number}: invalid header name {name[:40]!r}")
+        headers.append((name, value.strip()))
+        if len(headers) > MAX_HEADERS:
+            raise SipParseError(f"more than {MAX_HEADERS} headers")
+
+    message: SipRequest | SipResponse
+    status_match = _STATUS_LINE.match(start)
+    if status_match:
+        code = int(status_match.group(1))
+        if not 100 <= code <= 699:
+            raise SipParseError(f"status code {code} is outside 100-699")
+        message = SipResponse(code, (status_match.group(2) or "").strip(), headers)
+    else:
+        parts = start.split()
+        if len(parts) != 3:
+            raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'")
+        method, uri, version = parts
+        if version.upper() != SIP_VERSION:
+            raise SipParseError(f"start line {start[:80]!r}: unsupported version {version[:20]!r}")
+        if not _TOKEN.match(method):
+            raise SipParseError(f"start line {start[:80]!r}: invalid method {method[:20]!r}")
+        if ":" not in uri:
+            raise SipParseError(f"Request-URI {uri[:80]!r} has no scheme")
+        message = SipRequest(method, uri, headers)
+
+    _check_content_length(message, body, stream)
+    if isinstance(message, SipRequest):
+        _check_request(message)
+    else:
+        for key in ("via", "call-id", "cseq"):
+            if message.get(key) is None:
+                raise SipParseError(f"response {message.status}: missing {canonical_name(key)}")
+        message.cseq()
+    return message
+
+
+def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> None:
+    values = {v.strip() for v in message.get_all("Content-Length")}
+    if len(values) > 1:
+        raise SipParseError(f"conflicting Content-Length headers: {sorted(values)}")
+    if not values:
+        # Stream transports must say how long the body is; datagrams end where they end.
+        if stream and body:
+            raise SipParseError("Content-Length is required on a stream transport")
+        message.body = body
+        return
+    text = values.pop()
+    if not text.isdigit():
+        raise SipParseError(f"Content-Length {text[:20]!r} is not a number")
+    length = int(text)
+    if length > len(body):
+        raise SipParseError(f"truncated body: Content-Length {length}, only {len(body)} bytes")
+    message.body = body[:length]  # RFC 3261 §18.3: bytes past Content-Length are discarded
+
+
+def _check_request(request: SipRequest) -> None:
+    for key in REQUIRED_REQUEST_HEADERS:
+        if not request.get(key):
+            raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
+    number, method = request.cseq()
+    del number
+    if method != request.method.upper():
+        raise SipParseError(
+            f"CSeq method {method!r} does not match the request method {request.method!r}"
+        )
+    request.top_via()
+    request.from_()
+    request.to()
+    max_forwards = request.get("Max-Forwards")
+    if max_forwards is not None and not max_forwards.strip().isdigit():
+        raise SipParseError(f"Max-Forwards {max_forwards[:20]!r} is not a number")
+
+
+def header_params_text(value: str) -> dict[str, str | None]:
+    """Parameters of a simple header like ``Reason: SIP;cause=200;text="x"``."""
+    _, _, params = value.partition(";")
+    return parse_params(params)

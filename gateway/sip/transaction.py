@@ -1,0 +1,332 @@
+"""RFC 3261 §17 transactions (the parts a UAS that also registers needs) and a timer thread.
+
+Server transactions absorb retransmitted requests by resending the last response; INVITE server
+transactions retransmit a non-2xx final response until the ACK (timer G/H). Client transactions
+(REGISTER, BYE, REFER, OPTIONS) retransmit over UDP with T1 doubling up to T2 (timer E) and give
+up after 64*T1 (timer F).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.transport import SipTransport, Source, Target
+
+log = logging.getLogger(__name__)
+
+T1 = 0.5
+T2 = 4.0
+T4 = 5.0
+MAGIC_COOKIE = "z9hG4bK"
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch id."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+def new_tag() -> str:
+    """A fresh From/To tag."""
+    return secrets.token_hex(6)
+
+
+class Timers:
+    """One thread running callbacks at given times; cancel by handle."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="sip-timers", daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        """Run `callback` after `delay` seconds; return a handle for `cancel`."""
+        handle = next(self._counter)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + delay, handle, callback))
+            self._cond.notify()
+        return handle
+
+    def cancel(self, handle: int | None) -> None:
+        """Forget a pending callback (no-op when it already ran)."""
+        if handle is None:
+            return
+        with self._cond:
+            self._cancelled.add(handle)
+
+    def stop(self) -> None:
+        """Stop the thread; pending callbacks never run."""
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and (
+                    not self._heap or self._heap[0][0] > time.monotonic()
+                ):
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                if not self._running:
+                    return
+                _, handle, callback = heapq.heappop(self._heap)
+                if handle in self._cancelled:
+                    self._cancelled.discard(handle)
+                    continue
+            try:
+                callback()
+            except Exception:
+                log.exception("timer callback failed")
+
+
+def server_key(request: SipRequest) -> tuple[str, str, str]:
+    """Transaction id of a request (RFC 3261 §17.2.3); ACK and CANCEL map to the INVITE's."""
+    via = request.top_via()
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch or ""
+    if branch.startswith(MAGIC_COOKIE):
+        return branch, via.sent_by(), method
+    # RFC 2543 peers: no usable branch, match on dialog identifiers instead
+    number, _ = request.cseq()
+    tag = request.from_().tag or ""
+    return f"{request.call_id}|{tag}|{number}", via.sent_by(), method
+
+
+@dataclass
+class ServerTransaction:
+    """One request we answer; remembers the last response to absorb retransmissions."""
+
+    layer: TransactionLayer
+    key: tuple[str, str, str]
+    request: SipRequest
+    source: Source
+    last_response: SipResponse | None = None
+    completed: bool = False
+    confirmed: bool = False
+    timer: int | None = None
+    on_ack: Callable[[], None] | None = None
+    created: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_invite(self) -> bool:
+        """Whether this is an INVITE transaction."""
+        return self.request.method == "INVITE"
+
+    @property
+    def final_sent(self) -> bool:
+        """Whether a final (>= 200) response went out."""
+        return self.last_response is not None and self.last_response.status >= 200
+
+    def respond(self, response: SipResponse) -> None:
+        """Send `response` and move the state machine on."""
+        with self.layer.lock:
+            if self.final_sent:
+                log.debug("dropping %d after final response on %s", response.status, self.key)
+                return
+            self.last_response = response
+        self.layer.transport.send_response(response, self.source)
+        if response.status < 200:
+            return
+        if self.is_invite and response.status < 300:
+            # 2xx: the transaction ends; the UA core retransmits the 200 until the ACK.
+            self.layer.forget_server(self, after=64 * T1)
+            return
+        self.completed = True
+        if self.is_invite and self.source.transport == "udp":
+            self._schedule_retransmit(T1)
+        self.layer.forget_server(self, after=64 * T1)  # timers H and J
+
+    def _schedule_retransmit(self, interval: float) -> None:
+        def resend() -> None:
+            if self.confirmed or self.last_response is None:
+                return
+            self.layer.transport.send_response(self.last_response, self.source)
+            self._schedule_retransmit(min(interval * 2, T2))
+
+        self.timer = self.layer.timers.call_later(interval, resend)
+
+    def retransmitted(self) -> None:
+        """The same request came again: resend the last response (RFC 3261 §17.2.1)."""
+        if self.last_response is not None:
+            self.layer.transport.send_response(self.last_response, self.source)
+
+    def acked(self) -> None:
+        """An ACK for our non-2xx final response arrived."""
+        self.confirmed = True
+        self.layer.timers.cancel(self.timer)
+        if self.on_ack is not None:
+            self.on_ack()
+
+
+ResponseCallback = Callable[[SipResponse | None], None]
+
+
+@dataclass
+class ClientTransaction:
+    """One request we sent; calls `on_final` with the final response or None on timeout."""
+
+    layer: TransactionLayer
+    key: tuple[str, str]
+    request: SipRequest
+    target: Target
+    on_final: ResponseCallback
+    on_provisional: Callable[[SipResponse], None] | None = None
+    done: bool = False
+    retransmit_timer: int | None = None
+    timeout_timer: int | None = None
+
+    def start(self) -> None:
+        """Send and arm the retransmission and timeout timers."""
+        data = self.request.to_bytes()
+        self.layer.transport.send(data, self.target)
+        if self.target.transport == "udp":
+            self._arm_retransmit(T1, data)
+        self.timeout_timer = self.layer.timers.call_later(64 * T1, self._timed_out)
+
+    def _arm_retransmit(self, interval: float, data: bytes) -> None:
+        def resend() -> None:
+            if self.done:
+                return
+            self.layer.transport.send(data, self.target)
+            self._arm_retransmit(min(interval * 2, T2), data)
+
+        self.retransmit_timer = self.layer.timers.call_later(interval, resend)
+
+    def _timed_out(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.layer.timers.cancel(self.retransmit_timer)
+        self.layer.forget_client(self)
+        log.info("no answer to %s %s from %s:%s", self.request.method, self.request.uri,
+                 self.target.host, self.target.port)
+        self.on_final(None)
+
+    def received(self, response: SipResponse) -> None:
+        """A response matched this transaction."""
+        if self.done:
+            return
+        if response.status < 200:
+            # A provisional answer stops retransmissions at T1 (RFC 3261 §17.1.2.2: slow to T2).
+            self.layer.timers.cancel(self.retransmit_timer)
+            if self.on_provisional is not None:
+                self.on_provisional(response)
+            return
+        self.done = True
+        self.layer.timers.cancel(self.retransmit_timer)
+        self.layer.timers.cancel(self.timeout_timer)
+        self.layer.forget_client(self)
+        self.on_final(response)
+
+    def abandon(self) -> None:
+        """Stop without calling back (shutdown)."""
+        self.done = True
+        self.layer.timers.cancel(self.retransmit_timer)
+        self.layer.timers.cancel(self.timeout_timer)
+        self.layer.forget_client(self)
+
+
+class TransactionLayer:
+    """Tables of server and client transactions over one transport."""
+
+    def __init__(self, transport: SipTransport, timers: Timers) -> None:
+        self.transport = transport
+        self.timers = timers
+        self.lock = threading.RLock()
+        self.server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self.client: dict[tuple[str, str], ClientTransaction] = {}
+
+    def find_server(self, request: SipRequest) -> ServerTransaction | None:
+        """The transaction a request (or its ACK/CANCEL) belongs to."""
+        with self.lock:
+            return self.server.get(server_key(request))
+
+    def new_server(self, request: SipRequest, source: Source) -> ServerTransaction:
+        """Open a server transaction for a new request."""
+        tx = ServerTransaction(self, server_key(request), request, source)
+        with self.lock:
+            self.server[tx.key] = tx
+        return tx
+
+    def forget_server(self, tx: ServerTransaction, *, after: float = 0.0) -> None:
+        """Drop a server transaction now or after `after` seconds (absorbing retransmits)."""
+
+        def drop() -> None:
+            with self.lock:
+                if self.server.get(tx.key) is tx:
+                    del self.server[tx.key]
+
+        if after <= 0:
+            drop()
+        else:
+            self.timers.call_later(after, drop)
+
+    def send_request(
+        self,
+        request: SipRequest,
+        target: Target,
+        on_final: ResponseCallback,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+    ) -> ClientTransaction:
+        """Start a client transaction for `request` (its top Via must carry a fresh branch)."""
+        via = request.top_via()
+        key = (via.branch or "", request.method)
+        tx = ClientTransaction(self, key, request, target, on_final, on_provisional)
+        with self.lock:
+            self.client[key] = tx
+        tx.start()
+        return tx
+
+    def match_response(self, response: SipResponse) -> ClientTransaction | None:
+        """The client transaction a response belongs to (RFC 3261 §17.1.3)."""
+        try:
+            branch = response.top_via().branch or ""
+            _, method = response.cseq()
+        except ValueError:
+            return None
+        with self.lock:
+            return self.client.get((branch, method))
+
+    def forget_client(self, tx: ClientTransaction) -> None:
+        """Drop a client transaction."""
+        with self.lock:
+            if self.client.get(tx.key) is tx:
+                del self.client[tx.key]
+
+    def abandon_all(self) -> None:
+        """Stop every client transaction (shutdown)."""
+        with self.lock:
+            pending = list(self.client.values())
+        for tx in pending:
+            tx.abandon()
+
+
+def wait_for_final(
+    layer: TransactionLayer, request: SipRequest, target: Target, timeout: float
+) -> SipResponse | None:
+    """Send `request` and block until its final response (None on timeout)."""
+    done = threading.Event()
+    result: list[SipResponse | None] = [None]
+
+    def on_final(response: SipResponse | None) -> None:
+        result[0] = response
+        done.set()
+
+    tx = layer.send_request(request, target, on_final)
+    if not done.wait(timeout):
+        tx.abandon()
+        return None
+    return result[0]

@@ -1,0 +1,337 @@
+"""UDP and TCP transports: receive, frame, parse, and send along the Via path.
+
+Threads, not asyncio: the media side blocks (play, record, wait for a digit), calls are few, and a
+receive thread per socket keeps 100 Trying out of reach of anything slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.sip.message import (
+    MAX_MESSAGE_BYTES,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    parse_message,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TCP_CONNECTIONS = 64
+TCP_IDLE_SECONDS = 600.0
+KEEPALIVE = b"\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a message goes: transport name plus address."""
+
+    transport: str  # "udp" or "tcp"
+    host: str
+    port: int
+
+
+class TcpConnection:
+    """One TCP connection, framed by Content-Length."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], owner: SipTransport) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.owner = owner
+        self.send_lock = threading.Lock()
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        """Send bytes; on error the connection is closed."""
+        with self.send_lock:
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                log.info("tcp send to %s:%s failed: %s", *self.peer, exc)
+                self.close()
+
+    def close(self) -> None:
+        """Close the socket and forget the connection."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.owner.forget(self)
+
+    def read_loop(self) -> None:
+        """Read, frame and dispatch messages until the peer closes."""
+        buffer = b""
+        self.sock.settimeout(TCP_IDLE_SECONDS)
+        try:
+            while not self.closed:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (TimeoutError, OSError):
+                    break
+                if not chunk:
+                    break
+                buffer += chunk
+                while True:
+                    buffer = buffer.lstrip(b"\r\n")  # CRLF keep-alives between messages
+                    frame, buffer, error = split_stream_frame(buffer)
+                    if error:
+                        log.warning("tcp %s:%s: %s; closing", *self.peer, error)
+                        return
+                    if frame is None:
+                        break
+                    self.owner.deliver(frame, Source("tcp", self.peer[0], self.peer[1], self))
+        finally:
+            self.close()
+
+
+def split_stream_frame(buffer: bytes) -> tuple[bytes | None, bytes, str | None]:
+    """Cut one message off a TCP stream: (message or None if incomplete, rest, error)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            return None, b"", "header section too long"
+        return None, buffer, None
+    head = buffer[:end].decode("utf-8", errors="replace")
+    length = 0
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() in ("content-length", "l"):
+            value = value.strip()
+            if not value.isdigit():
+                return None, b"", f"bad Content-Length {value[:20]!r}"
+            length = int(value)
+    total = end + 4 + length
+    if total > MAX_MESSAGE_BYTES:
+        return None, b"", f"message of {total} bytes is too long"
+    if len(buffer) < total:
+        return None, buffer, None
+    return buffer[:total], buffer[total:], None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a message came from (the connection too for TCP)."""
+
+    transport: str
+    host: str
+    port: int
+    connection: TcpConnection | None = None
+
+
+MessageHandler = Callable[[SipMessage, Source], None]
+
+
+class SipTransport:
+    """A UDP socket and a TCP listener on one address, dispatching parsed messages."""
+
+    def __init__(self, host: str, port: int, handler: MessageHandler, *, tcp: bool = True) -> None:
+        self.host = host
+        self.port = port
+        self.handler = handler
+        self.tcp_enabled = tcp
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.family = family
+        self.udp = socket.socket(family, socket.SOCK_DGRAM)
+        self.tcp: socket.socket | None = None
+        self.connections: dict[tuple[str, int], TcpConnection] = {}
+        self.lock = threading.Lock()
+        self.running = False
+        self.threads: list[threading.Thread] = []
+        self.rejected = 0  # messages that failed to parse, for tests and the bench
+
+    def start(self) -> None:
+        """Bind the sockets (raises OSError when the address is taken) and start reading."""
+        self.udp.bind((self.host, self.port))
+        self.port = self.udp.getsockname()[1]  # port 0 picks a free port; keep TCP on the same
+        if self.tcp_enabled:
+            self.tcp = socket.socket(self.family, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.tcp.bind((self.host, self.port))
+            self.tcp.listen(16)
+        self.running = True
+        self._spawn(self._udp_loop, "sip-udp")
+        if self.tcp is not None:
+            self._spawn(self._accept_loop, "sip-tcp-accept")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def stop(self) -> None:
+        """Close every socket; the reader threads end."""
+        self.running = False
+        with contextlib.suppress(OSError):
+            self.udp.close()
+        if self.tcp is not None:
+            with contextlib.suppress(OSError):
+                self.tcp.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                self.tcp.close()
+        with self.lock:
+            connections = list(self.connections.values())
+        for connection in connections:
+            connection.close()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+
+    # --- receiving
+    def _udp_loop(self) -> None:
+        while self.running:
+            try:
+                data, addr = self.udp.recvfrom(MAX_MESSAGE_BYTES + 1)
+            except OSError:
+                if self.running:
+                    continue  # e.g. ICMP errors reported on the socket; keep reading
+                return
+            if data.strip(b"\r\n\x00 ") == b"":
+                continue  # keep-alive
+            self.deliver(data, Source("udp", addr[0], addr[1]))
+
+    def _accept_loop(self) -> None:
+        assert self.tcp is not None
+        while self.running:
+            try:
+                sock, addr = self.tcp.accept()
+            except OSError:
+                if not self.running:
+                    return
+                continue
+            with self.lock:
+                too_many = len(self.connections) >= MAX_TCP_CONNECTIONS
+            if too_many:
+                log.warning("refusing tcp connection from %s:%s: too many connections", *addr[:2])
+                sock.close()
+                continue
+            self._adopt(sock, (addr[0], addr[1]))
+
+    def _adopt(self, sock: socket.socket, peer: tuple[str, int]) -> TcpConnection:
+        connection = TcpConnection(sock, peer, self)
+        with self.lock:
+            self.connections[peer] = connection
+        self._spawn(connection.read_loop, f"sip-tcp-{peer[0]}:{peer[1]}")
+        return connection
+
+    def forget(self, connection: TcpConnection) -> None:
+        """Drop a closed connection from the table."""
+        with self.lock:
+            if self.connections.get(connection.peer) is connection:
+                del self.connections[connection.peer]
+
+    def deliver(self, data: bytes, source: Source) -> None:
+        """Parse and hand a message to the handler; log what we reject and never raise."""
+        try:
+            message = parse_message(data, stream=source.transport == "tcp")
+        except SipParseError as exc:
+            self.rejected += 1
+            log.info("rejected %d bytes from %s:%s/%s: %s", len(data), source.host,
+                     source.port, source.transport, exc)
+            return
+        except Exception:  # a parser bug must not stop the receive loop
+            self.rejected += 1
+            log.exception("parser failure on %d bytes from %s:%s", len(data), source.host,
+                          source.port)
+            return
+        if isinstance(message, SipRequest):
+            stamp_received(message, source)
+        try:
+            self.handler(message, source)
+        except Exception:
+            log.exception("error handling %r from %s:%s", message, source.host, source.port)
+
+    # --- sending
+    def send(self, data: bytes, target: Target) -> None:
+        """Send bytes to `target`, opening a TCP connection when needed."""
+        try:
+            if target.transport == "tcp":
+                self._tcp_connection(target.host, target.port).send(data)
+            else:
+                self.udp.sendto(data, (target.host, target.port))
+        except OSError as exc:
+            log.info("send to %s:%s/%s failed: %s", target.host, target.port, target.transport,
+                     exc)
+
+    def _tcp_connection(self, host: str, port: int) -> TcpConnection:
+        with self.lock:
+            existing = self.connections.get((host, port))
+        if existing is not None and not existing.closed:
+            return existing
+        sock = socket.create_connection((host, port), timeout=5.0)
+        sock.settimeout(None)
+        return self._adopt(sock, (host, port))
+
+    def send_message(self, message: SipMessage, target: Target) -> None:
+        """Serialise and send."""
+        self.send(message.to_bytes(), target)
+
+    def send_response(self, response: SipResponse, source: Source | None = None) -> None:
+        """Send a response along the Via path (RFC 3261 §18.2.2, RFC 3581 rport)."""
+        data = response.to_bytes()
+        if source is not None and source.connection is not None and not source.connection.closed:
+            source.connection.send(data)
+            return
+        try:
+            via = response.top_via()
+        except SipParseError as exc:
+            log.warning("cannot route response %r: %s", response, exc)
+            return
+        host = via.params.get("received") or via.host
+        rport = via.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        transport = via.transport.lower()
+        self.send(data, Target("tcp" if transport == "tcp" else "udp", host, port))
+
+    def local_address_towards(self, host: str) -> str:
+        """The local IP a packet to `host` leaves from (our bound IP when we have one)."""
+        try:
+            if not ipaddress.ip_address(self.host).is_unspecified:
+                return self.host
+        except ValueError:
+            return self.host
+        probe = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            probe.connect((host, 9))  # no packet is sent: connect() on UDP only picks a route
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+        finally:
+            probe.close()
+
+
+def stamp_received(request: SipRequest, source: Source) -> None:
+    """Add received= and fill rport= on the top Via, so responses follow the real path."""
+    values = request.get_all("Via")
+    if not values:
+        return
+    try:
+        via = request.top_via()
+    except SipParseError:
+        return
+    changed = False
+    if via.host != source.host:
+        via.params["received"] = source.host
+        changed = True
+    if "rport" in via.params:
+        via.params["rport"] = str(source.port)
+        via.params.setdefault("received", source.host)
+        changed = True
+    if not changed:
+        return
+    rest = values[1:]
+    request.remove("Via")
+    request.add("Via", str(via))
+    for value in rest:
+        request.add("Via", value)
+    # keep Via first among headers is not required; order among Via values is what matters
