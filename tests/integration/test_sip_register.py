@@ -1,0 +1,79 @@
+"""Registration against a real Kamailio: digest variants, refresh, failure, registrar restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.peers import wait_until
+from tests.peers.fakes import FakeService
+from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
+from tests.peers.fixtures import GatewayFactory, line_for
+from tests.peers.kamailio import Kamailio
+
+pytestmark = pytest.mark.slow
+
+
+def registered(service: FakeService, name: str = "home") -> bool:
+    return bool(service.line_states) and service.line_states[-1][:2] == (name, "registered")
+
+
+def test_registers_and_refreshes_before_server_expiry(
+    make_kamailio: Callable[..., Kamailio], make_gateway: GatewayFactory,
+    fake_service: FakeService,
+) -> None:
+    kamailio = make_kamailio(max_expires=4)  # the server grants less than the 60 s we ask for
+    gateway = make_gateway(lines=(line_for(kamailio, expires=60),))
+    registration = gateway.registrations[0]
+    wait_until(lambda: registered(fake_service), 10, "the line to register")
+    assert registration.expires == 4
+    wait_until(lambda: registration.registrations >= 3, 15, "two refreshes")
+    assert ("home", "registering", None) in fake_service.line_states
+    # every REGISTER in one run shares a random Call-ID (RFC 3261 §10.2)
+    assert kamailio.count_in_log(f"ci={registration.call_id}") >= 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"qop": True, "algorithm": "SHA-256"},
+        {"qop": True, "proxy_auth": True},
+        {"qop": False},
+    ],
+    ids=["401-qop-sha256", "407-qop-md5", "401-no-qop-md5"],
+)
+def test_digest_variants(
+    make_kamailio: Callable[..., Kamailio], make_gateway: GatewayFactory,
+    fake_service: FakeService, options: dict[str, object],
+) -> None:
+    kamailio = make_kamailio(**options)
+    make_gateway(lines=(line_for(kamailio),))
+    wait_until(lambda: registered(fake_service), 10, "the line to register")
+
+
+def test_wrong_password_fails_and_keeps_retrying(
+    kamailio: Kamailio, make_gateway: GatewayFactory, fake_service: FakeService,
+) -> None:
+    gateway = make_gateway(lines=(line_for(kamailio, password="wrong"),))
+    wait_until(lambda: any(s[1] == "failed" for s in fake_service.line_states), 10,
+               "a failed state")
+    failed = [s for s in fake_service.line_states if s[1] == "failed"][0]
+    assert failed[2] is not None and "credentials refused" in failed[2]
+    first = kamailio.count_in_log("REQ REGISTER")
+    wait_until(lambda: kamailio.count_in_log("REQ REGISTER") > first + 1, 10, "a retry")
+    assert gateway.registrations[0].state in ("failed", "registering")
+
+
+def test_reregisters_after_kamailio_restart(
+    make_kamailio: Callable[..., Kamailio], make_gateway: GatewayFactory,
+    fake_service: FakeService,
+) -> None:
+    kamailio = make_kamailio(max_expires=4)
+    gateway = make_gateway(lines=(line_for(kamailio),))
+    registration = gateway.registrations[0]
+    wait_until(lambda: registered(fake_service), 10, "the first registration")
+    kamailio.restart()  # usrloc is in memory: the binding is gone
+    before = registration.registrations
+    wait_until(lambda: registration.registrations > before, 15, "registration after restart")
+    assert "REQ REGISTER" in kamailio.log_text().split("signal 15")[-1]

@@ -1,0 +1,116 @@
+"""pytest fixtures for SIP integration tests; import them into a test module with
+``from tests.peers.fixtures import *``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.actions import MediaFactory
+from gateway.config import GatewayConfig, HostPort, LineConfig, Settings
+from gateway.gateway import Gateway
+from tests.peers import free_port
+from tests.peers.baresip import Baresip
+from tests.peers.fakes import FakeService, SilentMedia
+from tests.peers.kamailio import Kamailio
+
+__all__ = ["GatewayFactory", "baresip", "fake_service", "kamailio", "make_gateway",
+           "make_kamailio", "silent_media"]
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def fake_service() -> FakeService:
+    """A screening stand-in; set `.action` to force a decision."""
+    return FakeService()
+
+
+@pytest.fixture
+def silent_media() -> MediaFactory:
+    """Media that answers but sends nothing (signalling-only tests)."""
+    return SilentMedia  # type: ignore[return-value]
+
+
+@pytest.fixture
+def make_kamailio(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
+    """Start Kamailio instances with options; all stopped at the end."""
+    started: list[Kamailio] = []
+
+    def make(**options: object) -> Kamailio:
+        kamailio = Kamailio(tmp_path / f"kamailio{len(started)}", **options)  # type: ignore[arg-type]
+        started.append(kamailio)
+        kamailio.start()
+        return kamailio
+
+    try:
+        yield make
+    finally:
+        for kamailio in started:
+            kamailio.stop()
+
+
+@pytest.fixture
+def kamailio(make_kamailio: Callable[..., Kamailio]) -> Kamailio:
+    """A plain Kamailio (digest auth, no record-routing)."""
+    return make_kamailio()
+
+
+@pytest.fixture
+def baresip(tmp_path: Path, kamailio: Kamailio) -> Iterator[Baresip]:
+    """baresip with the 'caller' account at `kamailio`."""
+    peer = Baresip(tmp_path / "baresip", registrar_port=kamailio.port)
+    try:
+        peer.start()
+        yield peer
+    finally:
+        peer.stop()
+
+
+def line_for(kamailio: Kamailio, **overrides: object) -> LineConfig:
+    """A [[lines]] entry registering 'home' at `kamailio`."""
+    options: dict[str, object] = {
+        "name": "home", "registrar": HostPort("127.0.0.1", kamailio.port), "username": "home",
+        "password": "homepw", "listen": HostPort("127.0.0.1", free_port()), "expires": 60,
+    }
+    options.update(overrides)
+    return LineConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayFactory]:
+    """Start a Gateway in this process: `make_gateway(lines=(...), media_factory=...)`."""
+    started: list[Gateway] = []
+
+    def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
+             service: object | None = None, max_calls: int = 4,
+             listen: HostPort | None = None, **settings_overrides: object) -> Gateway:
+        settings = Settings(
+            data_dir=tmp_path / "data", lines=lines,
+            gateway=GatewayConfig(listen=listen or HostPort("127.0.0.1", free_port()),
+                                  max_calls=max_calls),
+            **settings_overrides,  # type: ignore[arg-type]
+        )
+        gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
+                          media_factory=media_factory or SilentMedia,  # type: ignore[arg-type]
+                          prompts=prompt_stub, backoff_start=0.5)
+        started.append(gateway)
+        gateway.start()
+        return gateway
+
+    try:
+        yield make
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+def prompt_stub(name: str) -> Path:
+    """Prompts for tests that use SilentMedia (never read)."""
+    return Path(f"/nonexistent/{name}.wav")
+
+
+logging.getLogger("gateway").setLevel(logging.DEBUG)
