@@ -1,0 +1,210 @@
+"""Pure audio helpers for telephony: WAV I/O, G.711, tones, levels and tone detection.
+
+Everything works on *PCM16*: little-endian signed 16-bit mono samples at 8 kHz (the G.711
+clock), held in ``bytes``. No sockets, no threads, no numpy (a Raspberry Pi image may not have
+it); the sample maths uses the stdlib ``audioop``, which is also what pyVoIP 1.6.8 relies on.
+``audioop`` and ``array`` use the host's byte order, so like WAV this assumes a little-endian
+host (every Raspberry Pi OS and x86 machine is).
+
+Public API:
+    SAMPLE_RATE, FRAME_SAMPLES, FRAME_BYTES
+    read_wav(path) -> bytes                    any PCM WAV → PCM16 8 kHz mono
+    write_wav(path, pcm, rate=SAMPLE_RATE)     PCM16 mono → WAV
+    to_pcm16_8k_mono(frames, width, channels, rate) -> bytes
+    alaw_encode / alaw_decode / ulaw_encode / ulaw_decode
+    tone(freq_hz, seconds, amplitude) / silence(seconds) / sit_tone() / beep()
+    rms(pcm) / is_silent(pcm, threshold) / normalise(pcm, peak)
+    goertzel_power(pcm, freq_hz) / tone_ratio(pcm, freq_hz)
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import warnings
+import wave
+from pathlib import Path
+
+with warnings.catch_warnings():
+    # audioop is deprecated in 3.11 (removed in 3.13, where the `audioop-lts` wheel brings it
+    # back); pyVoIP 1.6.8 needs it anyway, so it costs us nothing extra.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+SAMPLE_RATE = 8000
+"""The G.711 sampling rate; every PCM16 buffer in Ringfence uses it."""
+FRAME_SAMPLES = 160
+"""Samples in one 20 ms RTP packet."""
+FRAME_BYTES = FRAME_SAMPLES * 2
+"""Bytes of PCM16 in one 20 ms RTP packet."""
+
+SIT_SEGMENTS: tuple[tuple[float, float], ...] = (
+    (913.8, 0.274),
+    (1370.6, 0.274),
+    (1776.7, 0.380),
+)
+"""SIT "intercept" (number not in service): (frequency Hz, duration s), played back to back."""
+
+BEEP_HZ = 1000.0
+BEEP_SECONDS = 0.4
+
+# Tones sit at about -12 dBFS: clearly audible, far from clipping after G.711.
+_TONE_AMPLITUDE = 0.25
+# A 5 ms ramp at each end of a tone avoids the click a hard start makes.
+_RAMP_SECONDS = 0.005
+
+
+def to_pcm16_8k_mono(frames: bytes, width: int, channels: int, rate: int) -> bytes:
+    """Convert raw PCM frames of any width/channel count/rate to PCM16 8 kHz mono."""
+    if width not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported sample width {width} bytes")
+    if channels < 1:
+        raise ValueError(f"invalid channel count {channels}")
+    if rate <= 0:
+        raise ValueError(f"invalid sample rate {rate}")
+    data = frames[: len(frames) - len(frames) % (width * channels)]
+    if width == 1:
+        # 8-bit WAV is unsigned; audioop works on signed samples.
+        data = audioop.bias(data, 1, -128)
+    if width != 2:
+        data = audioop.lin2lin(data, width, 2)
+    if channels == 2:
+        data = audioop.tomono(data, 2, 0.5, 0.5)
+    elif channels > 2:
+        # Rare in practice; keep the first channel rather than guess a mix.
+        samples = array.array("h", data)
+        data = samples[::channels].tobytes()
+    if rate != SAMPLE_RATE:
+        data, _ = audioop.ratecv(data, 2, 1, rate, SAMPLE_RATE, None)
+    return data
+
+
+def read_wav(path: Path) -> bytes:
+    """Read a PCM WAV file and return its audio as PCM16 8 kHz mono."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            width = wav.getsampwidth()
+            channels = wav.getnchannels()
+            rate = wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except wave.Error as exc:
+        raise ValueError(f"{path}: not a PCM WAV file ({exc})") from exc
+    return to_pcm16_8k_mono(frames, width, channels, rate)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
+    """Write PCM16 mono samples to a WAV file."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+
+
+def alaw_encode(pcm: bytes) -> bytes:
+    """Encode PCM16 to G.711 A-law (PCMA), one byte per sample."""
+    return audioop.lin2alaw(pcm, 2)
+
+
+def alaw_decode(data: bytes) -> bytes:
+    """Decode G.711 A-law (PCMA) to PCM16."""
+    return audioop.alaw2lin(data, 2)
+
+
+def ulaw_encode(pcm: bytes) -> bytes:
+    """Encode PCM16 to G.711 µ-law (PCMU), one byte per sample."""
+    return audioop.lin2ulaw(pcm, 2)
+
+
+def ulaw_decode(data: bytes) -> bytes:
+    """Decode G.711 µ-law (PCMU) to PCM16."""
+    return audioop.ulaw2lin(data, 2)
+
+
+def silence(seconds: float) -> bytes:
+    """Return `seconds` of digital silence as PCM16."""
+    return bytes(2 * max(0, round(seconds * SAMPLE_RATE)))
+
+
+def tone(freq_hz: float, seconds: float, amplitude: float = _TONE_AMPLITUDE) -> bytes:
+    """Return a sine tone as PCM16, with short ramps so it starts and stops without a click."""
+    if not 0.0 <= amplitude <= 1.0:
+        raise ValueError(f"amplitude must be within 0..1, got {amplitude}")
+    count = max(0, round(seconds * SAMPLE_RATE))
+    ramp = min(round(_RAMP_SECONDS * SAMPLE_RATE), count // 2)
+    peak = amplitude * 32767.0
+    step = 2.0 * math.pi * freq_hz / SAMPLE_RATE
+    samples = array.array("h", bytes(2 * count))
+    for i in range(count):
+        gain = 1.0
+        if ramp and i < ramp:
+            gain = i / ramp
+        elif ramp and i >= count - ramp:
+            gain = (count - 1 - i) / ramp
+        samples[i] = round(peak * gain * math.sin(step * i))
+    return samples.tobytes()
+
+
+def sit_tone() -> bytes:
+    """Return the SIT "intercept" sequence (913.8, 1370.6, 1776.7 Hz) as PCM16."""
+    return b"".join(tone(freq, seconds) for freq, seconds in SIT_SEGMENTS)
+
+
+def beep() -> bytes:
+    """Return the "speak after the tone" beep as PCM16."""
+    return tone(BEEP_HZ, BEEP_SECONDS)
+
+
+def rms(pcm: bytes) -> int:
+    """Return the root-mean-square level of PCM16 audio (0..32767)."""
+    usable = pcm[: len(pcm) - len(pcm) % 2]
+    if not usable:
+        return 0
+    return int(audioop.rms(usable, 2))
+
+
+def is_silent(pcm: bytes, threshold: int) -> bool:
+    """Tell whether PCM16 audio stays below an RMS `threshold`."""
+    return rms(pcm) < threshold
+
+
+def _samples(pcm: bytes) -> array.array[int]:
+    return array.array("h", pcm[: len(pcm) - len(pcm) % 2])
+
+
+def goertzel_power(pcm: bytes, freq_hz: float, rate: int = SAMPLE_RATE) -> float:
+    """Return the signal power at `freq_hz` in PCM16 audio (Goertzel), per sample squared."""
+    samples = _samples(pcm)
+    n = len(samples)
+    if n == 0:
+        return 0.0
+    coeff = 2.0 * math.cos(2.0 * math.pi * freq_hz / rate)
+    s_prev = 0.0
+    s_prev2 = 0.0
+    for x in samples:
+        s = x + coeff * s_prev - s_prev2
+        s_prev2 = s_prev
+        s_prev = s
+    power = s_prev2 * s_prev2 + s_prev * s_prev - coeff * s_prev * s_prev2
+    # Scale so that a pure sine of amplitude A gives about A²/2, like its mean square.
+    return max(0.0, power) * 2.0 / (n * n)
+
+
+def tone_ratio(pcm: bytes, freq_hz: float, rate: int = SAMPLE_RATE) -> float:
+    """Return the share (0..1) of the audio's power that lies at `freq_hz`."""
+    samples = _samples(pcm)
+    if not samples:
+        return 0.0
+    total = sum(x * x for x in samples) / len(samples)
+    if total == 0:
+        return 0.0
+    return min(1.0, goertzel_power(pcm, freq_hz, rate) / total)
+
+
+def normalise(pcm: bytes, peak: float) -> bytes:
+    """Scale PCM16 audio so its loudest sample reaches `peak` (0..1) of full scale."""
+    usable = pcm[: len(pcm) - len(pcm) % 2]
+    current = audioop.max(usable, 2) if usable else 0
+    if current == 0:
+        return usable
+    return audioop.mul(usable, 2, peak * 32767.0 / current)

@@ -1,0 +1,551 @@
+"""RTP media for one call: play prompts and tones, record voicemail, read RFC 4733 digits.
+
+This is the only module in Ringfence that imports pyVoIP. We keep pyVoIP 1.6.8's ``RTPClient``
+for what it does well: the receive loop, RTP header parsing (``RTPMessage``) and the 20 ms
+transmit loop with its pacing, sequence numbers and timestamps. We replace, inside
+``_RtpClient`` below, the parts that are wrong or unsafe for a gateway that strangers call:
+
+* **Encoding.** pyVoIP encodes PCMA with the µ-law encoder (garbled A-law, the European
+  default) and works on 8-bit linear samples (about 48 dB of dynamic range, audible hiss on
+  quiet speech). We encode PCM16 straight to G.711 with ``audioop`` and hand the transmitter
+  ready-made payloads, so ``encode_packet`` is the identity.
+* **Buffers.** pyVoIP's ``RTPPacketManager`` keeps every byte ever sent or received in memory
+  for the whole call and pads gaps with 8-bit-linear "silence" (0x80, which is a loud sample in
+  µ-law). We use bounded queues of 20 ms frames instead, padded with real G.711 silence.
+* **Robustness.** A short or odd packet makes pyVoIP raise ``TypeError``/``IndexError`` in its
+  receive thread, which then dies silently (telephone-event codes above 15 do it too). Every
+  packet is now checked and a bad one is dropped; header extensions and padding are skipped.
+* **DTMF.** pyVoIP reports a digit only on the packet with the marker bit, so one lost packet
+  loses the digit. We report an event on the first packet seen with a new (SSRC, timestamp),
+  which RFC 4733 guarantees is unique per key press.
+* **Threads and sockets.** The socket is bound in ``MediaSession.__init__`` (the SDP answer
+  needs the port before the call starts) and the worker threads are daemons, so a call that
+  is never closed cannot keep the gateway from exiting.
+
+Public API (the SIP layer codes against this):
+    RecordingResult(path, duration_s, size_bytes)
+    MediaSession(offer, local_ip, port_range, *, bind_ip=None)
+        Binds a free even UDP port in ``port_range`` (inclusive); ``local_ip`` goes into the
+        SDP answer, ``bind_ip`` (default: ``local_ip``) is where the socket listens, so a NAT
+        public address can be announced while binding the LAN one.
+        .local_port: int          .codec: Codec          .closed: bool
+        .answer_sdp() -> str      the SDP answer (same session id every time)
+        .start()                  start sending/receiving RTP (idempotent)
+        .play(wav)                block until the WAV (any PCM format) has been sent, or close()
+        .play_pcm(pcm)            same for PCM16 8 kHz mono bytes
+        .play_sit() / .play_beep()
+        .record(path, *, max_seconds, silence_seconds, silence_threshold=...)
+                                  -> RecordingResult | None (see its docstring)
+        .wait_for_digit(timeout) -> str | None   oldest digit received since start()
+        .clear_digits()           forget digits typed so far (e.g. during a prompt)
+        .close()                  idempotent, any thread; unblocks play/record/wait at once
+    prompt_path(name, language, settings) -> Path   (re-exported from gateway.prompts)
+
+Play, record and wait_for_digit may run in different threads at the same time (e.g. record
+while waiting for a digit); two play() calls are serialised. Only one record() at a time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyVoIP.RTP import (
+    PayloadType,
+    RTPClient,
+    RTPMessage,
+    RTPPacketManager,
+    RTPParseError,
+    TransmitType,
+)
+
+from gateway import audio
+from gateway.prompts import prompt_path
+from gateway.sip.sdp import (
+    Codec,
+    SessionDescription,
+    answer_direction,
+    build_answer,
+    choose_codec,
+)
+
+__all__ = ["MediaSession", "RecordingResult", "prompt_path"]
+
+log = logging.getLogger(__name__)
+
+SILENCE_RMS = 200
+"""PCM16 RMS under which a 20 ms frame counts as silence (about -44 dBFS; line noise is lower)."""
+MIN_VOICED_SECONDS = 0.3
+"""A recording with less sound than this is dropped (a cough, a click, a dialer's hang-up)."""
+TRAILING_SILENCE_KEPT = 0.5
+"""Seconds of silence kept after the last sound, so a message does not end abruptly."""
+
+_AHEAD_FRAMES = 10  # play() queues at most 200 ms ahead, so close() cuts it off promptly
+_INCOMING_FRAMES = 250  # 5 s of received audio buffered at most when nobody reads it
+_MAX_GAP_SAMPLES = audio.SAMPLE_RATE  # fill RTP timestamp gaps up to 1 s with silence
+_DTMF_KEYS = "0123456789*#ABCD"
+_JOIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    """A voicemail written to disk."""
+
+    path: Path
+    duration_s: float
+    size_bytes: int
+
+
+class _Outgoing(RTPPacketManager):
+    """The transmitter's source: a short queue of encoded 20 ms payloads."""
+
+    def __init__(self, silence_frame: bytes) -> None:
+        # A subclass so it can stand in for RTPClient.pmout; the base buffers stay unused.
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._silence = silence_frame
+        self._frames: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def read(self, length: int = 160) -> bytes:
+        """Return the next payload, or G.711 silence when nothing is queued."""
+        with self._cond:
+            if self._frames:
+                frame = self._frames.popleft()
+                self._cond.notify_all()
+                return frame
+        return self._silence
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Queue one payload (the offset is ignored; frames go out in order)."""
+        self.put(data)
+
+    def put(self, frame: bytes) -> bool:
+        """Queue a payload, waiting while the queue is full; False once closed."""
+        with self._cond:
+            while len(self._frames) >= _AHEAD_FRAMES and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._frames.append(frame)
+            return True
+
+    def drain(self) -> None:
+        """Wait until every queued payload has been handed to the transmitter, or close()."""
+        with self._cond:
+            while self._frames and not self._closed:
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Drop what is queued and wake every waiter."""
+        with self._cond:
+            self._closed = True
+            self._frames.clear()
+            self._cond.notify_all()
+
+
+class _Incoming:
+    """Received audio as PCM16 chunks, bounded, in RTP timestamp order."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque(maxlen=_INCOMING_FRAMES)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._ssrc: int | None = None
+        self._next_ts = 0
+
+    def push(self, ssrc: int, timestamp: int, pcm: bytes) -> None:
+        """Add one packet's audio, filling short timestamp gaps and dropping late packets."""
+        samples = len(pcm) // 2
+        with self._cond:
+            if self._ssrc == ssrc:
+                gap = (timestamp - self._next_ts) % 2**32
+                if gap >= 2**31:
+                    return  # late or duplicate: it is already covered by what we have
+                if 0 < gap <= _MAX_GAP_SAMPLES:
+                    self._chunks.append(audio.silence(gap / audio.SAMPLE_RATE))
+            self._ssrc = ssrc
+            self._next_ts = (timestamp + samples) % 2**32
+            self._chunks.append(pcm)
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Forget audio received so far."""
+        with self._cond:
+            self._chunks.clear()
+
+    def take(self, timeout: float) -> list[bytes]:
+        """Return what was received, waiting up to `timeout` when nothing is there yet."""
+        with self._cond:
+            if not self._chunks and not self._closed:
+                self._cond.wait(timeout)
+            chunks = list(self._chunks)
+            self._chunks.clear()
+            return chunks
+
+    def close(self) -> None:
+        """Wake the reader for good."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Digits:
+    """RFC 4733 key presses, each reported once."""
+
+    def __init__(self) -> None:
+        self._digits: deque[str] = deque(maxlen=32)
+        self._seen: deque[tuple[int, int]] = deque(maxlen=16)
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def event(self, ssrc: int, timestamp: int, code: int) -> None:
+        """Record a telephone-event packet; repeats of the same press are ignored."""
+        if code >= len(_DTMF_KEYS):
+            return  # flash hook, tones etc.: not a key
+        key = (ssrc, timestamp)
+        with self._cond:
+            if key in self._seen:
+                return
+            self._seen.append(key)
+            self._digits.append(_DTMF_KEYS[code])
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> str | None:
+        """Pop the oldest digit, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while not self._digits and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._digits.popleft() if self._digits else None
+
+    def clear(self) -> None:
+        """Forget digits received so far."""
+        with self._cond:
+            self._digits.clear()
+
+    def close(self) -> None:
+        """Wake the waiter for good."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def _strip_payload(msg: RTPMessage) -> bytes:
+    """Return the RTP payload without header extension and padding (pyVoIP keeps both)."""
+    payload: bytes = msg.payload
+    if msg.extension:
+        if len(payload) < 4:
+            return b""
+        payload = payload[4 + 4 * int.from_bytes(payload[2:4], "big") :]
+    if msg.padding and payload:
+        payload = payload[: -payload[-1]] if payload[-1] <= len(payload) else b""
+    return payload
+
+
+class _RtpClient(RTPClient):
+    """pyVoIP's RTPClient with correct G.711, bounded buffers and a hardened receiver."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        codec: Codec,
+        te_pt: int | None,
+        remote: tuple[str, int],
+        send: bool,
+        incoming: _Incoming,
+        digits: _Digits,
+    ) -> None:
+        payload_type = PayloadType.PCMA if codec.name == "PCMA" else PayloadType.PCMU
+        # The audio codec first: RTPClient sends with the first entry that has a number.
+        assoc: dict[int, PayloadType] = {codec.payload_type: payload_type}
+        if te_pt is not None:
+            assoc[te_pt] = PayloadType.EVENT
+        local_ip, local_port = sock.getsockname()[:2]
+        super().__init__(assoc, local_ip, local_port, remote[0], remote[1], TransmitType.SENDRECV)
+        self._sock = sock
+        self._send = send
+        self._encode: Callable[[bytes], bytes]
+        self._decode: Callable[[bytes], bytes]
+        if payload_type == PayloadType.PCMA:
+            self._encode, self._decode = audio.alaw_encode, audio.alaw_decode
+        else:
+            self._encode, self._decode = audio.ulaw_encode, audio.ulaw_decode
+        self.outgoing = _Outgoing(self._encode(audio.silence(0.020)))
+        self.pmout = self.outgoing
+        self._incoming = incoming
+        self._digits = digits
+        self._threads: list[threading.Thread] = []
+
+    def encode_pcm(self, pcm: bytes) -> list[bytes]:
+        """Encode PCM16 into 20 ms payloads for the negotiated codec."""
+        pad = -len(pcm) % audio.FRAME_BYTES
+        payload = self._encode(pcm + bytes(pad))
+        step = audio.FRAME_SAMPLES
+        return [payload[i : i + step] for i in range(0, len(payload), step)]
+
+    def start(self) -> None:
+        """Start the receive (and, unless we must not send, the transmit) thread."""
+        # Replaces RTPClient.start: it would create and bind a new socket and start
+        # non-daemon Timer threads.
+        self.sin = self._sock
+        self.sout = self._sock
+        targets: list[tuple[str, Callable[[], None]]] = [("rtp-recv", self.recv)]
+        if self._send:
+            targets.append(("rtp-send", self.trans))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=f"{name}-{self.inPort}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop both loops, then close the socket (so the sender never hits a closed one)."""
+        self.NSD = False
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join(_JOIN_SECONDS)
+        self._sock.close()
+
+    def encode_packet(self, payload: bytes) -> bytes:
+        """Return the payload as is: _Outgoing already holds encoded G.711."""
+        return payload
+
+    def parse_packet(self, packet: bytes) -> None:
+        """Dispatch one received datagram; anything malformed becomes RTPParseError."""
+        if len(packet) < 12:
+            raise RTPParseError(f"RTP packet too short ({len(packet)} bytes)")
+        try:
+            msg = RTPMessage(packet, self.assoc)
+            if msg.payload_type in (PayloadType.PCMA, PayloadType.PCMU):
+                self._on_audio(msg, msg.payload_type)
+            elif msg.payload_type == PayloadType.EVENT:
+                self.parse_telephone_event(msg)
+            # Anything else (comfort noise, a codec we did not pick) is ignored.
+        except RTPParseError:
+            raise
+        except Exception as exc:  # a stranger's packet must never kill the receiver thread
+            raise RTPParseError(f"bad RTP packet: {exc!r}") from exc
+
+    def _on_audio(self, msg: RTPMessage, payload_type: PayloadType) -> None:
+        payload = _strip_payload(msg)
+        if not payload:
+            return
+        # Decode by what the packet says it is, so a peer that switches codec still works.
+        if payload_type == PayloadType.PCMA:
+            pcm = audio.alaw_decode(payload)
+        else:
+            pcm = audio.ulaw_decode(payload)
+        self._incoming.push(msg.SSRC, msg.timestamp, pcm)
+
+    def parse_telephone_event(self, packet: RTPMessage) -> None:
+        """Report a key press from an RFC 4733 telephone-event packet."""
+        payload = _strip_payload(packet)
+        if len(payload) >= 4:
+            self._digits.event(packet.SSRC, packet.timestamp, payload[0])
+
+
+def _bind_even_port(bind_ip: str, port_range: tuple[int, int]) -> socket.socket:
+    """Bind a UDP socket to a free even port in the inclusive range, starting at random."""
+    low, high = port_range
+    if not 0 < low <= high < 65536:
+        raise ValueError(f"invalid RTP port range {low}-{high}")
+    first = low + (low % 2)
+    candidates = list(range(first, high + 1, 2))
+    if not candidates:
+        raise ValueError(f"RTP port range {low}-{high} holds no even port")
+    # Start at a random place so consecutive calls do not fight over the same port.
+    start = random.randrange(len(candidates))
+    family = socket.AF_INET6 if ipaddress.ip_address(bind_ip).version == 6 else socket.AF_INET
+    for port in candidates[start:] + candidates[:start]:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((bind_ip, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)  # pyVoIP's receive loop polls
+        return sock
+    raise OSError(f"no free even UDP port for RTP in {low}-{high} on {bind_ip}")
+
+
+class MediaSession:
+    """The audio side of one answered call."""
+
+    def __init__(
+        self,
+        offer: SessionDescription,
+        local_ip: str,
+        port_range: tuple[int, int],
+        *,
+        bind_ip: str | None = None,
+    ) -> None:
+        self.offer = offer
+        self.codec: Codec = choose_codec(offer)
+        self.local_ip = local_ip
+        self._session_id = random.randint(1, 2**31 - 1)
+        self._sock = _bind_even_port(bind_ip or local_ip, port_range)
+        self.local_port: int = int(self._sock.getsockname()[1])
+        direction = answer_direction(offer.direction)
+        # On hold (c=0.0.0.0) or when we answer recvonly/inactive we must not send.
+        on_hold = ipaddress.ip_address(offer.remote_ip).is_unspecified
+        send = direction in ("sendrecv", "sendonly") and not on_hold
+        self._incoming = _Incoming()
+        self._digits = _Digits()
+        self._client = _RtpClient(
+            self._sock,
+            self.codec,
+            offer.telephone_event_pt,
+            (offer.remote_ip, offer.remote_port),
+            send,
+            self._incoming,
+            self._digits,
+        )
+        self._lock = threading.Lock()
+        self._play_lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether close() has been called."""
+        return self._closed
+
+    def answer_sdp(self) -> str:
+        """Return the SDP answer for the offer this session was built from."""
+        return build_answer(self.offer, self.local_ip, self.local_port, self._session_id)
+
+    def start(self) -> None:
+        """Start sending and receiving RTP; does nothing if started or closed."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+            self._client.start()
+        log.debug(
+            "RTP %s:%d <-> %s:%d (%s)",
+            self.local_ip,
+            self.local_port,
+            self.offer.remote_ip,
+            self.offer.remote_port,
+            self.codec.name,
+        )
+
+    def play(self, wav: Path) -> None:
+        """Play a WAV file (any PCM format) to the caller; blocks until sent or close()."""
+        self.play_pcm(audio.read_wav(wav))
+
+    def play_pcm(self, pcm: bytes) -> None:
+        """Play PCM16 8 kHz mono audio; blocks until sent or close()."""
+        self.start()
+        frames = self._client.encode_pcm(pcm)
+        outgoing = self._client.outgoing
+        with self._play_lock:
+            for frame in frames:
+                if not outgoing.put(frame):
+                    return
+            outgoing.drain()
+
+    def play_sit(self) -> None:
+        """Play the SIT "intercept" tones (number not in service)."""
+        self.play_pcm(audio.sit_tone())
+
+    def play_beep(self) -> None:
+        """Play the "speak now" beep."""
+        self.play_pcm(audio.beep())
+
+    def record(
+        self,
+        path: Path,
+        *,
+        max_seconds: float,
+        silence_seconds: float,
+        silence_threshold: int = SILENCE_RMS,
+    ) -> RecordingResult | None:
+        """Record the caller to a WAV (8 kHz mono 16-bit) until a limit, silence or close().
+
+        Stops after `max_seconds`, after `silence_seconds` without sound (counted from the
+        start too, so a silent robot is dropped quickly), or when close() is called (the caller
+        hung up). Trailing silence is trimmed. Returns None and leaves no file when less than
+        MIN_VOICED_SECONDS of sound was heard. Memory and disk stay bounded by `max_seconds`.
+        """
+        if max_seconds <= 0 or silence_seconds <= 0:
+            raise ValueError("max_seconds and silence_seconds must be positive")
+        self.start()
+        max_bytes = 2 * int(max_seconds * audio.SAMPLE_RATE)
+        buffer = bytearray()
+        keep = 0  # bytes up to the end of the last loud chunk
+        voiced_bytes = 0
+        self._incoming.clear()  # what was said during the greeting is not the message
+        begin = time.monotonic()
+        last_sound = begin
+        while True:
+            for chunk in self._incoming.take(timeout=0.05):
+                room = max_bytes - len(buffer)
+                if room <= 0:
+                    break
+                chunk = chunk[:room]
+                buffer += chunk
+                if audio.rms(chunk) >= silence_threshold:
+                    keep = len(buffer)
+                    voiced_bytes += len(chunk)
+                    last_sound = time.monotonic()
+            now = time.monotonic()
+            if (
+                self._closed
+                or len(buffer) >= max_bytes
+                or now - begin >= max_seconds
+                or now - last_sound >= silence_seconds
+            ):
+                break
+        path.unlink(missing_ok=True)
+        if voiced_bytes < 2 * MIN_VOICED_SECONDS * audio.SAMPLE_RATE:
+            return None
+        tail = 2 * int(TRAILING_SILENCE_KEPT * audio.SAMPLE_RATE)
+        pcm = bytes(buffer[: min(len(buffer), keep + tail)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        audio.write_wav(partial, pcm)
+        os.replace(partial, path)
+        return RecordingResult(
+            path=path,
+            duration_s=len(pcm) / (2 * audio.SAMPLE_RATE),
+            size_bytes=path.stat().st_size,
+        )
+
+    def wait_for_digit(self, timeout: float) -> str | None:
+        """Return the oldest RFC 4733 digit not yet read, waiting up to `timeout` seconds."""
+        self.start()
+        return self._digits.wait(timeout)
+
+    def clear_digits(self) -> None:
+        """Forget digits received so far."""
+        self._digits.clear()
+
+    def close(self) -> None:
+        """Stop the media and release the port; safe to call twice and from any thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._started
+        # Wake the waiters first, so play/record/wait return at once.
+        self._client.outgoing.close()
+        self._incoming.close()
+        self._digits.close()
+        if started:
+            self._client.stop()
+        else:
+            self._sock.close()
