@@ -53,12 +53,15 @@ class Media(Protocol):
     def play_sit(self) -> None:
         """Play the SIT intercept tones."""
 
+    def play_beep(self) -> None:
+        """Play the "speak now" beep."""
+
     def record(
         self, path: Path, *, max_seconds: float, silence_seconds: float
     ) -> Recording | None:
         """Record the caller to `path`."""
 
-    def wait_for_digit(self, timeout: float = 10.0) -> str | None:
+    def wait_for_digit(self, timeout: float) -> str | None:
         """Wait for one RFC 2833 digit."""
 
     def close(self) -> None:
@@ -290,7 +293,7 @@ def voicemail(
         if env.service.voicemail_space_left() <= 0:
             log.warning("call %s: voicemail is full; not recording", call.call_id)
             return "voicemail full"
-        play(media, "beep", env)
+        media.play_beep()
         path = voicemail_path(env.settings.voicemail_dir, caller, env.clock())
         path.parent.mkdir(parents=True, exist_ok=True)
         result = media.record(

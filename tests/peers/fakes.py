@@ -111,11 +111,14 @@ class SilentMedia:
     def play_sit(self) -> None:
         self.played.append("sit")
 
+    def play_beep(self) -> None:
+        self.played.append("beep")
+
     def record(self, path: Path, *, max_seconds: float, silence_seconds: float) -> None:
         self.closed.wait(max_seconds)
         return None
 
-    def wait_for_digit(self, timeout: float = 10.0) -> str | None:
+    def wait_for_digit(self, timeout: float) -> str | None:
         self.closed.wait(timeout)
         return None
 

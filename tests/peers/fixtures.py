@@ -86,17 +86,25 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
     started: list[Gateway] = []
 
     def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
-             service: object | None = None, max_calls: int = 4,
+             service: object | None = None, max_calls: int = 4, real_media: bool = False,
              listen: HostPort | None = None, **settings_overrides: object) -> Gateway:
+        prompts_dir = None
+        if real_media:
+            prompts_dir = tmp_path / "prompts"
+            make_test_prompts(prompts_dir)
         settings = Settings(
-            data_dir=tmp_path / "data", lines=lines,
+            data_dir=tmp_path / "data", lines=lines, language="en",
             gateway=GatewayConfig(listen=listen or HostPort("127.0.0.1", free_port()),
-                                  max_calls=max_calls),
+                                  max_calls=max_calls, prompts_dir=prompts_dir),
             **settings_overrides,  # type: ignore[arg-type]
         )
-        gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
-                          media_factory=media_factory or SilentMedia,  # type: ignore[arg-type]
-                          prompts=prompt_stub, backoff_start=0.5)
+        if real_media:
+            gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
+                              backoff_start=0.5)
+        else:
+            gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
+                              media_factory=media_factory or SilentMedia,  # type: ignore[arg-type]
+                              prompts=prompt_stub, backoff_start=0.5)
         started.append(gateway)
         gateway.start()
         return gateway
@@ -106,6 +114,24 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
     finally:
         for gateway in started:
             gateway.stop()
+
+
+def make_test_prompts(folder: Path, seconds: float = 1.0) -> None:
+    """Every prompt as a short loud 1 kHz tone: quick to play and easy to detect."""
+    from gateway import audio
+    from gateway.prompts import PROMPT_NAMES
+
+    import math
+
+    rate = 8000
+    samples = [int(12000 * math.sin(2 * math.pi * 1000 * n / rate))
+               for n in range(int(seconds * rate))]
+    pcm = b"".join(s.to_bytes(2, "little", signed=True) for s in samples)
+    for language in ("en", "fr"):
+        for name in PROMPT_NAMES:
+            path = folder / language / f"{name}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            audio.write_wav(path, pcm)
 
 
 def prompt_stub(name: str) -> Path:

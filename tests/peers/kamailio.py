@@ -15,7 +15,7 @@ from tests.peers import free_port, require_binary, wait_until
 
 TEMPLATE = Path(__file__).with_name("kamailio.cfg.in")
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
-USERS = {"home": "homepw", "caller": "callerpw"}
+USERS = {"home": "homepw", "caller": "callerpw", "0612345678": "mobilepw"}
 
 
 def module_dir() -> str:
