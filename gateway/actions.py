@@ -224,9 +224,11 @@ def ring_through(call: Call, caller: Caller | None, env: CallEnvironment) -> str
     if behaviour == "redirect" and env.redirect_to:
         return "passed: redirected" if call.redirect(env.redirect_to) else cancelled_outcome(call)
     # ring: stay silent in the fork until the owner's phone answers or the caller gives up.
-    if not call.wait_cancel(RING_LIMIT_SECONDS):
+    if not call.wait_ended(RING_LIMIT_SECONDS):
         call.reject(480, "Temporarily Unavailable")
         return "passed: nobody answered"
+    if not call.cancelled.is_set():
+        return "passed: ended by the gateway"
     if call.cancelled_by_answer_elsewhere():
         if caller is not None and caller.number:
             try:

@@ -172,6 +172,9 @@ class SipTransport:
     def stop(self) -> None:
         """Close every socket; the reader threads end."""
         self.running = False
+        # close() alone does not wake a thread blocked in recvfrom() on Linux; shutdown() does.
+        with contextlib.suppress(OSError):
+            self.udp.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.udp.close()
         if self.tcp is not None:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "Ringfence/0.1"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE"
 REQUEST_TIMEOUT = 40.0  # longer than timer F (32 s): the transaction reports first
+BYE_WAIT = 4.0  # a caller that never answers our BYE must not hold a call slot for 32 s
 
 
 class CallLimiter:
@@ -217,9 +218,11 @@ class Call:
         request, target = self._dialog_request("BYE")
         log.info("call %s: sending BYE to %s:%s", self.call_id, target.host, target.port)
         if wait:
-            response = wait_for_final(self.ua.layer, request, target, REQUEST_TIMEOUT)
-            log.info("call %s: BYE answered %s", self.call_id,
-                     response.status if response else "never")
+            # The transaction keeps retransmitting in the background if this wait gives up.
+            answered = threading.Event()
+            self.ua.layer.send_request(request, target, lambda _r: answered.set())
+            if not answered.wait(BYE_WAIT):
+                log.info("call %s: no answer to our BYE yet; moving on", self.call_id)
         else:
             self.ua.layer.send_request(request, target, lambda _r: None)
 
@@ -237,20 +240,21 @@ class Call:
                  response.status if response else "no answer")
         return accepted
 
-    def wait_cancel(self, timeout: float) -> bool:
-        """Block until CANCEL (True) or `timeout`."""
-        return self.cancelled.wait(timeout)
+    def wait_ended(self, timeout: float) -> bool:
+        """Block until the call ends (CANCEL, BYE, shutdown): True, or False after `timeout`."""
+        return self.ended.wait(timeout)
 
     # --- events from the receive thread
     def on_cancel(self, cancel: SipRequest) -> None:
         """A CANCEL matched our INVITE: 487 it if still open."""
-        self.cancel_reason = ", ".join(cancel.get_all("Reason")) or None
         with self._lock:
+            if self.final_sent:
+                return  # too late: a CANCEL after the final response changes nothing (§9.2)
+            self.cancel_reason = ", ".join(cancel.get_all("Reason")) or None
             self.cancelled.set()
-            if not self.final_sent:
-                self.tx.respond(
-                    make_response(self.invite, 487, "Request Terminated", to_tag=self.local_tag)
-                )
+            self.tx.respond(
+                make_response(self.invite, 487, "Request Terminated", to_tag=self.local_tag)
+            )
         self.ended.set()
         if self.media is not None:
             self.media.close()

@@ -3,6 +3,8 @@ as its microphone, sndfile recording what it hears, and `cons` for sending DTMF 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import socket
 import subprocess
@@ -181,10 +183,8 @@ class Baresip:
     def stop(self) -> None:
         """Quit baresip."""
         if self.sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.command("quit")
-            except OSError:
-                pass
         if self.process is not None:
             try:
                 self.process.wait(timeout=3)
@@ -227,6 +227,6 @@ def dominant_frequency(path: Path) -> float:
     loud = [s for s in samples if abs(s) > 200]
     if len(loud) < rate // 10:
         return 0.0
-    crossings = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a < 0 <= b)
+    crossings = sum(1 for a, b in itertools.pairwise(samples) if a < 0 <= b)
     voiced_seconds = len(loud) / rate
     return crossings / voiced_seconds if voiced_seconds else 0.0

@@ -32,7 +32,7 @@ def fake_service() -> FakeService:
 @pytest.fixture
 def silent_media() -> MediaFactory:
     """Media that answers but sends nothing (signalling-only tests)."""
-    return SilentMedia  # type: ignore[return-value]
+    return SilentMedia
 
 
 @pytest.fixture
@@ -87,7 +87,8 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
 
     def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
              service: object | None = None, max_calls: int = 4, real_media: bool = False,
-             listen: HostPort | None = None, **settings_overrides: object) -> Gateway:
+             listen: HostPort | None = None, pass_behaviour: str = "ring",
+             redirect_to: str = "", **settings_overrides: object) -> Gateway:
         prompts_dir = None
         if real_media:
             prompts_dir = tmp_path / "prompts"
@@ -95,7 +96,9 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
         settings = Settings(
             data_dir=tmp_path / "data", lines=lines, language="en",
             gateway=GatewayConfig(listen=listen or HostPort("127.0.0.1", free_port()),
-                                  max_calls=max_calls, prompts_dir=prompts_dir),
+                                  max_calls=max_calls, prompts_dir=prompts_dir,
+                                  pass_behaviour=pass_behaviour,  # type: ignore[arg-type]
+                                  redirect_to=redirect_to),
             **settings_overrides,  # type: ignore[arg-type]
         )
         if real_media:
@@ -103,7 +106,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
                               backoff_start=0.5)
         else:
             gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
-                              media_factory=media_factory or SilentMedia,  # type: ignore[arg-type]
+                              media_factory=media_factory or SilentMedia,
                               prompts=prompt_stub, backoff_start=0.5)
         started.append(gateway)
         gateway.start()
@@ -118,10 +121,10 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
 
 def make_test_prompts(folder: Path, seconds: float = 1.0) -> None:
     """Every prompt as a short loud 1 kHz tone: quick to play and easy to detect."""
+    import math
+
     from gateway import audio
     from gateway.prompts import PROMPT_NAMES
-
-    import math
 
     rate = 8000
     samples = [int(12000 * math.sin(2 * math.pi * 1000 * n / rate))

@@ -16,13 +16,13 @@ from tests.peers import free_port, require_binary, wait_until
 TEMPLATE = Path(__file__).with_name("kamailio.cfg.in")
 SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
 USERS = {"home": "homepw", "caller": "callerpw", "0612345678": "mobilepw"}
+"""Subscribers (username -> password); 0612345678 gives tests a caller with a real number."""
 
 
 def module_dir() -> str:
     """Kamailio's module folder on this machine (x86_64, aarch64, ... multiarch paths)."""
-    for candidate in sorted(glob.glob("/usr/lib/*/kamailio/modules")) + [
-        "/usr/lib/kamailio/modules", "/usr/lib64/kamailio/modules",
-    ]:
+    fixed = ["/usr/lib/kamailio/modules", "/usr/lib64/kamailio/modules"]
+    for candidate in [*sorted(glob.glob("/usr/lib/*/kamailio/modules")), *fixed]:
         if Path(candidate, "tm.so").exists():
             return candidate
     raise FileNotFoundError("no Kamailio module folder with tm.so found")

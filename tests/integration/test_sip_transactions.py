@@ -1,0 +1,258 @@
+"""Transaction and dialog behaviour on the wire, driven by a raw UDP/TCP peer (no Kamailio)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.screening.caller import CallerKind
+from gateway.screening.rules import Action, ActionKind
+from gateway.sip.message import SipRequest, SipResponse
+from tests.peers.fakes import FakeService, SilentMedia
+from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
+from tests.peers.fixtures import GatewayFactory
+from tests.peers.raw import RawPeer
+
+
+class HeldMedia(SilentMedia):
+    """Plays 'forever' (until closed), so a call stays answered while the test works."""
+
+    def play(self, path: Path) -> None:
+        self.played.append(path)
+        self.closed.wait(20)
+
+
+@pytest.fixture
+def peer_factory() -> Iterator[object]:
+    peers: list[RawPeer] = []
+
+    def make(port: int, transport: str = "udp") -> RawPeer:
+        peer = RawPeer(port, transport)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        peer.close()
+
+
+def start(make_gateway: GatewayFactory, peer_factory: object, transport: str = "udp",
+          **options: object) -> RawPeer:
+    gateway = make_gateway(**options)
+    return peer_factory(gateway.uas[0].port, transport)  # type: ignore[operator, no-any-return]
+
+
+def ok_for(request: SipRequest) -> bytes:
+    """A 200 OK answering `request`."""
+    from gateway.sip.ua import make_response
+
+    return make_response(request, 200, "OK").to_bytes()
+
+
+def is_invite_response(status: int) -> object:
+    return lambda m: isinstance(m, SipResponse) and m.status == status and m.cseq()[1] == "INVITE"
+
+
+def test_trying_at_once_retransmission_absorbed_cancel_487(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite()
+    peer.send(invite)
+    peer.expect_status(100)
+    peer.send(invite)  # retransmission: the last response again, no second call
+    peer.expect_status(100)
+    peer.send(RawPeer.follow_up(invite, "CANCEL"))
+    ok = peer.expect(lambda m: isinstance(m, SipResponse) and m.cseq()[1] == "CANCEL")
+    assert isinstance(ok, SipResponse) and ok.status == 200
+    terminated = peer.expect(is_invite_response(487))
+    assert isinstance(terminated, SipResponse)
+    peer.send(RawPeer.follow_up(invite, "ACK", to=terminated.get("To")))
+    log = fake_service.wait_finished()
+    assert len(log) == 1 and log[0].outcome == "passed: cancelled by caller"
+
+
+def test_cancel_answered_elsewhere_marks_the_number_known(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite()
+    peer.send(invite)
+    peer.expect_status(100)
+    peer.send(RawPeer.follow_up(
+        invite, "CANCEL", extra='Reason: SIP;cause=200;text="Call completed elsewhere"\r\n'))
+    peer.expect(is_invite_response(487))
+    assert fake_service.wait_finished()[0].outcome == "answered elsewhere"
+    assert fake_service.known == ["+33612345678"]
+
+
+def test_forked_invite_on_a_second_branch_gets_482(
+    make_gateway: GatewayFactory, peer_factory: object,
+) -> None:
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite(call_id="fork-1")
+    peer.send(invite)
+    peer.expect_status(100)
+    fork = peer.invite(call_id="fork-1")  # same Call-ID, From tag and CSeq; new branch
+    peer.send(fork)
+    loop = peer.expect_status(482)
+    assert loop.top_via().branch == fork.top_via().branch
+
+
+def test_unknown_cancel_gets_481(make_gateway: GatewayFactory, peer_factory: object) -> None:
+    peer = start(make_gateway, peer_factory)
+    peer.send(RawPeer.follow_up(peer.invite(), "CANCEL"))
+    peer.expect_status(481)
+
+
+def test_ok_is_retransmitted_until_ack_then_caller_bye(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.ANNOUNCE, prompt="not_in_service")
+    peer = start(make_gateway, peer_factory, media_factory=HeldMedia)
+    invite = peer.invite()
+    peer.send(invite)
+    first = peer.expect(is_invite_response(200))
+    assert first.body and first.get("Contact")
+    again = peer.expect(is_invite_response(200))  # no ACK yet: T1 retransmission
+    assert again.get("To") == first.get("To")
+    peer.send(RawPeer.follow_up(invite, "ACK", to=first.get("To"), new_branch=True))
+    peer.send(RawPeer.follow_up(invite, "BYE", to=first.get("To"), new_branch=True))
+    bye_ok = peer.expect(lambda m: isinstance(m, SipResponse) and m.cseq()[1] == "BYE")
+    assert isinstance(bye_ok, SipResponse) and bye_ok.status == 200
+    log = fake_service.wait_finished()
+    assert log[0].outcome == "caller hung up during the announcement"
+
+
+def test_gateway_bye_and_response_along_via_rport(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    """Via names an unreachable host: the answer must follow received/rport to our socket."""
+    fake_service.action = Action(ActionKind.ANNOUNCE, prompt="sit")
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite()
+    invite.set("Via", f"SIP/2.0/UDP 192.0.2.7:1;branch=z9hG4bKnatted{peer.port};rport")
+    peer.send(invite)
+    ok = peer.expect(is_invite_response(200))
+    assert f"rport={peer.port}" in (ok.get("Via") or "")
+    peer.send(RawPeer.follow_up(invite, "ACK", to=ok.get("To"), new_branch=True))
+    bye = peer.expect(lambda m: isinstance(m, SipRequest) and m.method == "BYE")
+    assert isinstance(bye, SipRequest)
+    assert bye.uri == f"sip:caller@127.0.0.1:{peer.port}"  # the Contact of our INVITE
+    peer.send(ok_for(bye))
+    assert fake_service.wait_finished()[0].outcome == "announced"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status"), [("busy", 486), ("unavailable", 480), ("redirect", 302)]
+)
+def test_pass_behaviours(
+    make_gateway: GatewayFactory, peer_factory: object, behaviour: str, status: int,
+) -> None:
+    peer = start(make_gateway, peer_factory, pass_behaviour=behaviour,
+                 redirect_to="sip:owner@192.0.2.10")
+    peer.send(peer.invite())
+    response = peer.expect(is_invite_response(status))
+    if status == 302:
+        assert response.get("Contact") == "<sip:owner@192.0.2.10>"
+
+
+@pytest.mark.parametrize("code", [603, 486, 404, 410, 433, 480, 600, 604, 607])
+def test_reject_codes_and_reason_phrases(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService, code: int,
+) -> None:
+    from gateway.screening.rules import REJECT_CODES
+
+    fake_service.action = Action(ActionKind.REJECT, code=code)
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite()
+    peer.send(invite)
+    response = peer.expect(is_invite_response(code))
+    assert isinstance(response, SipResponse) and response.reason == REJECT_CODES[code]
+    peer.send(RawPeer.follow_up(invite, "ACK", to=response.get("To")))
+
+
+def test_screening_failure_fails_open(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.raise_in_screen = True
+    peer = start(make_gateway, peer_factory, pass_behaviour="busy")
+    peer.send(peer.invite())
+    peer.expect(is_invite_response(486))  # the line's pass behaviour, as if not screened
+    peer.send(peer.invite())  # and the gateway still takes calls
+    peer.expect(is_invite_response(486))
+
+
+def test_more_calls_than_max_calls_get_486(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    peer = start(make_gateway, peer_factory, max_calls=1)
+    held = peer.invite()
+    peer.send(held)  # rings silently and holds the only slot
+    peer.expect_status(100)
+    second = peer.invite()
+    peer.send(second)
+    busy = peer.expect(is_invite_response(486))
+    assert busy.call_id == second.call_id
+    peer.send(RawPeer.follow_up(held, "CANCEL"))
+    peer.expect(is_invite_response(487))
+
+
+def test_identity_from_pai_and_privacy(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.REJECT, code=603)
+    peer = start(make_gateway, peer_factory)
+    peer.send(peer.invite(user="anything", extra=(
+        'P-Asserted-Identity: "Jean" <sip:+33162000000;verstat=TN-Validation-Failed'
+        '@carrier.example;user=phone>\r\n')))
+    peer.expect(is_invite_response(603))
+    peer.send(peer.invite(extra="Privacy: id\r\n"))
+    peer.expect(is_invite_response(603))
+    first, second = fake_service.wait_finished(2)
+    assert first.caller.number == "+33162000000"
+    assert first.caller.display_name == "Jean"
+    assert first.caller.verstat is not None and first.caller.verstat.value.endswith("Failed")
+    assert second.caller.kind is CallerKind.WITHHELD
+
+
+def test_invite_over_tcp(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.REJECT, code=603)
+    peer = start(make_gateway, peer_factory, transport="tcp")
+    peer.send(peer.invite())
+    peer.expect_status(100)
+    peer.expect(is_invite_response(603))
+
+
+def test_many_concurrent_senders_do_not_break_dispatch(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.REJECT, code=603)
+    port = make_gateway(max_calls=8).uas[0].port
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        peer = RawPeer(port)
+        try:
+            for _ in range(10):
+                invite = peer.invite()
+                peer.send(invite)
+                response = peer.expect(is_invite_response(603))
+                peer.send(RawPeer.follow_up(invite, "ACK", to=response.get("To")))
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+        finally:
+            peer.close()
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert len(fake_service.wait_finished(40)) == 40
