@@ -51,6 +51,7 @@ class Decision:
     unknown: bool = True  # the caller is on no allow list (counts towards bursts)
     consume_entry_id: int | None = None  # a "permit next call" entry this call used up
     burst: BurstState = BurstState(active=False)
+    elapsed_ms: float | None = None  # how long loading and deciding took (set by the service)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view, as `ringfence screen` prints it."""
@@ -164,7 +165,7 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
         entry = _most_specific(allowed)
         why = "permitted once" if entry.once else "on the allow list"
         return Decision(
-            PASS, f"{entry.describe()} is {why}", "allow", f"allow:{entry.id}",
+            PASS, f"{why}: {entry.describe()}", "allow", f"allow:{entry.id}",
             unknown=False, consume_entry_id=entry.id if entry.once else None,
         )
 
@@ -173,7 +174,7 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
     if blocked:
         entry = _most_specific(blocked)
         return Decision(
-            entry.action or policy.block_action, f"{entry.describe()} is on the block list",
+            entry.action or policy.block_action, f"on the block list: {entry.describe()}",
             "block", f"block:{entry.id}",
         )
 
