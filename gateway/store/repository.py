@@ -86,6 +86,11 @@ class ImportReport:
                 f"{len(self.rejected)} rejected")
 
 
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE/UPDATE touched (typed loosely by SQLAlchemy's generic Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _entry_from_row(row: ListEntryRow) -> ListEntry:
     return ListEntry(
         id=row.id,
@@ -340,7 +345,7 @@ class Repository:
     def remove_entry(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)).rowcount
+            deleted = _rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -348,11 +353,11 @@ class Repository:
         """Delete the entry matching what the owner typed; False if there was none."""
         _, pattern = classify_pattern(text, self.home_region)
         with self.db.session() as s:
-            deleted = s.execute(
+            deleted = _rowcount(s.execute(
                 delete(ListEntryRow).where(
                     ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
                 )
-            ).rowcount
+            ))
             self._bump_version(s)
         return bool(deleted)
 
@@ -431,10 +436,10 @@ class Repository:
     def purge_expired_entries(self, now: datetime) -> int:
         """Delete entries whose expiry has passed; return how many."""
         with self.db.session() as s:
-            count = s.execute(
+            count = _rowcount(s.execute(
                 delete(ListEntryRow).where(ListEntryRow.expires_at.is_not(None),
                                            ListEntryRow.expires_at <= now)
-            ).rowcount
+            ))
             if count:
                 self._bump_version(s)
         return int(count or 0)
@@ -545,7 +550,8 @@ class Repository:
         with self.db.session() as s:
             s.execute(delete(ListEntryRow).where(ListEntryRow.source == source))
             for start in range(0, len(rows), IMPORT_BATCH):
-                report.added += self._insert_ignoring_duplicates(s, rows[start:start + IMPORT_BATCH])
+                chunk = rows[start:start + IMPORT_BATCH]
+                report.added += self._insert_ignoring_duplicates(s, chunk)
             self._bump_version(s)
         return report
 
@@ -604,7 +610,7 @@ class Repository:
     def delete_rule(self, rule_id: int) -> bool:
         """Delete a rule; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(RuleRow).where(RuleRow.id == rule_id)).rowcount
+            deleted = _rowcount(s.execute(delete(RuleRow).where(RuleRow.id == rule_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -658,7 +664,9 @@ class Repository:
         """Logged calls, newest first, filtered."""
         query = select(CallRow).order_by(CallRow.at.desc(), CallRow.id.desc())
         if action:
-            query = query.where((CallRow.action == action) | CallRow.action.startswith(action + ":"))
+            query = query.where(
+                (CallRow.action == action) | CallRow.action.startswith(action + ":")
+            )
         if number:
             query = query.where(CallRow.number == number)
         if since:
