@@ -313,7 +313,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             decision = decide(caller, Rules(policy, entries), History(tuple(past)), at)
             if decision.consume_entry_id is not None:
                 consumed.add(decision.consume_entry_id)
-            past.append(PastCall(at=at, key=caller.key, unknown=decision.unknown,
+            past.append(PastCall(at=at, key=caller.key, unknown=decision.counts_towards_burst,
                                  action=str(decision.action)))
         _print_json({"time": at.isoformat(), **_screen_json(service, caller, decision, settings)})
     return 0

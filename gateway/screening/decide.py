@@ -53,6 +53,16 @@ class Decision:
     burst: BurstState = BurstState(active=False)
     elapsed_ms: float | None = None  # how long loading and deciding took (set by the service)
 
+    @property
+    def counts_towards_burst(self) -> bool:
+        """Whether this call is an unknown caller that no list or rule handled.
+
+        A burst is strangers calling back a spoofed number; callers already blocked by a list
+        or a rule (a robocall campaign from reserved ranges) are handled and must not switch
+        burst mode on for everybody else.
+        """
+        return self.unknown and self.step not in ("block", "rule")
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view, as `ringfence screen` prints it."""
         return {
