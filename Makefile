@@ -29,7 +29,7 @@ deps:
 	fi
 
 prompts: venv
-	$(PY) -m gateway.prompts.generate
+	@if [ -f gateway/prompts/generate.py ]; then $(PY) -m gateway.prompts.generate; fi
 
 run: deps venv prompts
 	$(PY) -m gateway --config $(CONFIG) db upgrade

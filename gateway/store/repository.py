@@ -139,6 +139,14 @@ _HISTORY_QUERY = (
 )
 
 
+# An expanding parameter keeps one cached statement for every batch size (a literal IN list
+# would cache a new 5,000-parameter statement per batch).
+_COUNT_EXISTING = select(func.count(ListEntryRow.id)).where(
+    ListEntryRow.list == bindparam("list_name"),
+    ListEntryRow.pattern.in_(bindparam("patterns", expanding=True)),
+)
+
+
 def _history_rows(conn: Connection, now: datetime, window: timedelta) -> Any:
     return conn.execute(_HISTORY_QUERY, {"since": now - window, "until": now}).all()
 
@@ -514,29 +522,31 @@ class Repository:
         if not rows:
             return 0
         unique = list({(r["list"], r["pattern"]): r for r in reversed(rows)}.values())
-        list_name = unique[0]["list"]
-        assert all(r["list"] == list_name for r in unique)
-        # Count what is already there with one indexed IN query: driver rowcounts for
-        # "insert or ignore" executemany differ between SQLite and PostgreSQL.
-        existing = s.scalar(
-            select(func.count(ListEntryRow.id)).where(
-                ListEntryRow.list == list_name,
-                ListEntryRow.pattern.in_([r["pattern"] for r in unique]),
-            )
-        ) or 0
-        dialect = s.get_bind().dialect.name
-        stmt: Any
         # Core inserts on the table, not the ORM class: the ORM's bulk path costs more per
         # row than SQLite does, and imports run to a million lines.
         table = ListEntryRow.__table__
+        conn = s.connection()
+        dialect = conn.dialect.name
         if dialect == "sqlite":
-            stmt = sqlite.insert(table).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            stmt = postgresql.insert(table).on_conflict_do_nothing()
-        else:  # pragma: no cover - other backends: plain insert of what is not there yet
-            stmt = insert(table)
-        s.execute(stmt, unique)
-        return len(unique) - int(existing)
+            # SQLite's change counter is exact for INSERT OR IGNORE; executemany's rowcount
+            # is not reliable across drivers.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            before = int(raw.total_changes)
+            conn.execute(sqlite.insert(table).on_conflict_do_nothing(), unique)
+            return int(raw.total_changes) - before
+        if dialect == "postgresql":
+            result = conn.execute(postgresql.insert(table).on_conflict_do_nothing(), unique)
+            rowcount = int(getattr(result, "rowcount", -1))
+            if rowcount >= 0:
+                return rowcount
+        else:  # pragma: no cover - other backends: count what is new, then plain insert
+            existing = s.scalar(_COUNT_EXISTING, {
+                "list_name": unique[0]["list"], "patterns": [r["pattern"] for r in unique],
+            }) or 0
+            conn.execute(insert(table), unique)
+            return len(unique) - int(existing)
+        return len(unique)  # pragma: no cover - a driver without rowcount
 
     def import_csv(
         self, stream: TextIO, list_name: ListName | str, *, source: str = "manual",
