@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config import load_settings_from_text  # noqa: E402
-from gateway.service import open_service  # noqa: E402
+from gateway.config import load_settings_from_text
+from gateway.service import open_service
 
 
 def french_number(rng: random.Random) -> str:

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -524,7 +524,7 @@ class Repository:
         unique = list({(r["list"], r["pattern"]): r for r in reversed(rows)}.values())
         # Core inserts on the table, not the ORM class: the ORM's bulk path costs more per
         # row than SQLite does, and imports run to a million lines.
-        table = ListEntryRow.__table__
+        table = cast(Table, ListEntryRow.__table__)
         conn = s.connection()
         dialect = conn.dialect.name
         if dialect == "sqlite":
@@ -722,7 +722,8 @@ class Repository:
                 display_name=caller.display_name[:256], raw_from=caller.raw[:256],
                 verstat=caller.verstat.value if caller.verstat else None,
                 action=str(decision.action), reason=decision.reason, step=decision.step,
-                rule=decision.rule_id, unknown=decision.counts_towards_burst, burst=decision.burst.active,
+                rule=decision.rule_id, unknown=decision.counts_towards_burst,
+                burst=decision.burst.active,
                 screen_ms=decision.elapsed_ms,
             )
             s.add(row)

@@ -88,7 +88,7 @@ def test_postgres_runs_the_same_screening(postgres_url: str, make_settings) -> N
         for minute in range(4):
             at = NOW + timedelta(minutes=minute)
             service.record_call(who, service.screen(who, at), at=at)
-        assert [r.action for r in repo.calls(limit=4)][0] == "voicemail"  # repeat limit
+        assert next(r.action for r in repo.calls(limit=4)) == "voicemail"  # repeat limit
         [row] = repo.calls(limit=1)
         assert row.at == NOW + timedelta(minutes=3) and row.at.tzinfo is not None
         # The schema migrates idempotently on PostgreSQL too.
