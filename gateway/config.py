@@ -246,10 +246,6 @@ def _convert(key: str, value: Any, tp: Any, base: Path) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
         item_tp = typing.get_args(tp)[0]
         return tuple(_convert(f"{key}[{i}]", v, item_tp, base) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table, found {value!r}")
-        return _build(tp, value, base, key)
     if tp is HostPort:
         if not isinstance(value, str):
             raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
@@ -257,6 +253,10 @@ def _convert(key: str, value: Any, tp: Any, base: Path) -> Any:
             return parse_host_port(value)
         except ValueError as exc:
             raise ConfigError(f"{key} = {value!r}: {exc}") from None
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, found {value!r}")
+        return _build(tp, value, base, key)
     if tp is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key} = {value!r}: expected a path")
@@ -390,8 +390,9 @@ def load_settings_from_text(text: str, base: Path, source: Path | None = None) -
     settings = dataclasses.replace(settings, source=source)
     if "data_dir" not in table:
         settings = dataclasses.replace(settings, data_dir=base / "data")
+    settings = _resolve_secrets(settings)
     _validate(settings)
-    return _resolve_secrets(settings)
+    return settings
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

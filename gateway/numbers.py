@@ -37,6 +37,7 @@ def is_supported_region(region: str) -> bool:
     return region in phonenumbers.SUPPORTED_REGIONS
 
 
+@lru_cache(maxsize=64)
 def country_code_for_region(region: str) -> int:
     """The calling code of `region`, e.g. 33 for FR."""
     return int(phonenumbers.country_code_for_region(region))
@@ -247,3 +248,53 @@ def parse_caller(
         verstat=status,
         line=line,
     )
+
+
+@lru_cache(maxsize=512)
+def _possible_lengths(country_code: int) -> frozenset[int]:
+    """National number lengths that are possible for any region sharing `country_code`."""
+    lengths: set[int] = set()
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            country_code, region
+        )
+        if metadata is not None and metadata.general_desc is not None:
+            lengths.update(metadata.general_desc.possible_length or ())
+    return frozenset(lengths)
+
+
+@lru_cache(maxsize=64)
+def _trunk_prefix(region: str) -> str | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return None if metadata is None else metadata.national_prefix
+
+
+def list_number(text: str, home_region: str) -> str | None:
+    """Normalise a list entry to E.164 if it is a *possible* number, else None.
+
+    Imports handle a million lines, so the common forms (international digits, or the home
+    trunk prefix) are checked against the numbering plan's possible lengths directly; anything
+    else goes through the full parser. `is_possible_number` is the right bar for list entries:
+    validity depends on assignment data that lags behind reality.
+    """
+    compact = _digits_form(text.strip())
+    if compact is None:
+        return None
+    international: str | None = None
+    if compact.startswith("+"):
+        international = compact[1:]
+    elif compact.startswith("00"):
+        international = compact[2:]
+    else:
+        trunk = _trunk_prefix(home_region)
+        if trunk and compact.startswith(trunk) and not compact.startswith(trunk * 2):
+            international = f"{country_code_for_region(home_region)}{compact[len(trunk):]}"
+    if international is not None and international[:1] != "0":
+        for cc_len in (1, 2, 3):
+            cc = int(international[:cc_len]) if len(international) > cc_len else 0
+            if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                national = international[cc_len:]
+                if len(national) in _possible_lengths(cc) and national[:1] != "0":
+                    return "+" + international
+                break
+    return to_e164(text, home_region)

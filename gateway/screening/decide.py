@@ -51,6 +51,17 @@ class Decision:
     unknown: bool = True  # the caller is on no allow list (counts towards bursts)
     consume_entry_id: int | None = None  # a "permit next call" entry this call used up
     burst: BurstState = BurstState(active=False)
+    elapsed_ms: float | None = None  # how long loading and deciding took (set by the service)
+
+    @property
+    def counts_towards_burst(self) -> bool:
+        """Whether this call is an unknown caller that no list or rule handled.
+
+        A burst is strangers calling back a spoofed number; callers already blocked by a list
+        or a rule (a robocall campaign from reserved ranges) are handled and must not switch
+        burst mode on for everybody else.
+        """
+        return self.unknown and self.step not in ("block", "rule")
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view, as `ringfence screen` prints it."""
@@ -91,11 +102,10 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         if caller.kind is CallerKind.NUMBER and not caller.valid:
             return f"{caller.number} is outside the numbering plan (often a spoofed number)"
         return None
-    if caller.kind is not CallerKind.NUMBER or caller.number is None:
-        # The remaining rules look at a number; a withheld caller cannot match them, except
-        # quiet hours, which are about the clock.
-        if rule.kind is not RuleKind.QUIET_HOURS:
-            return None
+    # The remaining rules look at a number; a withheld caller cannot match them, except
+    # quiet hours, which are about the clock.
+    if caller.number is None and rule.kind is not RuleKind.QUIET_HOURS:
+        return None
     if rule.kind is RuleKind.NUMBER_TYPE:
         if caller.number_type in params.get("types", ()):
             kind = (caller.number_type or "").replace("_", " ").lower()
@@ -105,7 +115,8 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         regions = params.get("regions", ())
         if params.get("mode", "block") == "allow_only":
             if caller.region not in regions:
-                return f"calls from {caller.region or 'unknown country'} are not in the allowed countries"
+                origin = caller.region or "an unknown country"
+                return f"calls from {origin} are not in the allowed countries"
             return None
         return f"calls from {caller.region} are blocked" if caller.region in regions else None
     if rule.kind is RuleKind.TELEMARKETING:
@@ -164,7 +175,7 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
         entry = _most_specific(allowed)
         why = "permitted once" if entry.once else "on the allow list"
         return Decision(
-            PASS, f"{entry.describe()} is {why}", "allow", f"allow:{entry.id}",
+            PASS, f"{why}: {entry.describe()}", "allow", f"allow:{entry.id}",
             unknown=False, consume_entry_id=entry.id if entry.once else None,
         )
 
@@ -173,7 +184,7 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
     if blocked:
         entry = _most_specific(blocked)
         return Decision(
-            entry.action or policy.block_action, f"{entry.describe()} is on the block list",
+            entry.action or policy.block_action, f"on the block list: {entry.describe()}",
             "block", f"block:{entry.id}",
         )
 

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, the repository and Alembic migrations."""

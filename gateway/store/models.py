@@ -1,0 +1,155 @@
+"""SQLAlchemy 2 models. The schema itself is created and upgraded by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite keeps no time zone; storing naive UTC and re-attaching UTC on read means the
+    screening core always compares aware times, whatever the database.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store as naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every table."""
+
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class ListEntryRow(Base):
+    """An allow or block list entry. Exact and prefix patterns are looked up by index."""
+
+    __tablename__ = "list_entries"
+    __table_args__ = (Index("ix_list_entries_pattern", "pattern", "list", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list: Mapped[str] = mapped_column(String(8))  # allow | block
+    kind: Mapped[str] = mapped_column(String(8))  # exact | prefix | glob | regex
+    pattern: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    action: Mapped[str | None] = mapped_column(String(40), default=None)
+    source: Mapped[str] = mapped_column(String(40), default="manual", index=True)
+    once: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    last_hit_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RuleRow(Base):
+    """A step-4 rule (withheld, number type, country, telemarketing, quiet hours…)."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CallRow(Base):
+    """One incoming call and what Ringfence did with it."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_number_at", "number", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    line: Mapped[str | None] = mapped_column(String(60), default=None)
+    sip_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    number: Mapped[str | None] = mapped_column(String(20), default=None)  # E.164
+    caller_kind: Mapped[str] = mapped_column(String(10))  # number | withheld | invalid
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    raw_from: Mapped[str] = mapped_column(String(256), default="")
+    verstat: Mapped[str | None] = mapped_column(String(30), default=None)
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    step: Mapped[str] = mapped_column(String(12), default="")
+    rule: Mapped[str | None] = mapped_column(String(40), default=None)
+    # An unknown caller no list or rule handled: what burst detection counts.
+    unknown: Mapped[bool] = mapped_column(Boolean, default=True)
+    burst: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    outcome: Mapped[str | None] = mapped_column(String(60), default=None)
+    screen_ms: Mapped[float | None] = mapped_column(Float, default=None)  # load + decide time
+
+
+class VoicemailRow(Base):
+    """A recorded message; the WAV lives on disk under the voicemail folder."""
+
+    __tablename__ = "voicemails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="SET NULL"), default=None, index=True
+    )
+    at: Mapped[datetime] = mapped_column(index=True)
+    number: Mapped[str | None] = mapped_column(String(20), default=None)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    path: Mapped[str] = mapped_column(String(500))  # relative to the voicemail folder
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    heard: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SettingRow(Base):
+    """A key/value setting the owner changes at run time (thresholds, pause, default…)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class LineStateRow(Base):
+    """The registration state of each SIP line, written by the gateway, read by the UI."""
+
+    __tablename__ = "line_states"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
