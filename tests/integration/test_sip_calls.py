@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.screening.rules import Action, ActionKind
 from gateway.gateway import Gateway
+from gateway.screening.rules import Action, ActionKind
 from tests.peers import wait_until
 from tests.peers.baresip import Baresip
 from tests.peers.fakes import FakeService

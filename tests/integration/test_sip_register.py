@@ -58,7 +58,7 @@ def test_wrong_password_fails_and_keeps_retrying(
     gateway = make_gateway(lines=(line_for(kamailio, password="wrong"),))
     wait_until(lambda: any(s[1] == "failed" for s in fake_service.line_states), 10,
                "a failed state")
-    failed = [s for s in fake_service.line_states if s[1] == "failed"][0]
+    failed = next(s for s in fake_service.line_states if s[1] == "failed")
     assert failed[2] is not None and "credentials refused" in failed[2]
     first = kamailio.count_in_log("REQ REGISTER")
     wait_until(lambda: kamailio.count_in_log("REQ REGISTER") > first + 1, 10, "a retry")
