@@ -84,7 +84,8 @@ class Service(Protocol):
         """Complete the call's log row."""
 
     def save_voicemail(
-        self, call_row_id: int, path: Path, duration_s: float, size_bytes: int
+        self, call_row_id: int | None, path: Path, duration_s: float, size_bytes: int, *,
+        caller: Caller | None = None,
     ) -> int:
         """Register a recording."""
 
@@ -114,7 +115,7 @@ class CallEnvironment:
     media_factory: MediaFactory
     prompt: PromptResolver
     line: str | None = None
-    pass_behaviour: PassBehaviour = "ring"  # noqa: S105 - not a secret
+    pass_behaviour: PassBehaviour = "ring"
     redirect_to: str = ""
     refer_to: str = ""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -305,8 +306,7 @@ def voicemail(
         if result is None or not path.exists():
             return "voicemail: nothing recorded"
         size = path.stat().st_size
-        if row_id is not None:
-            env.service.save_voicemail(row_id, path, float(result.duration_s), size)
+        env.service.save_voicemail(row_id, path, float(result.duration_s), size, caller=caller)
         return f"voicemail {result.duration_s:.0f} s"
     finally:
         call.hangup()

@@ -28,6 +28,8 @@ BACKOFF_START = 2.0
 BACKOFF_MAX = 300.0
 KEEPALIVE_SECONDS = 25.0  # under the 30 s UDP timeout of the stingiest home routers
 MAX_AUTH_ROUNDS = 3
+REGISTER_WAIT = 40.0  # longer than timer F: the transaction reports a timeout first
+UNREGISTER_WAIT = 2.0
 
 
 @dataclass
@@ -84,7 +86,8 @@ class Registration:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         if unregister and self.state == "registered":
-            result = self.register_once(expires=0)
+            # Bounded: a registrar that is gone must not hold up the shutdown for timer F.
+            result = self.register_once(expires=0, timeout=UNREGISTER_WAIT)
             log.info("line %s: unregistered (%s)", self.line.name,
                      "ok" if result.ok else result.error)
             self._set_state("unregistered", None)
@@ -166,7 +169,7 @@ class Registration:
             ))
         return request
 
-    def register_once(self, expires: int) -> RegistrationResult:
+    def register_once(self, expires: int, timeout: float = REGISTER_WAIT) -> RegistrationResult:
         """One REGISTER, answering challenges (a fresh nonce once, stale ones always)."""
         requested = expires
         refused = 0  # challenges that answered our credentials without saying "stale"
@@ -175,7 +178,7 @@ class Registration:
             rounds += 1
             request = self._build(requested)
             sent_credentials = self._challenge is not None
-            response = wait_for_final(self.ua.layer, request, self.target, timeout=40.0)
+            response = wait_for_final(self.ua.layer, request, self.target, timeout=timeout)
             if response is None:
                 return RegistrationResult(False, error="no answer from the registrar")
             if 200 <= response.status < 300:

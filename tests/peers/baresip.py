@@ -111,11 +111,12 @@ class Baresip:
         return True
 
     def _read(self) -> None:
-        assert self.sock is not None
+        sock = self.sock
+        assert sock is not None
         buffer = b""
         while True:
             try:
-                chunk = self.sock.recv(65536)
+                chunk = sock.recv(65536)
             except OSError:
                 return
             if not chunk:

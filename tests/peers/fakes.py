@@ -58,8 +58,9 @@ class FakeService:
             self.calls[call_row_id - 1].duration_s = duration_s
             self.finished.notify_all()
 
-    def save_voicemail(self, call_row_id: int, path: Path, duration_s: float,
-                       size_bytes: int) -> int:
+    def save_voicemail(self, call_row_id: int | None, path: Path, duration_s: float,
+                       size_bytes: int, *, caller: Caller | None = None) -> int:
+        assert call_row_id is not None
         self.calls[call_row_id - 1].voicemail = (path, duration_s, size_bytes)
         return call_row_id
 
