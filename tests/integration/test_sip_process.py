@@ -1,0 +1,56 @@
+"""`ringfence run` as a real process: direct listening with no account, calls, clean SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.sip.message import SipResponse
+from tests.peers import free_port, wait_until
+from tests.peers.raw import RawPeer
+
+
+def answers_options(port: int) -> bool:
+    peer = RawPeer(port)
+    try:
+        peer.send(RawPeer.follow_up(peer.invite(), "OPTIONS"))
+        reply = peer.receive(0.3)
+    finally:
+        peer.close()
+    return isinstance(reply, SipResponse) and reply.status == 200
+
+
+def test_run_direct_listener_then_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f'data_dir = "data"\n[gateway]\nlisten = "127.0.0.1:{port}"\n')
+    log = (tmp_path / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config), "run"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        wait_until(lambda: process.poll() is None and answers_options(port), 20,
+                   "the gateway to answer OPTIONS")
+        peer = RawPeer(port)
+        try:
+            invite = peer.invite()  # an unknown caller: the default policy lets it ring
+            peer.send(invite)
+            peer.expect_status(100)
+            peer.send(RawPeer.follow_up(invite, "CANCEL"))
+            peer.expect(lambda m: isinstance(m, SipResponse) and m.status == 487)
+        finally:
+            peer.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+    output = (tmp_path / "gateway.log").read_text()
+    assert "Ringfence gateway started" in output
+    assert "Ringfence gateway stopped" in output
+    assert "Traceback" not in output
