@@ -149,10 +149,41 @@ def caller_of(invite: SipRequest, env: CallEnvironment) -> Caller:
     )
 
 
+class CallRecord:
+    """The call's row in the log, written only once the caller has had our first answer.
+
+    Writing costs a database commit; doing it after the reject, the 200 OK or the decision to
+    ring keeps it off the path between the INVITE and what the caller hears.
+    """
+
+    def __init__(self, call: Call, caller: Caller, decision: Decision, env: CallEnvironment,
+                 at: datetime) -> None:
+        self.call = call
+        self.caller = caller
+        self.decision = decision
+        self.env = env
+        self.at = at
+        self.row_id: int | None = None
+        self.written = False
+
+    def ensure(self) -> int | None:
+        """Write the row once (a failure is logged, never raised); return its id."""
+        if not self.written:
+            self.written = True
+            try:
+                self.row_id = self.env.service.record_call(
+                    self.caller, self.decision, at=self.at, sip_call_id=self.call.call_id,
+                    line=self.env.line,
+                )
+            except Exception:
+                log.exception("call %s: could not log the call; carrying on", self.call.call_id)
+        return self.row_id
+
+
 def handle_call(call: Call, env: CallEnvironment) -> None:
     """Screen one incoming call, carry out the decision and log the outcome."""
     started = time.monotonic()
-    row_id: int | None = None
+    record: CallRecord | None = None
     outcome = "failed open"
     caller: Caller | None = None
     try:
@@ -161,23 +192,20 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         decision = env.service.screen(caller, now)
         log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
                  decision.action, decision.reason)
-        try:
-            row_id = env.service.record_call(caller, decision, at=now, sip_call_id=call.call_id,
-                                             line=env.line)
-        except Exception:
-            log.exception("call %s: could not log the call; carrying on", call.call_id)
-        outcome = carry_out(call, decision.action, caller, env, row_id)
+        record = CallRecord(call, caller, decision, env, now)
+        outcome = carry_out(call, decision.action, caller, env, record)
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         try:
             outcome = "failed open: " + (
-                ring_through(call, caller, env) if not call.answered else "hung up"
+                ring_through(call, caller, env, record) if not call.answered else "hung up"
             )
         except Exception:
             log.exception("call %s: error while failing open", call.call_id)
         if call.answered:
             call.hangup()
     finally:
+        row_id = record.ensure() if record is not None else None
         if row_id is not None:
             try:
                 env.service.finish_call(
@@ -189,21 +217,21 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
 
 
 def carry_out(
-    call: Call, action: Action, caller: Caller, env: CallEnvironment, row_id: int | None
+    call: Call, action: Action, caller: Caller, env: CallEnvironment, record: CallRecord
 ) -> str:
     """Do what `action` says; return the outcome in a few words."""
     if action.kind is ActionKind.PASS:
-        return ring_through(call, caller, env)
+        return ring_through(call, caller, env, record)
     if action.kind is ActionKind.REJECT:
         code = action.code or 603
         reason = REJECT_CODES.get(code, "Decline")
         return f"rejected {code}" if call.reject(code, reason) else cancelled_outcome(call)
     if action.kind is ActionKind.ANNOUNCE:
-        return announce(call, action.prompt or "not_in_service", env)
+        return announce(call, action.prompt or "not_in_service", env, record)
     if action.kind is ActionKind.VOICEMAIL:
-        return voicemail(call, caller, action.prompt or "greeting", env, row_id)
+        return voicemail(call, caller, action.prompt or "greeting", env, record)
     if action.kind is ActionKind.CHALLENGE:
-        return challenge(call, caller, action.prompt or "challenge", env, row_id)
+        return challenge(call, caller, action.prompt or "challenge", env, record)
     raise ValueError(f"unknown action {action}")  # pragma: no cover - enum is closed
 
 
@@ -214,7 +242,9 @@ def cancelled_outcome(call: Call) -> str:
     return "cancelled by caller"
 
 
-def ring_through(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
+def ring_through(
+    call: Call, caller: Caller | None, env: CallEnvironment, record: CallRecord | None
+) -> str:
     """A pass, per the line's behaviour: ring silently, 486, 480 or 302."""
     behaviour = env.pass_behaviour
     if behaviour == "busy":
@@ -225,6 +255,8 @@ def ring_through(call: Call, caller: Caller | None, env: CallEnvironment) -> str
     if behaviour == "redirect" and env.redirect_to:
         return "passed: redirected" if call.redirect(env.redirect_to) else cancelled_outcome(call)
     # ring: stay silent in the fork until the owner's phone answers or the caller gives up.
+    if record is not None:
+        record.ensure()  # the call shows in the log while it rings
     if not call.wait_ended(RING_LIMIT_SECONDS):
         call.reject(480, "Temporarily Unavailable")
         return "passed: nobody answered"
@@ -240,7 +272,7 @@ def ring_through(call: Call, caller: Caller | None, env: CallEnvironment) -> str
     return "passed: cancelled by caller"
 
 
-def answer(call: Call, env: CallEnvironment) -> Media | None:
+def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media | None:
     """Answer with media; None when the caller cancelled first."""
     offer = call.invite.body_text() if call.invite.content_type == "application/sdp" else ""
     if not offer.strip():
@@ -256,6 +288,7 @@ def answer(call: Call, env: CallEnvironment) -> Media | None:
     except Exception:
         media.close()
         raise
+    record.ensure()
     return media
 
 
@@ -267,9 +300,9 @@ def play(media: Media, prompt: str, env: CallEnvironment) -> None:
         media.play(env.prompt(prompt))
 
 
-def announce(call: Call, prompt: str, env: CallEnvironment) -> str:
+def announce(call: Call, prompt: str, env: CallEnvironment, record: CallRecord) -> str:
     """Answer, play the prompt, hang up."""
-    media = answer(call, env)
+    media = answer(call, env, record)
     if media is None:
         return cancelled_outcome(call)
     try:
@@ -280,12 +313,12 @@ def announce(call: Call, prompt: str, env: CallEnvironment) -> str:
 
 
 def voicemail(
-    call: Call, caller: Caller, prompt: str | None, env: CallEnvironment, row_id: int | None,
+    call: Call, caller: Caller, prompt: str | None, env: CallEnvironment, record: CallRecord,
     media: Media | None = None,
 ) -> str:
     """Answer (unless already), play the greeting, beep, record, hang up, save."""
     if media is None:
-        media = answer(call, env)
+        media = answer(call, env, record)
         if media is None:
             return cancelled_outcome(call)
     try:
@@ -306,17 +339,18 @@ def voicemail(
         if result is None or not path.exists():
             return "voicemail: nothing recorded"
         size = path.stat().st_size
-        env.service.save_voicemail(row_id, path, float(result.duration_s), size, caller=caller)
+        env.service.save_voicemail(record.ensure(), path, float(result.duration_s), size,
+                                   caller=caller)
         return f"voicemail {result.duration_s:.0f} s"
     finally:
         call.hangup()
 
 
 def challenge(
-    call: Call, caller: Caller, prompt: str, env: CallEnvironment, row_id: int | None
+    call: Call, caller: Caller, prompt: str, env: CallEnvironment, record: CallRecord
 ) -> str:
     """Answer, ask for a digit; right digit: allow and transfer or take a message."""
-    media = answer(call, env)
+    media = answer(call, env, record)
     if media is None:
         return cancelled_outcome(call)
     handed_over = False
@@ -338,7 +372,7 @@ def challenge(
             return "challenge passed: transferred"
         play(media, "challenge_passed", env)
         handed_over = True
-        outcome = voicemail(call, caller, None, env, row_id, media=media)
+        outcome = voicemail(call, caller, None, env, record, media=media)
         return f"challenge passed: {outcome}"
     finally:
         if not handed_over:
