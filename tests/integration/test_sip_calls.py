@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,42 @@ def test_malformed_flood_does_not_stop_the_next_call(
     closed = baresip.wait_event("CALL_CLOSED")
     assert "603" in str(closed.get("param")), closed
     assert fake_service.wait_finished()[0].outcome == "rejected 603"
+
+
+def test_line_over_tcp_registers_and_takes_calls(
+    kamailio: Kamailio, baresip: Baresip, make_gateway: GatewayFactory,
+    fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.REJECT, code=603)
+    register_home(make_gateway, kamailio, fake_service, transport="tcp")
+    assert "REQ REGISTER" in kamailio.log_text()
+    baresip.dial(home_uri(kamailio))  # baresip -> Kamailio over UDP, Kamailio -> us over TCP
+    closed = baresip.wait_event("CALL_CLOSED")
+    assert "603" in str(closed.get("param")), closed
+    assert fake_service.wait_finished()[0].outcome == "rejected 603"
+
+
+def test_challenge_passed_is_transferred_with_refer(
+    kamailio: Kamailio, make_gateway: GatewayFactory, fake_service: FakeService,
+    tmp_path: Path,
+) -> None:
+    """The caller presses 5; we REFER it to the line's refer_to and the caller's UA follows."""
+    caller = Baresip(tmp_path / "mobile", registrar_port=kamailio.port, user="0612345678",
+                     password="mobilepw")
+    try:
+        caller.start()
+        fake_service.action = Action(ActionKind.CHALLENGE, prompt="challenge")
+        owner = f"sip:owner@127.0.0.1:{kamailio.port}"
+        make_gateway(lines=(line_for(kamailio, refer_to=owner),), real_media=True)
+        wait_until(lambda: bool(fake_service.line_states)
+                   and fake_service.line_states[-1][1] == "registered", 10, "registration")
+        caller.dial(home_uri(kamailio))
+        caller.wait_event("CALL_ESTABLISHED")
+        caller.press("5")
+        log = fake_service.wait_finished(timeout=45)[0]
+        assert log.outcome == "challenge passed: transferred", log.outcome
+        assert fake_service.allowed == ["+33612345678"]
+        # REFER goes to the caller's Contact; the caller then dialled the transfer target
+        assert "REQ INVITE sip:owner@" in kamailio.log_text(), kamailio.log_tail()
+    finally:
+        caller.stop()
