@@ -296,8 +296,15 @@ def play(media: Media, prompt: str, env: CallEnvironment) -> None:
     """Play a named prompt (``sit`` is the tone sequence, not a file)."""
     if prompt == "sit":
         media.play_sit()
-    else:
-        media.play(env.prompt(prompt))
+        return
+    try:
+        path = env.prompt(prompt)
+    except (OSError, ValueError) as exc:
+        # A missing prompt must not cost the call: the rest of the action (recording, the
+        # challenge digit) still works without it.
+        log.error("prompt %r unavailable: %s", prompt, exc)
+        return
+    media.play(path)
 
 
 def announce(call: Call, prompt: str, env: CallEnvironment, record: CallRecord) -> str:

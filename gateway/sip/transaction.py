@@ -43,7 +43,7 @@ class Timers:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        self._pending: set[int] = set()  # handles not yet run nor cancelled
         self._counter = itertools.count()
         self._cond = threading.Condition()
         self._running = True
@@ -55,6 +55,7 @@ class Timers:
         handle = next(self._counter)
         with self._cond:
             heapq.heappush(self._heap, (time.monotonic() + delay, handle, callback))
+            self._pending.add(handle)
             self._cond.notify()
         return handle
 
@@ -63,7 +64,12 @@ class Timers:
         if handle is None:
             return
         with self._cond:
-            self._cancelled.add(handle)
+            self._pending.discard(handle)
+
+    def pending(self) -> int:
+        """Callbacks still waiting to run (for tests and leak checks)."""
+        with self._cond:
+            return len(self._pending)
 
     def stop(self) -> None:
         """Stop the thread; pending callbacks never run."""
@@ -83,9 +89,9 @@ class Timers:
                 if not self._running:
                     return
                 _, handle, callback = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
+                if handle not in self._pending:
+                    continue  # cancelled
+                self._pending.discard(handle)
             try:
                 callback()
             except Exception:
