@@ -220,6 +220,15 @@ def carry_out(
     call: Call, action: Action, caller: Caller, env: CallEnvironment, record: CallRecord
 ) -> str:
     """Do what `action` says; return the outcome in a few words."""
+    try:
+        return _carry_out(call, action, caller, env, record)
+    except NotAnswered as outcome:
+        return str(outcome)
+
+
+def _carry_out(
+    call: Call, action: Action, caller: Caller, env: CallEnvironment, record: CallRecord
+) -> str:
     if action.kind is ActionKind.PASS:
         return ring_through(call, caller, env, record)
     if action.kind is ActionKind.REJECT:
@@ -272,17 +281,29 @@ def ring_through(
     return "passed: cancelled by caller"
 
 
-def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media | None:
-    """Answer with media; None when the caller cancelled first."""
+class NotAnswered(Exception):
+    """The call could not be answered; the message is the outcome to log."""
+
+
+def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
+    """Answer with media; raise NotAnswered when cancelled first or the offer is unusable."""
     offer = call.invite.body_text() if call.invite.content_type == "application/sdp" else ""
     if not offer.strip():
-        raise ValueError("INVITE without an SDP offer: cannot answer it")
+        # A late offer (no SDP in the INVITE) would need our offer in the 200 and the answer
+        # in the ACK; we leave the fork instead (488 is 4xx: the owner's phone keeps ringing).
+        call.reject(488, "Not Acceptable Here")
+        raise NotAnswered("not answered: INVITE without SDP (488)")
     local_ip = call.ua.local_host_for(call.tx.source.host)
-    media = env.media_factory(offer, local_ip)
+    try:
+        media = env.media_factory(offer, local_ip)
+    except ValueError as exc:  # SdpError: nothing we can answer (no audio, no common codec)
+        log.warning("call %s: unusable SDP offer: %s", call.call_id, exc)
+        call.reject(488, "Not Acceptable Here")
+        raise NotAnswered("not answered: unusable SDP offer (488)") from None
     try:
         if not call.answer(media.answer_sdp()):
             media.close()
-            return None
+            raise NotAnswered(cancelled_outcome(call))
         call.media = media
         media.start()
     except Exception:
@@ -310,8 +331,6 @@ def play(media: Media, prompt: str, env: CallEnvironment) -> None:
 def announce(call: Call, prompt: str, env: CallEnvironment, record: CallRecord) -> str:
     """Answer, play the prompt, hang up."""
     media = answer(call, env, record)
-    if media is None:
-        return cancelled_outcome(call)
     try:
         play(media, prompt, env)
     finally:
@@ -326,8 +345,6 @@ def voicemail(
     """Answer (unless already), play the greeting, beep, record, hang up, save."""
     if media is None:
         media = answer(call, env, record)
-        if media is None:
-            return cancelled_outcome(call)
     try:
         if prompt:
             play(media, prompt, env)
@@ -358,8 +375,6 @@ def challenge(
 ) -> str:
     """Answer, ask for a digit; right digit: allow and transfer or take a message."""
     media = answer(call, env, record)
-    if media is None:
-        return cancelled_outcome(call)
     handed_over = False
     try:
         play(media, prompt, env)
