@@ -31,6 +31,9 @@ class Dialog:
         contacts = invite.get_all("Contact")
         remote_target = parse_name_addr(contacts[0]).uri if contacts else from_.uri
         cseq, _ = invite.cseq()
+        parse_uri(remote_target)  # refuse now what we could not send a BYE to later
+        for route in invite.get_all("Record-Route"):
+            parse_uri(parse_name_addr(route).uri)
         return cls(
             call_id=invite.call_id,
             local_tag=local_tag,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_TCP_CONNECTIONS = 64
 TCP_IDLE_SECONDS = 600.0
 KEEPALIVE = b"\r\n\r\n"
+UDP_RECEIVE_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ class SipTransport:
 
     def start(self) -> None:
         """Bind the sockets (raises OSError when the address is taken) and start reading."""
+        with contextlib.suppress(OSError):
+            # Room for a burst of INVITEs (a flood, a forking proxy's retransmissions): the
+            # kernel caps this at net.core.rmem_max, and anything dropped is retransmitted.
+            self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         self.udp.bind((self.host, self.port))
         self.port = self.udp.getsockname()[1]  # port 0 picks a free port; keep TCP on the same
         if self.tcp_enabled:
@@ -249,6 +254,9 @@ class SipTransport:
             return
         if isinstance(message, SipRequest):
             stamp_received(message, source)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("recv %r from %s:%s/%s", message, source.host, source.port,
+                      source.transport)
         try:
             self.handler(message, source)
         except Exception:
@@ -294,6 +302,8 @@ class SipTransport:
         rport = via.params.get("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
         transport = via.transport.lower()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("send %r to %s:%s/%s", response, host, port, transport)
         self.send(data, Target("tcp" if transport == "tcp" else "udp", host, port))
 
     def local_address_towards(self, host: str) -> str:

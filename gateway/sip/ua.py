@@ -434,6 +434,14 @@ class UserAgent:
             log.info("call %s: forked INVITE on a second branch -> 482", invite.call_id)
             tx.respond(make_response(invite, 482, "Loop Detected", to_tag=new_tag()))
             return
+        try:
+            Dialog.from_invite(invite, "check")  # Contact and Record-Route must be usable
+        except SipParseError as exc:
+            log.info("call %s: refusing INVITE from %s:%s: %s", invite.call_id, source.host,
+                     source.port, exc)
+            tx.respond(make_response(invite, 400, "Bad Request", to_tag=new_tag(),
+                                     headers=[("Warning", '399 ringfence "unusable address"')]))
+            return
         tx.respond(make_response(invite, 100, "Trying"))
         if self.stopping or not self.limiter.try_acquire():
             log.warning("call %s: %d calls already in progress -> 486", invite.call_id,

@@ -256,3 +256,14 @@ def test_many_concurrent_senders_do_not_break_dispatch(
         thread.join(60)
     assert not errors, errors
     assert len(fake_service.wait_finished(40)) == 40
+
+
+def test_invite_with_unusable_contact_gets_400(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    peer = start(make_gateway, peer_factory)
+    invite = peer.invite()
+    invite.set("Contact", "garbage <")
+    peer.send(invite)
+    peer.expect_status(400)
+    assert fake_service.calls == []
