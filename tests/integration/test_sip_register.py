@@ -77,3 +77,54 @@ def test_reregisters_after_kamailio_restart(
     before = registration.registrations
     wait_until(lambda: registration.registrations > before, 15, "registration after restart")
     assert "REQ REGISTER" in kamailio.log_text().split("signal 15")[-1]
+
+
+def test_options_flood_during_refreshes_does_not_break_registration(
+    make_kamailio: Callable[..., Kamailio], make_gateway: GatewayFactory,
+    fake_service: FakeService,
+) -> None:
+    """pyVoIP took an OPTIONS answer for the REGISTER answer; our transactions cannot."""
+    import socket
+    import threading
+    import uuid
+
+    kamailio = make_kamailio(max_expires=3)
+    gateway = make_gateway(lines=(line_for(kamailio),))
+    registration = gateway.registrations[0]
+    wait_until(lambda: registered(fake_service), 10, "the line to register")
+    port = gateway.uas[0].port
+    stop = threading.Event()
+    answered = [0]
+
+    def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            udp.settimeout(0.05)
+            local = udp.getsockname()[1]
+            for _ in range(5000):  # bounded; stops earlier when the test is done
+                if stop.is_set():
+                    return
+                branch = "z9hG4bK" + uuid.uuid4().hex[:10]
+                udp.sendto((
+                    f"OPTIONS sip:home@127.0.0.1:{port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch}\r\n"
+                    f"From: <sip:k@127.0.0.1>;tag=1\r\nTo: <sip:home@127.0.0.1>\r\n"
+                    f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode(), ("127.0.0.1", port))
+                try:
+                    if udp.recv(4096).startswith(b"SIP/2.0 200"):
+                        answered[0] += 1
+                except TimeoutError:
+                    pass
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        before = registration.registrations
+        wait_until(lambda: registration.registrations >= before + 3, 20, "refreshes in a flood")
+    finally:
+        stop.set()
+        flooder.join(10)
+    assert registered(fake_service)
+    assert answered[0] > 10
+    assert all(state != "failed" for _, state, _ in fake_service.line_states)
