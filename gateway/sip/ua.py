@@ -22,6 +22,7 @@ from gateway.sip.message import (
     SipRequest,
     SipResponse,
     header_params_text,
+    parse_name_addr,
 )
 from gateway.sip.transaction import (
     T1,
@@ -233,7 +234,7 @@ class Call:
         request, target = self._dialog_request("REFER")
         target_uri = refer_to if refer_to.startswith("<") else f"<{refer_to}>"
         request.add("Refer-To", target_uri)
-        request.add("Referred-By", f"<{self.dialog.local_uri.strip('<>').split('>')[0]}>")
+        request.add("Referred-By", f"<{parse_name_addr(self.dialog.local_uri).uri}>")
         response = wait_for_final(self.ua.layer, request, target, REQUEST_TIMEOUT)
         accepted = response is not None and 200 <= response.status < 300
         log.info("call %s: REFER to %s -> %s", self.call_id, refer_to,
