@@ -102,7 +102,8 @@ class Service(Protocol):
         """The digit callers must press."""
 
 
-MediaFactory = Callable[[str, str], Media]  # (SDP offer text, local IP) -> session
+# (SDP offer text, address announced in our SDP, local address to bind) -> session
+MediaFactory = Callable[[str, str, str], Media]
 PromptResolver = Callable[[str], Path]
 
 
@@ -293,9 +294,11 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
         # in the ACK; we leave the fork instead (488 is 4xx: the owner's phone keeps ringing).
         call.reject(488, "Not Acceptable Here")
         raise NotAnswered("not answered: INVITE without SDP (488)")
-    local_ip = call.ua.local_host_for(call.tx.source.host)
+    # Behind NAT the SDP names the public address while the socket binds the local one.
+    announced = call.ua.local_host_for(call.tx.source.host)
+    bind = call.ua.transport.local_address_towards(call.tx.source.host)
     try:
-        media = env.media_factory(offer, local_ip)
+        media = env.media_factory(offer, announced, bind)
     except ValueError as exc:  # SdpError: nothing we can answer (no audio, no common codec)
         log.warning("call %s: unusable SDP offer: %s", call.call_id, exc)
         call.reject(488, "Not Acceptable Here")

@@ -22,13 +22,13 @@ def default_media_factory(settings: Settings) -> MediaFactory:
     """Media sessions from `gateway.sip.media` on the configured RTP port range."""
     low, high = (int(p) for p in settings.gateway.rtp_ports.split("-"))
 
-    def make(offer: str, local_ip: str) -> Media:
+    def make(offer: str, announced_ip: str, bind_ip: str) -> Media:
         # Imported here so the signalling can start (and be tested) without pyVoIP loaded.
         from gateway.sip.media import MediaSession
         from gateway.sip.sdp import parse_sdp
 
-        session: Media = MediaSession(parse_sdp(offer), local_ip=local_ip,
-                                      port_range=(low, high))
+        session: Media = MediaSession(parse_sdp(offer), local_ip=announced_ip,
+                                      port_range=(low, high), bind_ip=bind_ip)
         return session
 
     return make

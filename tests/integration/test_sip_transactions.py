@@ -267,3 +267,20 @@ def test_invite_with_unusable_contact_gets_400(
     peer.send(invite)
     peer.expect_status(400)
     assert fake_service.calls == []
+
+
+def test_public_address_is_announced_while_media_binds_locally(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    fake_service.action = Action(ActionKind.ANNOUNCE, prompt="sit")
+    peer = start(make_gateway, peer_factory, real_media=True, public_address="192.0.2.50")
+    invite = peer.invite()
+    peer.send(invite)
+    ok = peer.expect(is_invite_response(200))
+    assert "c=IN IP4 192.0.2.50" in ok.body_text()  # what the far end behind NAT must reach
+    assert "@192.0.2.50:" in (ok.get("Contact") or "")
+    peer.send(RawPeer.follow_up(invite, "ACK", to=ok.get("To"), new_branch=True))
+    bye = peer.expect(lambda m: isinstance(m, SipRequest) and m.method == "BYE", timeout=10)
+    assert isinstance(bye, SipRequest)
+    peer.send(ok_for(bye))
+    assert fake_service.wait_finished()[0].outcome == "announced"

@@ -92,7 +92,7 @@ class FakeService:
 class SilentMedia:
     """Media stand-in: answers with a fixed SDP and does nothing, for signalling-only tests."""
 
-    def __init__(self, offer: str, local_ip: str) -> None:
+    def __init__(self, offer: str, local_ip: str, bind_ip: str = "") -> None:
         self.local_ip = local_ip
         self.closed = threading.Event()
         self.played: list[Any] = []

@@ -88,7 +88,8 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
     def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
              service: object | None = None, max_calls: int = 4, real_media: bool = False,
              listen: HostPort | None = None, pass_behaviour: str = "ring",
-             redirect_to: str = "", **settings_overrides: object) -> Gateway:
+             redirect_to: str = "", public_address: str = "",
+             **settings_overrides: object) -> Gateway:
         prompts_dir = None
         if real_media:
             prompts_dir = tmp_path / "prompts"
@@ -98,7 +99,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
             gateway=GatewayConfig(listen=listen or HostPort("127.0.0.1", free_port()),
                                   max_calls=max_calls, prompts_dir=prompts_dir,
                                   pass_behaviour=pass_behaviour,  # type: ignore[arg-type]
-                                  redirect_to=redirect_to),
+                                  redirect_to=redirect_to, public_address=public_address),
             **settings_overrides,  # type: ignore[arg-type]
         )
         if real_media:
