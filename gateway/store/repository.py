@@ -14,11 +14,11 @@ import io
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ from gateway.store.models import (
     ListEntryRow,
     RuleRow,
     SettingRow,
+    UTCDateTime,
     VoicemailRow,
     utcnow,
 )
@@ -86,6 +87,11 @@ class ImportReport:
                 f"{len(self.rejected)} rejected")
 
 
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE/UPDATE touched (typed loosely by SQLAlchemy's generic Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _entry_from_row(row: ListEntryRow) -> ListEntry:
     return ListEntry(
         id=row.id,
@@ -97,6 +103,50 @@ def _entry_from_row(row: ListEntryRow) -> ListEntry:
         expires_at=row.expires_at,
         once=row.once,
         source=row.source,
+    )
+
+
+def _entry_from_mapping(row: Any) -> ListEntry:
+    expires = row["expires_at"]
+    return ListEntry(
+        id=row["id"],
+        list=ListName(row["list"]),
+        kind=MatchKind(row["kind"]),
+        pattern=row["pattern"],
+        label=row["label"],
+        action=Action.parse(row["action"]) if row["action"] else None,
+        # Core queries bypass the ORM's type decorator result processing on some drivers:
+        # make sure the time is aware UTC either way.
+        expires_at=None if expires is None else (
+            expires if expires.tzinfo else expires.replace(tzinfo=UTC)),
+        once=bool(row["once"]),
+        source=row["source"],
+    )
+
+
+# Per-call statements are built once: building a select() costs more than running it here.
+_VERSION_QUERY = select(SettingRow.value).where(SettingRow.key == "rules_version")
+_ENTRIES_BY_PREFIX = select(ListEntryRow.__table__).where(
+    ListEntryRow.pattern.in_(bindparam("prefixes", expanding=True)),
+    ListEntryRow.kind.in_(("exact", "prefix")),
+)
+_HISTORY_QUERY = (
+    select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown, CallRow.action)
+    .where(CallRow.at >= bindparam("since", type_=UTCDateTime()),
+           CallRow.at <= bindparam("until", type_=UTCDateTime()))
+    .order_by(CallRow.at.desc())
+    .limit(MAX_HISTORY_ROWS)
+)
+
+
+def _history_rows(conn: Connection, now: datetime, window: timedelta) -> Any:
+    return conn.execute(_HISTORY_QUERY, {"since": now - window, "until": now}).all()
+
+
+def _history_from_rows(rows: Iterable[Any]) -> History:
+    return History.of(
+        PastCall(at=r.at, key=r.number or r.caller_kind, unknown=r.unknown, action=r.action)
+        for r in rows
     )
 
 
@@ -217,6 +267,7 @@ class Repository:
         self.timezone = timezone
         self._cache: _PatternCache | None = None
         self._cache_lock = threading.Lock()
+        self._policy_cache: tuple[int, Policy] | None = None
 
     # ------------------------------------------------------------------ settings
 
@@ -340,7 +391,7 @@ class Repository:
     def remove_entry(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)).rowcount
+            deleted = _rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -348,11 +399,11 @@ class Repository:
         """Delete the entry matching what the owner typed; False if there was none."""
         _, pattern = classify_pattern(text, self.home_region)
         with self.db.session() as s:
-            deleted = s.execute(
+            deleted = _rowcount(s.execute(
                 delete(ListEntryRow).where(
                     ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
                 )
-            ).rowcount
+            ))
             self._bump_version(s)
         return bool(deleted)
 
@@ -396,20 +447,37 @@ class Repository:
                     self._cache = _PatternCache(version, [_entry_from_row(r) for r in rows])
             return self._cache
 
+    def _cached_policy(self, version: int) -> Policy:
+        cached = self._policy_cache
+        if cached is None or cached[0] != version:
+            cached = (version, self.policy())
+            self._policy_cache = cached
+        return cached[1]
+
+    def screening_inputs(
+        self, caller: Caller, now: datetime, history_window: timedelta | None = None
+    ) -> tuple[Policy, list[ListEntry], History]:
+        """Everything `decide()` needs for one call, in one connection and three small queries.
+
+        The policy and the glob/regex index are cached per `rules_version`, so the per-call
+        cost is: the version, an indexed IN lookup of the number's prefixes, and the history.
+        """
+        with self.db.engine.connect() as conn:
+            version = int(conn.execute(_VERSION_QUERY).scalar() or 0)
+            policy = self._cached_policy(version)
+            found: list[ListEntry] = []
+            if caller.kind is CallerKind.NUMBER and caller.number:
+                rows = conn.execute(_ENTRIES_BY_PREFIX,
+                                    {"prefixes": number_prefixes(caller.number)})
+                found = [_entry_from_mapping(r._mapping) for r in rows]
+            window = history_window or timedelta(minutes=policy.history_window_minutes())
+            history = _history_from_rows(_history_rows(conn, now, window))
+        entries = found + self._pattern_cache(version).candidates(caller.number)
+        return policy, entries, history
+
     def candidate_entries(self, caller: Caller) -> list[ListEntry]:
         """Entries that may match `caller`: exact and prefix by index, cached globs/regexes."""
-        found: list[ListEntry] = []
-        with self.db.session() as s:
-            version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
-            if caller.kind is CallerKind.NUMBER and caller.number:
-                rows = s.scalars(
-                    select(ListEntryRow).where(
-                        ListEntryRow.pattern.in_(number_prefixes(caller.number)),
-                        ListEntryRow.kind.in_(("exact", "prefix")),
-                    )
-                )
-                found = [_entry_from_row(r) for r in rows]
-        return found + self._pattern_cache(int(version or 0)).candidates(caller.number)
+        return self.screening_inputs(caller, utcnow(), timedelta(0))[1]
 
     def note_entry_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
         """Count a hit on an entry, deleting it if it was a one-off permission."""
@@ -431,10 +499,10 @@ class Repository:
     def purge_expired_entries(self, now: datetime) -> int:
         """Delete entries whose expiry has passed; return how many."""
         with self.db.session() as s:
-            count = s.execute(
+            count = _rowcount(s.execute(
                 delete(ListEntryRow).where(ListEntryRow.expires_at.is_not(None),
                                            ListEntryRow.expires_at <= now)
-            ).rowcount
+            ))
             if count:
                 self._bump_version(s)
         return int(count or 0)
@@ -442,17 +510,33 @@ class Repository:
     # ------------------------------------------------------------------ import / export
 
     def _insert_ignoring_duplicates(self, s: Session, rows: list[dict[str, Any]]) -> int:
+        """Insert rows, skipping patterns already on their list; return how many were new."""
+        if not rows:
+            return 0
+        unique = list({(r["list"], r["pattern"]): r for r in reversed(rows)}.values())
+        list_name = unique[0]["list"]
+        assert all(r["list"] == list_name for r in unique)
+        # Count what is already there with one indexed IN query: driver rowcounts for
+        # "insert or ignore" executemany differ between SQLite and PostgreSQL.
+        existing = s.scalar(
+            select(func.count(ListEntryRow.id)).where(
+                ListEntryRow.list == list_name,
+                ListEntryRow.pattern.in_([r["pattern"] for r in unique]),
+            )
+        ) or 0
         dialect = s.get_bind().dialect.name
         stmt: Any
+        # Core inserts on the table, not the ORM class: the ORM's bulk path costs more per
+        # row than SQLite does, and imports run to a million lines.
+        table = ListEntryRow.__table__
         if dialect == "sqlite":
-            stmt = sqlite.insert(ListEntryRow).on_conflict_do_nothing()
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
         elif dialect == "postgresql":
-            stmt = postgresql.insert(ListEntryRow).on_conflict_do_nothing()
-        else:  # pragma: no cover - other backends: plain insert, duplicates fail the batch
-            stmt = insert(ListEntryRow)
-        # executemany's rowcount is the number of rows actually inserted (duplicates skipped).
-        result = s.execute(stmt, rows)
-        return int(getattr(result, "rowcount", len(rows)))
+            stmt = postgresql.insert(table).on_conflict_do_nothing()
+        else:  # pragma: no cover - other backends: plain insert of what is not there yet
+            stmt = insert(table)
+        s.execute(stmt, unique)
+        return len(unique) - int(existing)
 
     def import_csv(
         self, stream: TextIO, list_name: ListName | str, *, source: str = "manual",
@@ -545,7 +629,8 @@ class Repository:
         with self.db.session() as s:
             s.execute(delete(ListEntryRow).where(ListEntryRow.source == source))
             for start in range(0, len(rows), IMPORT_BATCH):
-                report.added += self._insert_ignoring_duplicates(s, rows[start:start + IMPORT_BATCH])
+                chunk = rows[start:start + IMPORT_BATCH]
+                report.added += self._insert_ignoring_duplicates(s, chunk)
             self._bump_version(s)
         return report
 
@@ -604,7 +689,7 @@ class Repository:
     def delete_rule(self, rule_id: int) -> bool:
         """Delete a rule; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(RuleRow).where(RuleRow.id == rule_id)).rowcount
+            deleted = _rowcount(s.execute(delete(RuleRow).where(RuleRow.id == rule_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -612,19 +697,8 @@ class Repository:
 
     def history(self, now: datetime, window: timedelta) -> History:
         """Calls in the `window` before `now`, as the rate limits see them."""
-        query = (
-            select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
-                   CallRow.action)
-            .where(CallRow.at >= now - window, CallRow.at <= now)
-            .order_by(CallRow.at.desc())
-            .limit(MAX_HISTORY_ROWS)
-        )
-        with self.db.session() as s:
-            rows = s.execute(query).all()
-        return History.of(
-            PastCall(at=r.at, key=r.number or r.caller_kind, unknown=r.unknown, action=r.action)
-            for r in rows
-        )
+        with self.db.engine.connect() as conn:
+            return _history_from_rows(_history_rows(conn, now, window))
 
     def record_call(
         self, caller: Caller, decision: Decision, *, at: datetime,
@@ -638,7 +712,7 @@ class Repository:
                 display_name=caller.display_name[:256], raw_from=caller.raw[:256],
                 verstat=caller.verstat.value if caller.verstat else None,
                 action=str(decision.action), reason=decision.reason, step=decision.step,
-                rule=decision.rule_id, unknown=decision.unknown, burst=decision.burst.active,
+                rule=decision.rule_id, unknown=decision.counts_towards_burst, burst=decision.burst.active,
                 screen_ms=decision.elapsed_ms,
             )
             s.add(row)
@@ -658,7 +732,9 @@ class Repository:
         """Logged calls, newest first, filtered."""
         query = select(CallRow).order_by(CallRow.at.desc(), CallRow.id.desc())
         if action:
-            query = query.where((CallRow.action == action) | CallRow.action.startswith(action + ":"))
+            query = query.where(
+                (CallRow.action == action) | CallRow.action.startswith(action + ":")
+            )
         if number:
             query = query.where(CallRow.number == number)
         if since:
