@@ -98,7 +98,7 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
     except ImportError:
         pass  # the health endpoints are an optional add-on
     else:
-        app.register_blueprint(health_bp)
+        app.register_blueprint(health_bp, settings=settings)
         # Probes and scrapers carry no session: the health blueprint answers without login.
         app.config["RINGFENCE_PUBLIC_BLUEPRINTS"] = {health_bp.name}
     return app

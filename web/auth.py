@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
 from flask import (
@@ -91,7 +92,7 @@ def _log_in() -> None:
 
 
 @bp.route("/setup", methods=["GET", "POST"])
-def setup() -> BaseResponse | str:
+def setup() -> BaseResponse | tuple[str, int]:
     """Choose the owner's password on first run (there is no default)."""
     error = None
     if request.method == "POST":
@@ -104,7 +105,7 @@ def setup() -> BaseResponse | str:
             _log_in()
             flash(_("Password set. Welcome to Ringfence."))
             return redirect(url_for("dashboard.index"))
-    return render_template("setup.html", error=error)
+    return render_template("setup.html", error=error), 400 if error else 200
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -118,7 +119,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
         wait = throttle.wait_seconds(ip)
         if wait > 0:
             error = _("Too many failed logins. Try again in {seconds} seconds.",
-                      seconds=int(wait) + 1)
+                      seconds=math.ceil(wait))
             status = 429
         elif check_password(state().service.db, request.form.get("password", "")):
             throttle.success(ip)
@@ -130,7 +131,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
             error = _("Wrong password.")
             if wait > 0:
                 error += " " + _("Too many failed logins. Try again in {seconds} seconds.",
-                                 seconds=int(wait) + 1)
+                                 seconds=math.ceil(wait))
             status = 401
     return render_template("login.html", error=error), status
 

@@ -109,8 +109,9 @@ class Page:
         return (self.number - 1) * self.size
 
     def url_args(self, number: int) -> dict[str, Any]:
-        """The current query arguments with `page` replaced."""
-        args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
+        """The current URL's arguments (path and query) with `page` replaced."""
+        args: dict[str, Any] = dict(request.view_args or {})
+        args.update({k: v for k, v in request.args.items() if k != "page" and v})
         args["page"] = number
         return args
 
