@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
 
 from gateway.config import Settings
 from gateway.service import ScreeningService
@@ -57,6 +58,13 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _api_http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
+    # Unknown API routes (no blueprint matched) still answer in JSON, like the API itself.
+    if request.path.startswith("/api/"):
+        return jsonify({"error": exc.description or exc.name}), exc.code or 500
+    return exc
+
+
 def create_app(settings: Settings, service: ScreeningService | None = None,
                *, test_config: dict[str, Any] | None = None) -> Flask:
     """Create the web UI for `settings`, opening the database unless `service` is given."""
@@ -90,6 +98,8 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
     install_template_helpers(app)
     app.before_request(auth.gate)
     app.after_request(_security_headers)
+    app.register_error_handler(404, _api_http_error)
+    app.register_error_handler(405, _api_http_error)
     for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer):
         app.register_blueprint(module.bp)
     app.register_blueprint(api_views.bp)

@@ -51,7 +51,7 @@ def _csrf_failure() -> BaseResponse:
 def gate() -> BaseResponse | None:
     """Send every request without a valid session to setup or login; check CSRF on POST."""
     public = current_app.config.get("RINGFENCE_PUBLIC_BLUEPRINTS", set())
-    if request.blueprint == "api" or request.blueprint in public:
+    if request.path.startswith("/api/") or request.blueprint in public:
         return None  # the API checks its bearer token itself; health probes are public
     if request.method == "POST" and not csrf_matches(session.get("csrf"),
                                                      request.form.get("csrf_token")):

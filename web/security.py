@@ -25,8 +25,8 @@ from gateway.store.db import Database
 from gateway.store.models import SettingRow
 
 MIN_PASSWORD_LENGTH = 10
-PASSWORD_KEY = "web_password_hash"  # noqa: S105 - a settings key, not a secret
-API_TOKEN_KEY = "web_api_token_hash"  # noqa: S105 - a settings key, not a secret
+PASSWORD_KEY = "web_password_hash"
+API_TOKEN_KEY = "web_api_token_hash"
 EPOCH_KEY = "web_auth_epoch"
 
 # scrypt with n=2**14, r=8 needs 16 MiB and ~50 ms on a Raspberry Pi 4: slow for a guesser,

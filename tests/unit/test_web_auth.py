@@ -23,8 +23,9 @@ from web.security import (
     verify_password,
 )
 
-PAGES = ["/", "/calls", "/lists/block", "/lists/allow", "/lists/confirm?list=block&number=0612345678",
-         "/rules", "/test", "/voicemail", "/prompts", "/transfer", "/account", "/permit"]
+PAGES = ["/", "/calls", "/lists/block", "/lists/allow",
+         "/lists/confirm?list=block&number=0612345678", "/rules", "/test", "/voicemail",
+         "/prompts", "/transfer", "/account", "/permit"]
 POSTS = ["/lists/block/add", "/rules/1", "/rules/add", "/settings", "/pause", "/permit",
          "/voicemail/1/heard", "/voicemail/1/delete", "/prompts", "/transfer/import",
          "/transfer/contacts", "/account/password", "/account/token", "/lists/confirm",
