@@ -24,13 +24,14 @@ def bar_chart(data: Sequence[dict[str, int]], labels: Sequence[str], *, title: s
     n = max(1, len(data))
     slot = (width - left) / n
     peak = max([sum(d.values()) for d in data] + [1])
-    # A round top value so the scale reads well: 1, 2, 5, 10, 20, 50...
-    top_value = 1
+    # An even, round top value so both grid labels are whole: 2, 4, 6, 8, 10, 20, 40...
+    top_value, scale = 2, 1
     while top_value < peak:
-        for factor in (2, 2.5, 2):
-            top_value = int(top_value * factor)
+        for step in (2, 4, 6, 8, 10):
+            top_value = step * scale
             if top_value >= peak:
                 break
+        scale *= 10
     parts = [
         f'<svg class="chart" viewBox="0 0 {width:g} {height:g}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',

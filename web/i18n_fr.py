@@ -228,7 +228,7 @@ FR: dict[str, str] = {
     "types": "types",
     "regions": "pays",
     "mode": "mode",
-    "allow_only": "seulement ces pays",
+    "allow_only": "seuls ces pays sonnent",
     "outside_hours_only": "seulement hors des heures légales",
     "start": "début",
     "end": "fin",
@@ -253,7 +253,7 @@ FR: dict[str, str] = {
     "distinct_callers": "appelants différents",
     "duration_minutes": "durée (minutes)",
     "min_minutes": "délai minimum (minutes)",
-    "action": "action",
+    "action": "alors",
     "Save the settings": "Enregistrer les réglages",
     "Settings saved.": "Réglages enregistrés.",
     # test a number
