@@ -67,7 +67,7 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
         if process.poll() is not None:
             raise AssertionError(f"ringfence web exited with {process.returncode}")
         try:
-            urllib.request.urlopen(url + "/login", timeout=1)  # noqa: S310 - loopback only
+            urllib.request.urlopen(url + "/login", timeout=1)
             return
         except urllib.error.HTTPError:
             return  # any HTTP answer means it is serving
