@@ -20,7 +20,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from web import state
-from web.helpers import _, csrf_token
+from web.helpers import _, csrf_token, local_url
 from web.i18n import LANGUAGES
 from web.security import (
     PasswordError,
@@ -76,11 +76,8 @@ def gate() -> BaseResponse | None:
 
 def _safe_next(target: str | None) -> str:
     """Only follow a `next` that stays on this site (no open redirect)."""
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") \
-                and not target.startswith("//"):
-            return target
+    if target and urlsplit(target).scheme == "" and urlsplit(target).netloc == "":
+        return local_url(target, url_for("dashboard.index"))
     return url_for("dashboard.index")
 
 

@@ -19,6 +19,13 @@ from web.security import new_csrf_token
 PAGE_SIZE = 50
 
 
+def local_url(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default` (no open redirects)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return default
+
+
 def current_language() -> str:
     """The session's language, else the configured one."""
     from web import state

@@ -13,7 +13,7 @@ from gateway.screening.rules import ListName, MatchKind
 from gateway.store.repository import EntryError
 from web import queries, state
 from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
-from web.helpers import _, paginate
+from web.helpers import _, local_url, paginate
 
 bp = Blueprint("lists", __name__)
 
@@ -94,7 +94,8 @@ def delete(entry_id: int) -> BaseResponse:
     repo.remove_entry(entry_id)
     flash(_("{pattern} removed from the {list} list.", pattern=entry.pattern,
             list=_(entry.list.value)))
-    return redirect(request.form.get("back") or url_for("lists.show", name=entry.list.value))
+    return redirect(local_url(request.form.get("back"),
+                              url_for("lists.show", name=entry.list.value)))
 
 
 def describe_change(list_name: str, number: str) -> dict[str, Any]:
@@ -135,9 +136,7 @@ def confirm() -> BaseResponse | tuple[str, int]:
         return render_template("error.html", title=_("Not a number"),
                                message=_("{value} is not a phone number",
                                          value=source.get("number", ""))), 400
-    back = source.get("back") or url_for("calls.index")
-    if not back.startswith("/") or back.startswith("//"):
-        back = url_for("calls.index")
+    back = local_url(source.get("back"), url_for("calls.index"))
     change = describe_change(list_name, number)
     if request.method == "GET":
         return render_template("confirm.html", list_name=list_name, number=number,

@@ -174,6 +174,9 @@ def test_allow_confirmation_and_bad_number(client: FlaskClient, service: Screeni
     assert "will be added to the allow list; calls from it will ring through" in page
     assert client.get("/lists/confirm?list=allow&number=abc").status_code == 400
     assert client.get("/lists/confirm?list=grey&number=0612345678").status_code == 404
+    response = post(client, "/lists/confirm", {"list": "allow", "number": "0612345678",
+                                               "back": "//evil.example/"})
+    assert response.headers["Location"] == "/calls"
 
 
 def test_add_entry_and_errors_next_to_the_field_with_values_kept(
@@ -221,7 +224,8 @@ def test_edit_search_paginate_and_remove_entries(client: FlaskClient,
     response = post(client, f"/lists/entry/{entry.id + 1}/edit", {"pattern": "nope!"})
     assert response.status_code == 400 and 'value="nope!"' in text(response)
     target = service.repo.entries("block", search="renamed")[0]
-    post(client, f"/lists/entry/{target.id}/delete")
+    response = post(client, f"/lists/entry/{target.id}/delete", {"back": "https://evil.example/"})
+    assert response.headers["Location"] == "/lists/block"
     assert service.repo.count_entries("block") == 59
     assert client.get("/lists/entry/999999/edit").status_code == 404
 
