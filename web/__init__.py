@@ -81,8 +81,8 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(days=14),
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in a readable order
     if test_config:
         app.config.update(test_config)
     app.session_interface = _SessionInterface()

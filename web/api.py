@@ -397,7 +397,9 @@ def patch_settings() -> Response:
         try:
             checked[key] = validate_setting(key, value)
         except EntryError as exc:
-            fail(str(exc), field=key)
+            # Name the nested field when the message does ("repeat.max_calls = 0: ...").
+            head = str(exc).split(" ", 1)[0].rstrip(":")
+            fail(str(exc), field=head if head.startswith(f"{key}.") else key)
     repo = state().service.repo
     for key, value in checked.items():
         repo.set_setting(key, value)

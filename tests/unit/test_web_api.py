@@ -195,7 +195,7 @@ def test_rules_and_settings(api: Api, service: ScreeningService) -> None:
     assert settings["default_mode"] == "greylist" and settings["repeat"]["max_calls"] == 5
     bad = api("PATCH", "/api/settings", json={"default_mode": "greylist",
                                               "burst": {"distinct_callers": -1}})
-    assert bad.status_code == 400 and bad.get_json()["field"] == "burst"
+    assert bad.status_code == 400 and bad.get_json()["field"] == "burst.distinct_callers"
     assert api("GET", "/api/settings").get_json()["burst"]["distinct_callers"] == 5
 
 

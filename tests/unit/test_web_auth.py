@@ -249,3 +249,27 @@ def test_language_switch_is_per_session(app: Flask, client: FlaskClient,
     assert "lang=\"en\"" in other.get("/login").get_data(as_text=True)
     assert post(client, "/language", {"lang": "de"}).status_code == 400
     assert csrf(client)
+
+
+def test_optional_health_blueprint_is_public(settings: Settings, service: ScreeningService,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from flask import Blueprint
+
+    health = Blueprint("health", __name__)
+    health.add_url_rule("/healthz", "healthz", lambda: "ok")
+    module = types.ModuleType("web.health")
+    module.bp = health  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "web.health", module)
+    set_password(service.db, PASSWORD)
+    client = make_app(settings, service).test_client()
+    assert client.get("/healthz").get_data(as_text=True) == "ok"
+    assert client.get("/").status_code == 302  # everything else still needs a login
+
+
+def test_without_a_health_module_there_is_no_healthz(client: FlaskClient,
+                                                     service: ScreeningService) -> None:
+    login(client, service)
+    assert client.get("/healthz").status_code == 404
