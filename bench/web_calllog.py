@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from gateway.config import load_settings_from_text  # noqa: E402
-from gateway.service import open_service  # noqa: E402
-from gateway.store.models import CallRow  # noqa: E402
-from web import create_app  # noqa: E402
-from web.security import set_password  # noqa: E402
+from gateway.config import load_settings_from_text
+from gateway.service import open_service
+from gateway.store.models import CallRow
+from web import create_app
+from web.security import set_password
 
 ACTIONS = ["pass"] * 6 + ["reject:603"] * 2 + ["voicemail", "announce:sit", "challenge"]
 
@@ -90,6 +90,7 @@ def main() -> int:
             "filtered (action=reject, one day)": f"/calls?action=reject&date={day}",
             "number search": f"/calls?number={some_number}",
             "page 1000 (offset 49,950)": "/calls?page=1000",
+            "dashboard (for comparison)": "/",
         }
         client.get("/calls")  # warm up templates and caches
         print(f"{'page':36} {'p50 ms':>8} {'p99 ms':>8}   ({args.runs} runs each)")

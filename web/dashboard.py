@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,9 +41,10 @@ def overview(now: datetime | None = None) -> Overview:
     now = now or utcnow()
     zone = ZoneInfo(st.settings.timezone)
     local = now.astimezone(zone)
-    midnight = datetime.combine(local.date(), time(0), tzinfo=zone)
     week_start = datetime.combine(local.date() - timedelta(days=6), time(0), tzinfo=zone)
-    hour_start = local.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    # Hours step in UTC so a daylight-saving change never makes a 0- or 2-hour bucket.
+    hour_start = (now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+                  - timedelta(hours=23))
     policy = repo.policy()
     burst = policy.burst
     window = timedelta(minutes=burst.window_minutes)
@@ -52,12 +53,14 @@ def overview(now: datetime | None = None) -> Overview:
                              threshold=burst.distinct_callers, window=window, duration=duration)
                  if burst.enabled else BurstState(active=False))
     paused = policy.paused_until if policy.paused_until and policy.paused_until > now else None
+    days = queries.buckets(db, week_start, timedelta(days=1), 7)
+    # The last day bucket starts at local midnight, so it is today; the week is their sum.
     return Overview(
-        today=queries.counts_by_category(db, midnight, now + timedelta(seconds=1)),
-        week=queries.counts_by_category(db, week_start, now + timedelta(seconds=1)),
+        today=dict(days[-1]),
+        week={c: sum(day[c] for day in days) for c in queries.CATEGORIES},
         hours=queries.buckets(db, hour_start, timedelta(hours=1), 24),
         hour_start=hour_start,
-        days=queries.buckets(db, week_start, timedelta(days=1), 7),
+        days=days,
         day_start=week_start,
         burst=state_now,
         burst_enabled=burst.enabled,

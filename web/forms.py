@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.cli import UsageError, parse_expiry
 from gateway.config import Settings
@@ -63,8 +64,8 @@ def entry_fields(form: Any, settings: Settings, list_name: str) -> dict[str, Any
     }
 
 
-def entry_as_form(entry: ListEntry) -> dict[str, str]:
-    """Show a stored entry the way the owner would type it."""
+def entry_as_form(entry: ListEntry, timezone: str) -> dict[str, str]:
+    """Show a stored entry the way the owner would type it (expiry in local time)."""
     pattern = entry.pattern
     if entry.kind is MatchKind.PREFIX:
         pattern += "*"
@@ -73,7 +74,8 @@ def entry_as_form(entry: ListEntry) -> dict[str, str]:
     return {
         "pattern": pattern, "kind": entry.kind.value, "label": entry.label,
         "action": str(entry.action) if entry.action else "",
-        "expires": entry.expires_at.strftime("%Y-%m-%dT%H:%M%z") if entry.expires_at else "",
+        "expires": entry.expires_at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%dT%H:%M")
+        if entry.expires_at else "",
         "once": "1" if entry.once else "",
     }
 

@@ -69,8 +69,9 @@ def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
         abort(404)
     list_name = entry.list.value
     if request.method == "GET":
-        return render_template("entry_edit.html", entry=entry, form=entry_as_form(entry),
-                               errors={}, kinds=[k.value for k in MatchKind]), 200
+        return render_template("entry_edit.html", entry=entry,
+                               form=entry_as_form(entry, st.settings.timezone), errors={},
+                               kinds=[k.value for k in MatchKind]), 200
     try:
         fields = entry_fields(request.form, st.settings, list_name)
         saved = repo.add_entry(list_name, source=entry.source, **fields)
@@ -172,7 +173,6 @@ def permit() -> BaseResponse | tuple[str, int]:
         else:
             flash(_("The next call from {number} will ring.", number=entry.pattern))
             return redirect(url_for("lists.permit"))
-    once = state().service.repo.entries(ListName.ALLOW, limit=50)
-    pending = [e for e in once if e.once]
+    pending = queries.pending_permits(state().service.db)
     return render_template("permit.html", form=form, errors=errors, pending=pending), \
         400 if errors else 200

@@ -99,17 +99,21 @@ def counts_by_category(db: Database, since: datetime, until: datetime) -> dict[s
 def buckets(db: Database, since: datetime, step: timedelta, count: int) -> list[dict[str, int]]:
     """Calls per category in `count` consecutive buckets of `step` starting at `since`.
 
-    Bucketing happens in Python over (at, action) pairs because hour/day functions differ
-    between SQLite and PostgreSQL; a week of calls is small even during a flood.
+    One grouped COUNT per bucket, each an index range scan on `at`: the database counts, and
+    no call row is loaded into Python. Hour/day functions differ between SQLite and
+    PostgreSQL, so the buckets are ranges computed here rather than GROUP BY an expression.
     """
-    until = since + step * count
-    result: list[dict[str, int]] = [{c: 0 for c in CATEGORIES} for _ in range(count)]
-    query = select(CallRow.at, CallRow.action).where(CallRow.at >= since, CallRow.at < until)
+    result: list[dict[str, int]] = []
     with db.session() as s:
-        for at, action in s.execute(query):
-            index = int((at - since) / step)
-            if 0 <= index < count:
-                result[index][category(str(action))] += 1
+        for index in range(count):
+            start = since + step * index
+            query = (select(CallRow.action, func.count(CallRow.id))
+                     .where(CallRow.at >= start, CallRow.at < start + step)
+                     .group_by(CallRow.action))
+            totals = {c: 0 for c in CATEGORIES}
+            for action, n in s.execute(query):
+                totals[category(str(action))] += int(n)
+            result.append(totals)
     return result
 
 
@@ -121,6 +125,14 @@ def count_entries(db: Database, list_name: str, search: str = "") -> int:
                             | ListEntryRow.label.contains(search))
     with db.session() as s:
         return int(s.scalar(query) or 0)
+
+
+def pending_permits(db: Database, limit: int = 50) -> list[ListEntryRow]:
+    """"Permit next call" entries not used yet, newest first."""
+    query = (select(ListEntryRow).where(ListEntryRow.list == "allow", ListEntryRow.once.is_(True))
+             .order_by(ListEntryRow.id.desc()).limit(limit))
+    with db.session() as s:
+        return list(s.scalars(query))
 
 
 def count_voicemails(db: Database, *, unheard_only: bool = False) -> int:

@@ -214,8 +214,11 @@ def test_edit_search_paginate_and_remove_entries(client: FlaskClient,
     assert "60 entries" in html and "Page 1 of 2" in html
     assert "1 entries" in text(client.get("/lists/block?q=spam 42"))
     entry = service.repo.entries("block", search="spam 42")[0]
+    service.repo.add_entry(ListName.BLOCK, "0612000042", label="spam 42",
+                           expires_at=datetime(2027, 1, 1, 11, 0, tzinfo=UTC))
     form = text(client.get(f"/lists/entry/{entry.id}/edit"))
     assert 'value="+33612000042"' in form
+    assert 'value="2027-01-01T12:00"' in form  # local (Paris) time, as the owner types it
     response = post(client, f"/lists/entry/{entry.id}/edit",
                     {"pattern": "0612000099", "label": "renamed", "kind": "exact"})
     assert response.status_code == 302
@@ -236,6 +239,9 @@ def test_permit_next_call(client: FlaskClient, service: ScreeningService) -> Non
     assert response.status_code == 302
     decision = service.evaluate(service.caller("0612345678"), utcnow())
     assert decision.action.is_pass and decision.consume_entry_id is not None
+    assert "06 12 34 56 78" in text(client.get("/permit"))
+    for i in range(60):  # many ordinary allow entries must not hide the pending permission
+        service.repo.add_entry(ListName.ALLOW, f"06990000{i:02d}")
     assert "06 12 34 56 78" in text(client.get("/permit"))
     response = post(client, "/permit", {"number": "not a number", "label": "kept"})
     assert response.status_code == 400 and 'value="kept"' in text(response)
@@ -340,3 +346,17 @@ def test_test_a_number_gives_the_screen_answer(client: FlaskClient,
 def test_test_a_number_handles_withheld_and_hostile_names(client: FlaskClient) -> None:
     html = text(client.get("/test", query_string={"number": "anonymous", "name": HOSTILE}))
     assert "withheld" in html and HOSTILE not in html
+
+
+def test_dashboard_buckets_follow_local_days_across_a_dst_change(
+        service: ScreeningService) -> None:
+    # Paris left summer time on 25 October 2026 at 03:00: that local day lasts 25 hours.
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    log_call(service, "0612345678", at=datetime(2026, 10, 25, 0, 30, tzinfo=paris))
+    log_call(service, "0612345679", at=datetime(2026, 10, 25, 23, 30, tzinfo=paris))
+    log_call(service, "0612345670", at=datetime(2026, 10, 26, 0, 10, tzinfo=paris))
+    days = queries.buckets(service.db, datetime(2026, 10, 24, tzinfo=paris), timedelta(days=1),
+                           3)
+    assert [d["pass"] for d in days] == [0, 2, 1]
