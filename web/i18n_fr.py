@@ -103,7 +103,12 @@ FR: dict[str, str] = {
     "No line has reported its state yet (is the gateway running?).":
         "Aucune ligne n'a encore donné son état (la passerelle tourne-t-elle ?).",
     "Newest voicemail": "Derniers messages",
-    "{n} new": "{n} nouveaux",
+    "{n} new": "{n} à écouter",
+    "registered": "enregistrée",
+    "registering": "enregistrement en cours",
+    "unregistered": "non enregistrée",
+    "failed": "en échec",
+    "unknown": "inconnu",
     "All voicemail": "Tous les messages",
     "No voicemail.": "Aucun message.",
     "Screening is paused until {time}: every call rings.":
