@@ -23,6 +23,7 @@ from web import state
 from web.helpers import _, csrf_token, local_url
 from web.i18n import LANGUAGES
 from web.security import (
+    LANGUAGE_KEY,
     PasswordError,
     api_token_is_set,
     auth_epoch,
@@ -32,6 +33,7 @@ from web.security import (
     password_is_set,
     revoke_api_token,
     set_password,
+    set_web_setting,
 )
 
 bp = Blueprint("auth", __name__)
@@ -82,7 +84,10 @@ def _safe_next(target: str | None) -> str:
 
 
 def _log_in() -> None:
+    lang = session.get("lang")  # a language picked on the login page survives logging in
     session.clear()
+    if lang in LANGUAGES:
+        session["lang"] = lang
     session.permanent = True
     session["auth"] = auth_epoch(state().service.db)
     csrf_token()  # a fresh token for the new session
@@ -147,6 +152,8 @@ def language() -> BaseResponse:
     if lang not in LANGUAGES:
         abort(400)
     session["lang"] = lang
+    if session.get("auth"):  # only the owner's choice becomes the default for new sessions
+        set_web_setting(state().service.db, LANGUAGE_KEY, lang)
     return redirect(_safe_next(request.form.get("next")))
 
 

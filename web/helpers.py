@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Flask, request, session
+from flask import Flask, g, request, session
 from markupsafe import Markup, escape
 
 from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
 from web.i18n import LANGUAGES, translate
-from web.security import new_csrf_token
+from web.security import LANGUAGE_KEY, get_web_setting, new_csrf_token
 
 PAGE_SIZE = 50
 
@@ -27,11 +27,17 @@ def local_url(target: str | None, default: str) -> str:
 
 
 def current_language() -> str:
-    """The session's language, else the configured one."""
+    """The session's language, else the owner's saved choice, else the configured one."""
     from web import state
 
     lang = session.get("lang")
-    return lang if lang in LANGUAGES else state().settings.language
+    if lang in LANGUAGES:
+        return str(lang)
+    cached = getattr(g, "ringfence_lang", None)
+    if cached is None:
+        saved = get_web_setting(state().service.db, LANGUAGE_KEY)
+        cached = g.ringfence_lang = saved if saved in LANGUAGES else state().settings.language
+    return str(cached)
 
 
 def _(message: str, /, **values: Any) -> str:

@@ -28,6 +28,7 @@ MIN_PASSWORD_LENGTH = 10
 PASSWORD_KEY = "web_password_hash"
 API_TOKEN_KEY = "web_api_token_hash"
 EPOCH_KEY = "web_auth_epoch"
+LANGUAGE_KEY = "web_language"  # the owner's last chosen UI language, for new sessions
 
 # scrypt with n=2**14, r=8 needs 16 MiB and ~50 ms on a Raspberry Pi 4: slow for a guesser,
 # quick enough for one owner logging in.

@@ -273,3 +273,16 @@ def test_without_a_health_module_there_is_no_healthz(client: FlaskClient,
                                                      service: ScreeningService) -> None:
     login(client, service)
     assert client.get("/healthz").status_code == 404
+
+
+def test_the_owners_language_choice_becomes_the_default(app: Flask,
+                                                        service: ScreeningService) -> None:
+    set_password(service.db, PASSWORD)
+    anonymous = app.test_client()
+    post(anonymous, "/language", {"lang": "fr", "next": "/login"})
+    assert "Se connecter" in anonymous.get("/login").get_data(as_text=True)
+    assert 'lang="en"' in app.test_client().get("/login").get_data(as_text=True)  # not saved
+    login(anonymous, service)
+    assert "Tableau de bord" in anonymous.get("/").get_data(as_text=True)  # kept at login
+    post(anonymous, "/language", {"lang": "fr", "next": "/"})
+    assert 'lang="fr"' in app.test_client().get("/login").get_data(as_text=True)  # saved
