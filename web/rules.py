@@ -122,11 +122,9 @@ def settings_from_form(form: MultiDict[str, str]) -> dict[str, Any]:
         try:
             values[key] = validate_setting(key, value)
         except EntryError as exc:
-            message = str(exc)
-            field = next((f"{key}.{n}" for n in DEFAULT_SETTINGS[key] or ()
-                          if isinstance(DEFAULT_SETTINGS[key], dict)
-                          and message.startswith(f"{key}.{n}")), key)
-            raise FieldError(field, message) from None
+            # Messages start with the field they are about: "burst.window_minutes = 0: …".
+            head = str(exc).split(" ", 1)[0].rstrip(":")
+            raise FieldError(head if head.startswith(f"{key}.") else key, str(exc)) from None
     return values
 
 

@@ -55,8 +55,7 @@ def import_csv_bytes(repo: Repository, data: bytes, list_name: str,
     return repo.import_csv(stream, list_name, action=action)
 
 
-def _render(**context: object) -> tuple[str, int]:
-    status = int(str(context.pop("status", 200)))
+def _render(status: int = 200, **context: object) -> tuple[str, int]:
     context.setdefault("errors", {})
     context.setdefault("form", {"list": "block"})
     return render_template("transfer.html", max_reported=MAX_REPORTED, **context), status
