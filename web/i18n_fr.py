@@ -145,6 +145,10 @@ FR: dict[str, str] = {
     "It will be removed from the {list} list.": "Il sera retiré de la liste {list}.",
     "It is already on the {list} list; the entry will be updated.":
         "Il est déjà sur la liste {list} ; l'entrée sera mise à jour.",
+    "Warning: it also matches {entry} on the allow list, which is checked first, so its calls "
+    "will still ring.":
+        "Attention : il correspond aussi à {entry} sur la liste blanche, vérifiée en premier ; "
+        "ses appels sonneront donc quand même.",
     "It also matches {entry} on the {list} list.":
         "Il correspond aussi à {entry} sur la liste {list}.",
     "Label (optional)": "Libellé (facultatif)",

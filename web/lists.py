@@ -120,10 +120,14 @@ def describe_change(list_name: str, number: str) -> dict[str, Any]:
     if on_same:
         notes.append(_("It is already on the {list} list; the entry will be updated.",
                        list=_(list_name)))
-    other_matches = [e for e in existing if e.kind is not MatchKind.EXACT]
-    for e in other_matches:
-        notes.append(_("It also matches {entry} on the {list} list.", entry=e.describe(),
-                       list=_(e.list.value)))
+    for e in (e for e in existing if e.kind is not MatchKind.EXACT):
+        if list_name == "block" and e.list is ListName.ALLOW:
+            # The allow list is checked first (DESIGN.md §4): say the block will not bite.
+            notes.append(_("Warning: it also matches {entry} on the allow list, which is "
+                           "checked first, so its calls will still ring.", entry=e.describe()))
+        else:
+            notes.append(_("It also matches {entry} on the {list} list.", entry=e.describe(),
+                           list=_(e.list.value)))
     return {"effect": effect, "notes": notes, "on_other": on_other}
 
 

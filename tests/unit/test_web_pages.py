@@ -169,6 +169,13 @@ def test_blocking_an_allowed_number_says_so_and_moves_it(client: FlaskClient,
     assert service.repo.count_entries("block") == 1
 
 
+def test_blocking_under_an_allow_prefix_warns_it_will_still_ring(
+        client: FlaskClient, service: ScreeningService) -> None:
+    service.repo.add_entry(ListName.ALLOW, "0612*", label="family")
+    page = text(client.get("/lists/confirm?list=block&number=0612345678"))
+    assert "which is checked first, so its calls will still ring" in page
+
+
 def test_allow_confirmation_and_bad_number(client: FlaskClient, service: ScreeningService) -> None:
     page = text(client.get("/lists/confirm?list=allow&number=%2B33612345678"))
     assert "will be added to the allow list; calls from it will ring through" in page
