@@ -145,6 +145,8 @@ def test_owner_sets_password_blocks_a_caller_and_plays_voicemail(server: Server,
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A CSP violation (an inline script or style slipping in) shows up as a console error.
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
@@ -166,6 +168,7 @@ def test_owner_sets_password_blocks_a_caller_and_plays_voicemail(server: Server,
     page.fill("#f-password", "not the password")
     page.click("button.primary")
     assert "Wrong password" in page.locator(".error").inner_text()
+    errors.clear()  # the browser logs the 401 answer itself as a console error
     page.fill("#f-password", PASSWORD)
     page.click("button.primary")
     page.wait_for_url(server.url + "/")
