@@ -6,6 +6,7 @@ only makes short transactions so it can never hold up call handling.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 from gateway.config import Settings
 from gateway.service import ScreeningService
 from web.security import LoginThrottle, load_secret_key, read_api_token_file
+
+log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a million-line CSV is about 30 MB
 
@@ -53,7 +56,7 @@ def _security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
-    if request.path.startswith("/api/") or request.endpoint not in ("static",):
+    if request.endpoint != "static":  # pages show private data: keep them out of caches
         response.headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -105,8 +108,10 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
     app.register_blueprint(api_views.bp)
     try:
         from web.health import bp as health_bp  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pass  # the health endpoints are an optional add-on
+    except ImportError as exc:
+        # The health endpoints are an optional add-on: absent is fine, broken is worth a line.
+        if exc.name != "web.health":
+            log.warning("health endpoints not registered: %s", exc)
     else:
         app.register_blueprint(health_bp, settings=settings)
         # Probes and scrapers carry no session: the health blueprint answers without login.
