@@ -27,7 +27,7 @@ EN: dict[str, str] = {
     "mode pass": "ring (no screening)", "mode greylist": "greylist (ring when they call back)",
     "mode challenge": "challenge (press a key)", "mode voicemail": "voicemail",
     "exact": "exact number", "glob": "pattern", "regex": "regular expression",
-    "manual": "typed", "auto": "passed the challenge", "known": "answered by you",
+    "manual": "added by hand", "auto": "passed the challenge", "known": "answered by you",
     "greeting": "greeting", "challenge_passed": "challenge passed",
     "spoof_shield": "spoof shield (we did not call you)", "not_in_service": "not in service",
     "closed": "closed", "goodbye": "goodbye",
