@@ -278,6 +278,9 @@ FR: dict[str, str] = {
     "Unknown caller": "Appelant inconnu",
     # voicemail and prompts
     "Download": "Télécharger",
+    "{n} messages, {used} MB of {cap} MB used; when full, callers can no longer leave a message.":
+        "{n} messages, {used} Mo utilisés sur {cap} Mo ; une fois plein, les appelants ne "
+        "peuvent plus laisser de message.",
     "Mark heard": "Marquer écouté",
     "Mark unheard": "Marquer non écouté",
     "Delete this message?": "Supprimer ce message ?",

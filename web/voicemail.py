@@ -24,7 +24,9 @@ def index() -> str:
     st = state()
     page = paginate(queries.count_voicemails(st.service.db), size=20)
     rows = st.service.repo.voicemails(limit=page.size, offset=page.offset)
-    return render_template("voicemail.html", rows=rows, page=page)
+    used_mb = st.service.repo.voicemail_bytes() / (1024 * 1024)
+    return render_template("voicemail.html", rows=rows, page=page, used_mb=used_mb,
+                           cap_mb=st.settings.voicemail.max_total_mb)
 
 
 def _recording(voicemail_id: int) -> tuple[VoicemailRow, Path]:
