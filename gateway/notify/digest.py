@@ -235,6 +235,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "sms_head": "Ringfence {date}:",
         "sms_calls": "{n} calls", "sms_blocked": "{n} screened", "sms_vm": "{n} voicemails",
         "sms_bursts": "{n} bursts", "sms_look": "check {items}",
+        "sms_calls_1": "1 call", "sms_vm_1": "1 voicemail", "sms_bursts_1": "1 burst",
         "footer": "Sent by Ringfence. Change what is sent in config.toml, section [notify].",
     },
     "fr": {
@@ -272,11 +273,18 @@ _WORDS: dict[str, dict[str, str]] = {
         "sms_head": "Ringfence {date} :",
         "sms_calls": "{n} appels", "sms_blocked": "{n} filtrés", "sms_vm": "{n} messages",
         "sms_bursts": "{n} rafales", "sms_look": "à voir {items}",
+        "sms_calls_1": "1 appel", "sms_blocked_1": "1 filtré", "sms_vm_1": "1 message",
+        "sms_bursts_1": "1 rafale",
         "footer": "Envoyé par Ringfence. Réglez les envois dans config.toml, section [notify].",
     },
 }
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 ACTION_ORDER = ("pass", "reject", "announce", "voicemail", "challenge")
+
+
+def counted(w: dict[str, str], key: str, n: int) -> str:
+    """A phrase with a count, singular when there is a singular form and n is 1."""
+    return (w.get(f"{key}_1") if n == 1 else None) or w[key].format(n=n)
 
 
 def words(language: str) -> dict[str, str]:
@@ -449,16 +457,16 @@ def render_html(data: DigestData, language: str) -> str:
 def render_sms(data: DigestData, language: str, max_parts: int = 2) -> tuple[str, ...]:
     """The essentials in one SMS of 160 GSM-7 characters, or a few when there is more."""
     w = words(language)
-    pieces = [w["sms_calls"].format(n=data.total_calls)]
+    pieces = [counted(w, "sms_calls", data.total_calls)]
     if data.total_calls:
-        pieces.append(w["sms_blocked"].format(n=data.blocked))
+        pieces.append(counted(w, "sms_blocked", data.blocked))
     if data.voicemails:
-        pieces.append(w["sms_vm"].format(n=len(data.voicemails)))
+        pieces.append(counted(w, "sms_vm", len(data.voicemails)))
     if data.bursts:
-        pieces.append(w["sms_bursts"].format(n=len(data.bursts)))
+        pieces.append(counted(w, "sms_bursts", len(data.bursts)))
     look = [inert(item.caller, 20) for item in data.worth_a_look[:3]]
     if look:
-        pieces.append(w["sms_look"].format(items=" ".join(look)))
+        pieces.append(w["sms_look"].format(items=" / ".join(look)))
     return split_sms(w["sms_head"].format(date=format_day(data.end, language)), pieces,
                      max_parts)
 
