@@ -284,12 +284,14 @@ def collect_digest(db: Database, settings: Settings, day: date, *,
             if auto.pattern not in seen:
                 seen.add(auto.pattern)
                 look.append(LookItem(caller(auto.pattern), auto.label or "", "auto"))
-        # Unknown callers that kept trying (and were not simply on the block list).
+        # Unknown callers that kept trying and were not turned away outright (a rejected
+        # telemarketer is in "most screened"; someone sent to voicemail twice may be a person).
         for r in s.execute(
                 select(CallRow.number, func.max(CallRow.display_name).label("name"),
                        func.count().label("n"))
                 .where(*window, CallRow.unknown.is_(True), CallRow.number.is_not(None),
-                       CallRow.step != "block")
+                       ~CallRow.action.startswith("reject"),
+                       ~CallRow.action.startswith("announce"))
                 .group_by(CallRow.number).having(func.count() >= REPEAT_MIN_CALLS)
                 .order_by(func.count().desc(), CallRow.number).limit(TOP)):
             if r.number not in seen:

@@ -203,7 +203,7 @@ def split_sms(head: str, pieces: Sequence[str], max_parts: int, sep: str = ", ")
 
 _WORDS: dict[str, dict[str, str]] = {
     "en": {
-        "subject": "Ringfence: {calls} calls, {blocked} screened, {vm} voicemails ({date})",
+        "subject": "Ringfence: {calls} calls, {blocked} screened, {vm} ({date})",
         "title": "Ringfence daily digest",
         "window": "From {start} to {end}",
         "calls": "Calls",
@@ -239,7 +239,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "footer": "Sent by Ringfence. Change what is sent in config.toml, section [notify].",
     },
     "fr": {
-        "subject": "Ringfence : {calls} appels, {blocked} filtrés, {vm} messages ({date})",
+        "subject": "Ringfence : {calls} appels, {blocked} filtrés, {vm} ({date})",
         "title": "Ringfence, résumé du jour",
         "window": "Du {start} au {end}",
         "calls": "Appels",
@@ -399,7 +399,8 @@ def render_subject(data: DigestData, language: str) -> str:
     """The email subject / push title."""
     w = words(language)
     return w["subject"].format(calls=data.total_calls, blocked=data.blocked,
-                               vm=len(data.voicemails), date=format_day(data.end, language))
+                               vm=counted(w, "sms_vm", len(data.voicemails)),
+                               date=format_day(data.end, language))
 
 
 def render_text(data: DigestData, language: str) -> str:
