@@ -81,28 +81,32 @@ def apprise_channel_name(url: str) -> str:
     return f"{scheme[:40]}:{digest}"
 
 
-class _ThreadCapture(logging.Handler):
-    """Collects apprise's warnings and errors logged by one thread (jobs may run in parallel)."""
+class _Capture(logging.Handler):
+    """Collects apprise's warnings and errors: they hold the service's own error text."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
-        self.thread = threading.get_ident()
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.lines.append(record.getMessage())
+        self.lines.append(record.getMessage())
+
+
+# apprise may send from its own worker threads, so its log records cannot be told apart by
+# thread; sending one apprise notification at a time keeps each error with its channel.
+_apprise_lock = threading.Lock()
 
 
 @contextmanager
-def _apprise_errors() -> Iterator[_ThreadCapture]:
-    handler = _ThreadCapture()
+def _apprise_errors() -> Iterator[_Capture]:
+    handler = _Capture()
     logger = logging.getLogger("apprise")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
+    with _apprise_lock:
+        logger.addHandler(handler)
+        try:
+            yield handler
+        finally:
+            logger.removeHandler(handler)
 
 
 class AppriseChannel:
