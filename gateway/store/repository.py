@@ -650,17 +650,17 @@ class Repository:
             for line_no, fields in enumerate(csv.reader(stream), start=1):
                 if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
-                text = fields[0].strip()
-                if line_no == 1 and text.lower() in ("number", "pattern", "numero", "numéro"):
+                typed = fields[0].strip()
+                if line_no == 1 and typed.lower() in ("number", "pattern", "numero", "numéro"):
                     continue  # a header row
-                number = list_number(text, self.home_region)
+                number = list_number(typed, self.home_region)
                 if number is not None:
                     kind, pattern = MatchKind.EXACT, number
                 else:
                     try:
-                        kind, pattern = classify_pattern(text, self.home_region)
+                        kind, pattern = classify_pattern(typed, self.home_region)
                     except EntryError as exc:
-                        report.reject(line_no, text, str(exc))
+                        report.reject(line_no, typed, str(exc))
                         continue
                 sink.add(kind.value, pattern, ",".join(fields[1:]).strip()[:200])
                 parsed += 1
@@ -693,11 +693,11 @@ class Repository:
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         now = utcnow()
-        for line_no, (text, label) in enumerate(entries, start=1):
+        for line_no, (typed, label) in enumerate(entries, start=1):
             try:
-                kind, pattern = classify_pattern(text, self.home_region)
+                kind, pattern = classify_pattern(typed, self.home_region)
             except EntryError as exc:
-                report.reject(line_no, text, str(exc))
+                report.reject(line_no, typed, str(exc))
                 continue
             if pattern in seen:
                 report.duplicates += 1
