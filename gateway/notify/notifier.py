@@ -74,6 +74,8 @@ class Notifier:
     def tick(self, now: datetime | None = None) -> None:
         """The minute job: alerts, retries, and stuck sends."""
         now = now or utcnow()
+        if not self.channels:
+            return  # nothing could be sent: spare the database the minute queries
         self.alerts.check(now)
         try:
             self.outbox.retry_due(now)

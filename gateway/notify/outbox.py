@@ -136,7 +136,8 @@ class Outbox:
                 won = _rowcount(s.execute(
                     update(NotificationRow)
                     .where(NotificationRow.id == row_id, NotificationRow.status == "retry")
-                    .values(status="sending", attempts=attempts + 1)
+                    # next_attempt_at = now: expire_stale measures a stuck retry from here.
+                    .values(status="sending", attempts=attempts + 1, next_attempt_at=now)
                 ))
             if not won:
                 continue
@@ -163,3 +164,14 @@ class Outbox:
                                    "so that it cannot arrive twice")
             ))
         return count
+
+
+def recent_notifications(db: Database, limit: int = 50, *, kind: str | None = None
+                         ) -> list[NotificationRow]:
+    """The latest notification records, newest first (for the web UI and status)."""
+    query = select(NotificationRow).order_by(NotificationRow.created_at.desc(),
+                                             NotificationRow.id.desc()).limit(limit)
+    if kind is not None:
+        query = query.where(NotificationRow.kind == kind)
+    with db.session() as s:
+        return list(s.scalars(query))
