@@ -30,6 +30,7 @@ from gateway.store.repository import EntryError, Repository, classify_pattern, i
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = timedelta(hours=1)
+SHRINK_MIN_PREVIOUS = 100  # below this, a list shrinking a lot is normal
 CHUNK = 64 * 1024
 USER_AGENT = "Ringfence list subscription"
 
@@ -188,32 +189,40 @@ def remove_subscription(db: Database, settings: Settings, subscription_id: int) 
     return True
 
 
-def _usable(entries: list[tuple[str, str]], home_region: str) -> int:
-    count = 0
+def _has_usable_entry(entries: list[tuple[str, str]], home_region: str) -> bool:
+    # Stops at the first good line: the full check happens once, in replace_source.
     for text, _ in entries:
         try:
             classify_pattern(text, home_region)
         except EntryError:
             continue
-        count += 1
-    return count
+        return True
+    return False
 
 
 def refresh(db: Database, settings: Settings, subscription_id: int,
-            now: datetime | None = None) -> RefreshResult:
-    """Fetch one subscription and replace its entries; on any failure keep the old ones."""
+            now: datetime | None = None, *, force: bool = False) -> RefreshResult:
+    """Fetch one subscription and replace its entries; on any failure keep the old ones.
+
+    A list that shrank to under a tenth of a sizeable previous list is refused too (a cut
+    download or a publisher's mistake looks like that); `force` accepts it.
+    """
     now = now or utcnow()
     with db.session() as s:
         row = s.get(SubscriptionRow, subscription_id)
         if row is None:
             raise SubscriptionError(f"there is no subscription {subscription_id}")
-        url, list_name = row.url, row.list
+        url, list_name, previous = row.url, row.list, row.entry_count
         row.last_attempt_at = now
     limits = settings.subscriptions
     try:
         entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout))
-        if _usable(entries, settings.home_region) == 0:
+        if not _has_usable_entry(entries, settings.home_region):
             raise SubscriptionError("the list has no usable number; keeping the previous entries")
+        if not force and previous >= SHRINK_MIN_PREVIOUS and len(entries) * 10 < previous:
+            raise SubscriptionError(
+                f"the list shrank from {previous} to {len(entries)} lines; keeping the previous "
+                "entries (run `ringfence subscriptions refresh ID --force` to accept it)")
         repo = Repository(db, settings.home_region, settings.timezone)
         report = repo.replace_source(list_name, source_of(subscription_id), entries)
     except SubscriptionError as exc:

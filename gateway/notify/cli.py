@@ -93,7 +93,8 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
             ids = [args.id] if args.id is not None else [r.id for r in rows]
             worst = 0
             for sub_id in ids:
-                worst = max(worst, _print_refresh(subs.refresh(db, settings, sub_id)))
+                worst = max(worst, _print_refresh(subs.refresh(db, settings, sub_id,
+                                                               force=args.force)))
             return worst
         else:
             for row in subs.list_subscriptions(db):
@@ -158,6 +159,8 @@ def register_commands(sub: Any) -> None:
     remove.add_argument("id", type=int)
     refresh = ssub.add_parser("refresh", help="fetch one subscription (or all) now")
     refresh.add_argument("id", type=int, nargs="?")
+    refresh.add_argument("--force", action="store_true",
+                         help="accept a list that shrank a lot since the last refresh")
     subs.set_defaults(handler=cmd_subscriptions)
 
     retention = sub.add_parser("retention", help="purge old calls and voicemails now")
