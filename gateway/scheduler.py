@@ -186,7 +186,7 @@ class RingfenceScheduler:
         # Start paused so that no stored job fires while the set is being brought up to date.
         self.scheduler.start(paused=True)
         for spec in self._stored_jobs():
-            existing = self.scheduler.get_job(spec["id"], jobstore="default")
+            existing = self._stored_job(spec["id"])
             if (existing is not None and existing.func_ref == f"{__name__}:{spec['func'].__name__}"
                     and repr(existing.trigger) == repr(spec["trigger"])
                     and existing.misfire_grace_time == spec["misfire_grace_time"]):
@@ -195,7 +195,8 @@ class RingfenceScheduler:
                 continue
             self.scheduler.add_job(jobstore="default", replace_existing=True, **spec)
         now = datetime.now(ZoneInfo(self.settings.timezone))
-        self.scheduler.add_job(run_tick, IntervalTrigger(minutes=1), id=JOB_TICK,
+        zone = ZoneInfo(self.settings.timezone)
+        self.scheduler.add_job(run_tick, IntervalTrigger(minutes=1, timezone=zone), id=JOB_TICK,
                                jobstore="volatile", replace_existing=True,
                                misfire_grace_time=60,
                                next_run_time=now + timedelta(seconds=5))
@@ -207,6 +208,20 @@ class RingfenceScheduler:
         log.info("scheduler started: digest at %s (%s), %d channel(s)",
                  self.settings.notify.digest_time, self.settings.timezone,
                  len(self.notifier.channels))
+
+    def _stored_job(self, job_id: str) -> Any:
+        """The stored job, or None; a job that cannot be read back is dropped and re-added."""
+        try:
+            return self.scheduler.get_job(job_id, jobstore="default")
+        except Exception:
+            # e.g. pickled by an older Ringfence whose function no longer exists: losing one
+            # pending run is better than a gateway that cannot start.
+            log.warning("stored job %s is unreadable; replacing it", job_id, exc_info=True)
+            try:
+                self.scheduler.remove_job(job_id, jobstore="default")
+            except Exception:
+                log.debug("could not remove job %s", job_id, exc_info=True)
+            return None
 
     def poke(self) -> None:
         """Run the alert tick now (the gateway calls this after saving a voicemail)."""

@@ -186,3 +186,21 @@ def test_two_processes_racing_send_one_email(tmp_path: Path) -> None:
         assert sink.wait_for(1)
     assert len(sink.messages) == 1
     assert [s for _, s in digests(open_service(settings))] == ["sent"]
+
+
+def test_an_unreadable_stored_job_does_not_stop_the_start(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    settings = make_settings(tmp_path)
+    service = open_service(settings)
+    scheduler = start_scheduler(settings, service)
+    scheduler.shutdown()
+    with service.db.engine.begin() as conn:  # as if pickled by a Ringfence that is gone
+        conn.execute(text("UPDATE apscheduler_jobs SET job_state = :junk WHERE id = :id"),
+                     {"junk": b"not a pickle", "id": JOB_DIGEST})
+    scheduler = start_scheduler(settings, service)
+    try:
+        assert scheduler.wait_for_runs(JOB_CATCH_UP, 1)
+        assert scheduler.next_run(JOB_DIGEST) is not None
+    finally:
+        scheduler.shutdown()
