@@ -18,7 +18,14 @@ from sqlalchemy import select
 
 from gateway.config import Settings
 from gateway.notify.channels import Message
-from gateway.notify.collect import load_bursts
+from gateway.notify.collect import (
+    BurstEpisode,
+    burst_parameters,
+    burst_triggers,
+    load_calls_for_bursts,
+    merge_triggers,
+    shielded_calls,
+)
 from gateway.notify.digest import format_duration, gsm7, inert, sms_length, words
 from gateway.notify.outbox import Outbox
 from gateway.store.db import Database
@@ -93,6 +100,9 @@ class AlertWatcher:
         # When each line was first seen down. Kept in memory: the scheduler runs in the
         # gateway process, which is the one registering; a restart restarts the count.
         self._down_since: dict[str, datetime] = {}
+        # Burst episodes found so far, and (burst parameters, time) of the last scan.
+        self._bursts: list[BurstEpisode] = []
+        self._burst_scan: tuple[tuple[int, timedelta, timedelta], datetime] | None = None
 
     def _local(self, moment: datetime) -> str:
         return f"{moment.astimezone(self.zone):%H:%M}"
@@ -160,18 +170,42 @@ class AlertWatcher:
 
     # ------------------------------------------------------------------ bursts
 
+    def current_bursts(self, now: datetime) -> list[BurstEpisode]:
+        """Burst episodes of the last hours, updated from the calls since the previous check.
+
+        Each minute only the new calls are examined (a full rescan of a flooded evening
+        every minute would be too much for a Pi); a change of the burst setting, a long gap
+        or the first check rescans the whole look-back.
+        """
+        parameters = burst_parameters(self.db)
+        if parameters is None:
+            self._bursts, self._burst_scan = [], None
+            return []
+        threshold, window, duration = parameters
+        scan = self._burst_scan
+        if scan is None or scan[0] != parameters or not now - BURST_LOOKBACK < scan[1] <= now:
+            self._bursts, since = [], now - BURST_LOOKBACK
+        else:
+            since = scan[1]
+        calls = load_calls_for_bursts(self.db, since - window, now + timedelta(microseconds=1))
+        triggers = burst_triggers(calls, threshold=threshold, window=window, after=since)
+        episodes = merge_triggers(self._bursts, triggers, duration)
+        self._bursts = [e for e in episodes if e.ends_at > now - BURST_LOOKBACK]
+        self._burst_scan = (parameters, now)
+        return self._bursts
+
     def check_bursts(self, now: datetime) -> None:
         """Alert when a burst starts, and again when it ends."""
-        episodes = load_bursts(self.db, now - BURST_LOOKBACK, now + timedelta(seconds=1))
+        episodes = self.current_bursts(now)
         keys = [e.started_at.isoformat() for e in episodes]
         started = self._claimed("burst_start", keys)
         ended = self._claimed("burst_end", keys)
         for episode, key in zip(episodes, keys, strict=True):
             if not episode.ended(now) and key not in started:
                 subject = self.text["burst_subject"].format(callers=episode.callers)
-                window = self._burst_window_minutes()
                 body = self.text["burst_body"].format(
-                    time=self._local(episode.started_at), callers=episode.callers, window=window)
+                    time=self._local(episode.started_at), callers=episode.callers,
+                    window=self._burst_window_minutes())
                 self.outbox.deliver("burst_start", key,
                                     alert_message("burst_start", subject, body), now)
             elif episode.ended(now) and key in started and key not in ended:
@@ -181,7 +215,7 @@ class AlertWatcher:
                 subject = self.text["burst_end_subject"].format(duration=duration)
                 body = self.text["burst_end_body"].format(
                     time=self._local(episode.started_at), duration=duration,
-                    calls=episode.shielded_calls)
+                    calls=shielded_calls(self.db, episode.started_at, episode.ends_at))
                 self.outbox.deliver("burst_end", key,
                                     alert_message("burst_end", subject, body), now)
 

@@ -8,6 +8,7 @@ which 02:30 never happens still has one (at 03:30, as zoneinfo and APScheduler b
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -154,33 +155,51 @@ class BurstEpisode:
         return self.ends_at <= now
 
 
-def burst_episodes(calls: Sequence[tuple[datetime, str, bool, bool]], *, threshold: int,
-                   window: timedelta, duration: timedelta) -> list[BurstEpisode]:
-    """Bursts in a call log of (at, key, unknown, burst flag), oldest first.
+def burst_triggers(calls: Sequence[tuple[datetime, str, bool, bool]], *, threshold: int,
+                   window: timedelta, after: datetime | None = None
+                   ) -> list[tuple[datetime, int]]:
+    """The calls (after `after`) that completed the burst threshold, with the caller count.
 
-    `burst_state` (the screening core's own definition) is asked, for each call, whether that
-    call completed the threshold; burst mode then lasts `duration` after each such call, so
-    episodes are those intervals merged. Using the core's function keeps the digest and the
-    gateway agreeing on what a burst is.
+    `burst_state`, the screening core's own definition, is asked about each call, so the
+    digest, the alerts and the gateway agree on what a burst is.
     """
-    past = [PastCall(at=at, key=key, unknown=unknown) for at, key, unknown, _ in calls]
-    history = History.of(past)
+    ordered = History.of(PastCall(at=at, key=key, unknown=unknown)
+                         for at, key, unknown, _ in calls).calls
+    times = [call.at for call in ordered]
     tiny = timedelta(microseconds=1)
     triggers: list[tuple[datetime, int]] = []
-    for call in history.calls:
-        if not call.unknown:
+    for call in ordered:
+        if not call.unknown or (after is not None and call.at <= after):
             continue
-        state = burst_state(history, call.at, threshold=threshold, window=window, duration=tiny)
+        # Only the calls of the window before this one matter: handing burst_state that slice
+        # keeps a day of flooding linear in the number of calls instead of quadratic.
+        nearby = History(ordered[bisect_left(times, call.at - window - tiny):
+                                 bisect_right(times, call.at)])
+        state = burst_state(nearby, call.at, threshold=threshold, window=window, duration=tiny)
         if state.active:
             triggers.append((call.at, state.distinct_callers))
-    episodes: list[BurstEpisode] = []
+    return triggers
+
+
+def merge_triggers(episodes: Sequence[BurstEpisode], triggers: Sequence[tuple[datetime, int]],
+                   duration: timedelta) -> list[BurstEpisode]:
+    """Extend `episodes` with later triggers: burst mode lasts `duration` after each one."""
+    merged = list(episodes)
     for at, callers in triggers:
-        if episodes and at < episodes[-1].ends_at:
-            last = episodes[-1]
-            episodes[-1] = BurstEpisode(last.started_at, at, at + duration,
-                                        max(last.callers, callers), 0)
+        if merged and at < merged[-1].ends_at:
+            last = merged[-1]
+            merged[-1] = BurstEpisode(last.started_at, at, at + duration,
+                                      max(last.callers, callers), last.shielded_calls)
         else:
-            episodes.append(BurstEpisode(at, at, at + duration, callers, 0))
+            merged.append(BurstEpisode(at, at, at + duration, callers, 0))
+    return merged
+
+
+def burst_episodes(calls: Sequence[tuple[datetime, str, bool, bool]], *, threshold: int,
+                   window: timedelta, duration: timedelta) -> list[BurstEpisode]:
+    """Bursts in a call log of (at, key, unknown, burst flag), with their shielded calls."""
+    episodes = merge_triggers(
+        [], burst_triggers(calls, threshold=threshold, window=window), duration)
     flagged = [at for at, _, _, burst in calls if burst]
     return [
         BurstEpisode(e.started_at, e.last_trigger_at, e.ends_at, e.callers,
@@ -189,23 +208,44 @@ def burst_episodes(calls: Sequence[tuple[datetime, str, bool, bool]], *, thresho
     ]
 
 
-def load_bursts(db: Database, start: datetime, end: datetime) -> list[BurstEpisode]:
-    """Burst episodes that overlap [start, end), with the current burst settings."""
-    settings = _burst_settings(db)
-    if not settings.get("enabled", True):
-        return []
-    window = timedelta(minutes=float(settings["window_minutes"]))
-    duration = timedelta(minutes=float(settings["duration_minutes"]))
+def load_calls_for_bursts(db: Database, start: datetime, end: datetime
+                          ) -> list[tuple[datetime, str, bool, bool]]:
+    """(at, key, unknown, burst) of calls in [start, end), oldest first, newest kept if capped."""
     with db.session() as s:
         rows = s.execute(
             select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
                    CallRow.burst)
-            .where(CallRow.at >= start - window - duration, CallRow.at < end)
-            .order_by(CallRow.at).limit(MAX_BURST_ROWS)
+            .where(CallRow.at >= start, CallRow.at < end)
+            .order_by(CallRow.at.desc()).limit(MAX_BURST_ROWS)  # the newest matter most
         ).all()
-    calls = [(r.at, r.number or r.caller_kind, bool(r.unknown), bool(r.burst)) for r in rows]
-    episodes = burst_episodes(calls, threshold=int(settings["distinct_callers"]),
-                              window=window, duration=duration)
+    return [(r.at, r.number or r.caller_kind, bool(r.unknown), bool(r.burst))
+            for r in reversed(rows)]
+
+
+def burst_parameters(db: Database) -> tuple[int, timedelta, timedelta] | None:
+    """(threshold, window, duration) of the current burst setting, or None when it is off."""
+    settings = _burst_settings(db)
+    if not settings.get("enabled", True):
+        return None
+    return (int(settings["distinct_callers"]), timedelta(minutes=float(settings["window_minutes"])),
+            timedelta(minutes=float(settings["duration_minutes"])))
+
+
+def shielded_calls(db: Database, start: datetime, end: datetime) -> int:
+    """Calls logged with burst mode on in [start, end)."""
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(CallRow).where(
+            CallRow.at >= start, CallRow.at < end, CallRow.burst.is_(True))) or 0)
+
+
+def load_bursts(db: Database, start: datetime, end: datetime) -> list[BurstEpisode]:
+    """Burst episodes that overlap [start, end), with the current burst settings."""
+    parameters = burst_parameters(db)
+    if parameters is None:
+        return []
+    threshold, window, duration = parameters
+    calls = load_calls_for_bursts(db, start - window - duration, end)
+    episodes = burst_episodes(calls, threshold=threshold, window=window, duration=duration)
     return [e for e in episodes if e.started_at < end and e.ends_at > start]
 
 

@@ -92,3 +92,32 @@ def test_retention_purges_old_rows_files_and_keeps_under_the_cap(tmp_path: Path)
     assert service.repo.voicemail_bytes() == 900_000
     assert [c.id for c in service.repo.calls()] != [old_call]
     assert len(service.repo.calls()) == 1
+
+
+def test_incremental_burst_scan_matches_a_full_scan(tmp_path: Path) -> None:
+    import random
+
+    from gateway.notify.collect import load_bursts
+
+    settings = make_settings(tmp_path, '[notify]\napprise_urls = ["json://127.0.0.1:9/x"]\n')
+    service = open_service(settings)
+    rng = random.Random(5)
+    at = START
+    for _ in range(300):  # quiet spells and floods
+        at += timedelta(seconds=rng.choice([5, 20, 60, 600, 1800]))
+        caller = service.caller(f"0612{rng.randrange(10**6):06d}")
+        decision = Decision(Action.parse("pass"), "t", "default", unknown=rng.random() < 0.9)
+        service.record_call(caller, decision, at=at)
+    watcher = Notifier(service.db, settings).alerts
+    check = START
+    seen: set[datetime] = set()
+    while check < at + timedelta(hours=2):
+        check += timedelta(minutes=7)
+        incremental = [(e.started_at, e.ends_at) for e in watcher.current_bursts(check)]
+        # The truth: every call up to `check`, no look-back cut.
+        full = [(e.started_at, e.ends_at) for e in
+                load_bursts(service.db, START - timedelta(days=1), check + timedelta(seconds=1))]
+        assert [p for p in incremental if p[1] > check - timedelta(hours=6)] == [
+            p for p in full if p[1] > check - timedelta(hours=6)], check
+        seen.update(start for start, _ in incremental)
+    assert len(seen) >= 2  # the random log did hold bursts
