@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import math
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def snr_db(reference: bytes, decoded: bytes) -> float:
     [(audio.alaw_encode, audio.alaw_decode), (audio.ulaw_encode, audio.ulaw_decode)],
     ids=["alaw", "ulaw"],
 )
-def test_g711_round_trip_keeps_speech_quality(encode, decode) -> None:  # type: ignore[no-untyped-def]
+def test_g711_round_trip_keeps_speech_quality(
+    encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]
+) -> None:
     pcm = speechlike(1.0)
     encoded = encode(pcm)
     assert len(encoded) == len(pcm) // 2
