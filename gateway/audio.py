@@ -8,7 +8,7 @@ host (every Raspberry Pi OS and x86 machine is).
 
 Public API:
     SAMPLE_RATE, FRAME_SAMPLES, FRAME_BYTES
-    read_wav(path) -> bytes                    any PCM WAV → PCM16 8 kHz mono
+    read_wav(path, max_seconds=None) -> bytes  any PCM WAV → PCM16 8 kHz mono
     write_wav(path, pcm, rate=SAMPLE_RATE)     PCM16 mono → WAV
     to_pcm16_8k_mono(frames, width, channels, rate) -> bytes
     alaw_encode / alaw_decode / ulaw_encode / ulaw_decode
@@ -79,14 +79,18 @@ def to_pcm16_8k_mono(frames: bytes, width: int, channels: int, rate: int) -> byt
     return data
 
 
-def read_wav(path: Path) -> bytes:
-    """Read a PCM WAV file and return its audio as PCM16 8 kHz mono."""
+def read_wav(path: Path, max_seconds: float | None = None) -> bytes:
+    """Read a PCM WAV file (at most `max_seconds` of it) and return PCM16 8 kHz mono."""
     try:
         with wave.open(str(path), "rb") as wav:
             width = wav.getsampwidth()
             channels = wav.getnchannels()
             rate = wav.getframerate()
-            frames = wav.readframes(wav.getnframes())
+            count = wav.getnframes()
+            if max_seconds is not None:
+                # An owner's hour-long file must not be read whole into a Pi's memory.
+                count = min(count, int(max_seconds * rate))
+            frames = wav.readframes(count)
     except wave.Error as exc:
         raise ValueError(f"{path}: not a PCM WAV file ({exc})") from exc
     return to_pcm16_8k_mono(frames, width, channels, rate)

@@ -20,6 +20,9 @@ below, the parts that are wrong or unsafe for a gateway that strangers call:
   which RFC 4733 guarantees is unique per key press.
 * **Pacing.** pyVoIP's transmitter drifts (each oversleep adds up, about 0.5 % slow); ours
   sends on an absolute 20 ms schedule and sets the marker bit on the first packet.
+* **Receiving.** pyVoIP polls every 10 ms and cannot see who sent a packet; ours blocks with
+  a short timeout and accepts RTP from one sender only (learnt from the first valid packet,
+  re-learnt after 2 s of quiet), so nobody else can inject audio or a "press 5" digit.
 * **Threads and sockets.** The socket is bound in ``MediaSession.__init__`` (the SDP answer
   needs the port before the call starts) and the worker threads are daemons, so a call that
   is never closed cannot keep the gateway from exiting.
@@ -89,6 +92,8 @@ SILENCE_RMS = 200
 """PCM16 RMS under which a 20 ms frame counts as silence (about -44 dBFS; line noise is lower)."""
 MIN_VOICED_SECONDS = 0.3
 """A recording with less sound than this is dropped (a cough, a click, a dialer's hang-up)."""
+MAX_PLAY_SECONDS = 300.0
+"""Longest prompt played: caps the memory an owner's oversized WAV can take."""
 TRAILING_SILENCE_KEPT = 0.5
 """Seconds of silence kept after the last sound, so a message does not end abruptly."""
 
@@ -97,6 +102,8 @@ _INCOMING_FRAMES = 250  # 5 s of received audio buffered at most when nobody rea
 _MAX_GAP_SAMPLES = audio.SAMPLE_RATE  # fill RTP timestamp gaps up to 1 s with silence
 _DTMF_KEYS = "0123456789*#ABCD"
 _JOIN_SECONDS = 1.0
+_RECV_TIMEOUT = 0.05
+_RELATCH_SECONDS = 2.0  # another sender may take over the stream after this much quiet
 
 
 @dataclass(frozen=True)
@@ -291,6 +298,8 @@ class _RtpClient(RTPClient):
         self._incoming = incoming
         self._digits = digits
         self._threads: list[threading.Thread] = []
+        self._source: tuple[str, int] | None = None  # where the remote's RTP comes from
+        self._source_seen = 0.0
 
     def encode_pcm(self, pcm: bytes) -> list[bytes]:
         """Encode PCM16 into 20 ms payloads for the negotiated codec."""
@@ -361,6 +370,51 @@ class _RtpClient(RTPClient):
         """Return the payload as is: _Outgoing already holds encoded G.711."""
         return payload
 
+    def recv(self) -> None:
+        """Receive and dispatch packets until stopped."""
+        # Replaces RTPClient.recv, which polls a non-blocking socket every 10 ms (100 wake-ups
+        # a second per call, idle or not) and uses recv(), so it cannot tell who sent a
+        # packet. We block with a short timeout and latch onto one sender (below).
+        while self.NSD:
+            try:
+                packet, source = self._sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                if not self.NSD:
+                    break
+                time.sleep(0.01)  # transient socket error: do not spin
+                continue
+            if not self._from_peer(packet, source):
+                continue
+            try:
+                self.parse_packet(packet)
+            except RTPParseError as exc:
+                log.debug("dropped RTP packet from %s: %s", source, exc)
+
+    def _from_peer(self, packet: bytes, source: tuple[str, int]) -> bool:
+        """Accept RTP from one sender only: the first valid one, or a new one after a pause.
+
+        Stops a third party from injecting audio or digits (a "press 5" answer) into a call
+        it is not part of. The sender need not be the SDP address: NATs and SBCs often send
+        from elsewhere, so we learn it from traffic, as strict-RTP learning does in PBXs.
+        """
+        source = (str(source[0]), int(source[1]))
+        now = time.monotonic()
+        if source == self._source:
+            self._source_seen = now
+            return True
+        # Only a plausible packet for this session may claim the stream.
+        if len(packet) < 12 or packet[0] >> 6 != 2 or packet[1] & 0x7F not in self.assoc:
+            return False
+        if self._source is not None and now - self._source_seen < _RELATCH_SECONDS:
+            return False
+        if self._source is not None:
+            log.info("RTP source changed from %s to %s", self._source, source)
+        self._source = source
+        self._source_seen = now
+        return True
+
     def parse_packet(self, packet: bytes) -> None:
         """Dispatch one received datagram; anything malformed becomes RTPParseError."""
         if len(packet) < 12:
@@ -414,7 +468,8 @@ def _bind_even_port(bind_ip: str, port_range: tuple[int, int]) -> socket.socket:
         except OSError:
             sock.close()
             continue
-        sock.setblocking(False)  # pyVoIP's receive loop polls
+        # The receive loop wakes up this often to notice stop(); sends never wait that long.
+        sock.settimeout(_RECV_TIMEOUT)
         return sock
     raise OSError(f"no free even UDP port for RTP in {low}-{high} on {bind_ip}")
 
@@ -442,15 +497,19 @@ class MediaSession:
         send = direction in ("sendrecv", "sendonly") and not on_hold
         self._incoming = _Incoming()
         self._digits = _Digits()
-        self._client = _RtpClient(
-            self._sock,
-            self.codec,
-            offer.telephone_event_pt,
-            (offer.remote_ip, offer.remote_port),
-            send,
-            self._incoming,
-            self._digits,
-        )
+        try:
+            self._client = _RtpClient(
+                self._sock,
+                self.codec,
+                offer.telephone_event_pt,
+                (offer.remote_ip, offer.remote_port),
+                send,
+                self._incoming,
+                self._digits,
+            )
+        except BaseException:
+            self._sock.close()  # do not leak the port when construction fails
+            raise
         self._lock = threading.Lock()
         self._play_lock = threading.Lock()
         self._started = False
@@ -482,8 +541,12 @@ class MediaSession:
         )
 
     def play(self, wav: Path) -> None:
-        """Play a WAV file (any PCM format) to the caller; blocks until sent or close()."""
-        self.play_pcm(audio.read_wav(wav))
+        """Play a WAV file (any PCM format) to the caller; blocks until sent or close().
+
+        Raises OSError if the file cannot be read and ValueError if it is not PCM WAV; only
+        the first MAX_PLAY_SECONDS are played.
+        """
+        self.play_pcm(audio.read_wav(wav, max_seconds=MAX_PLAY_SECONDS))
 
     def play_pcm(self, pcm: bytes) -> None:
         """Play PCM16 8 kHz mono audio; blocks until sent or close()."""

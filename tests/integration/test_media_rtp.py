@@ -340,3 +340,17 @@ def test_sessions_bind_distinct_even_ports() -> None:
     # Closing releases the port even if the session never started.
     again = MediaSession(offer, HOST, (41000, 41001))
     again.close()
+
+
+def test_a_third_party_cannot_inject_digits_into_a_call() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        dest = (HOST, session.local_port)
+        seq = send_digit(peer, dest, 1, ts=100, seq=1)  # the real caller claims the stream
+        assert session.wait_for_digit(WAIT) == "1"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            intruder.bind((HOST, 0))
+            send_digit(intruder, dest, 5, ts=50_000, seq=500, with_marker=True)
+            # The caller is still talking, so the intruder's "5" is not taken...
+            send_digit(peer, dest, 2, ts=900, seq=seq)
+            assert session.wait_for_digit(WAIT) == "2"
+            assert session.wait_for_digit(0.3) is None

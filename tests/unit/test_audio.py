@@ -221,3 +221,8 @@ def test_every_spoken_prompt_has_both_languages() -> None:
         PROMPT_NAMES
     )
     assert {"not_in_service", "closed", "sit", "beep"} <= set(PROMPT_NAMES)
+
+
+def test_read_wav_can_stop_early(tmp_path: Path) -> None:
+    audio.write_wav(tmp_path / "long.wav", audio.tone(300, 3.0))
+    assert len(audio.read_wav(tmp_path / "long.wav", max_seconds=1.0)) == 2 * 8000
