@@ -35,6 +35,8 @@ Public API (the SIP layer codes against this):
         public address can be announced while binding the LAN one.
         .local_port: int          .codec: Codec          .closed: bool
         .answer_sdp() -> str      the SDP answer (same session id every time)
+        .update(offer)            apply a re-INVITE's offer (address, hold/resume); SdpError
+                                  if it drops our codec
         .start()                  start sending/receiving RTP (idempotent)
         .play(wav)                block until the WAV (any PCM format) has been sent, or close()
         .play_pcm(pcm)            same for PCM16 8 kHz mono bytes
@@ -78,10 +80,12 @@ from gateway import audio
 from gateway.prompts import prompt_path
 from gateway.sip.sdp import (
     Codec,
+    SdpError,
     SessionDescription,
     answer_direction,
     build_answer,
     choose_codec,
+    offers_codec,
 )
 
 __all__ = ["MediaSession", "RecordingResult", "prompt_path"]
@@ -286,7 +290,8 @@ class _RtpClient(RTPClient):
         local_ip, local_port = sock.getsockname()[:2]
         super().__init__(assoc, local_ip, local_port, remote[0], remote[1], TransmitType.SENDRECV)
         self._sock = sock
-        self._send = send
+        # Read once per packet by the transmitter; replaced whole by retarget(), so no lock.
+        self.destination: tuple[str, int, bool] = (remote[0], remote[1], send)
         self._encode: Callable[[bytes], bytes]
         self._decode: Callable[[bytes], bytes]
         if payload_type == PayloadType.PCMA:
@@ -314,9 +319,10 @@ class _RtpClient(RTPClient):
         # non-daemon Timer threads.
         self.sin = self._sock
         self.sout = self._sock
-        targets: list[tuple[str, Callable[[], None]]] = [("rtp-recv", self.recv)]
-        if self._send:
-            targets.append(("rtp-send", self.trans))
+        targets: list[tuple[str, Callable[[], None]]] = [
+            ("rtp-recv", self.recv),
+            ("rtp-send", self.trans),
+        ]
         for name, target in targets:
             thread = threading.Thread(target=target, name=f"{name}-{self.inPort}", daemon=True)
             self._threads.append(thread)
@@ -351,11 +357,13 @@ class _RtpClient(RTPClient):
                 self.outTimestamp & 0xFFFFFFFF,
                 self.outSSRC & 0xFFFFFFFF,
             )
-            marker = 0
-            try:
-                self.sout.sendto(header + payload, (self.outIP, self.outPort))
-            except OSError as exc:  # e.g. no route yet; the next packet may get through
-                log.debug("RTP send to %s:%s failed: %s", self.outIP, self.outPort, exc)
+            host, port, send = self.destination
+            if send:  # on hold we keep the clock (and drain play()) but send nothing
+                marker = 0
+                try:
+                    self.sout.sendto(header + payload, (host, port))
+                except OSError as exc:  # e.g. no route yet; the next packet may get through
+                    log.debug("RTP send to %s:%s failed: %s", host, port, exc)
             self.outSequence = (self.outSequence + 1) & 0xFFFF
             self.outTimestamp = (self.outTimestamp + len(payload)) & 0xFFFFFFFF
             next_send += interval
@@ -449,6 +457,12 @@ class _RtpClient(RTPClient):
             self._digits.event(packet.SSRC, packet.timestamp, payload[0])
 
 
+def _may_send(offer: SessionDescription) -> bool:
+    """Tell whether we may send media for this offer (not on hold, not recvonly for us)."""
+    on_hold = ipaddress.ip_address(offer.remote_ip).is_unspecified  # RFC 2543-style hold
+    return answer_direction(offer.direction) in ("sendrecv", "sendonly") and not on_hold
+
+
 def _bind_even_port(bind_ip: str, port_range: tuple[int, int]) -> socket.socket:
     """Bind a UDP socket to a free even port in the inclusive range, starting at random."""
     low, high = port_range
@@ -491,10 +505,8 @@ class MediaSession:
         self._session_id = random.randint(1, 2**31 - 1)
         self._sock = _bind_even_port(bind_ip or local_ip, port_range)
         self.local_port: int = int(self._sock.getsockname()[1])
-        direction = answer_direction(offer.direction)
-        # On hold (c=0.0.0.0) or when we answer recvonly/inactive we must not send.
-        on_hold = ipaddress.ip_address(offer.remote_ip).is_unspecified
-        send = direction in ("sendrecv", "sendonly") and not on_hold
+        self._version = self._session_id
+        send = _may_send(offer)
         self._incoming = _Incoming()
         self._digits = _Digits()
         try:
@@ -521,8 +533,30 @@ class MediaSession:
         return self._closed
 
     def answer_sdp(self) -> str:
-        """Return the SDP answer for the offer this session was built from."""
-        return build_answer(self.offer, self.local_ip, self.local_port, self._session_id)
+        """Return the SDP answer to the current offer (the one given last to update())."""
+        return build_answer(
+            self.offer,
+            self.local_ip,
+            self.local_port,
+            self._session_id,
+            version=self._version,
+            codec=self.codec,
+        )
+
+    def update(self, offer: SessionDescription) -> None:
+        """Apply a re-INVITE's offer: new remote address, hold/resume; the codec stays.
+
+        Raises SdpError when the new offer drops our codec (the SIP side answers 488 and the
+        call goes on as before). Call answer_sdp() afterwards for the answer to send.
+        """
+        if not offers_codec(offer, self.codec):
+            raise SdpError(
+                f"re-offer drops {self.codec.name}/{self.codec.payload_type} used by this call"
+            )
+        if offer != self.offer:
+            self._version += 1  # RFC 3264 §8: a changed description gets a new version
+        self.offer = offer
+        self._client.destination = (offer.remote_ip, offer.remote_port, _may_send(offer))
 
     def start(self) -> None:
         """Start sending and receiving RTP; does nothing if started or closed."""

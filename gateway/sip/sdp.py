@@ -14,11 +14,14 @@ Public API (the SIP layer codes against this):
         level, several m= lines (the first usable audio one is taken). Raises SdpError when
         there is no usable audio (no RTP/AVP audio stream offering PCMA or PCMU), so the SIP
         side can answer 488 Not Acceptable Here.
-    build_answer(offer, local_ip, local_port, session_id) -> str
-        First of PCMA/PCMU in the offer's order, plus telephone-event when offered.
+    build_answer(offer, local_ip, local_port, session_id, *, version=None, codec=None) -> str
+        First of PCMA/PCMU in the offer's order (or `codec`, which must be offered: a call
+        keeps its codec across re-INVITEs), plus telephone-event when offered; the o= version
+        defaults to the session id (pass a higher one for a re-INVITE's answer).
     build_offer(local_ip, local_port, session_id) -> str
         PCMA, PCMU and telephone-event/8000.
     choose_codec(offer) -> Codec      the codec build_answer picks (used by media.py)
+    offers_codec(offer, codec) -> bool
     answer_direction(offer_direction) -> str
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "build_answer",
     "build_offer",
     "choose_codec",
+    "offers_codec",
     "parse_sdp",
 ]
 
@@ -232,6 +236,16 @@ def choose_codec(offer: SessionDescription) -> Codec:
     raise SdpError("offer has no PCMA or PCMU codec")
 
 
+def offers_codec(offer: SessionDescription, codec: Codec) -> bool:
+    """Tell whether the offer lists this codec (same payload type, name and rate)."""
+    return any(
+        c.payload_type == codec.payload_type
+        and c.name.upper() == codec.name.upper()
+        and c.rate == codec.rate
+        for c in offer.codecs
+    )
+
+
 def answer_direction(offer_direction: str) -> str:
     """Return the direction to answer with (RFC 3264 §6.1)."""
     return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(
@@ -243,6 +257,7 @@ def _lines(
     local_ip: str,
     local_port: int,
     session_id: int,
+    version: int,
     formats: list[tuple[int, str]],
     te_pt: int | None,
     direction: str,
@@ -255,7 +270,7 @@ def _lines(
         pts.append(te_pt)
     out = [
         "v=0",
-        f"o=ringfence {session_id} {session_id} IN {family} {local_ip}",
+        f"o=ringfence {session_id} {version} IN {family} {local_ip}",
         "s=Ringfence",
         f"c=IN {family} {local_ip}",
         "t=0 0",
@@ -268,13 +283,27 @@ def _lines(
     return "\r\n".join(out) + "\r\n"
 
 
-def build_answer(offer: SessionDescription, local_ip: str, local_port: int, session_id: int) -> str:
+def build_answer(
+    offer: SessionDescription,
+    local_ip: str,
+    local_port: int,
+    session_id: int,
+    *,
+    version: int | None = None,
+    codec: Codec | None = None,
+) -> str:
     """Build the SDP answer: one G.711 codec from the offer, plus telephone-event if offered."""
-    codec = choose_codec(offer)
+    if codec is None:
+        codec = choose_codec(offer)
+    elif not offers_codec(offer, codec):
+        raise SdpError(
+            f"offer has no {codec.name}/{codec.rate} at payload type {codec.payload_type}"
+        )
     return _lines(
         local_ip,
         local_port,
         session_id,
+        session_id if version is None else version,
         [(codec.payload_type, codec.name)],
         offer.telephone_event_pt,
         answer_direction(offer.direction),
@@ -283,4 +312,6 @@ def build_answer(offer: SessionDescription, local_ip: str, local_port: int, sess
 
 def build_offer(local_ip: str, local_port: int, session_id: int) -> str:
     """Build an SDP offer for PCMA, PCMU and telephone-event/8000."""
-    return _lines(local_ip, local_port, session_id, [(8, "PCMA"), (0, "PCMU")], 101, "sendrecv")
+    return _lines(
+        local_ip, local_port, session_id, session_id, [(8, "PCMA"), (0, "PCMU")], 101, "sendrecv"
+    )

@@ -19,7 +19,7 @@ import pytest
 
 from gateway import audio
 from gateway.sip.media import MediaSession, RecordingResult
-from gateway.sip.sdp import parse_sdp
+from gateway.sip.sdp import SdpError, parse_sdp
 
 HOST = "127.0.0.1"
 PORTS = (40000, 40998)
@@ -354,3 +354,33 @@ def test_a_third_party_cannot_inject_digits_into_a_call() -> None:
             send_digit(peer, dest, 2, ts=900, seq=seq)
             assert session.wait_for_digit(WAIT) == "2"
             assert session.wait_for_digit(0.3) is None
+
+
+def test_reinvite_hold_resume_and_new_address() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        first_answer = session.answer_sdp()
+        assert session.answer_sdp() == first_answer  # stable until the offer changes
+        peer.recv(2048)  # media flows
+        port = peer.getsockname()[1]
+        # Hold (RFC 3264 sendonly from the remote): we stop sending.
+        session.update(parse_sdp(offer_body(port, 8).replace("a=sendrecv", "a=sendonly")))
+        held = session.answer_sdp()
+        assert "a=recvonly" in held
+        assert " 1 IN IP4" not in held.split("\r\n")[1]  # o= version moved on
+        with contextlib.suppress(TimeoutError):
+            peer.settimeout(0.2)
+            while True:  # drain what was in flight
+                peer.recv(2048)
+        peer.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            peer.recv(2048)
+        # Resume at a new address: media goes there.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as moved:
+            moved.bind((HOST, 0))
+            moved.settimeout(WAIT)
+            session.update(parse_sdp(offer_body(moved.getsockname()[1], 8)))
+            assert "a=sendrecv" in session.answer_sdp()
+            assert moved.recv(2048)[1] & 0x7F == 8
+        # A re-offer without our codec is refused; the call keeps going as before.
+        with pytest.raises(SdpError, match="drops PCMA"):
+            session.update(parse_sdp(offer_body(port, 0)))

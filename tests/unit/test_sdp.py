@@ -172,3 +172,18 @@ def test_build_answer_rejects_bad_port() -> None:
     offer = parse_sdp(build_offer("127.0.0.1", 10000, 5))
     with pytest.raises(ValueError, match="local_port 0"):
         build_answer(offer, "127.0.0.1", 0, 1)
+
+
+def test_answer_can_keep_a_codec_and_bump_the_version() -> None:
+    reoffer = parse_sdp("v=0\r\nc=IN IP4 10.0.0.2\r\nm=audio 4000 RTP/AVP 0 8\r\n")
+    answer = build_answer(reoffer, "10.0.0.1", 10000, 42, version=43, codec=Codec(8, "PCMA", 8000))
+    assert "m=audio 10000 RTP/AVP 8\r\n" in answer
+    assert "o=ringfence 42 43 IN IP4 10.0.0.1\r\n" in answer
+    with pytest.raises(SdpError, match="no PCMA/8000 at payload type 8"):
+        build_answer(
+            parse_sdp("v=0\nc=IN IP4 10.0.0.2\nm=audio 4000 RTP/AVP 0\n"),
+            "10.0.0.1",
+            10000,
+            42,
+            codec=Codec(8, "PCMA", 8000),
+        )
