@@ -1,17 +1,19 @@
 """RTP media for one call: play prompts and tones, record voicemail, read RFC 4733 digits.
 
-This is the only module in Ringfence that imports pyVoIP. We keep pyVoIP 1.6.8's ``RTPClient``
-for what it does well: the receive loop, RTP header parsing (``RTPMessage``), payload-type
-mapping and the stream's sequence/timestamp/SSRC state. We replace, inside ``_RtpClient``
-below, the parts that are wrong or unsafe for a gateway that strangers call:
+This is the only module in Ringfence that imports pyVoIP. We build on pyVoIP 1.6.8's
+``RTPClient``: its RTP header parsing (``RTPMessage``), payload-type table (``PayloadType``,
+``assoc``, codec preference) and stream state (random sequence, timestamp, SSRC). Measured on
+loopback, the rest is wrong or unsafe for a gateway that strangers call, so ``_RtpClient``
+below replaces those parts, each for the reason given:
 
 * **Encoding.** pyVoIP encodes PCMA with the µ-law encoder (garbled A-law, the European
   default) and works on 8-bit linear samples (about 48 dB of dynamic range, audible hiss on
   quiet speech). We encode PCM16 straight to G.711 with ``audioop`` and hand the transmitter
   ready-made payloads, so ``encode_packet`` is the identity.
 * **Buffers.** pyVoIP's ``RTPPacketManager`` keeps every byte ever sent or received in memory
-  for the whole call and pads gaps with 8-bit-linear "silence" (0x80, which is a loud sample in
-  µ-law). We use bounded queues of 20 ms frames instead, padded with real G.711 silence.
+  for the whole call and pads gaps with 8-bit-linear silence (0x80), so it cannot carry
+  encoded G.711 (0x80 is a loud µ-law sample). We use bounded queues of 20 ms frames
+  instead, padded with real G.711 silence.
 * **Robustness.** A short or odd packet makes pyVoIP raise ``TypeError``/``IndexError`` in its
   receive thread, which then dies silently (telephone-event codes above 15 do it too). Every
   packet is now checked and a bad one is dropped; header extensions and padding are skipped.
@@ -290,14 +292,13 @@ class _RtpClient(RTPClient):
         local_ip, local_port = sock.getsockname()[:2]
         super().__init__(assoc, local_ip, local_port, remote[0], remote[1], TransmitType.SENDRECV)
         self._sock = sock
-        # Read once per packet by the transmitter; replaced whole by retarget(), so no lock.
+        self._payload_type = codec.payload_type
+        # Read once per packet by the transmitter and replaced whole by MediaSession.update(),
+        # so a re-INVITE needs no lock: (host, port, may_send).
         self.destination: tuple[str, int, bool] = (remote[0], remote[1], send)
-        self._encode: Callable[[bytes], bytes]
-        self._decode: Callable[[bytes], bytes]
-        if payload_type == PayloadType.PCMA:
-            self._encode, self._decode = audio.alaw_encode, audio.alaw_decode
-        else:
-            self._encode, self._decode = audio.ulaw_encode, audio.ulaw_decode
+        self._encode: Callable[[bytes], bytes] = (
+            audio.alaw_encode if payload_type == PayloadType.PCMA else audio.ulaw_encode
+        )
         self.outgoing = _Outgoing(self._encode(audio.silence(0.020)))
         self.pmout = self.outgoing
         self._incoming = incoming
@@ -314,7 +315,7 @@ class _RtpClient(RTPClient):
         return [payload[i : i + step] for i in range(0, len(payload), step)]
 
     def start(self) -> None:
-        """Start the receive (and, unless we must not send, the transmit) thread."""
+        """Start the receive and transmit threads."""
         # Replaces RTPClient.start: it would create and bind a new socket and start
         # non-daemon Timer threads.
         self.sin = self._sock
@@ -344,7 +345,9 @@ class _RtpClient(RTPClient):
         # so the phone's jitter buffer runs dry now and then and the prompt crackles. The
         # packet layout, sequence, timestamp and SSRC are pyVoIP's.
         interval = audio.FRAME_SAMPLES / audio.SAMPLE_RATE
-        payload_type = int(self.preference) & 0x7F
+        # The negotiated number, not int(self.preference): a peer may map PCMA to a dynamic
+        # payload type (a=rtpmap:96 PCMA/8000), and RFC 3264 says we send what it offered.
+        payload_type = self._payload_type & 0x7F
         marker = 0x80  # first packet of the stream (RFC 3551 §4.1)
         next_send = time.monotonic()
         while self.NSD:

@@ -384,3 +384,20 @@ def test_reinvite_hold_resume_and_new_address() -> None:
         # A re-offer without our codec is refused; the call keeps going as before.
         with pytest.raises(SdpError, match="drops PCMA"):
             session.update(parse_sdp(offer_body(port, 0)))
+
+
+def test_dynamic_payload_type_for_pcma_is_used_on_the_wire(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind((HOST, 0))
+        peer.settimeout(WAIT)
+        body = offer_body(peer.getsockname()[1], 96).replace(
+            "a=rtpmap:101", "a=rtpmap:96 PCMA/8000\r\na=rtpmap:101"
+        )
+        session = MediaSession(parse_sdp(body), HOST, PORTS)
+        try:
+            assert session.codec.name == "PCMA"
+            assert "a=rtpmap:96 PCMA/8000" in session.answer_sdp()
+            session.start()
+            assert peer.recv(2048)[1] & 0x7F == 96
+        finally:
+            session.close()
