@@ -19,7 +19,8 @@ below replaces those parts, each for the reason given:
   packet is now checked and a bad one is dropped; header extensions and padding are skipped.
 * **DTMF.** pyVoIP reports a digit only on the packet with the marker bit, so one lost packet
   loses the digit. We report an event on the first packet seen with a new (SSRC, timestamp),
-  which RFC 4733 guarantees is unique per key press.
+  which RFC 4733 guarantees is unique per key press. When the offer has no telephone-event,
+  keys are detected in the audio instead (``gateway.audio.DtmfDetector``).
 * **Pacing.** pyVoIP's transmitter drifts (each oversleep adds up, about 0.5 % slow); ours
   sends on an absolute 20 ms schedule and sets the marker bit on the first packet.
 * **Receiving.** pyVoIP polls every 10 ms and cannot see who sent a packet; ours blocks with
@@ -45,7 +46,9 @@ Public API (the SIP layer codes against this):
         .play_sit() / .play_beep()
         .record(path, *, max_seconds, silence_seconds, silence_threshold=...)
                                   -> RecordingResult | None (see its docstring)
-        .wait_for_digit(timeout) -> str | None   oldest digit received since start()
+        .wait_for_digit(timeout) -> str | None   oldest digit received since start():
+                                  RFC 4733 telephone-event, or in-band DTMF tones when the
+                                  offer has no telephone-event
         .clear_digits()           forget digits typed so far (e.g. during a prompt)
         .close()                  idempotent, any thread; unblocks play/record/wait at once
     prompt_path(name, language, settings) -> Path   (re-exported from gateway.prompts)
@@ -236,6 +239,12 @@ class _Digits:
             self._digits.append(_DTMF_KEYS[code])
             self._cond.notify_all()
 
+    def key(self, key: str) -> None:
+        """Record a key press detected in the audio."""
+        with self._cond:
+            self._digits.append(key)
+            self._cond.notify_all()
+
     def wait(self, timeout: float) -> str | None:
         """Pop the oldest digit, waiting up to `timeout` seconds."""
         deadline = time.monotonic() + max(0.0, timeout)
@@ -304,6 +313,9 @@ class _RtpClient(RTPClient):
         self._incoming = incoming
         self._digits = digits
         self._threads: list[threading.Thread] = []
+        # Without telephone-event the keys can only come as tones in the audio. With it we
+        # do not listen for tones: a peer may send both, and each press would count twice.
+        self._inband = audio.DtmfDetector() if te_pt is None else None
         self._source: tuple[str, int] | None = None  # where the remote's RTP comes from
         self._source_seen = 0.0
 
@@ -452,6 +464,9 @@ class _RtpClient(RTPClient):
         else:
             pcm = audio.ulaw_decode(payload)
         self._incoming.push(msg.SSRC, msg.timestamp, pcm)
+        if self._inband is not None:
+            for key in self._inband.feed(pcm):
+                self._digits.key(key)
 
     def parse_telephone_event(self, packet: RTPMessage) -> None:
         """Report a key press from an RFC 4733 telephone-event packet."""
@@ -664,7 +679,7 @@ class MediaSession:
         )
 
     def wait_for_digit(self, timeout: float) -> str | None:
-        """Return the oldest RFC 4733 digit not yet read, waiting up to `timeout` seconds."""
+        """Return the oldest key press not yet read, waiting up to `timeout` seconds."""
         self.start()
         return self._digits.wait(timeout)
 

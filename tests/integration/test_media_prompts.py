@@ -90,3 +90,12 @@ def test_missing_espeak_fails_with_a_clear_message(
     assert "apt install espeak-ng" in err
     # The tones need no espeak-ng and were written before it failed.
     assert (tmp_path / "out" / "en" / "sit.wav").is_file()
+
+
+def test_speech_is_not_taken_for_dtmf(rendered: Path) -> None:
+    # "Talk-off": a caller's voice must not answer the challenge for them. Real speech from
+    # every prompt, both languages, through the in-band detector.
+    for path in sorted(rendered.glob("*/*.wav")):
+        if path.stem in TONE_PROMPTS or path.stem == "not_in_service":
+            continue
+        assert audio.DtmfDetector().feed(audio.read_wav(path)) == [], path

@@ -401,3 +401,23 @@ def test_dynamic_payload_type_for_pcma_is_used_on_the_wire(tmp_path: Path) -> No
             assert peer.recv(2048)[1] & 0x7F == 96
         finally:
             session.close()
+
+
+def test_inband_dtmf_when_no_telephone_event_was_offered() -> None:
+    port_b = free_even_port()
+    a = MediaSession(parse_sdp(offer_body(port_b, 8, te=False)), HOST, PORTS)
+    b = MediaSession(parse_sdp(a.answer_sdp()), HOST, (port_b, port_b))
+    try:
+        assert b.offer.telephone_event_pt is None
+        a.start()
+        b.start()
+        gap = audio.silence(0.1)
+        a.play_pcm(audio.dtmf_tone("5", 0.1) + gap + audio.dtmf_tone("#", 0.1) + gap)
+        assert b.wait_for_digit(WAIT) == "5"
+        assert b.wait_for_digit(WAIT) == "#"
+        # A prompt (speech-like tones) is not taken for a key.
+        a.play_pcm(audio.sit_tone() + audio.beep())
+        assert b.wait_for_digit(0.3) is None
+    finally:
+        a.close()
+        b.close()

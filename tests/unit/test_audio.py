@@ -226,3 +226,41 @@ def test_every_spoken_prompt_has_both_languages() -> None:
 def test_read_wav_can_stop_early(tmp_path: Path) -> None:
     audio.write_wav(tmp_path / "long.wav", audio.tone(300, 3.0))
     assert len(audio.read_wav(tmp_path / "long.wav", max_seconds=1.0)) == 2 * 8000
+
+
+@pytest.mark.parametrize("key", list("0123456789*#ABCD"))
+def test_dtmf_detector_finds_every_key_once(key: str) -> None:
+    detector = audio.DtmfDetector()
+    signal = audio.dtmf_tone(key, 0.1) + audio.silence(0.05)
+    # Fed in uneven pieces, as RTP packets and gap-fills would.
+    found = (
+        detector.feed(signal[:333]) + detector.feed(signal[333:1001]) + detector.feed(signal[1001:])
+    )
+    assert found == [key]
+
+
+def test_dtmf_detector_survives_g711_and_sees_repeated_presses() -> None:
+    press = audio.dtmf_tone("7", 0.06, 0.1) + audio.silence(0.05)
+    through_alaw = audio.alaw_decode(audio.alaw_encode(press + press))
+    assert audio.DtmfDetector().feed(through_alaw) == ["7", "7"]
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        audio.sit_tone(),
+        audio.beep(),
+        audio.tone(770, 0.5),  # a single DTMF row tone is not a key
+        speechlike(1.0),
+        audio.silence(0.5),
+        audio.dtmf_tone("5", 0.1, 0.002),  # far too quiet
+    ],
+    ids=["sit", "beep", "row-tone", "speechlike", "silence", "quiet"],
+)
+def test_dtmf_detector_ignores_what_is_not_a_key(signal: bytes) -> None:
+    assert audio.DtmfDetector().feed(signal) == []
+
+
+def test_dtmf_tone_rejects_other_keys() -> None:
+    with pytest.raises(ValueError, match="not a DTMF key"):
+        audio.dtmf_tone("x", 0.1)
