@@ -187,3 +187,25 @@ def test_answer_can_keep_a_codec_and_bump_the_version() -> None:
             42,
             codec=Codec(8, "PCMA", 8000),
         )
+
+
+def test_malformed_lines_around_a_usable_stream_are_skipped() -> None:
+    body = (
+        "v=0\r\nc=IN IP4 10.0.0.2\r\nthis is junk\r\nc=IN IP9 nowhere\r\n"
+        "m=video x RTP/AVP\r\na=sendonly\r\n"  # broken m=: its attributes must not leak
+        "m=audio 4000 RTP/AVP 96 8 zz\r\na=rtpmap:96 opus\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+    offer = parse_sdp(body)
+    assert offer.remote_port == 4000
+    assert [c.payload_type for c in offer.codecs] == [96, 8]
+    assert offer.direction == "sendrecv"
+
+
+def test_error_lists_what_was_ignored() -> None:
+    with pytest.raises(SdpError) as caught:
+        parse_sdp("v=0\nc=IN IP4 1.2.3.4\nm=audio 4000 RTP/AVP 96\na=rtpmap:96 PCMA\n")
+    assert str(caught.value) == (
+        "no usable audio stream: line 3 'm=audio 4000 RTP/AVP 96': no PCMA or PCMU offered "
+        "(offered: pt96/0) (ignored: line 4 'a=rtpmap:96 PCMA': "
+        "expected 'a=rtpmap:<pt> <name>/<rate>')"
+    )
