@@ -12,7 +12,14 @@ import pytest
 
 from gateway import audio
 from gateway.config import GatewayConfig, Settings
-from gateway.prompts import LANGUAGES, PACKAGED_DIR, PROMPT_NAMES, TEXTS, prompt_path
+from gateway.prompts import (
+    LANGUAGES,
+    PACKAGED_DIR,
+    PROMPT_NAMES,
+    TEXTS,
+    challenge_prompt_name,
+    prompt_path,
+)
 
 
 def speechlike(seconds: float) -> bytes:
@@ -264,3 +271,18 @@ def test_dtmf_detector_ignores_what_is_not_a_key(signal: bytes) -> None:
 def test_dtmf_tone_rejects_other_keys() -> None:
     with pytest.raises(ValueError, match="not a DTMF key"):
         audio.dtmf_tone("x", 0.1)
+
+
+def test_a_challenge_prompt_for_every_key_the_owner_may_choose() -> None:
+    assert challenge_prompt_name("5") == "challenge_5"
+    assert challenge_prompt_name("*") == "challenge_star"
+    assert challenge_prompt_name("#") == "challenge_hash"
+    for key in "0123456789*#":
+        name = challenge_prompt_name(key)
+        assert name in PROMPT_NAMES
+    assert "touche 7." in TEXTS["challenge_7"]["fr"]
+    assert "press star." in TEXTS["challenge_star"]["en"]
+    assert TEXTS["challenge_5"] == TEXTS["challenge"]
+    for bad in ("", "55", "x", "../"):
+        with pytest.raises(ValueError, match="no challenge prompt"):
+            challenge_prompt_name(bad)
