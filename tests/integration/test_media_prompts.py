@@ -99,3 +99,12 @@ def test_speech_is_not_taken_for_dtmf(rendered: Path) -> None:
         if path.stem in TONE_PROMPTS or path.stem == "not_in_service":
             continue
         assert audio.DtmfDetector().feed(audio.read_wav(path)) == [], path
+
+
+def test_unwritable_folder_fails_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["--out", str(blocker / "prompts")]) == 2
+    assert "cannot write the prompts to" in capsys.readouterr().err
