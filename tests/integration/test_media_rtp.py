@@ -421,3 +421,26 @@ def test_inband_dtmf_when_no_telephone_event_was_offered() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+        peer.bind(("::1", 0))
+        peer.settimeout(WAIT)
+        port = peer.getsockname()[1]
+        body = offer_body(port, 0).replace(f"IN IP4 {HOST}", "IN IP6 ::1")
+        session = MediaSession(parse_sdp(body), "::1", PORTS)
+        try:
+            assert "c=IN IP6 ::1" in session.answer_sdp()
+            session.start()
+            packet, _ = peer.recvfrom(2048)
+            assert packet[1] & 0x7F == 0
+            send_digit(peer, ("::1", session.local_port), 3, ts=10, seq=1)
+            assert session.wait_for_digit(WAIT) == "3"
+        finally:
+            session.close()
