@@ -286,3 +286,18 @@ def test_a_challenge_prompt_for_every_key_the_owner_may_choose() -> None:
     for bad in ("", "55", "x", "../"):
         with pytest.raises(ValueError, match="no challenge prompt"):
             challenge_prompt_name(bad)
+
+
+def test_downsampling_filters_what_would_fold_back() -> None:
+    rate = 44100
+
+    def level_after_conversion(freq: float) -> int:
+        samples = array.array(
+            "h", [round(10000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(rate // 2)]
+        )
+        return audio.rms(audio.to_pcm16_8k_mono(samples.tobytes(), 2, 1, rate))
+
+    speech_band = level_after_conversion(1000)
+    # 6 kHz cannot exist at 8 kHz; unfiltered it would reappear at 2 kHz at full level.
+    assert level_after_conversion(6000) < speech_band / 2
+    assert level_after_conversion(1000) > 0.9 * 10000 / 2**0.5
