@@ -50,6 +50,7 @@ Public API (the SIP layer codes against this):
                                   RFC 4733 telephone-event, or in-band DTMF tones when the
                                   offer has no telephone-event
         .clear_digits()           forget digits typed so far (e.g. during a prompt)
+        .seconds_since_media() -> float | None   age of the last RTP packet (RTP timeout)
         .close()                  idempotent, any thread; unblocks play/record/wait at once
     prompt_path(name, language, settings) -> Path   (re-exported from gateway.prompts)
 
@@ -316,8 +317,8 @@ class _RtpClient(RTPClient):
         # Without telephone-event the keys can only come as tones in the audio. With it we
         # do not listen for tones: a peer may send both, and each press would count twice.
         self._inband = audio.DtmfDetector() if te_pt is None else None
-        self._source: tuple[str, int] | None = None  # where the remote's RTP comes from
-        self._source_seen = 0.0
+        self.source: tuple[str, int] | None = None  # where the remote's RTP comes from
+        self.source_seen = 0.0
 
     def encode_pcm(self, pcm: bytes) -> list[bytes]:
         """Encode PCM16 into 20 ms payloads for the negotiated codec."""
@@ -424,18 +425,18 @@ class _RtpClient(RTPClient):
         """
         source = (str(source[0]), int(source[1]))
         now = time.monotonic()
-        if source == self._source:
-            self._source_seen = now
+        if source == self.source:
+            self.source_seen = now
             return True
         # Only a plausible packet for this session may claim the stream.
         if len(packet) < 12 or packet[0] >> 6 != 2 or packet[1] & 0x7F not in self.assoc:
             return False
-        if self._source is not None and now - self._source_seen < _RELATCH_SECONDS:
+        if self.source is not None and now - self.source_seen < _RELATCH_SECONDS:
             return False
-        if self._source is not None:
-            log.info("RTP source changed from %s to %s", self._source, source)
-        self._source = source
-        self._source_seen = now
+        if self.source is not None:
+            log.info("RTP source changed from %s to %s", self.source, source)
+        self.source = source
+        self.source_seen = now
         return True
 
     def parse_packet(self, packet: bytes) -> None:
@@ -686,6 +687,13 @@ class MediaSession:
     def clear_digits(self) -> None:
         """Forget digits received so far."""
         self._digits.clear()
+
+    def seconds_since_media(self) -> float | None:
+        """Return how long ago the caller's last RTP packet arrived (None: none yet)."""
+        # For an RTP timeout: a caller whose NAT dropped the call never sends BYE.
+        if self._client.source is None:
+            return None
+        return time.monotonic() - self._client.source_seen
 
     def close(self) -> None:
         """Stop the media and release the port; safe to call twice and from any thread."""

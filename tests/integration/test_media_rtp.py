@@ -444,3 +444,13 @@ def test_ipv6_loopback() -> None:
             assert session.wait_for_digit(WAIT) == "3"
         finally:
             session.close()
+
+
+def test_seconds_since_media() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        assert session.seconds_since_media() is None
+        send_digit(peer, (HOST, session.local_port), 4, ts=1, seq=1)
+        assert session.wait_for_digit(WAIT) == "4"
+        age = session.seconds_since_media()
+        assert age is not None
+        assert age >= 0
