@@ -671,8 +671,14 @@ class MediaSession:
         pcm = bytes(buffer[: min(len(buffer), keep + tail)])
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".part")
-        audio.write_wav(partial, pcm)
-        os.replace(partial, path)
+        try:
+            # Written whole at the end (one write to the SD card, never a half file under
+            # the final name) and renamed into place.
+            audio.write_wav(partial, pcm)
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)  # disk full: leave no debris behind
+            raise
         return RecordingResult(
             path=path,
             duration_s=len(pcm) / (2 * audio.SAMPLE_RATE),
