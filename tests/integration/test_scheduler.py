@@ -149,8 +149,11 @@ from tests.integration.notify_support import make_settings, smtp_toml
 settings = make_settings(Path(sys.argv[2]), smtp_toml(int(sys.argv[3])))
 service = open_service(settings, upgrade=False)
 Path(sys.argv[4]).touch()
-while not Path(sys.argv[5]).exists():
-    pass
+import time
+for _ in range(100_000):  # start together (bounded)
+    if Path(sys.argv[5]).exists():
+        break
+    time.sleep(0.001)
 outcomes = Notifier(service.db, settings).send_digest(date(2026, 11, 23),
                                                       datetime(2026, 11, 23, 7, 5, tzinfo=UTC))
 print(",".join(o.status for o in outcomes))
