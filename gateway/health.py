@@ -42,7 +42,7 @@ def redact_url(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
-def _sqlite_file_missing(url: str) -> Path | None:
+def sqlite_file_missing(url: str) -> Path | None:
     """The SQLite file a URL names when it does not exist (opening it would create it)."""
     try:
         parsed = make_url(url)
@@ -65,7 +65,7 @@ def _database_status(db: Database | None, settings: Settings) -> dict[str, Any]:
         "ok": False, "url": redact_url(settings.database_url), "schema": None,
         "expected_schema": head_revision(), "error": None,
     }
-    missing = _sqlite_file_missing(settings.database_url) if db is None else None
+    missing = sqlite_file_missing(settings.database_url) if db is None else None
     if missing is not None:
         info["error"] = f"no database at {missing}: run `ringfence db upgrade`"
         return info
@@ -121,7 +121,7 @@ def collect_status(settings: Settings, db: Database | None = None,
                    *, now: datetime | None = None) -> dict[str, Any]:
     """Gather the installation's health as a JSON-ready dict with `ok` and `problems`."""
     now = now or datetime.now(UTC)
-    own_db = db is None and _sqlite_file_missing(settings.database_url) is None
+    own_db = db is None and sqlite_file_missing(settings.database_url) is None
     if own_db:
         db = Database(settings.database_url)
     try:
@@ -323,7 +323,7 @@ def prometheus_text(metrics: Metrics) -> str:
                      1 if state == "registered" else 0)
                     for name, state in sorted(metrics.line_states.items())])
     histogram: list[tuple[str, Sequence[tuple[str, str]], float]] = [
-        ("ringfence_screen_duration_seconds_bucket", [("le", _number(bound))], count)
+        ("ringfence_screen_duration_seconds_bucket", [("le", repr(float(bound)))], count)
         for bound, count in metrics.latency_buckets
     ]
     histogram.append(("ringfence_screen_duration_seconds_bucket", [("le", "+Inf")],
@@ -337,3 +337,19 @@ def prometheus_text(metrics: Metrics) -> str:
     out += _family("ringfence_voicemail_cap_bytes", "gauge", "Configured voicemail cap.",
                    [("ringfence_voicemail_cap_bytes", [], metrics.voicemail_cap_bytes)])
     return "\n".join(out) + "\n"
+
+
+def public_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The part of the status safe to show without login: no paths, URLs or sizes."""
+    database = status["database"]
+    return {
+        "ok": status["ok"],
+        "version": status["version"],
+        "checked_at": status["checked_at"],
+        "database": {"ok": database["ok"], "schema": database["schema"]},
+        "lines": {line["name"]: line["state"] for line in status["lines"]},
+        "last_call": status["last_call"],
+        "disk_ok": status["disk"]["ok"],
+        "voicemail_ok": None if status["voicemail"] is None else status["voicemail"]["ok"],
+        "problems": status["problems"],
+    }
