@@ -616,7 +616,7 @@ def _move_files(source: Path, target: Path) -> int:
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     """Write a backup archive."""
     path = Path(args.file)
-    if path.is_dir():
+    if path.is_dir() or args.file.endswith("/"):
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         path = path / f"ringfence-backup-{stamp}.tar.gz"
     manifest = backup_to(path, settings, with_calls=args.with_calls,
