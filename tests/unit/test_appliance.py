@@ -238,7 +238,7 @@ def test_restore_refuses_an_archive_without_manifest(
     settings, archive, _ = good
     bad = rebuild(archive, tmp_path / "bad.tar.gz", nothing,
                   keep=lambda name: name != "manifest.json")
-    with pytest.raises(BackupError, match="no manifest.json"):
+    with pytest.raises(BackupError, match=r"no manifest\.json"):
         restore_from(bad, settings)
 
 
