@@ -428,6 +428,10 @@ def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
     manifest = check_manifest(manifest)
     listed = set(manifest["files"])
     present = set(members) - {MANIFEST}
+    # Without these a restore would empty the lists and re-seed the default rules.
+    for required in ("settings.json", "rules.jsonl", "lists.jsonl"):
+        if required not in present:
+            raise BackupError(f"the archive has no {required}: not a complete backup")
     if listed != present:
         odd = sorted(listed ^ present)[0]
         raise BackupError(f"manifest.json does not match the archive (about {odd[:80]!r})")

@@ -242,6 +242,21 @@ def test_restore_refuses_an_archive_without_manifest(
         restore_from(bad, settings)
 
 
+def test_restore_refuses_an_archive_without_its_lists(
+    good: tuple[Settings, Path, dict[str, Any]], tmp_path: Path,
+) -> None:
+    settings, archive, before = good
+
+    def unlist(m: dict[str, Any]) -> None:
+        m["files"].pop("lists.jsonl")
+
+    bad = rebuild(archive, tmp_path / "bad.tar.gz", nothing, manifest=unlist,
+                  keep=lambda name: name != "lists.jsonl")
+    with pytest.raises(BackupError, match=r"no lists\.jsonl"):
+        restore_from(bad, settings)
+    assert snapshot(open_service(settings)) == before
+
+
 def test_restore_refuses_something_that_is_not_an_archive(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     open_service(settings)
