@@ -580,15 +580,20 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             s.add(SettingRow(key=row["key"], value=row.get("value")))
         report.rows["settings"] = len(settings_rows)
         inserted: list[type[Base]] = []
+        call_ids: set[int] = set()
         for name, label in (("rules.jsonl", "rules"), ("lists.jsonl", "list entries"),
                             ("calls.jsonl", "calls"), ("voicemails.jsonl", "voicemails")):
             model = _TABLE_FILES[name]
             if not (staging / name).exists():
                 continue
             rows = _read_rows(staging / name, model, name)
-            if model is VoicemailRow and not has_calls:
-                # Their calls are not in this backup: keep the message, drop the link.
-                rows = ({**r, "call_id": None} for r in rows)
+            if model is CallRow:
+                rows = _remember_ids(rows, call_ids)
+            elif model is VoicemailRow:
+                # A message whose call is not in the backup (none were backed up, or the call
+                # came in while the backup was being written) keeps the message, not the link.
+                rows = ({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
+                         else None} for r in rows)
             s.flush()
             report.rows[label] = _insert_all(s, model, rows)
             inserted.append(model)
@@ -602,6 +607,12 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             s.add(SettingRow(key="rules_version", value=version))
         else:
             version_row.value = version
+
+
+def _remember_ids(rows: Iterator[dict[str, Any]], ids: set[int]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        ids.add(row["id"])
+        yield row
 
 
 def _move_files(source: Path, target: Path) -> int:

@@ -138,3 +138,12 @@ def test_backup_from_sqlite_restores_into_postgresql(postgres_url: str, tmp_path
         assert len(lists_of(again)) == len(expected) + 1
     finally:
         again.db.dispose()
+
+
+def test_missing_server_binaries_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.peers.postgres as peer
+
+    monkeypatch.setattr(peer, "find_bin_dir", lambda: None)
+    with pytest.raises(PostgresUnavailable, match="apt-get install postgresql"), \
+            peer.running_postgres():
+        pass

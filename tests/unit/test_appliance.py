@@ -129,6 +129,17 @@ def test_backup_without_calls_keeps_the_call_log_on_restore(tmp_path: Path) -> N
     assert len(service.repo.voicemails()) == 1
 
 
+def test_a_message_whose_call_is_not_in_the_backup_keeps_the_message(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = populated(settings)
+    archive = tmp_path / "b.tar.gz"
+    backup_to(archive, settings, with_voicemail=True)  # messages, but not the call log
+    restore_from(archive, settings)
+    (vm,) = service.repo.voicemails()
+    assert vm.call_id is None
+    assert (settings.voicemail_dir / vm.path).exists()
+
+
 # --------------------------------------------------------------------------- hostile archives
 
 
