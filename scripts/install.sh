@@ -19,7 +19,7 @@
 # Overrides (environment): DESTDIR (a throwaway root: no user, no chown, no systemctl),
 # PREFIX (/opt/ringfence), SYSCONFDIR (/etc/ringfence), STATEDIR (/var/lib/ringfence),
 # UNITDIR (/etc/systemd/system), BINDIR (/usr/local/bin), RINGFENCE_USER (ringfence),
-# PYTHON (python3), PIP_INSTALL_ARGS (extra pip options, e.g. --no-index --find-links DIR),
+# PYTHON (/usr/bin/python3), PIP_INSTALL_ARGS (extra pip options, e.g. --no-index --find-links DIR),
 # SKIP_APT=1 (do not apt-get install python3-venv espeak-ng sox), SKIP_PROMPTS=1.
 set -euo pipefail
 
@@ -41,7 +41,12 @@ STATEDIR=${STATEDIR:-/var/lib/ringfence}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 BINDIR=${BINDIR:-/usr/local/bin}
 RINGFENCE_USER=${RINGFENCE_USER:-ringfence}
-PYTHON=${PYTHON:-python3}
+# The distribution's Python by default: a python3 found first on root's PATH (pyenv, conda)
+# may live under /root, where the service user cannot run it.
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+fi
 PIP_INSTALL_ARGS=${PIP_INSTALL_ARGS:-}
 UNITS="ringfence-gateway.service ringfence-web.service"
 
@@ -147,6 +152,10 @@ tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./data --exclude=./bu
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating the venv $PREFIX/venv"
   "$PYTHON" -m venv "$VENV"
+fi
+if [ "$REAL" = 1 ] && ! as_service_user "$VENV/bin/python" -c '' 2>/dev/null; then
+  die "$RINGFENCE_USER cannot run $VENV/bin/python (its base, $(readlink -f "$VENV/bin/python"), \
+is not readable by that user): remove $PREFIX/venv and run again with PYTHON=/usr/bin/python3"
 fi
 say "building the Ringfence wheel"
 # shellcheck disable=SC2086 # PIP_INSTALL_ARGS is a list of options
