@@ -543,6 +543,7 @@ def restore_from(path: Path | str, settings: Settings, *,
             with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.data_dir) as tmp:
                 staging = Path(tmp)
                 _extract(tar, members, manifest, staging)
+                _check_writable(staging, settings)
                 report = RestoreReport(manifest=manifest)
                 _restore_rows(db, staging, report)
                 for folder in _FILE_DIRS:
@@ -552,6 +553,20 @@ def restore_from(path: Path | str, settings: Settings, *,
     finally:
         if own_db:
             db.dispose()
+
+
+def _check_writable(staging: Path, settings: Settings) -> None:
+    """Fail before the database changes if a file could not be put in place afterwards."""
+    for folder in _FILE_DIRS:
+        if not any(_tree_files(staging / folder)):
+            continue
+        target = _destination(folder, settings)
+        probe = target
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise BackupError(f"cannot write {_FILE_DIRS[folder]} files into {target} "
+                              "(permission denied)")
 
 
 def _destination(folder: str, settings: Settings) -> Path:

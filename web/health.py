@@ -28,6 +28,8 @@ from gateway.store.db import Database
 bp = Blueprint("health", __name__)
 
 _KEY = "ringfence_health"
+# Endpoints a login guard (an app-wide before_request) must let through without a session.
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.metrics"})
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -45,9 +47,11 @@ def _settings() -> Settings:
     if isinstance(found, Settings):
         return found
     for value in (*current_app.config.values(), *current_app.extensions.values()):
-        if isinstance(value, Settings):
-            own["settings"] = value
-            return value
+        # The factory may store Settings itself, or an object holding it as `.settings`.
+        for candidate in (value, getattr(value, "settings", None)):
+            if isinstance(candidate, Settings):
+                own["settings"] = candidate
+                return candidate
     raise RuntimeError("health blueprint: register it with settings=<Settings>")
 
 

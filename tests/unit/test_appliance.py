@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -138,6 +139,31 @@ def test_a_message_whose_call_is_not_in_the_backup_keeps_the_message(tmp_path: P
     (vm,) = service.repo.voicemails()
     assert vm.call_id is None
     assert (settings.voicemail_dir / vm.path).exists()
+
+
+def test_an_unwritable_destination_is_found_before_the_database_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = tmp_path / "owner-prompts"
+    (owner / "fr").mkdir(parents=True)
+    (owner / "fr" / "greeting.wav").write_bytes(b"mine")
+    settings = make_settings(tmp_path / "home", f'[gateway]\nprompts_dir = "{owner}"\n')
+    populated(settings)
+    archive = tmp_path / "b.tar.gz"
+    backup_to(archive, settings)
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = make_settings(tmp_path / "other", f'[gateway]\nprompts_dir = "{locked}/p"\n')
+    service = open_service(target)
+    before = snapshot(service)
+    # Tests run as root in CI, where file modes do not stop writes: simulate a read-only folder.
+    real_access = os.access
+    monkeypatch.setattr(appliance.os, "access", lambda path, mode: False if str(path).startswith(
+        str(locked)) else real_access(path, mode))
+    with pytest.raises(BackupError, match="cannot write owner prompts files into"):
+        restore_from(archive, target)
+    assert snapshot(service) == before
 
 
 # --------------------------------------------------------------------------- hostile archives

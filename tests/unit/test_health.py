@@ -220,6 +220,22 @@ def test_healthz_finds_settings_stored_by_the_app_factory(tmp_path: Path) -> Non
     assert app.test_client().get("/healthz").status_code == 200
 
 
+def test_healthz_finds_settings_held_by_an_app_state_object(tmp_path: Path) -> None:
+    from web.health import PUBLIC_ENDPOINTS, bp
+
+    class State:
+        def __init__(self, settings: Settings) -> None:
+            self.settings = settings
+
+    settings = make_settings(tmp_path)
+    open_service(settings)
+    app = Flask("test")
+    app.extensions["ringfence"] = State(settings)
+    app.register_blueprint(bp)
+    assert app.test_client().get("/healthz").status_code == 200
+    assert {rule.endpoint for rule in app.url_map.iter_rules()} >= PUBLIC_ENDPOINTS
+
+
 def test_metrics_are_off_unless_enabled(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     service = open_service(settings)
