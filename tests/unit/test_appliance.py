@@ -117,6 +117,18 @@ def test_restore_applies_to_the_next_call_without_restart(tmp_path: Path) -> Non
     assert service.evaluate(caller, NOW).step == "block"
 
 
+def test_restoring_twice_gives_the_same_state(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = populated(settings)
+    archive = tmp_path / "b.tar.gz"
+    backup_to(archive, settings, with_calls=True, with_voicemail=True)
+    restore_from(archive, settings)
+    first = snapshot(service)
+    restore_from(archive, settings)
+    assert snapshot(service) == first
+    assert len(service.repo.calls()) == 1
+
+
 def test_backup_without_calls_keeps_the_call_log_on_restore(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     service = populated(settings)
