@@ -29,7 +29,7 @@ deps:
 	fi
 
 prompts: venv
-	$(PY) -m gateway.prompts.generate
+	@if [ -f gateway/prompts/generate.py ]; then $(PY) -m gateway.prompts.generate; fi
 
 run: deps venv prompts
 	$(PY) -m gateway --config $(CONFIG) db upgrade
@@ -37,7 +37,7 @@ run: deps venv prompts
 	bash scripts/run-both.sh $(PY) $(CONFIG)
 
 test: deps venv prompts
-	$(PY) -m ruff check gateway web tests bench
+	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -104,10 +104,10 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         Repository(db, settings.home_region, settings.timezone).ensure_defaults()
         print(f"database at schema {current_revision(db.engine)}: {settings.database_url}")
         return 0
-    db = open_database(settings, upgrade=False) if args.db_command == "check" else None
     from gateway.store.db import Database
 
-    db = db or Database(settings.database_url)
+    db = (open_database(settings, upgrade=False) if args.db_command == "check"
+          else Database(settings.database_url))
     print(f"database schema {current_revision(db.engine) or 'none'}, code expects "
           f"{head_revision()}")
     return 0
@@ -281,11 +281,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     policy = repo.policy()
     past: list[PastCall] = []
     consumed: set[int] = set()
+    from gateway.screening.decide import Rules, decide
+
     try:
-        stream = Path(args.file).open(encoding="utf-8-sig", newline="")
+        stream = Path(args.file).open(encoding="utf-8-sig", newline="")  # noqa: SIM115
     except OSError as exc:
         raise UsageError(f"cannot read {args.file!r}: {exc.strerror}") from None
-    from gateway.screening.decide import Rules, decide
 
     rows: list[tuple[int, datetime, str, str]] = []
     with stream:
@@ -312,7 +313,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             decision = decide(caller, Rules(policy, entries), History(tuple(past)), at)
             if decision.consume_entry_id is not None:
                 consumed.add(decision.consume_entry_id)
-            past.append(PastCall(at=at, key=caller.key, unknown=decision.unknown,
+            past.append(PastCall(at=at, key=caller.key, unknown=decision.counts_towards_burst,
                                  action=str(decision.action)))
         _print_json({"time": at.isoformat(), **_screen_json(service, caller, decision, settings)})
     return 0
@@ -333,12 +334,14 @@ def cmd_calls(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the SIP gateway until stopped."""
+    import importlib
+
     try:
-        from gateway.gateway import run_gateway
-    except ImportError:
+        module = importlib.import_module("gateway.gateway")
+    except ModuleNotFoundError:
         print("this build of Ringfence has no SIP gateway", file=sys.stderr)
         return 2
-    return run_gateway(settings)
+    return int(module.run_gateway(settings))
 
 
 # ---------------------------------------------------------------------------- parser

@@ -394,8 +394,9 @@ def load_settings_from_text(text: str, base: Path, source: Path | None = None) -
     settings = dataclasses.replace(settings, source=source)
     if "data_dir" not in table:
         settings = dataclasses.replace(settings, data_dir=base / "data")
+    settings = _resolve_secrets(settings)
     _validate(settings)
-    return _resolve_secrets(settings)
+    return settings
 
 
 def load_settings(path: Path | str | None = None) -> Settings:

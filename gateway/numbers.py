@@ -37,6 +37,7 @@ def is_supported_region(region: str) -> bool:
     return region in phonenumbers.SUPPORTED_REGIONS
 
 
+@lru_cache(maxsize=64)
 def country_code_for_region(region: str) -> int:
     """The calling code of `region`, e.g. 33 for FR."""
     return int(phonenumbers.country_code_for_region(region))

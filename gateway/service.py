@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from gateway.config import Settings
@@ -38,13 +38,11 @@ class ScreeningService:
 
     def evaluate(self, caller: Caller, now: datetime) -> Decision:
         """Load rules, entries and history, and decide. Raises on failure; nothing is written."""
-        policy = self.repo.policy()
-        entries = self.repo.candidate_entries(caller)
-        history = self.repo.history(now, timedelta(minutes=policy.history_window_minutes()))
+        policy, entries, history = self.repo.screening_inputs(caller, now)
         return decide(caller, Rules(policy, entries), history, now)
 
     def screen(self, caller: Caller, now: datetime | None = None) -> Decision:
-        """Decide for a real call: never raises (fails open) and counts the rule's hit."""
+        """Decide for a real call: never raises (fails open). Writes nothing."""
         now = now or utcnow()
         started = time.perf_counter()
         try:
@@ -54,10 +52,6 @@ class ScreeningService:
             log.exception("screening failed for %s; letting the call ring", caller.describe())
             return Decision(PASS, f"screening failed ({type(exc).__name__}); call let through",
                             "error", unknown=True)
-        try:
-            self._note_use(decision, now)
-        except Exception:
-            log.exception("could not count the hit of %s", decision.rule_id)
         return decision
 
     def _note_use(self, decision: Decision, now: datetime) -> None:
@@ -70,8 +64,18 @@ class ScreeningService:
 
     def record_call(self, caller: Caller, decision: Decision, *, at: datetime,
                     sip_call_id: str | None = None, line: str | None = None) -> int:
-        """Log a call; return its row id."""
-        return self.repo.record_call(caller, decision, at=at, sip_call_id=sip_call_id, line=line)
+        """Log a call, count the hit of the entry or rule that decided it; return the row id.
+
+        Counting here rather than in `screen()` keeps writes off the path between the INVITE
+        and our answer; a "permit next call" entry is used up here too.
+        """
+        row_id = self.repo.record_call(caller, decision, at=at, sip_call_id=sip_call_id,
+                                       line=line)
+        try:
+            self._note_use(decision, at)
+        except Exception:
+            log.exception("could not count the hit of %s", decision.rule_id)
+        return row_id
 
     def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
         """Store how a call ended."""

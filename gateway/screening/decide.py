@@ -53,6 +53,16 @@ class Decision:
     burst: BurstState = BurstState(active=False)
     elapsed_ms: float | None = None  # how long loading and deciding took (set by the service)
 
+    @property
+    def counts_towards_burst(self) -> bool:
+        """Whether this call is an unknown caller that no list or rule handled.
+
+        A burst is strangers calling back a spoofed number; callers already blocked by a list
+        or a rule (a robocall campaign from reserved ranges) are handled and must not switch
+        burst mode on for everybody else.
+        """
+        return self.unknown and self.step not in ("block", "rule")
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view, as `ringfence screen` prints it."""
         return {
@@ -92,11 +102,10 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         if caller.kind is CallerKind.NUMBER and not caller.valid:
             return f"{caller.number} is outside the numbering plan (often a spoofed number)"
         return None
-    if caller.kind is not CallerKind.NUMBER or caller.number is None:
-        # The remaining rules look at a number; a withheld caller cannot match them, except
-        # quiet hours, which are about the clock.
-        if rule.kind is not RuleKind.QUIET_HOURS:
-            return None
+    # The remaining rules look at a number; a withheld caller cannot match them, except
+    # quiet hours, which are about the clock.
+    if caller.number is None and rule.kind is not RuleKind.QUIET_HOURS:
+        return None
     if rule.kind is RuleKind.NUMBER_TYPE:
         if caller.number_type in params.get("types", ()):
             kind = (caller.number_type or "").replace("_", " ").lower()
@@ -106,7 +115,8 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         regions = params.get("regions", ())
         if params.get("mode", "block") == "allow_only":
             if caller.region not in regions:
-                return f"calls from {caller.region or 'unknown country'} are not in the allowed countries"
+                origin = caller.region or "an unknown country"
+                return f"calls from {origin} are not in the allowed countries"
             return None
         return f"calls from {caller.region} are blocked" if caller.region in regions else None
     if rule.kind is RuleKind.TELEMARKETING:

@@ -14,7 +14,7 @@ class PastCall:
 
     at: datetime
     key: str  # E.164 number, or "withheld"/"invalid"
-    unknown: bool  # the caller was on no allow list at the time
+    unknown: bool  # an unknown caller that no list or rule handled (counts towards bursts)
     action: str = "pass"
 
 

@@ -109,6 +109,7 @@ class CallRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     step: Mapped[str] = mapped_column(String(12), default="")
     rule: Mapped[str | None] = mapped_column(String(40), default=None)
+    # An unknown caller no list or rule handled: what burst detection counts.
     unknown: Mapped[bool] = mapped_column(Boolean, default=True)
     burst: Mapped[bool] = mapped_column(Boolean, default=False)
     duration_s: Mapped[float | None] = mapped_column(Float, default=None)

@@ -14,11 +14,21 @@ import io
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,12 +56,14 @@ from gateway.store.models import (
     ListEntryRow,
     RuleRow,
     SettingRow,
+    UTCDateTime,
     VoicemailRow,
     utcnow,
 )
 
 MAX_HISTORY_ROWS = 20_000  # bounds the per-call history load even during a flood
 IMPORT_BATCH = 5_000
+MAX_REPORTED_REJECTS = 1_000
 
 # Run-time settings (owner-editable in CLI/UI) and their defaults.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -79,11 +91,23 @@ class ImportReport:
     added: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, why)
+    rejected_count: int = 0  # all rejected lines; `rejected` keeps only the first ones
+
+    def reject(self, line_no: int, text: str, why: str) -> None:
+        """Note a bad line (keeping the first MAX_REPORTED_REJECTS in detail)."""
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REPORTED_REJECTS:
+            self.rejected.append((line_no, text[:80], why))
 
     def summary(self) -> str:
         """One line for the owner."""
         return (f"{self.added} added, {self.duplicates} already present, "
-                f"{len(self.rejected)} rejected")
+                f"{self.rejected_count} rejected")
+
+
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE/UPDATE touched (typed loosely by SQLAlchemy's generic Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _entry_from_row(row: ListEntryRow) -> ListEntry:
@@ -97,6 +121,58 @@ def _entry_from_row(row: ListEntryRow) -> ListEntry:
         expires_at=row.expires_at,
         once=row.once,
         source=row.source,
+    )
+
+
+def _entry_from_mapping(row: Any) -> ListEntry:
+    expires = row["expires_at"]
+    return ListEntry(
+        id=row["id"],
+        list=ListName(row["list"]),
+        kind=MatchKind(row["kind"]),
+        pattern=row["pattern"],
+        label=row["label"],
+        action=Action.parse(row["action"]) if row["action"] else None,
+        # Core queries bypass the ORM's type decorator result processing on some drivers:
+        # make sure the time is aware UTC either way.
+        expires_at=None if expires is None else (
+            expires if expires.tzinfo else expires.replace(tzinfo=UTC)),
+        once=bool(row["once"]),
+        source=row["source"],
+    )
+
+
+# Per-call statements are built once: building a select() costs more than running it here.
+_VERSION_QUERY = select(SettingRow.value).where(SettingRow.key == "rules_version")
+_ENTRIES_BY_PREFIX = select(ListEntryRow.__table__).where(
+    ListEntryRow.pattern.in_(bindparam("prefixes", expanding=True)),
+    ListEntryRow.kind.in_(("exact", "prefix")),
+)
+_HISTORY_QUERY = (
+    select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown, CallRow.action)
+    .where(CallRow.at >= bindparam("since", type_=UTCDateTime()),
+           CallRow.at <= bindparam("until", type_=UTCDateTime()))
+    .order_by(CallRow.at.desc())
+    .limit(MAX_HISTORY_ROWS)
+)
+
+
+# An expanding parameter keeps one cached statement for every batch size (a literal IN list
+# would cache a new 5,000-parameter statement per batch).
+_COUNT_EXISTING = select(func.count(ListEntryRow.id)).where(
+    ListEntryRow.list == bindparam("list_name"),
+    ListEntryRow.pattern.in_(bindparam("patterns", expanding=True)),
+)
+
+
+def _history_rows(conn: Connection, now: datetime, window: timedelta) -> Any:
+    return conn.execute(_HISTORY_QUERY, {"since": now - window, "until": now}).all()
+
+
+def _history_from_rows(rows: Iterable[Any]) -> History:
+    return History.of(
+        PastCall(at=r.at, key=r.number or r.caller_kind, unknown=r.unknown, action=r.action)
+        for r in rows
     )
 
 
@@ -208,6 +284,71 @@ class _PatternCache:
         return found
 
 
+class _ImportSink:
+    """Where imported rows go, batch by batch, inside the import's transaction.
+
+    On SQLite, rows are staged in an unindexed temporary table and moved over with one
+    ``INSERT OR IGNORE … SELECT … ORDER BY pattern``: the unique index then grows in key order
+    instead of at random, which is what makes a million-line import fast, and SQLite sorts on
+    disk with bounded memory. Other databases take batched inserts that skip duplicates.
+    """
+
+    def __init__(self, session: Session, repo: Repository, *, action: str | None, source: str,
+                 list_name: ListName) -> None:
+        self.session = session
+        self.repo = repo
+        self.conn = session.connection()
+        self.staged = self.conn.dialect.name == "sqlite"
+        self.common = {"list": list_name.value, "action": action, "source": source}
+        self.batch: list[tuple[str, str, str]] = []
+        self.added = 0
+        if self.staged:
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS rf_import (kind TEXT, pattern TEXT, label TEXT)"
+            )
+            self.conn.exec_driver_sql("DELETE FROM temp.rf_import")
+
+    def add(self, kind: str, pattern: str, label: str) -> None:
+        self.batch.append((kind, pattern, label))
+        if len(self.batch) >= IMPORT_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.batch:
+            return
+        if self.staged:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            raw.cursor().executemany("INSERT INTO temp.rf_import VALUES (?, ?, ?)", self.batch)
+        else:
+            now = utcnow()
+            rows = [{**self.common, "kind": k, "pattern": p, "label": lb, "once": False,
+                     "created_at": now, "hits": 0} for k, p, lb in self.batch]
+            self.added += self.repo._insert_ignoring_duplicates(self.session, rows)
+        self.batch.clear()
+
+    def finish(self) -> int:
+        """Move staged rows into the list; return how many were new."""
+        self._flush()
+        if not self.staged:
+            return self.added
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        before = int(raw.total_changes)
+        self.conn.execute(_MOVE_STAGED, {**self.common, "created_at": utcnow()})
+        added = int(raw.total_changes) - before
+        self.conn.exec_driver_sql("DROP TABLE temp.rf_import")
+        return added
+
+
+_MOVE_STAGED = text(
+    "INSERT OR IGNORE INTO list_entries "
+    "(list, kind, pattern, label, action, source, once, created_at, hits) "
+    "SELECT :list, kind, pattern, label, :action, :source, 0, :created_at, 0 "
+    "FROM temp.rf_import ORDER BY pattern, rowid"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+
+
 class Repository:
     """Reads and writes for one database."""
 
@@ -217,6 +358,7 @@ class Repository:
         self.timezone = timezone
         self._cache: _PatternCache | None = None
         self._cache_lock = threading.Lock()
+        self._policy_cache: tuple[int, Policy] | None = None
 
     # ------------------------------------------------------------------ settings
 
@@ -340,7 +482,7 @@ class Repository:
     def remove_entry(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)).rowcount
+            deleted = _rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -348,11 +490,11 @@ class Repository:
         """Delete the entry matching what the owner typed; False if there was none."""
         _, pattern = classify_pattern(text, self.home_region)
         with self.db.session() as s:
-            deleted = s.execute(
+            deleted = _rowcount(s.execute(
                 delete(ListEntryRow).where(
                     ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
                 )
-            ).rowcount
+            ))
             self._bump_version(s)
         return bool(deleted)
 
@@ -396,20 +538,37 @@ class Repository:
                     self._cache = _PatternCache(version, [_entry_from_row(r) for r in rows])
             return self._cache
 
+    def _cached_policy(self, version: int) -> Policy:
+        cached = self._policy_cache
+        if cached is None or cached[0] != version:
+            cached = (version, self.policy())
+            self._policy_cache = cached
+        return cached[1]
+
+    def screening_inputs(
+        self, caller: Caller, now: datetime, history_window: timedelta | None = None
+    ) -> tuple[Policy, list[ListEntry], History]:
+        """Everything `decide()` needs for one call, in one connection and three small queries.
+
+        The policy and the glob/regex index are cached per `rules_version`, so the per-call
+        cost is: the version, an indexed IN lookup of the number's prefixes, and the history.
+        """
+        with self.db.engine.connect() as conn:
+            version = int(conn.execute(_VERSION_QUERY).scalar() or 0)
+            policy = self._cached_policy(version)
+            found: list[ListEntry] = []
+            if caller.kind is CallerKind.NUMBER and caller.number:
+                rows = conn.execute(_ENTRIES_BY_PREFIX,
+                                    {"prefixes": number_prefixes(caller.number)})
+                found = [_entry_from_mapping(r._mapping) for r in rows]
+            window = history_window or timedelta(minutes=policy.history_window_minutes())
+            history = _history_from_rows(_history_rows(conn, now, window))
+        entries = found + self._pattern_cache(version).candidates(caller.number)
+        return policy, entries, history
+
     def candidate_entries(self, caller: Caller) -> list[ListEntry]:
         """Entries that may match `caller`: exact and prefix by index, cached globs/regexes."""
-        found: list[ListEntry] = []
-        with self.db.session() as s:
-            version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
-            if caller.kind is CallerKind.NUMBER and caller.number:
-                rows = s.scalars(
-                    select(ListEntryRow).where(
-                        ListEntryRow.pattern.in_(number_prefixes(caller.number)),
-                        ListEntryRow.kind.in_(("exact", "prefix")),
-                    )
-                )
-                found = [_entry_from_row(r) for r in rows]
-        return found + self._pattern_cache(int(version or 0)).candidates(caller.number)
+        return self.screening_inputs(caller, utcnow(), timedelta(0))[1]
 
     def note_entry_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
         """Count a hit on an entry, deleting it if it was a one-off permission."""
@@ -431,10 +590,10 @@ class Repository:
     def purge_expired_entries(self, now: datetime) -> int:
         """Delete entries whose expiry has passed; return how many."""
         with self.db.session() as s:
-            count = s.execute(
+            count = _rowcount(s.execute(
                 delete(ListEntryRow).where(ListEntryRow.expires_at.is_not(None),
                                            ListEntryRow.expires_at <= now)
-            ).rowcount
+            ))
             if count:
                 self._bump_version(s)
         return int(count or 0)
@@ -442,17 +601,35 @@ class Repository:
     # ------------------------------------------------------------------ import / export
 
     def _insert_ignoring_duplicates(self, s: Session, rows: list[dict[str, Any]]) -> int:
-        dialect = s.get_bind().dialect.name
-        stmt: Any
+        """Insert rows, skipping patterns already on their list; return how many were new."""
+        if not rows:
+            return 0
+        unique = list({(r["list"], r["pattern"]): r for r in reversed(rows)}.values())
+        # Core inserts on the table, not the ORM class: the ORM's bulk path costs more per
+        # row than SQLite does, and imports run to a million lines.
+        table = cast(Table, ListEntryRow.__table__)
+        conn = s.connection()
+        dialect = conn.dialect.name
         if dialect == "sqlite":
-            stmt = sqlite.insert(ListEntryRow).on_conflict_do_nothing()
-        elif dialect == "postgresql":
-            stmt = postgresql.insert(ListEntryRow).on_conflict_do_nothing()
-        else:  # pragma: no cover - other backends: plain insert, duplicates fail the batch
-            stmt = insert(ListEntryRow)
-        # executemany's rowcount is the number of rows actually inserted (duplicates skipped).
-        result = s.execute(stmt, rows)
-        return int(getattr(result, "rowcount", len(rows)))
+            # SQLite's change counter is exact for INSERT OR IGNORE; executemany's rowcount
+            # is not reliable across drivers.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            before = int(raw.total_changes)
+            conn.execute(sqlite.insert(table).on_conflict_do_nothing(), unique)
+            return int(raw.total_changes) - before
+        if dialect == "postgresql":
+            result = conn.execute(postgresql.insert(table).on_conflict_do_nothing(), unique)
+            rowcount = int(getattr(result, "rowcount", -1))
+            if rowcount >= 0:
+                return rowcount
+        else:  # pragma: no cover - other backends: count what is new, then plain insert
+            existing = s.scalar(_COUNT_EXISTING, {
+                "list_name": unique[0]["list"], "patterns": [r["pattern"] for r in unique],
+            }) or 0
+            conn.execute(insert(table), unique)
+            return len(unique) - int(existing)
+        return len(unique)  # pragma: no cover - a driver without rowcount
 
     def import_csv(
         self, stream: TextIO, list_name: ListName | str, *, source: str = "manual",
@@ -460,49 +637,36 @@ class Repository:
     ) -> ImportReport:
         """Import "number_or_pattern[,label]" lines; bad lines are reported, good ones kept.
 
-        Streams in batches so a million-line file needs little memory.
+        Streams, so a million-line file needs little memory, and runs in one transaction, so
+        an interrupted import leaves the list as it was.
         """
         list_name = ListName(list_name)
         if action is not None:
             action = str(Action.parse(action))
         report = ImportReport()
-        batch: list[dict[str, Any]] = []
-        now = utcnow()
-
-        def flush() -> None:
-            if not batch:
-                return
-            with self.db.session() as s:
-                added = self._insert_ignoring_duplicates(s, batch)
-                self._bump_version(s)
-            report.added += added
-            report.duplicates += len(batch) - added
-            batch.clear()
-
-        for line_no, fields in enumerate(csv.reader(stream), start=1):
-            if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
-                continue
-            text = fields[0].strip()
-            if line_no == 1 and text.lower() in ("number", "pattern", "numero", "numéro"):
-                continue  # a header row
-            label = ",".join(fields[1:]).strip()[:200]
-            number = list_number(text, self.home_region)
-            if number is not None:
-                kind, pattern = MatchKind.EXACT, number
-            else:
-                try:
-                    kind, pattern = classify_pattern(text, self.home_region)
-                except EntryError as exc:
-                    report.rejected.append((line_no, text[:80], str(exc)))
+        parsed = 0
+        with self.db.session() as s:
+            sink = _ImportSink(s, self, action=action, source=source, list_name=list_name)
+            for line_no, fields in enumerate(csv.reader(stream), start=1):
+                if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
-            batch.append({
-                "list": list_name.value, "kind": kind.value, "pattern": pattern, "label": label,
-                "action": action, "source": source, "once": False, "created_at": now,
-                "hits": 0,
-            })
-            if len(batch) >= IMPORT_BATCH:
-                flush()
-        flush()
+                typed = fields[0].strip()
+                if line_no == 1 and typed.lower() in ("number", "pattern", "numero", "numéro"):
+                    continue  # a header row
+                number = list_number(typed, self.home_region)
+                if number is not None:
+                    kind, pattern = MatchKind.EXACT, number
+                else:
+                    try:
+                        kind, pattern = classify_pattern(typed, self.home_region)
+                    except EntryError as exc:
+                        report.reject(line_no, typed, str(exc))
+                        continue
+                sink.add(kind.value, pattern, ",".join(fields[1:]).strip()[:200])
+                parsed += 1
+            report.added = sink.finish()
+            report.duplicates = parsed - report.added
+            self._bump_version(s)
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
@@ -529,11 +693,11 @@ class Repository:
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         now = utcnow()
-        for line_no, (text, label) in enumerate(entries, start=1):
+        for line_no, (typed, label) in enumerate(entries, start=1):
             try:
-                kind, pattern = classify_pattern(text, self.home_region)
+                kind, pattern = classify_pattern(typed, self.home_region)
             except EntryError as exc:
-                report.rejected.append((line_no, text[:80], str(exc)))
+                report.reject(line_no, typed, str(exc))
                 continue
             if pattern in seen:
                 report.duplicates += 1
@@ -545,7 +709,8 @@ class Repository:
         with self.db.session() as s:
             s.execute(delete(ListEntryRow).where(ListEntryRow.source == source))
             for start in range(0, len(rows), IMPORT_BATCH):
-                report.added += self._insert_ignoring_duplicates(s, rows[start:start + IMPORT_BATCH])
+                chunk = rows[start:start + IMPORT_BATCH]
+                report.added += self._insert_ignoring_duplicates(s, chunk)
             self._bump_version(s)
         return report
 
@@ -604,7 +769,7 @@ class Repository:
     def delete_rule(self, rule_id: int) -> bool:
         """Delete a rule; False if there was none."""
         with self.db.session() as s:
-            deleted = s.execute(delete(RuleRow).where(RuleRow.id == rule_id)).rowcount
+            deleted = _rowcount(s.execute(delete(RuleRow).where(RuleRow.id == rule_id)))
             self._bump_version(s)
         return bool(deleted)
 
@@ -612,19 +777,8 @@ class Repository:
 
     def history(self, now: datetime, window: timedelta) -> History:
         """Calls in the `window` before `now`, as the rate limits see them."""
-        query = (
-            select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
-                   CallRow.action)
-            .where(CallRow.at >= now - window, CallRow.at <= now)
-            .order_by(CallRow.at.desc())
-            .limit(MAX_HISTORY_ROWS)
-        )
-        with self.db.session() as s:
-            rows = s.execute(query).all()
-        return History.of(
-            PastCall(at=r.at, key=r.number or r.caller_kind, unknown=r.unknown, action=r.action)
-            for r in rows
-        )
+        with self.db.engine.connect() as conn:
+            return _history_from_rows(_history_rows(conn, now, window))
 
     def record_call(
         self, caller: Caller, decision: Decision, *, at: datetime,
@@ -638,7 +792,8 @@ class Repository:
                 display_name=caller.display_name[:256], raw_from=caller.raw[:256],
                 verstat=caller.verstat.value if caller.verstat else None,
                 action=str(decision.action), reason=decision.reason, step=decision.step,
-                rule=decision.rule_id, unknown=decision.unknown, burst=decision.burst.active,
+                rule=decision.rule_id, unknown=decision.counts_towards_burst,
+                burst=decision.burst.active,
                 screen_ms=decision.elapsed_ms,
             )
             s.add(row)
@@ -658,7 +813,9 @@ class Repository:
         """Logged calls, newest first, filtered."""
         query = select(CallRow).order_by(CallRow.at.desc(), CallRow.id.desc())
         if action:
-            query = query.where((CallRow.action == action) | CallRow.action.startswith(action + ":"))
+            query = query.where(
+                (CallRow.action == action) | CallRow.action.startswith(action + ":")
+            )
         if number:
             query = query.where(CallRow.number == number)
         if since:
