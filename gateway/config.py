@@ -148,6 +148,10 @@ class WebConfig:
     api_token_file: Path | None = field(
         default=None, metadata=_help("file with the JSON API bearer token (optional)")
     )
+    metrics_enabled: bool = field(
+        default=False,
+        metadata=_help("serve Prometheus metrics at /metrics (no login; keep the UI on the LAN)"),
+    )
 
 
 @dataclass(frozen=True)
