@@ -15,10 +15,8 @@ from gateway.scheduler import JOB_CATCH_UP, JOB_DIGEST, JOBS_TABLE, start_schedu
 from gateway.service import open_service
 from gateway.store.db import _alembic_config, current_revision
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
-from tests.integration.test_store_postgres import postgres_url
 
 pytestmark = pytest.mark.slow
-__all__ = ["postgres_url"]  # the fixture, re-used from the store's PostgreSQL test
 
 
 def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:

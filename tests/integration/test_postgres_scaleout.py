@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,10 @@ from gateway.health import collect_metrics, collect_status
 from gateway.screening.rules import ListName
 from gateway.service import ScreeningService, open_service
 from gateway.store.db import Database, current_revision, head_revision
-from tests.peers.postgres import PostgresUnavailable, running_postgres
-from tests.peers.require import missing_peer
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    try:
-        with running_postgres() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        missing_peer(str(exc))
 
 
 def ringfence(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -144,6 +132,6 @@ def test_missing_server_binaries_are_reported(monkeypatch: pytest.MonkeyPatch) -
     import tests.peers.postgres as peer
 
     monkeypatch.setattr(peer, "find_bin_dir", lambda: None)
-    with pytest.raises(PostgresUnavailable, match="apt-get install postgresql"), \
+    with pytest.raises(peer.PostgresUnavailable, match="apt-get install postgresql"), \
             peer.running_postgres():
         pass
