@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config import load_settings_from_text  # noqa: E402
-from gateway.service import open_service  # noqa: E402
+from gateway.config import load_settings_from_text
+from gateway.service import open_service
 
 
 def french_number(rng: random.Random) -> str:
@@ -103,7 +103,7 @@ def main() -> int:
             timings.append((time.perf_counter() - t0) * 1000)
             actions[str(decision.action)] = actions.get(str(decision.action), 0) + 1
         total = time.perf_counter() - started
-        print(f"screen (load + decide + hit count), {len(timings):,} callers: "
+        print(f"screen (load + decide, fail-open wrapper), {len(timings):,} callers: "
               f"p50 {percentile(timings, 0.5):.3f} ms, p99 {percentile(timings, 0.99):.3f} ms, "
               f"mean {statistics.fmean(timings):.3f} ms, {len(timings) / total:,.0f} calls/s")
 

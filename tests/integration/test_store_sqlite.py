@@ -174,7 +174,7 @@ def test_rules_and_settings_validate_with_field_names(service: ScreeningService)
         repo.add_rule("country", "voicemail", {"regions": ["XX"]})
     with pytest.raises(EntryError, match="start = '25:00'"):
         repo.add_rule("quiet_hours", "voicemail", {"start": "25:00"})
-    with pytest.raises(EntryError, match="burst.distinct_callers = 0: expected a number above 0"):
+    with pytest.raises(EntryError, match=r"burst\.distinct_callers = 0: expected a number above 0"):
         repo.set_setting("burst", {"distinct_callers": 0})
     with pytest.raises(EntryError, match="default_mode = 'maybe'"):
         repo.set_setting("default_mode", "maybe")

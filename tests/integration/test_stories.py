@@ -71,7 +71,8 @@ def test_published_number_clients_old_and_new_still_reach_him(service: Screening
             client_actions.append(call(service, old_clients[i % 10], at + timedelta(seconds=3)))
             client_actions.append(call(service, "+33640000001", at + timedelta(seconds=4)))
         if i % 80 == 40:
-            new_client_actions.append(call(service, new_clients[i // 80], at + timedelta(seconds=6)))
+            new_client = new_clients[i // 80]
+            new_client_actions.append(call(service, new_client, at + timedelta(seconds=6)))
     assert all(a == "pass" for a in client_actions)
     # New clients are unknown like fans: they are never rejected, they leave a message.
     assert new_client_actions and all(a.startswith("voicemail") for a in new_client_actions)

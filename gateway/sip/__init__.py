@@ -1,0 +1,1 @@
+"""Ringfence's SIP user agent."""
