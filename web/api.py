@@ -434,13 +434,14 @@ def resume() -> Response:
 @bp.put("/prompts/<lang>/<name>")
 def upload_prompt(lang: str, name: str) -> Response:
     """Store the owner's recording of a prompt (raw PCM WAV body, at most 5 MB)."""
-    from web.voicemail import save_prompt
-    from web.wav import MAX_PROMPT_BYTES, PROMPT_NAMES, WavError
+    from web.voicemail import known_prompt_names, save_prompt
+    from web.wav import MAX_PROMPT_BYTES, WavError
 
     if lang not in ("fr", "en"):
         fail(f"language {lang!r}: expected fr or en", 404, "lang")
-    if name not in PROMPT_NAMES:
-        fail(f"prompt {name!r}: expected one of {', '.join(PROMPT_NAMES)}", 404, "name")
+    names = known_prompt_names()
+    if name not in names:
+        fail(f"prompt {name!r}: expected one of {', '.join(names)}", 404, "name")
     data = request.get_data()
     if len(data) > MAX_PROMPT_BYTES:
         fail("the file is larger than 5 MB", 413, "body")

@@ -30,7 +30,7 @@ EN: dict[str, str] = {
     "manual": "added by hand", "auto": "passed the challenge", "known": "answered by you",
     "greeting": "greeting", "challenge_passed": "challenge passed",
     "spoof_shield": "spoof shield (we did not call you)", "not_in_service": "not in service",
-    "closed": "closed", "goodbye": "goodbye",
+    "closed": "closed", "goodbye": "goodbye", "connecting": "connecting you (after a challenge)",
 }
 
 

@@ -292,6 +292,7 @@ FR: dict[str, str] = {
         "Enregistrez vos propres messages et déposez-les ici ; les appelants les entendront à "
         "la place de la voix intégrée.",
     "Language": "Langue",
+    "Saved in {folder}.": "Enregistrés dans {folder}.",
     "Prompt": "Message",
     "WAV file (PCM, at most {mb} MB)": "Fichier WAV (PCM, {mb} Mo au plus)",
     "Upload": "Envoyer",
@@ -306,6 +307,7 @@ FR: dict[str, str] = {
     "spoof_shield": "anti-usurpation",
     "not_in_service": "numéro hors service",
     "closed": "fermé",
+    "connecting": "mise en relation (après l'épreuve)",
     # import / export
     "Import of {name}": "Import de {name}",
     "{added} added, {dup} already present, {rej} rejected":

@@ -82,11 +82,40 @@ def delete(voicemail_id: int) -> BaseResponse:
 # ---------------------------------------------------------------------------- prompts
 
 
+def known_prompt_names() -> tuple[str, ...]:
+    """Prompts the owner may replace: the usual list, plus what the gateway plays today.
+
+    The gateway asks for the key with a prompt per key (`challenge_5`, …) and thanks a caller
+    it transfers with `connecting`; offering those (for the current challenge key only) means
+    an owner's recording is the one callers actually hear.
+    """
+    names = list(PROMPT_NAMES)
+    try:
+        from gateway.prompts import challenge_prompt_name
+    except ImportError:  # a build without the prompts package
+        return tuple(names)
+    digit = str(state().service.repo.get_setting("challenge_digit"))
+    for extra in ("connecting", challenge_prompt_name(digit)):
+        if extra not in names:
+            names.append(extra)
+    return tuple(names)
+
+
+def prompts_folder() -> Path:
+    """Where the owner's prompts go: `gateway.prompts_dir` if set, else data_dir/prompts.
+
+    The gateway looks in `prompts_dir` first, so an upload anywhere else would be shadowed by a
+    file there.
+    """
+    settings = state().settings
+    return settings.gateway.prompts_dir or settings.data_dir / "prompts"
+
+
 def prompt_path(lang: str, name: str) -> Path:
-    """Where an owner's prompt lives: data_dir/prompts/<lang>/<name>.wav."""
-    if lang not in LANGUAGES or name not in PROMPT_NAMES:
+    """Where an owner's prompt lives: <prompts folder>/<lang>/<name>.wav."""
+    if lang not in LANGUAGES or name not in known_prompt_names():
         raise ValueError("unknown prompt")
-    return state().settings.data_dir / "prompts" / lang / f"{name}.wav"
+    return prompts_folder() / lang / f"{name}.wav"
 
 
 def save_prompt(lang: str, name: str, data: bytes) -> Path:
@@ -102,10 +131,11 @@ def save_prompt(lang: str, name: str, data: bytes) -> Path:
 
 def _render_prompts(errors: dict[str, str], form: dict[str, str],
                     status: int = 200) -> tuple[str, int]:
+    names = known_prompt_names()
     existing = {(lang, name): prompt_path(lang, name).is_file()
-                for lang in LANGUAGES for name in PROMPT_NAMES}
-    return render_template("prompts.html", names=PROMPT_NAMES, langs=LANGUAGES,
-                           existing=existing, errors=errors, form=form,
+                for lang in LANGUAGES for name in names}
+    return render_template("prompts.html", names=names, langs=LANGUAGES,
+                           existing=existing, errors=errors, form=form, folder=prompts_folder(),
                            max_mb=MAX_PROMPT_BYTES // (1024 * 1024)), status
 
 
@@ -117,7 +147,7 @@ def prompts() -> BaseResponse | tuple[str, int]:
     form = {"lang": request.form.get("lang", ""), "name": request.form.get("name", "")}
     if form["lang"] not in LANGUAGES:
         return _render_prompts({"lang": _("Choose a language.")}, form, 400)
-    if form["name"] not in PROMPT_NAMES:
+    if form["name"] not in known_prompt_names():
         return _render_prompts({"name": _("Choose a prompt from the list.")}, form, 400)
     upload = request.files.get("file")
     if upload is None or not upload.filename:

@@ -187,3 +187,29 @@ def test_vcard_contacts_go_to_the_allow_list_with_names(client: FlaskClient,
     response = post(client, "/transfer/contacts", {
         "file": (io.BytesIO(b"just text"), "x.vcf")}, content_type="multipart/form-data")
     assert response.status_code == 400 and 'id="e-vcf"' in text(response)
+
+
+def test_the_current_challenge_key_prompt_can_be_replaced(client: FlaskClient,
+                                                          settings: Settings,
+                                                          service: ScreeningService) -> None:
+    pytest.importorskip("gateway.prompts")
+    service.repo.set_setting("challenge_digit", "7")
+    assert "challenge_7" in text(client.get("/prompts"))
+    assert _upload(client, wav_bytes(0.2), name="challenge_7").status_code == 302  # type: ignore
+    assert (settings.data_dir / "prompts" / "fr" / "challenge_7.wav").is_file()
+    assert _upload(client, wav_bytes(0.2), name="challenge_3").status_code == 400  # type: ignore
+
+
+def test_uploads_go_to_the_owners_prompts_dir_when_configured(
+        make_settings: Callable[[str], Settings], tmp_path: object) -> None:
+    from gateway.service import open_service
+
+    settings = make_settings('language = "en"\n[gateway]\nprompts_dir = "mine"\n')
+    service = open_service(settings)
+    app = make_app(settings, service)
+    with app.test_client() as c:
+        login(c, service)
+        assert _upload(c, wav_bytes(0.2), lang="en").status_code == 302  # type: ignore
+        assert settings.gateway.prompts_dir is not None
+        assert (settings.gateway.prompts_dir / "en" / "greeting.wav").is_file()
+        assert c.get("/prompts/en/greeting.wav").status_code == 200
