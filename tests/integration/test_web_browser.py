@@ -24,7 +24,8 @@ import pytest
 from gateway.config import load_settings
 from gateway.service import open_service
 from gateway.store.models import utcnow
-from tests.conftest import REPO_ROOT, require_binary
+from tests.conftest import REPO_ROOT
+from tests.peers.require import missing_peer
 from tests.web_support import log_call, save_voicemail
 
 pytestmark = pytest.mark.slow
@@ -79,10 +80,7 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     if not os.path.exists(CHROMIUM):
-        if os.environ.get("RINGFENCE_REQUIRE_PEERS"):
-            pytest.fail(f"{CHROMIUM} is missing and RINGFENCE_REQUIRE_PEERS is set")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    require_binary(CHROMIUM)
+        missing_peer(f"{CHROMIUM} is not installed (apt-get install chromium)")
     port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(f'data_dir = "data"\nlanguage = "en"\n[web]\nlisten = "127.0.0.1:{port}"\n',

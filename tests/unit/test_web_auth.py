@@ -269,10 +269,24 @@ def test_optional_health_blueprint_is_public(settings: Settings, service: Screen
     assert client.get("/").status_code == 302  # everything else still needs a login
 
 
-def test_without_a_health_module_there_is_no_healthz(client: FlaskClient,
-                                                     service: ScreeningService) -> None:
+def test_without_a_health_module_there_is_no_healthz(settings: Settings,
+                                                     service: ScreeningService,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "web.health", None)  # makes the import fail, as if absent
+    client = make_app(settings, service).test_client()
     login(client, service)
     assert client.get("/healthz").status_code == 404
+
+
+def test_the_real_health_blueprint_answers_without_login(client: FlaskClient,
+                                                         service: ScreeningService) -> None:
+    pytest.importorskip("web.health")
+    set_password(service.db, PASSWORD)
+    response = client.get("/healthz")
+    assert response.status_code in (200, 503) and "ok" in response.get_json()
+    assert client.get("/calls").status_code == 302
 
 
 def test_the_owners_language_choice_becomes_the_default(app: Flask,
