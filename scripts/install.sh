@@ -11,7 +11,7 @@
 #   - /var/lib/ringfence, owned by ringfence, the only folder the services may write;
 #   - a venv in /opt/ringfence/venv with Ringfence installed from a wheel (not editable), so
 #     the checkout can be deleted or moved afterwards;
-#   - the voice prompts rendered into /var/lib/ringfence/prompts (espeak-ng);
+#   - the built-in voice prompts rendered into the venv's package (espeak-ng);
 #   - the database schema migrated (`ringfence db upgrade`), as the ringfence user;
 #   - the systemd units, enabled and started (restarted on upgrade);
 #   - /usr/local/bin/ringfence, a wrapper that runs the CLI as ringfence with the config.
@@ -186,11 +186,12 @@ if [ -n "$DESTDIR" ]; then
 fi
 if [ -z "${SKIP_PROMPTS:-}" ] && "$VENV/bin/python" -c 'import gateway.prompts.generate' \
     2>/dev/null; then
-  say "rendering the voice prompts into $STATEDIR/prompts"
-  as_service_user "$VENV/bin/python" -m gateway.prompts.generate --out "$DATA/prompts" \
+  # Rendered into the package inside the venv, not into the data folder: the data folder's
+  # prompts/ is where the owner's own recordings go, and a re-render must never overwrite them.
+  say "rendering the built-in voice prompts into the venv"
+  "$VENV/bin/python" -m gateway.prompts.generate \
     || say "WARNING: prompts not rendered (is espeak-ng installed?); calls that need a \
-prompt will fail until: sudo -u $RINGFENCE_USER $PREFIX/venv/bin/python -m \
-gateway.prompts.generate --out $STATEDIR/prompts"
+prompt will fail until: sudo $PREFIX/venv/bin/python -m gateway.prompts.generate"
 fi
 say "migrating the database"
 as_service_user "$VENV/bin/ringfence" --config "$run_config" db upgrade
