@@ -37,7 +37,7 @@ run: deps venv prompts
 	bash scripts/run-both.sh $(PY) $(CONFIG)
 
 test: deps venv prompts
-	$(PY) -m ruff check gateway web tests bench
+	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -46,3 +46,15 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Appliance install on Debian 12 / Raspberry Pi OS (run as root): see docs/install-pi.md.
+# DESTDIR, PREFIX, SYSCONFDIR, STATEDIR... are passed through the environment.
+.PHONY: install upgrade uninstall
+install:
+	bash scripts/install.sh
+
+upgrade:
+	bash scripts/upgrade.sh
+
+uninstall:
+	bash scripts/uninstall.sh

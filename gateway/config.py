@@ -148,6 +148,10 @@ class WebConfig:
     api_token_file: Path | None = field(
         default=None, metadata=_help("file with the JSON API bearer token (optional)")
     )
+    metrics_enabled: bool = field(
+        default=False,
+        metadata=_help("serve Prometheus metrics at /metrics (no login; keep the UI on the LAN)"),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,17 @@ class SmtpConfig:
     password_file: Path | None = field(default=None, metadata=_help("file with the password"))
     sender: str = field(default="", metadata=_help("From address"))
     recipients: tuple[str, ...] = field(default=(), metadata=_help("To addresses"))
+    timeout: int = field(default=30, metadata=_help("seconds to wait for the SMTP server"))
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_help("PEM file of a CA to trust, for a LAN relay with its own certificate"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.host and (not self.sender or not self.recipients):
+            raise ConfigError("[notify.smtp] host is set: set sender and recipients too")
+        if not 1 <= self.timeout <= 600:
+            raise ConfigError(f"notify.smtp.timeout = {self.timeout}: expected 1 to 600 seconds")
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,68 @@ class NotifyConfig:
         default=(), metadata=_help("apprise URLs (freemobile://, ntfy://, tgram://, json://...)")
     )
     smtp: SmtpConfig = field(default_factory=SmtpConfig, metadata=_help("email settings"))
+    alert_voicemail: bool = field(default=True, metadata=_help("alert on each new voicemail"))
+    alert_voicemail_attach: bool = field(
+        default=False, metadata=_help("attach the WAV to voicemail alert emails")
+    )
+    alert_burst: bool = field(default=True, metadata=_help("alert when burst mode starts/ends"))
+    alert_line_down_minutes: int = field(
+        default=10, metadata=_help("alert when a line is unregistered this long (0: never)")
+    )
+    retry_minutes: tuple[int, ...] = field(
+        default=(1, 5, 15, 60, 240),
+        metadata=_help("waits between retries of a failed send; then it is given up"),
+    )
+    sms_max_parts: int = field(
+        default=2, metadata=_help("SMS-style channels: most messages one digest may take")
+    )
+
+    def __post_init__(self) -> None:
+        if not self.retry_minutes or any(m < 1 for m in self.retry_minutes):
+            raise ConfigError(
+                f"notify.retry_minutes = {list(self.retry_minutes)}: expected a list of "
+                "minutes, each at least 1, e.g. [1, 5, 15, 60]"
+            )
+        if not 1 <= self.sms_max_parts <= 10:
+            raise ConfigError(f"notify.sms_max_parts = {self.sms_max_parts}: expected 1 to 10")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long the call log and recordings are kept (purged daily)."""
+
+    calls_days: int = field(default=365, metadata=_help("keep calls this many days (0: forever)"))
+    voicemail_days: int = field(
+        default=90, metadata=_help("keep voicemails this many days (0: until the size cap)")
+    )
+    notifications_days: int = field(
+        default=90, metadata=_help("keep the record of sent notifications this many days")
+    )
+    time: str = field(default="04:15", metadata=_help("local time of the daily purge, HH:MM"))
+
+    def __post_init__(self) -> None:
+        hh, _, mm = self.time.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+            raise ConfigError(f"retention.time = {self.time!r}: expected HH:MM, e.g. '04:15'")
+
+
+@dataclass(frozen=True)
+class SubscriptionsConfig:
+    """Limits for list subscriptions (the subscriptions themselves live in the database)."""
+
+    max_mb: int = field(default=20, metadata=_help("largest list file downloaded, MiB"))
+    timeout: int = field(default=60, metadata=_help("longest download, seconds"))
+    refresh_hours: int = field(default=24, metadata=_help("default refresh interval, hours"))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_mb <= 500:
+            raise ConfigError(f"subscriptions.max_mb = {self.max_mb}: expected 1 to 500")
+        if not 1 <= self.timeout <= 600:
+            raise ConfigError(f"subscriptions.timeout = {self.timeout}: expected 1 to 600")
+        if not 1 <= self.refresh_hours <= 24 * 30:
+            raise ConfigError(
+                f"subscriptions.refresh_hours = {self.refresh_hours}: expected 1 to 720"
+            )
 
 
 @dataclass(frozen=True)
@@ -197,6 +274,12 @@ class Settings:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig, metadata=_help("limits"))
     web: WebConfig = field(default_factory=WebConfig, metadata=_help("web UI"))
     notify: NotifyConfig = field(default_factory=NotifyConfig, metadata=_help("notifications"))
+    retention: RetentionConfig = field(
+        default_factory=RetentionConfig, metadata=_help("how long calls and voicemails are kept")
+    )
+    subscriptions: SubscriptionsConfig = field(
+        default_factory=SubscriptionsConfig, metadata=_help("list subscription limits")
+    )
     source: Path | None = field(default=None, metadata={"internal": "1"})
 
     @property

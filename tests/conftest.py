@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.config import Settings, load_settings_from_text
 from gateway.service import ScreeningService, open_service
+from tests.peers.postgres import PostgresUnavailable, running_postgres
+from tests.peers.require import missing_peer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def require_binary(name: str) -> str:
-    """Return the path of `name`; skip if missing, but fail when CI demands real peers."""
-    path = shutil.which(name) or (name if os.path.exists(name) else None)
-    if path:
-        return path
-    message = f"{name} is not installed (apt-get install it, or run .ci/run)"
-    if os.environ.get("RINGFENCE_REQUIRE_PEERS"):
-        pytest.fail(message + "; RINGFENCE_REQUIRE_PEERS is set")
-    pytest.skip(message)
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the test module (skipped, or failed in CI, if absent)."""
+    try:
+        with running_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        missing_peer(str(exc))
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def settings(make_settings: Callable[[str], Settings]) -> Settings:
 
 
 @pytest.fixture
-def service(settings: Settings) -> ScreeningService:
+def service(settings: Settings) -> Iterator[ScreeningService]:
     """A screening service on a fresh, migrated SQLite database."""
     svc = open_service(settings)
     yield svc

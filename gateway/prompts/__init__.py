@@ -6,8 +6,10 @@ recording (any PCM WAV, converted on the fly) in ``[gateway] prompts_dir`` or in
 ``<data_dir>/prompts``, using the same ``<lang>/<name>.wav`` layout.
 
 Public API:
-    LANGUAGES, PROMPT_NAMES, TONE_PROMPTS, SPOKEN_PROMPTS, TEXTS, PACKAGED_DIR
+    LANGUAGES, PROMPT_NAMES, TONE_PROMPTS, SPOKEN_PROMPTS, TEXTS, PACKAGED_DIR, CHALLENGE_KEYS
     prompt_path(name, language, settings) -> Path
+    challenge_prompt_name(key) -> str   "challenge_5", "challenge_star", "challenge_hash"...
+        (``challenge`` itself asks for 5, the default key)
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ if TYPE_CHECKING:
     from gateway.config import Settings
 
 __all__ = [
+    "CHALLENGE_KEYS",
     "LANGUAGES",
     "PACKAGED_DIR",
     "PROMPT_NAMES",
     "SPOKEN_PROMPTS",
     "TEXTS",
     "TONE_PROMPTS",
+    "challenge_prompt_name",
     "prompt_path",
 ]
 
@@ -42,7 +46,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Hello. You have reached the voicemail. "
         "Please leave your name, number and message after the tone.",
     },
-    "challenge": {
+    "challenge": {  # the default key; challenge_<key> below for the others
         "fr": "Bonjour. Pour être mis en relation, appuyez sur la touche 5.",
         "en": "Hello. To be put through, please press 5.",
     },
@@ -78,6 +82,31 @@ TEXTS: dict[str, dict[str, str]] = {
     },
 }
 """Spoken prompts by name and language. ``not_in_service`` is rendered after the SIT tones."""
+
+CHALLENGE_KEYS = "0123456789*#"
+"""Keys the owner may choose for the challenge (the store's ``challenge_digit`` setting)."""
+_KEY_SLUGS = {"*": "star", "#": "hash"}
+_KEY_WORDS = {"fr": {"*": "étoile", "#": "dièse"}, "en": {"*": "star", "#": "hash"}}
+_CHALLENGE_TEMPLATE = {
+    "fr": "Bonjour. Pour être mis en relation, appuyez sur la touche {key}.",
+    "en": "Hello. To be put through, please press {key}.",
+}
+
+
+def challenge_prompt_name(key: str) -> str:
+    """Return the prompt that asks for `key`: ``challenge_5``, ``challenge_star``..."""
+    if len(key) != 1 or key not in CHALLENGE_KEYS:
+        raise ValueError(f"no challenge prompt for key {key!r}; allowed: {CHALLENGE_KEYS}")
+    return f"challenge_{_KEY_SLUGS.get(key, key)}"
+
+
+# One "press N" prompt per key, so changing the challenge digit in the UI needs no new file.
+for _key in CHALLENGE_KEYS:
+    TEXTS[challenge_prompt_name(_key)] = {
+        lang: template.format(key=_KEY_WORDS[lang].get(_key, _key))
+        for lang, template in _CHALLENGE_TEMPLATE.items()
+    }
+del _key
 
 TONE_PROMPTS: tuple[str, ...] = ("sit", "beep")
 """Prompts made of tones only, generated without espeak-ng (the same file in every language)."""

@@ -6,7 +6,8 @@ trimmed of leading/trailing silence and normalised. ``sit`` and ``beep`` are syn
 ``gateway.audio``. A manifest beside the files records what each was made from, so a second
 run only renders what changed (``--force`` renders everything).
 
-Exit status: 0 on success, 2 when espeak-ng is missing or fails (the message says what to do).
+Exit status: 0 on success, 2 when espeak-ng is missing or fails or the folder cannot be
+written (the message says what to do).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +28,8 @@ from gateway import audio
 from gateway.prompts import LANGUAGES, PACKAGED_DIR, TEXTS, TONE_PROMPTS
 
 __all__ = ["GenerateError", "generate", "main"]
+
+log = logging.getLogger(__name__)
 
 # Bump when the rendering changes, so existing files are re-rendered.
 _RECIPE_VERSION = "1"
@@ -71,13 +75,27 @@ def _speak(text: str, language: str) -> bytes:
         sox = shutil.which("sox")
         if sox is not None:
             narrow = Path(tmp) / "8k.wav"
-            subprocess.run(
-                [sox, str(raw), "-r", str(audio.SAMPLE_RATE), "-c", "1", "-b", "16", str(narrow)],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            raw = narrow
+            try:
+                subprocess.run(
+                    [
+                        sox,
+                        str(raw),
+                        "-r",
+                        str(audio.SAMPLE_RATE),
+                        "-c",
+                        "1",
+                        "-b",
+                        "16",
+                        str(narrow),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                raw = narrow
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                # sox only improves the filtering; audioop below still resamples.
+                log.warning("sox failed (%s); resampling in Python instead", exc)
         return audio.read_wav(raw)
 
 
@@ -166,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = generate(args.out, force=args.force)
     except GenerateError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write the prompts to {args.out}: {exc}", file=sys.stderr)
         return 2
     print(f"{len(written)} prompt file(s) written to {args.out}")
     return 0

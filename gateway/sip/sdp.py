@@ -10,22 +10,26 @@ Public API (the SIP layer codes against this):
         recvonly or inactive (media-level attribute wins over session-level).
     SdpError(ValueError)              the message names the offending line
     parse_sdp(body) -> SessionDescription
-        Tolerant: CRLF or LF, unknown lines and attributes ignored, c= at session or media
-        level, several m= lines (the first usable audio one is taken). Raises SdpError when
-        there is no usable audio (no RTP/AVP audio stream offering PCMA or PCMU), so the SIP
-        side can answer 488 Not Acceptable Here.
-    build_answer(offer, local_ip, local_port, session_id) -> str
-        First of PCMA/PCMU in the offer's order, plus telephone-event when offered.
+        Tolerant: CRLF or LF, unknown lines and attributes ignored, malformed lines skipped
+        (and named in the error if nothing usable is left), c= at session or media level,
+        several m= lines (the first usable audio one is taken). Raises SdpError when there
+        is no usable audio (no RTP/AVP audio stream offering PCMA or PCMU), so the SIP side
+        can answer 488 Not Acceptable Here.
+    build_answer(offer, local_ip, local_port, session_id, *, version=None, codec=None) -> str
+        First of PCMA/PCMU in the offer's order (or `codec`, which must be offered: a call
+        keeps its codec across re-INVITEs), plus telephone-event when offered; the o= version
+        defaults to the session id (pass a higher one for a re-INVITE's answer).
     build_offer(local_ip, local_port, session_id) -> str
         PCMA, PCMU and telephone-event/8000.
     choose_codec(offer) -> Codec      the codec build_answer picks (used by media.py)
+    offers_codec(offer, codec) -> bool
     answer_direction(offer_direction) -> str
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "Codec",
@@ -35,6 +39,7 @@ __all__ = [
     "build_answer",
     "build_offer",
     "choose_codec",
+    "offers_codec",
     "parse_sdp",
 ]
 
@@ -84,52 +89,57 @@ class SessionDescription:
 class _Media:
     line_no: int
     line: str
-    media: str
-    port: int
-    proto: str
-    formats: list[int]
+    media: str = ""
+    port: int = 0
+    proto: str = ""
+    formats: list[int] = field(default_factory=list)
     connection: str | None = None
     direction: str | None = None
-    rtpmap: dict[int, tuple[str, int]] | None = None
+    rtpmap: dict[int, tuple[str, int]] = field(default_factory=dict)
+    problem: str | None = None  # why this m= line cannot be used, when it is malformed
 
 
-def _parse_connection(value: str, line_no: int, line: str) -> str:
+def _parse_connection(value: str, where: str) -> str:
     parts = value.split()
     if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
-        raise SdpError(f"line {line_no} {line!r}: expected 'c=IN IP4 <address>'")
+        raise SdpError(f"{where}: expected 'c=IN IP4 <address>'")
     # Multicast addresses carry a /ttl suffix; strip it, we only care about the host.
     address = parts[2].split("/", 1)[0]
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        raise SdpError(f"line {line_no} {line!r}: {address!r} is not an IP address") from None
+        raise SdpError(f"{where}: {address!r} is not an IP address") from None
     return address
 
 
-def _parse_media(value: str, line_no: int, line: str) -> _Media:
+def _parse_media(value: str, line_no: int, line: str, notes: list[str]) -> _Media:
+    where = f"line {line_no} {line!r}"
+    media = _Media(line_no, line)
     parts = value.split()
     if len(parts) < 4:
-        raise SdpError(f"line {line_no} {line!r}: expected 'm=<media> <port> <proto> <fmt>...'")
+        media.problem = f"{where}: expected 'm=<media> <port> <proto> <fmt>...'"
+        return media
+    media.media, media.proto = parts[0], parts[2]
     port_text = parts[1].split("/", 1)[0]  # "49170/2" means a port pair count
     if not port_text.isdigit() or int(port_text) > 65535:
-        raise SdpError(f"line {line_no} {line!r}: bad port {parts[1]!r}")
-    formats: list[int] = []
-    for fmt in parts[3:]:
-        if parts[0] == "audio" and parts[2] in _PROFILES:
-            if not fmt.isdigit() or int(fmt) > 127:
-                raise SdpError(f"line {line_no} {line!r}: bad payload type {fmt!r}")
-            formats.append(int(fmt))
-    return _Media(line_no, line, parts[0], int(port_text), parts[2], formats)
+        media.problem = f"{where}: bad port {parts[1]!r}"
+        return media
+    media.port = int(port_text)
+    if media.media == "audio" and media.proto in _PROFILES:
+        for fmt in parts[3:]:
+            if fmt.isdigit() and int(fmt) <= 127:
+                media.formats.append(int(fmt))
+            else:
+                notes.append(f"{where}: bad payload type {fmt!r}")
+    return media
 
 
-def _parse_rtpmap(value: str, line_no: int, line: str) -> tuple[int, str, int]:
+def _parse_rtpmap(value: str, where: str) -> tuple[int, str, int]:
     # value: "8 PCMA/8000" or "101 telephone-event/8000" (maybe "/1" channels)
     head, _, encoding = value.partition(" ")
-    if not head.isdigit():
-        raise SdpError(f"line {line_no} {line!r}: bad rtpmap payload type {head!r}")
     pieces = encoding.strip().split("/")
-    if len(pieces) < 2 or not pieces[0] or not pieces[1].isdigit():
-        raise SdpError(f"line {line_no} {line!r}: expected 'a=rtpmap:<pt> <name>/<rate>'")
+    if not head.isdigit() or len(pieces) < 2 or not pieces[0] or not pieces[1].isdigit():
+        raise SdpError(f"{where}: expected 'a=rtpmap:<pt> <name>/<rate>'")
     return int(head), pieces[0], int(pieces[1])
 
 
@@ -137,6 +147,9 @@ def parse_sdp(body: str) -> SessionDescription:
     """Parse an SDP offer and return its first usable audio stream."""
     if not body or not body.strip():
         raise SdpError("empty SDP body")
+    # Tolerant on purpose (a caller we cannot parse gets no voicemail): a malformed line
+    # is skipped and noted; the notes go into the error if nothing usable is left.
+    notes: list[str] = []
     session_connection: str | None = None
     session_direction: str | None = None
     media: list[_Media] = []
@@ -145,40 +158,51 @@ def parse_sdp(body: str) -> SessionDescription:
         line = raw.strip()
         if not line:
             continue
+        where = f"line {line_no} {line[:80]!r}"
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-            raise SdpError(f"line {line_no} {line[:60]!r}: not of the form '<type>=<value>'")
+            notes.append(f"{where}: not of the form '<type>=<value>'")
+            continue
         kind, value = line[0], line[2:].strip()
         current = media[-1] if media else None
-        if kind == "v":
-            if value != "0":
-                raise SdpError(f"line {line_no} {line!r}: unsupported SDP version")
-            seen_version = True
-        elif kind == "c":
-            address = _parse_connection(value, line_no, line)
-            if current is None:
-                session_connection = address
-            else:
-                current.connection = address
-        elif kind == "m":
-            media.append(_parse_media(value, line_no, line))
-        elif kind == "a":
-            name, _, attr_value = value.partition(":")
-            if name in _DIRECTIONS:
+        try:
+            if kind == "v":
+                if value != "0":
+                    raise SdpError(f"{where}: unsupported SDP version")
+                seen_version = True
+            elif kind == "c":
+                address = _parse_connection(value, where)
                 if current is None:
-                    session_direction = name
+                    session_connection = address
                 else:
-                    current.direction = name
-            elif name == "rtpmap" and current is not None and current.formats:
-                pt, enc, rate = _parse_rtpmap(attr_value, line_no, line)
-                if current.rtpmap is None:
-                    current.rtpmap = {}
-                current.rtpmap[pt] = (enc, rate)
-    if not seen_version:
-        raise SdpError("missing 'v=0' line: not an SDP body")
+                    current.connection = address
+            elif kind == "m":
+                media.append(_parse_media(value, line_no, line, notes))
+            elif kind == "a":
+                name, _, attr_value = value.partition(":")
+                if name in _DIRECTIONS:
+                    if current is None:
+                        session_direction = name
+                    else:
+                        current.direction = name
+                elif name == "rtpmap" and current is not None and current.formats:
+                    pt, enc, rate = _parse_rtpmap(attr_value, where)
+                    current.rtpmap[pt] = (enc, rate)
+        except SdpError as exc:
+            if kind == "v":
+                raise
+            notes.append(str(exc))
 
+    def fail(message: str) -> SdpError:
+        return SdpError(message + (f" (ignored: {'; '.join(notes)})" if notes else ""))
+
+    if not seen_version:
+        raise fail("missing 'v=0' line: not an SDP body")
     reasons: list[str] = []
     for m in media:
         where = f"line {m.line_no} {m.line!r}"
+        if m.problem is not None:
+            reasons.append(m.problem)
+            continue
         if m.media != "audio":
             continue
         if m.proto not in _PROFILES:
@@ -187,11 +211,10 @@ def parse_sdp(body: str) -> SessionDescription:
         if m.port == 0:
             reasons.append(f"{where}: port 0 (stream rejected)")
             continue
-        rtpmap = m.rtpmap or {}
         codecs: list[Codec] = []
         for pt in m.formats:
-            if pt in rtpmap:
-                enc, rate = rtpmap[pt]
+            if pt in m.rtpmap:
+                enc, rate = m.rtpmap[pt]
             elif pt in _STATIC_FORMATS:
                 enc, rate = _STATIC_FORMATS[pt]
             else:
@@ -204,7 +227,7 @@ def parse_sdp(body: str) -> SessionDescription:
             continue
         remote_ip = m.connection or session_connection
         if remote_ip is None:
-            raise SdpError(f"{where}: no c= line at session or media level")
+            raise fail(f"{where}: no c= line at session or media level")
         te_pt = next(
             (
                 c.payload_type
@@ -216,8 +239,8 @@ def parse_sdp(body: str) -> SessionDescription:
         direction = m.direction or session_direction or "sendrecv"
         return SessionDescription(remote_ip, m.port, tuple(codecs), te_pt, direction)
     if not reasons:
-        raise SdpError("no m=audio line")
-    raise SdpError("no usable audio stream: " + "; ".join(reasons))
+        raise fail("no m=audio line")
+    raise fail("no usable audio stream: " + "; ".join(reasons))
 
 
 def _is_usable(codec: Codec) -> bool:
@@ -232,6 +255,16 @@ def choose_codec(offer: SessionDescription) -> Codec:
     raise SdpError("offer has no PCMA or PCMU codec")
 
 
+def offers_codec(offer: SessionDescription, codec: Codec) -> bool:
+    """Tell whether the offer lists this codec (same payload type, name and rate)."""
+    return any(
+        c.payload_type == codec.payload_type
+        and c.name.upper() == codec.name.upper()
+        and c.rate == codec.rate
+        for c in offer.codecs
+    )
+
+
 def answer_direction(offer_direction: str) -> str:
     """Return the direction to answer with (RFC 3264 §6.1)."""
     return {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(
@@ -243,6 +276,7 @@ def _lines(
     local_ip: str,
     local_port: int,
     session_id: int,
+    version: int,
     formats: list[tuple[int, str]],
     te_pt: int | None,
     direction: str,
@@ -255,7 +289,7 @@ def _lines(
         pts.append(te_pt)
     out = [
         "v=0",
-        f"o=ringfence {session_id} {session_id} IN {family} {local_ip}",
+        f"o=ringfence {session_id} {version} IN {family} {local_ip}",
         "s=Ringfence",
         f"c=IN {family} {local_ip}",
         "t=0 0",
@@ -268,13 +302,27 @@ def _lines(
     return "\r\n".join(out) + "\r\n"
 
 
-def build_answer(offer: SessionDescription, local_ip: str, local_port: int, session_id: int) -> str:
+def build_answer(
+    offer: SessionDescription,
+    local_ip: str,
+    local_port: int,
+    session_id: int,
+    *,
+    version: int | None = None,
+    codec: Codec | None = None,
+) -> str:
     """Build the SDP answer: one G.711 codec from the offer, plus telephone-event if offered."""
-    codec = choose_codec(offer)
+    if codec is None:
+        codec = choose_codec(offer)
+    elif not offers_codec(offer, codec):
+        raise SdpError(
+            f"offer has no {codec.name}/{codec.rate} at payload type {codec.payload_type}"
+        )
     return _lines(
         local_ip,
         local_port,
         session_id,
+        session_id if version is None else version,
         [(codec.payload_type, codec.name)],
         offer.telephone_event_pt,
         answer_direction(offer.direction),
@@ -283,4 +331,6 @@ def build_answer(offer: SessionDescription, local_ip: str, local_port: int, sess
 
 def build_offer(local_ip: str, local_port: int, session_id: int) -> str:
     """Build an SDP offer for PCMA, PCMU and telephone-event/8000."""
-    return _lines(local_ip, local_port, session_id, [(8, "PCMA"), (0, "PCMU")], 101, "sendrecv")
+    return _lines(
+        local_ip, local_port, session_id, session_id, [(8, "PCMA"), (0, "PCMU")], 101, "sendrecv"
+    )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -153,3 +154,69 @@ class LineStateRow(Base):
     state: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------- notifications
+# Tables below belong to gateway/notify, gateway/subscriptions and the scheduler (migration 0002).
+
+
+class NotificationRow(Base):
+    """One message on one channel: a digest for a period, or an alert for an event.
+
+    The unique (kind, period, channel) key is the claim: a sender inserts the row with status
+    "sending" before it sends, so a second process, a second trigger or a restart that tries the
+    same message loses the insert and skips. That is what makes a digest impossible to send twice.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("kind", "period", "channel", name="uq_notifications_kind_period_channel"),
+        Index("ix_notifications_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # digest | voicemail | burst_start | ...
+    period: Mapped[str] = mapped_column(String(80))  # "2026-11-23" or an event key
+    channel: Mapped[str] = mapped_column(String(60))  # "email" or "<scheme>:<url hash>"
+    status: Mapped[str] = mapped_column(String(10))  # sending | sent | retry | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what to (re)send
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DigestSnapshotRow(Base):
+    """The rules and run-time settings as they were when a digest was built.
+
+    The rules table has no history; diffing against the previous digest's snapshot is the
+    honest way to say "what changed in the rules" without touching the screening code.
+    """
+
+    __tablename__ = "digest_snapshots"
+
+    period: Mapped[str] = mapped_column(String(20), primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rules: Mapped[Any] = mapped_column(JSON)
+    settings: Mapped[Any] = mapped_column(JSON)
+
+
+class SubscriptionRow(Base):
+    """An allow or block list kept in step with a URL or a local file."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list: Mapped[str] = mapped_column(String(8))  # allow | block
+    url: Mapped[str] = mapped_column(String(1000))  # http(s)://… or an absolute file path
+    label: Mapped[str] = mapped_column(String(200), default="")
+    refresh_hours: Mapped[int] = mapped_column(Integer, default=24)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_success_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    entry_count: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -18,7 +18,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,6 +63,7 @@ from gateway.store.models import (
 
 MAX_HISTORY_ROWS = 20_000  # bounds the per-call history load even during a flood
 IMPORT_BATCH = 5_000
+MAX_REPORTED_REJECTS = 1_000
 
 # Run-time settings (owner-editable in CLI/UI) and their defaults.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -80,11 +91,18 @@ class ImportReport:
     added: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, why)
+    rejected_count: int = 0  # all rejected lines; `rejected` keeps only the first ones
+
+    def reject(self, line_no: int, text: str, why: str) -> None:
+        """Note a bad line (keeping the first MAX_REPORTED_REJECTS in detail)."""
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REPORTED_REJECTS:
+            self.rejected.append((line_no, text[:80], why))
 
     def summary(self) -> str:
         """One line for the owner."""
         return (f"{self.added} added, {self.duplicates} already present, "
-                f"{len(self.rejected)} rejected")
+                f"{self.rejected_count} rejected")
 
 
 def _rowcount(result: Any) -> int:
@@ -264,6 +282,71 @@ class _PatternCache:
             for prefix in number_prefixes(number):
                 found.extend(self.by_prefix.get(prefix, ()))
         return found
+
+
+class _ImportSink:
+    """Where imported rows go, batch by batch, inside the import's transaction.
+
+    On SQLite, rows are staged in an unindexed temporary table and moved over with one
+    ``INSERT OR IGNORE … SELECT … ORDER BY pattern``: the unique index then grows in key order
+    instead of at random, which is what makes a million-line import fast, and SQLite sorts on
+    disk with bounded memory. Other databases take batched inserts that skip duplicates.
+    """
+
+    def __init__(self, session: Session, repo: Repository, *, action: str | None, source: str,
+                 list_name: ListName) -> None:
+        self.session = session
+        self.repo = repo
+        self.conn = session.connection()
+        self.staged = self.conn.dialect.name == "sqlite"
+        self.common = {"list": list_name.value, "action": action, "source": source}
+        self.batch: list[tuple[str, str, str]] = []
+        self.added = 0
+        if self.staged:
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS rf_import (kind TEXT, pattern TEXT, label TEXT)"
+            )
+            self.conn.exec_driver_sql("DELETE FROM temp.rf_import")
+
+    def add(self, kind: str, pattern: str, label: str) -> None:
+        self.batch.append((kind, pattern, label))
+        if len(self.batch) >= IMPORT_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.batch:
+            return
+        if self.staged:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            raw.cursor().executemany("INSERT INTO temp.rf_import VALUES (?, ?, ?)", self.batch)
+        else:
+            now = utcnow()
+            rows = [{**self.common, "kind": k, "pattern": p, "label": lb, "once": False,
+                     "created_at": now, "hits": 0} for k, p, lb in self.batch]
+            self.added += self.repo._insert_ignoring_duplicates(self.session, rows)
+        self.batch.clear()
+
+    def finish(self) -> int:
+        """Move staged rows into the list; return how many were new."""
+        self._flush()
+        if not self.staged:
+            return self.added
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        before = int(raw.total_changes)
+        self.conn.execute(_MOVE_STAGED, {**self.common, "created_at": utcnow()})
+        added = int(raw.total_changes) - before
+        self.conn.exec_driver_sql("DROP TABLE temp.rf_import")
+        return added
+
+
+_MOVE_STAGED = text(
+    "INSERT OR IGNORE INTO list_entries "
+    "(list, kind, pattern, label, action, source, once, created_at, hits) "
+    "SELECT :list, kind, pattern, label, :action, :source, 0, :created_at, 0 "
+    "FROM temp.rf_import ORDER BY pattern, rowid"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
 
 
 class Repository:
@@ -554,49 +637,36 @@ class Repository:
     ) -> ImportReport:
         """Import "number_or_pattern[,label]" lines; bad lines are reported, good ones kept.
 
-        Streams in batches so a million-line file needs little memory.
+        Streams, so a million-line file needs little memory, and runs in one transaction, so
+        an interrupted import leaves the list as it was.
         """
         list_name = ListName(list_name)
         if action is not None:
             action = str(Action.parse(action))
         report = ImportReport()
-        batch: list[dict[str, Any]] = []
-        now = utcnow()
-
-        def flush() -> None:
-            if not batch:
-                return
-            with self.db.session() as s:
-                added = self._insert_ignoring_duplicates(s, batch)
-                self._bump_version(s)
-            report.added += added
-            report.duplicates += len(batch) - added
-            batch.clear()
-
-        for line_no, fields in enumerate(csv.reader(stream), start=1):
-            if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
-                continue
-            text = fields[0].strip()
-            if line_no == 1 and text.lower() in ("number", "pattern", "numero", "numéro"):
-                continue  # a header row
-            label = ",".join(fields[1:]).strip()[:200]
-            number = list_number(text, self.home_region)
-            if number is not None:
-                kind, pattern = MatchKind.EXACT, number
-            else:
-                try:
-                    kind, pattern = classify_pattern(text, self.home_region)
-                except EntryError as exc:
-                    report.rejected.append((line_no, text[:80], str(exc)))
+        parsed = 0
+        with self.db.session() as s:
+            sink = _ImportSink(s, self, action=action, source=source, list_name=list_name)
+            for line_no, fields in enumerate(csv.reader(stream), start=1):
+                if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
-            batch.append({
-                "list": list_name.value, "kind": kind.value, "pattern": pattern, "label": label,
-                "action": action, "source": source, "once": False, "created_at": now,
-                "hits": 0,
-            })
-            if len(batch) >= IMPORT_BATCH:
-                flush()
-        flush()
+                typed = fields[0].strip()
+                if line_no == 1 and typed.lower() in ("number", "pattern", "numero", "numéro"):
+                    continue  # a header row
+                number = list_number(typed, self.home_region)
+                if number is not None:
+                    kind, pattern = MatchKind.EXACT, number
+                else:
+                    try:
+                        kind, pattern = classify_pattern(typed, self.home_region)
+                    except EntryError as exc:
+                        report.reject(line_no, typed, str(exc))
+                        continue
+                sink.add(kind.value, pattern, ",".join(fields[1:]).strip()[:200])
+                parsed += 1
+            report.added = sink.finish()
+            report.duplicates = parsed - report.added
+            self._bump_version(s)
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
@@ -623,11 +693,11 @@ class Repository:
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         now = utcnow()
-        for line_no, (text, label) in enumerate(entries, start=1):
+        for line_no, (typed, label) in enumerate(entries, start=1):
             try:
-                kind, pattern = classify_pattern(text, self.home_region)
+                kind, pattern = classify_pattern(typed, self.home_region)
             except EntryError as exc:
-                report.rejected.append((line_no, text[:80], str(exc)))
+                report.reject(line_no, typed, str(exc))
                 continue
             if pattern in seen:
                 report.duplicates += 1

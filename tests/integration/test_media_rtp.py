@@ -19,7 +19,7 @@ import pytest
 
 from gateway import audio
 from gateway.sip.media import MediaSession, RecordingResult
-from gateway.sip.sdp import parse_sdp
+from gateway.sip.sdp import SdpError, parse_sdp
 
 HOST = "127.0.0.1"
 PORTS = (40000, 40998)
@@ -94,6 +94,20 @@ def raw_peer(codec: str, te: bool = True) -> Iterator[tuple[MediaSession, socket
         peer.close()
 
 
+def assert_clean_tone(pcm: bytes, freq: float, amplitude: float, min_seconds: float) -> None:
+    """Assert the audio holds `min_seconds` of the tone at its sent level, undistorted.
+
+    Goertzel alone is not enough: µ-law bytes decoded as A-law still peak at the tone's
+    frequency, but 8 dB quieter and distorted. So: only frames at the sent level (±10 %)
+    count, there must be enough of them, and they must be a pure tone.
+    """
+    expected = amplitude * 32767 / 2**0.5
+    frames = [pcm[i : i + audio.FRAME_BYTES] for i in range(0, len(pcm), audio.FRAME_BYTES)]
+    steady = b"".join(f for f in frames if abs(audio.rms(f) / expected - 1) < 0.1)
+    assert len(steady) >= 2 * 8000 * min_seconds, (len(steady), audio.rms(pcm), expected)
+    assert audio.tone_ratio(steady, freq) > 0.98
+
+
 def rtp(
     pt: int, seq: int, ts: int, payload: bytes, marker: bool = False, ssrc: int = 0x1234
 ) -> bytes:
@@ -124,12 +138,14 @@ def send_digit(
 
 
 def record_in_thread(
-    session: MediaSession, path: Path, **kwargs: float
+    session: MediaSession, path: Path, *, max_seconds: float, silence_seconds: float
 ) -> tuple[threading.Thread, list[RecordingResult | None]]:
     out: list[RecordingResult | None] = []
-    thread = threading.Thread(
-        target=lambda: out.append(session.record(path, **kwargs)), daemon=True
-    )
+
+    def run() -> None:
+        out.append(session.record(path, max_seconds=max_seconds, silence_seconds=silence_seconds))
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
 
@@ -156,7 +172,7 @@ def test_tone_played_on_one_side_is_recorded_on_the_other(codec: str, tmp_path: 
     assert result.duration_s == pytest.approx(len(pcm) / 16000)
     # The 1.5 s tone plus at most 0.5 s of kept silence (and the wait before it started).
     assert 1.3 < result.duration_s < 2.5
-    assert audio.tone_ratio(pcm, 1000.0) > 0.6
+    assert_clean_tone(pcm, 1000.0, 0.5, 1.2)
     assert audio.tone_ratio(pcm, 1400.0) < 0.01
 
 
@@ -167,7 +183,7 @@ def test_wire_carries_standard_g711_with_the_negotiated_payload_type(codec: str)
     with raw_peer(codec) as (session, peer):
         player = threading.Thread(target=session.play_pcm, args=(audio.tone(1000.0, 1.0, 0.5),))
         player.start()
-        payloads = []
+        payloads: list[bytes] = []
         deadline = time.monotonic() + WAIT
         while len(payloads) < 40 and time.monotonic() < deadline:
             packet = peer.recv(2048)
@@ -176,10 +192,9 @@ def test_wire_carries_standard_g711_with_the_negotiated_payload_type(codec: str)
             payload = packet[12:]
             assert len(payload) == 160  # 20 ms
             if audio.rms(DECODERS[codec](payload)) > 1000:
-                payloads.append(payload)
+                payloads.append(payload)  # the tone, not the silence before/after it
         player.join(WAIT)
-    pcm = DECODERS[codec](b"".join(payloads))
-    assert audio.tone_ratio(pcm, 1000.0) > 0.9
+    assert_clean_tone(DECODERS[codec](b"".join(payloads)), 1000.0, 0.5, 0.7)
 
 
 @pytest.mark.parametrize("codec", ["PCMA", "PCMU"])
@@ -199,8 +214,7 @@ def test_standard_g711_from_a_phone_is_recorded(codec: str, tmp_path: Path) -> N
         thread.join(WAIT)
         assert not thread.is_alive()
     assert out[0] is not None
-    pcm = audio.read_wav(out[0].path)
-    assert audio.tone_ratio(pcm, 1000.0) > 0.6
+    assert_clean_tone(audio.read_wav(out[0].path), 1000.0, 0.5, 0.8)
 
 
 def test_rfc2833_digits_are_reported_once_each() -> None:
@@ -299,7 +313,7 @@ def test_close_unblocks_play_record_and_wait(tmp_path: Path) -> None:
         a.close()  # idempotent
     # The caller hanging up ends a voicemail: what was heard is kept.
     assert out[0] is not None
-    assert audio.tone_ratio(audio.read_wav(out[0].path), 600.0) > 0.6
+    assert_clean_tone(audio.read_wav(out[0].path), 600.0, 0.5, 0.5)
 
 
 def test_closed_session_returns_at_once(tmp_path: Path) -> None:
@@ -326,3 +340,117 @@ def test_sessions_bind_distinct_even_ports() -> None:
     # Closing releases the port even if the session never started.
     again = MediaSession(offer, HOST, (41000, 41001))
     again.close()
+
+
+def test_a_third_party_cannot_inject_digits_into_a_call() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        dest = (HOST, session.local_port)
+        seq = send_digit(peer, dest, 1, ts=100, seq=1)  # the real caller claims the stream
+        assert session.wait_for_digit(WAIT) == "1"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            intruder.bind((HOST, 0))
+            send_digit(intruder, dest, 5, ts=50_000, seq=500, with_marker=True)
+            # The caller is still talking, so the intruder's "5" is not taken...
+            send_digit(peer, dest, 2, ts=900, seq=seq)
+            assert session.wait_for_digit(WAIT) == "2"
+            assert session.wait_for_digit(0.3) is None
+
+
+def test_reinvite_hold_resume_and_new_address() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        first_answer = session.answer_sdp()
+        assert session.answer_sdp() == first_answer  # stable until the offer changes
+        peer.recv(2048)  # media flows
+        port = peer.getsockname()[1]
+        # Hold (RFC 3264 sendonly from the remote): we stop sending.
+        session.update(parse_sdp(offer_body(port, 8).replace("a=sendrecv", "a=sendonly")))
+        held = session.answer_sdp()
+        assert "a=recvonly" in held
+        assert " 1 IN IP4" not in held.split("\r\n")[1]  # o= version moved on
+        with contextlib.suppress(TimeoutError):
+            peer.settimeout(0.2)
+            while True:  # drain what was in flight
+                peer.recv(2048)
+        peer.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            peer.recv(2048)
+        # Resume at a new address: media goes there.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as moved:
+            moved.bind((HOST, 0))
+            moved.settimeout(WAIT)
+            session.update(parse_sdp(offer_body(moved.getsockname()[1], 8)))
+            assert "a=sendrecv" in session.answer_sdp()
+            assert moved.recv(2048)[1] & 0x7F == 8
+        # A re-offer without our codec is refused; the call keeps going as before.
+        with pytest.raises(SdpError, match="drops PCMA"):
+            session.update(parse_sdp(offer_body(port, 0)))
+
+
+def test_dynamic_payload_type_for_pcma_is_used_on_the_wire(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind((HOST, 0))
+        peer.settimeout(WAIT)
+        body = offer_body(peer.getsockname()[1], 96).replace(
+            "a=rtpmap:101", "a=rtpmap:96 PCMA/8000\r\na=rtpmap:101"
+        )
+        session = MediaSession(parse_sdp(body), HOST, PORTS)
+        try:
+            assert session.codec.name == "PCMA"
+            assert "a=rtpmap:96 PCMA/8000" in session.answer_sdp()
+            session.start()
+            assert peer.recv(2048)[1] & 0x7F == 96
+        finally:
+            session.close()
+
+
+def test_inband_dtmf_when_no_telephone_event_was_offered() -> None:
+    port_b = free_even_port()
+    a = MediaSession(parse_sdp(offer_body(port_b, 8, te=False)), HOST, PORTS)
+    b = MediaSession(parse_sdp(a.answer_sdp()), HOST, (port_b, port_b))
+    try:
+        assert b.offer.telephone_event_pt is None
+        a.start()
+        b.start()
+        gap = audio.silence(0.1)
+        a.play_pcm(audio.dtmf_tone("5", 0.1) + gap + audio.dtmf_tone("#", 0.1) + gap)
+        assert b.wait_for_digit(WAIT) == "5"
+        assert b.wait_for_digit(WAIT) == "#"
+        # A prompt (speech-like tones) is not taken for a key.
+        a.play_pcm(audio.sit_tone() + audio.beep())
+        assert b.wait_for_digit(0.3) is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+        peer.bind(("::1", 0))
+        peer.settimeout(WAIT)
+        port = peer.getsockname()[1]
+        body = offer_body(port, 0).replace(f"IN IP4 {HOST}", "IN IP6 ::1")
+        session = MediaSession(parse_sdp(body), "::1", PORTS)
+        try:
+            assert "c=IN IP6 ::1" in session.answer_sdp()
+            session.start()
+            packet, _ = peer.recvfrom(2048)
+            assert packet[1] & 0x7F == 0
+            send_digit(peer, ("::1", session.local_port), 3, ts=10, seq=1)
+            assert session.wait_for_digit(WAIT) == "3"
+        finally:
+            session.close()
+
+
+def test_seconds_since_media() -> None:
+    with raw_peer("PCMA") as (session, peer):
+        assert session.seconds_since_media() is None
+        send_digit(peer, (HOST, session.local_port), 4, ts=1, seq=1)
+        assert session.wait_for_digit(WAIT) == "4"
+        age = session.seconds_since_media()
+        assert age is not None
+        assert age >= 0

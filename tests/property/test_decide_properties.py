@@ -57,6 +57,9 @@ def entries(draw: st.DrawFn, list_name: ListName | None = None) -> ListEntry:
     )
 
 
+entry_lists = st.lists(entries(), max_size=6, unique_by=lambda e: e.id)  # ids are unique
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> History:
     calls = draw(st.lists(
@@ -86,7 +89,7 @@ def policies(draw: st.DrawFn) -> Policy:
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=caller_texts, policy=policies(), listed=st.lists(entries(), max_size=6),
+@given(text=caller_texts, policy=policies(), listed=entry_lists,
        history=histories())
 def test_allow_beats_block(text: str, policy: Policy, listed: list[ListEntry],
                            history: History) -> None:
@@ -100,7 +103,7 @@ def test_allow_beats_block(text: str, policy: Policy, listed: list[ListEntry],
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=caller_texts, policy=policies(), listed=st.lists(entries(), max_size=6),
+@given(text=caller_texts, policy=policies(), listed=entry_lists,
        extra=entries(ListName.BLOCK), history=histories())
 def test_adding_a_block_entry_never_turns_a_non_pass_into_pass(
     text: str, policy: Policy, listed: list[ListEntry], extra: ListEntry, history: History
@@ -114,7 +117,7 @@ def test_adding_a_block_entry_never_turns_a_non_pass_into_pass(
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=caller_texts, policy=policies(), listed=st.lists(entries(), max_size=6),
+@given(text=caller_texts, policy=policies(), listed=entry_lists,
        history=histories())
 def test_decide_is_deterministic(text: str, policy: Policy, listed: list[ListEntry],
                                  history: History) -> None:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import array
 import math
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway import audio
 from gateway.config import GatewayConfig, Settings
-from gateway.prompts import LANGUAGES, PACKAGED_DIR, PROMPT_NAMES, TEXTS, prompt_path
+from gateway.prompts import (
+    LANGUAGES,
+    PACKAGED_DIR,
+    PROMPT_NAMES,
+    TEXTS,
+    challenge_prompt_name,
+    prompt_path,
+)
 
 
 def speechlike(seconds: float) -> bytes:
@@ -41,7 +49,9 @@ def snr_db(reference: bytes, decoded: bytes) -> float:
     [(audio.alaw_encode, audio.alaw_decode), (audio.ulaw_encode, audio.ulaw_decode)],
     ids=["alaw", "ulaw"],
 )
-def test_g711_round_trip_keeps_speech_quality(encode, decode) -> None:  # type: ignore[no-untyped-def]
+def test_g711_round_trip_keeps_speech_quality(
+    encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]
+) -> None:
     pcm = speechlike(1.0)
     encoded = encode(pcm)
     assert len(encoded) == len(pcm) // 2
@@ -218,3 +228,76 @@ def test_every_spoken_prompt_has_both_languages() -> None:
         PROMPT_NAMES
     )
     assert {"not_in_service", "closed", "sit", "beep"} <= set(PROMPT_NAMES)
+
+
+def test_read_wav_can_stop_early(tmp_path: Path) -> None:
+    audio.write_wav(tmp_path / "long.wav", audio.tone(300, 3.0))
+    assert len(audio.read_wav(tmp_path / "long.wav", max_seconds=1.0)) == 2 * 8000
+
+
+@pytest.mark.parametrize("key", list("0123456789*#ABCD"))
+def test_dtmf_detector_finds_every_key_once(key: str) -> None:
+    detector = audio.DtmfDetector()
+    signal = audio.dtmf_tone(key, 0.1) + audio.silence(0.05)
+    # Fed in uneven pieces, as RTP packets and gap-fills would.
+    found = (
+        detector.feed(signal[:333]) + detector.feed(signal[333:1001]) + detector.feed(signal[1001:])
+    )
+    assert found == [key]
+
+
+def test_dtmf_detector_survives_g711_and_sees_repeated_presses() -> None:
+    press = audio.dtmf_tone("7", 0.06, 0.1) + audio.silence(0.05)
+    through_alaw = audio.alaw_decode(audio.alaw_encode(press + press))
+    assert audio.DtmfDetector().feed(through_alaw) == ["7", "7"]
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        audio.sit_tone(),
+        audio.beep(),
+        audio.tone(770, 0.5),  # a single DTMF row tone is not a key
+        speechlike(1.0),
+        audio.silence(0.5),
+        audio.dtmf_tone("5", 0.1, 0.002),  # far too quiet
+    ],
+    ids=["sit", "beep", "row-tone", "speechlike", "silence", "quiet"],
+)
+def test_dtmf_detector_ignores_what_is_not_a_key(signal: bytes) -> None:
+    assert audio.DtmfDetector().feed(signal) == []
+
+
+def test_dtmf_tone_rejects_other_keys() -> None:
+    with pytest.raises(ValueError, match="not a DTMF key"):
+        audio.dtmf_tone("x", 0.1)
+
+
+def test_a_challenge_prompt_for_every_key_the_owner_may_choose() -> None:
+    assert challenge_prompt_name("5") == "challenge_5"
+    assert challenge_prompt_name("*") == "challenge_star"
+    assert challenge_prompt_name("#") == "challenge_hash"
+    for key in "0123456789*#":
+        name = challenge_prompt_name(key)
+        assert name in PROMPT_NAMES
+    assert "touche 7." in TEXTS["challenge_7"]["fr"]
+    assert "press star." in TEXTS["challenge_star"]["en"]
+    assert TEXTS["challenge_5"] == TEXTS["challenge"]
+    for bad in ("", "55", "x", "../"):
+        with pytest.raises(ValueError, match="no challenge prompt"):
+            challenge_prompt_name(bad)
+
+
+def test_downsampling_filters_what_would_fold_back() -> None:
+    rate = 44100
+
+    def level_after_conversion(freq: float) -> int:
+        samples = array.array(
+            "h", [round(10000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(rate // 2)]
+        )
+        return audio.rms(audio.to_pcm16_8k_mono(samples.tobytes(), 2, 1, rate))
+
+    speech_band = level_after_conversion(1000)
+    # 6 kHz cannot exist at 8 kHz; unfiltered it would reappear at 2 kHz at full level.
+    assert level_after_conversion(6000) < speech_band / 2
+    assert level_after_conversion(1000) > 0.9 * 10000 / 2**0.5

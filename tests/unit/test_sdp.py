@@ -172,3 +172,40 @@ def test_build_answer_rejects_bad_port() -> None:
     offer = parse_sdp(build_offer("127.0.0.1", 10000, 5))
     with pytest.raises(ValueError, match="local_port 0"):
         build_answer(offer, "127.0.0.1", 0, 1)
+
+
+def test_answer_can_keep_a_codec_and_bump_the_version() -> None:
+    reoffer = parse_sdp("v=0\r\nc=IN IP4 10.0.0.2\r\nm=audio 4000 RTP/AVP 0 8\r\n")
+    answer = build_answer(reoffer, "10.0.0.1", 10000, 42, version=43, codec=Codec(8, "PCMA", 8000))
+    assert "m=audio 10000 RTP/AVP 8\r\n" in answer
+    assert "o=ringfence 42 43 IN IP4 10.0.0.1\r\n" in answer
+    with pytest.raises(SdpError, match="no PCMA/8000 at payload type 8"):
+        build_answer(
+            parse_sdp("v=0\nc=IN IP4 10.0.0.2\nm=audio 4000 RTP/AVP 0\n"),
+            "10.0.0.1",
+            10000,
+            42,
+            codec=Codec(8, "PCMA", 8000),
+        )
+
+
+def test_malformed_lines_around_a_usable_stream_are_skipped() -> None:
+    body = (
+        "v=0\r\nc=IN IP4 10.0.0.2\r\nthis is junk\r\nc=IN IP9 nowhere\r\n"
+        "m=video x RTP/AVP\r\na=sendonly\r\n"  # broken m=: its attributes must not leak
+        "m=audio 4000 RTP/AVP 96 8 zz\r\na=rtpmap:96 opus\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+    offer = parse_sdp(body)
+    assert offer.remote_port == 4000
+    assert [c.payload_type for c in offer.codecs] == [96, 8]
+    assert offer.direction == "sendrecv"
+
+
+def test_error_lists_what_was_ignored() -> None:
+    with pytest.raises(SdpError) as caught:
+        parse_sdp("v=0\nc=IN IP4 1.2.3.4\nm=audio 4000 RTP/AVP 96\na=rtpmap:96 PCMA\n")
+    assert str(caught.value) == (
+        "no usable audio stream: line 3 'm=audio 4000 RTP/AVP 96': no PCMA or PCMU offered "
+        "(offered: pt96/0) (ignored: line 4 'a=rtpmap:96 PCMA': "
+        "expected 'a=rtpmap:<pt> <name>/<rate>')"
+    )

@@ -1,0 +1,722 @@
+"""Ringfence as an appliance: `ringfence backup`, `ringfence restore` and `ringfence status`.
+
+A backup is a ``.tar.gz`` in the spirit of Pi-hole's teleporter. It holds the owner's data as
+JSON written through the models, not a copy of the database file, so a backup made on SQLite
+restores into PostgreSQL and back. ``manifest.json`` comes first and names the format, the
+Ringfence version, the schema revision and a SHA-256 for every other file.
+
+Restoring treats the archive as untrusted: only regular files with known, relative names, each
+and all of bounded size; rows are checked against the columns and the owner-facing validators
+before anything is written, and the database part happens in one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from gateway import __version__
+from gateway.config import Settings
+from gateway.store.db import MIGRATIONS, Database, head_revision
+from gateway.store.models import (
+    Base,
+    CallRow,
+    ListEntryRow,
+    RuleRow,
+    SettingRow,
+    UTCDateTime,
+    VoicemailRow,
+)
+
+FORMAT = "ringfence-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# Bounds for what a restore will read: a hostile archive cannot fill the disk or the memory.
+MAX_MEMBERS = 20_000
+MAX_DATA_FILE_BYTES = 512 * 1024 * 1024  # lists/calls as JSON lines
+MAX_AUDIO_FILE_BYTES = 64 * 1024 * 1024  # a WAV; 120 s of 8 kHz 16-bit is under 2 MiB
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+_BATCH = 5_000
+_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+# name in the archive -> the model stored in it, in the order a restore inserts them.
+_TABLE_FILES: dict[str, type[Base]] = {
+    "settings.json": SettingRow,
+    "rules.jsonl": RuleRow,
+    "lists.jsonl": ListEntryRow,
+    "calls.jsonl": CallRow,
+    "voicemails.jsonl": VoicemailRow,
+}
+_FILE_DIRS = {"prompts": "prompts", "owner_prompts": "owner prompts", "voicemail": "voicemail"}
+
+
+class BackupError(ValueError):
+    """A backup cannot be written or an archive cannot be restored; the message says why."""
+
+
+@dataclass
+class RestoreReport:
+    """What a restore put back."""
+
+    manifest: dict[str, Any]
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for the owner."""
+        parts = [f"{n} {name}" for name, n in self.rows.items()]
+        parts += [f"{n} {_FILE_DIRS[d]} file(s)" for d, n in self.files.items() if n]
+        return "restored " + ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- rows <-> JSON
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _row_to_json(row: Base) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for column in _table(type(row)).columns:
+        value = getattr(row, column.key)
+        data[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return data
+
+
+def _json_to_row(model: type[Base], data: Any, where: str) -> dict[str, Any]:
+    """Check one row from an archive against the model's columns; unknown keys are ignored.
+
+    Keys missing from an older backup take the column default, which is what a migration
+    would have given them.
+    """
+    if not isinstance(data, dict):
+        raise BackupError(f"{where}: expected a JSON object")
+    values: dict[str, Any] = {}
+    for column in _table(model).columns:
+        key = column.key
+        if key not in data:
+            continue
+        value = data[key]
+        if value is None:
+            if not column.nullable:
+                raise BackupError(f"{where}: {key} must not be empty")
+            values[key] = None
+            continue
+        ctype = column.type
+        ok = True
+        if isinstance(ctype, UTCDateTime | DateTime):
+            try:
+                parsed = datetime.fromisoformat(str(value))
+            except ValueError:
+                ok = False
+            else:
+                value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        elif isinstance(ctype, Boolean):
+            ok = isinstance(value, bool)
+        elif isinstance(ctype, Integer):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(ctype, Float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(ctype, String):
+            ok = isinstance(value, str) and (ctype.length is None or len(value) <= ctype.length)
+        if not ok:
+            raise BackupError(f"{where}: {key} = {str(value)[:60]!r} is not a valid "
+                              f"{type(ctype).__name__.lower()}")
+        values[key] = value
+    for column in _table(model).primary_key.columns:
+        if column.key not in values:
+            raise BackupError(f"{where}: {column.key} is missing")
+    return values
+
+
+def _check_domain(model: type[Base], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Apply the owner-facing validators, so a restored row is one the UI could have made."""
+    from gateway.screening.rules import Action, RuleKind, validate_rule_params
+    from gateway.store.repository import DEFAULT_SETTINGS, EntryError, validate_setting
+
+    try:
+        if model is ListEntryRow:
+            if values.get("list") not in ("allow", "block"):
+                raise ValueError(f"list {values.get('list')!r}: expected allow or block")
+            if values.get("kind") not in ("exact", "prefix", "glob", "regex"):
+                raise ValueError(f"kind {values.get('kind')!r}: expected exact, prefix, glob "
+                                 "or regex")
+            if not values.get("pattern"):
+                raise ValueError("the pattern is empty")
+            if values["kind"] == "regex":
+                re.compile(values["pattern"])
+            if values.get("action"):
+                values["action"] = str(Action.parse(values["action"]))
+        elif model is RuleRow:
+            kind = RuleKind(str(values.get("kind")))
+            values["action"] = str(Action.parse(str(values.get("action"))))
+            values["params"] = validate_rule_params(kind, values.get("params") or {})
+        elif model is SettingRow and values["key"] in DEFAULT_SETTINGS:
+            values["value"] = validate_setting(values["key"], values.get("value"))
+        elif model is VoicemailRow:
+            _safe_relative(str(values.get("path", "")), where)
+    except (ValueError, EntryError, re.error) as exc:
+        raise BackupError(f"{where}: {exc}") from None
+    return values
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def _write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count
+
+
+def _stream_rows(db: Database, model: type[Base]) -> Iterator[dict[str, Any]]:
+    pk = next(iter(_table(model).primary_key.columns))
+    query = select(model).order_by(pk).execution_options(yield_per=_BATCH)
+    with db.session() as s:
+        for row in s.scalars(query):
+            yield _row_to_json(row)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tree_files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """Regular files below `folder` as (relative posix name, path); symlinks are left out."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            yield path.relative_to(folder).as_posix(), path
+
+
+def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
+              with_voicemail: bool = False, db: Database | None = None,
+              now: datetime | None = None) -> dict[str, Any]:
+    """Write a backup archive to `path` and return its manifest."""
+    from gateway.service import open_database
+
+    target = Path(path)
+    own_db = db is None
+    db = db or open_database(settings)  # refuses a database at another schema
+    try:
+        with tempfile.TemporaryDirectory(prefix="ringfence-backup-") as tmp:
+            staging = Path(tmp)
+            contents: dict[str, Any] = {}
+            files: dict[str, dict[str, Any]] = {}
+            members: list[tuple[str, Path]] = []
+
+            with db.session() as s:
+                settings_rows = {r.key: r.value for r in s.scalars(select(SettingRow))}
+            (staging / "settings.json").write_text(
+                json.dumps(settings_rows, ensure_ascii=False, sort_keys=True, indent=1),
+                encoding="utf-8")
+            members.append(("settings.json", staging / "settings.json"))
+            contents["settings"] = len(settings_rows)
+
+            tables: list[tuple[str, type[Base], str]] = [
+                ("rules.jsonl", RuleRow, "rules"), ("lists.jsonl", ListEntryRow, "lists")]
+            if with_calls:
+                tables.append(("calls.jsonl", CallRow, "calls"))
+            if with_voicemail:
+                tables.append(("voicemails.jsonl", VoicemailRow, "voicemails"))
+            for name, model, label in tables:
+                contents[label] = _write_jsonl(staging / name, _stream_rows(db, model))
+                members.append((name, staging / name))
+
+            folders = [("prompts", settings.data_dir / "prompts")]
+            if settings.gateway.prompts_dir is not None:
+                folders.append(("owner_prompts", settings.gateway.prompts_dir))
+            if with_voicemail:
+                folders.append(("voicemail", settings.voicemail_dir))
+            for prefix, folder in folders:
+                found = [(f"{prefix}/{rel}", p) for rel, p in _tree_files(folder)
+                         if _is_safe_relative(rel)]
+                contents[f"{prefix}_files"] = len(found)
+                members.extend(found)
+
+            for name, member_path in members:
+                files[name] = {"size": member_path.stat().st_size,
+                               "sha256": _sha256(member_path)}
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "ringfence_version": __version__,
+                "schema_revision": head_revision(),
+                "created_at": (now or datetime.now(UTC)).isoformat(),
+                "database_backend": db.engine.dialect.name,
+                "contents": contents,
+                "files": files,
+            }
+            manifest_path = staging / MANIFEST
+            manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True),
+                                     encoding="utf-8")
+            # Written next to the target and renamed, so a failed backup leaves no half file.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.part")
+            with tarfile.open(partial, "w:gz") as tar:
+                tar.add(manifest_path, arcname=MANIFEST, recursive=False, filter=_normalise)
+                for name, member_path in members:
+                    tar.add(member_path, arcname=name, recursive=False, filter=_normalise)
+            os.replace(partial, target)
+            return manifest
+    finally:
+        if own_db:
+            db.dispose()
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Owner names and ids of this machine mean nothing on the one the backup goes to.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    return info
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def _is_safe_relative(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return bool(parts) and all(_SAFE_PART.fullmatch(p) for p in parts) and "\\" not in name
+
+
+def _safe_relative(name: str, where: str) -> PurePosixPath:
+    if name.startswith("/") or not _is_safe_relative(name):
+        raise BackupError(f"{where}: unsafe path {name[:80]!r} (absolute, '..', or odd "
+                          "characters)")
+    return PurePosixPath(name)
+
+
+def _known_revisions() -> list[str]:
+    script = ScriptDirectory(str(MIGRATIONS))
+    return [rev.revision for rev in script.walk_revisions()]
+
+
+def check_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Check every member's type, name and size; return them by name."""
+    members: dict[str, tarfile.TarInfo] = {}
+    total = 0
+    for info in tar:  # iterating reads headers one by one, so a bomb stops at the bound
+        if len(members) >= MAX_MEMBERS:
+            raise BackupError(f"the archive has more than {MAX_MEMBERS} files")
+        name = info.name
+        if info.isdir():
+            _safe_relative(name.rstrip("/"), "archive")
+            continue
+        if not info.isfile():
+            raise BackupError(f"archive member {name[:80]!r} is not a regular file "
+                              "(links and devices are refused)")
+        path = _safe_relative(name, "archive")
+        top = path.parts[0]
+        if len(path.parts) == 1:
+            if name != MANIFEST and name not in _TABLE_FILES:
+                raise BackupError(f"unexpected file {name[:80]!r} in the archive")
+            limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_DATA_FILE_BYTES
+        elif top in _FILE_DIRS:
+            limit = MAX_AUDIO_FILE_BYTES
+        else:
+            raise BackupError(f"unexpected file {name[:80]!r} in the archive")
+        if info.size > limit:
+            raise BackupError(f"{name[:80]!r} is {info.size} bytes, more than the {limit} "
+                              "a backup file may have")
+        if name in members:
+            raise BackupError(f"{name[:80]!r} appears twice in the archive")
+        total += info.size
+        if total > MAX_TOTAL_BYTES:
+            raise BackupError(f"the archive unpacks to more than {MAX_TOTAL_BYTES} bytes")
+        members[name] = info
+    return members
+
+
+def check_manifest(manifest: Any) -> dict[str, Any]:
+    """Check the manifest's format and schema; raise BackupError with what to do."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError("this is not a Ringfence backup (manifest.json has no "
+                          f"format {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BackupError("manifest.json: format_version is missing")
+    if version > FORMAT_VERSION:
+        raise BackupError(f"this backup uses format {version}, made by a newer Ringfence "
+                          f"({manifest.get('ringfence_version')}); upgrade first")
+    if version < 1:
+        raise BackupError(f"manifest.json: unknown format_version {version}")
+    schema = manifest.get("schema_revision")
+    if not isinstance(schema, str):
+        raise BackupError("manifest.json: schema_revision is missing")
+    if schema not in _known_revisions():
+        raise BackupError(f"this backup was made by a newer Ringfence (schema {schema}, "
+                          f"version {manifest.get('ringfence_version')}); this one knows "
+                          f"schema {head_revision()} at most: upgrade first")
+    if not isinstance(manifest.get("files"), dict):
+        raise BackupError("manifest.json: the file list is missing")
+    return manifest
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """Open an archive, check its members and manifest, and return the manifest."""
+    with _open_archive(path) as tar:
+        members = check_members(tar)
+        return _load_manifest(tar, members)
+
+
+@contextlib.contextmanager
+def _open_archive(path: Path | str) -> Iterator[tarfile.TarFile]:
+    try:
+        tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in the finally below
+    except FileNotFoundError:
+        raise BackupError(f"{path}: no such file") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BackupError(f"{path}: not a readable .tar.gz archive ({exc})") from None
+    try:
+        yield tar
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BackupError(f"{path}: the archive is damaged ({exc})") from None
+    finally:
+        tar.close()
+
+
+def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> dict[str, Any]:
+    info = members.get(MANIFEST)
+    if info is None:
+        raise BackupError("the archive has no manifest.json: not a Ringfence backup")
+    stream = tar.extractfile(info)
+    assert stream is not None  # a regular file, checked above
+    try:
+        manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackupError(f"manifest.json is not valid JSON: {exc}") from None
+    manifest = check_manifest(manifest)
+    listed = set(manifest["files"])
+    present = set(members) - {MANIFEST}
+    # Without these a restore would empty the lists and re-seed the default rules.
+    for required in ("settings.json", "rules.jsonl", "lists.jsonl"):
+        if required not in present:
+            raise BackupError(f"the archive has no {required}: not a complete backup")
+    if listed != present:
+        odd = sorted(listed ^ present)[0]
+        raise BackupError(f"manifest.json does not match the archive (about {odd[:80]!r})")
+    return manifest
+
+
+def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
+             manifest: dict[str, Any], staging: Path) -> None:
+    """Copy every member to `staging`, checking sizes and SHA-256 against the manifest."""
+    for name, info in members.items():
+        if name == MANIFEST:
+            continue
+        expected = manifest["files"][name]
+        source = tar.extractfile(info)
+        assert source is not None
+        target = staging.joinpath(*PurePosixPath(name).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        written = 0
+        with target.open("wb") as out:
+            while chunk := source.read(1 << 20):
+                written += len(chunk)
+                if written > info.size:
+                    raise BackupError(f"{name[:80]!r} is longer than its header says")
+                digest.update(chunk)
+                out.write(chunk)
+        if not isinstance(expected, dict) or expected.get("sha256") != digest.hexdigest():
+            raise BackupError(f"{name[:80]!r} does not match its checksum: the backup is "
+                              "damaged or was edited")
+
+
+def _read_rows(path: Path, model: type[Base], label: str) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as stream:
+        for line_no, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            where = f"{label} line {line_no}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BackupError(f"{where}: not valid JSON ({exc.msg})") from None
+            yield _check_domain(model, _json_to_row(model, data, where), where)
+
+
+def _settings_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackupError(f"settings.json is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BackupError("settings.json: expected a JSON object")
+    rows = []
+    for key, value in data.items():
+        where = f"settings.json key {key[:60]!r}"
+        values = _json_to_row(SettingRow, {"key": key, "value": value}, where)
+        rows.append(_check_domain(SettingRow, values, where))
+    return rows
+
+
+def _reset_sequences(session: Session, models: list[type[Base]]) -> None:
+    # Rows keep their ids (the call log refers to rules and entries by id); PostgreSQL's
+    # sequences do not follow explicit ids, so the next insert would collide without this.
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for model in models:
+        table = _table(model).name
+        session.execute(text(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
+
+
+def _insert_all(session: Session, model: type[Base], rows: Iterator[dict[str, Any]]) -> int:
+    count = 0
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= _BATCH:
+            session.execute(insert(model), batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        session.execute(insert(model), batch)
+        count += len(batch)
+    return count
+
+
+def restore_from(path: Path | str, settings: Settings, *,
+                 db: Database | None = None) -> RestoreReport:
+    """Restore an archive: lists, rules and settings are replaced in one transaction.
+
+    The call log and voicemails are replaced only when the archive holds them. Prompt and
+    voicemail files are written after the database commits.
+    """
+    from gateway.service import open_database
+
+    own_db = db is None
+    db = db or open_database(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _open_archive(path) as tar:
+            members = check_members(tar)
+            manifest = _load_manifest(tar, members)
+            needed = sum(i.size for i in members.values())
+            free = shutil.disk_usage(settings.data_dir).free
+            if needed * 2 > free:  # staged copy plus the database rows
+                raise BackupError(f"not enough free space in {settings.data_dir}: the backup "
+                                  f"needs about {needed * 2} bytes, {free} are free")
+            # Staged inside the data folder so moving files into place is a rename.
+            with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.data_dir) as tmp:
+                staging = Path(tmp)
+                _extract(tar, members, manifest, staging)
+                _check_writable(staging, settings)
+                report = RestoreReport(manifest=manifest)
+                _restore_rows(db, staging, report)
+                for folder in _FILE_DIRS:
+                    report.files[folder] = _move_files(staging / folder,
+                                                       _destination(folder, settings))
+        return report
+    finally:
+        if own_db:
+            db.dispose()
+
+
+def _check_writable(staging: Path, settings: Settings) -> None:
+    """Fail before the database changes if a file could not be put in place afterwards."""
+    for folder in _FILE_DIRS:
+        if not any(_tree_files(staging / folder)):
+            continue
+        target = _destination(folder, settings)
+        probe = target
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise BackupError(f"cannot write {_FILE_DIRS[folder]} files into {target} "
+                              "(permission denied)")
+
+
+def _destination(folder: str, settings: Settings) -> Path:
+    if folder == "voicemail":
+        return settings.voicemail_dir
+    if folder == "owner_prompts" and settings.gateway.prompts_dir is not None:
+        return settings.gateway.prompts_dir
+    return settings.data_dir / "prompts"
+
+
+def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
+    has_calls = (staging / "calls.jsonl").exists()
+    has_voicemails = (staging / "voicemails.jsonl").exists()
+    settings_rows = _settings_rows(staging / "settings.json") if (
+        staging / "settings.json").exists() else []
+    with db.session() as s:
+        old_version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
+        if has_voicemails or has_calls:
+            s.execute(delete(VoicemailRow))
+        if has_calls:
+            s.execute(delete(CallRow))
+        s.execute(delete(ListEntryRow))
+        s.execute(delete(RuleRow))
+        s.execute(delete(SettingRow))
+        for row in settings_rows:
+            s.add(SettingRow(key=row["key"], value=row.get("value")))
+        report.rows["settings"] = len(settings_rows)
+        inserted: list[type[Base]] = []
+        call_ids: set[int] = set()
+        for name, label in (("rules.jsonl", "rules"), ("lists.jsonl", "list entries"),
+                            ("calls.jsonl", "calls"), ("voicemails.jsonl", "voicemails")):
+            model = _TABLE_FILES[name]
+            if not (staging / name).exists():
+                continue
+            rows = _read_rows(staging / name, model, name)
+            if model is CallRow:
+                rows = _remember_ids(rows, call_ids)
+            elif model is VoicemailRow:
+                # A message whose call is not in the backup (none were backed up, or the call
+                # came in while the backup was being written) keeps the message, not the link.
+                rows = ({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
+                         else None} for r in rows)
+            s.flush()
+            report.rows[label] = _insert_all(s, model, rows)
+            inserted.append(model)
+        s.flush()
+        _reset_sequences(s, inserted)
+        # A new rules_version makes the running gateway reload its cached patterns.
+        version = max(int(old_version or 0), int(s.scalar(
+            select(SettingRow.value).where(SettingRow.key == "rules_version")) or 0)) + 1
+        version_row = s.get(SettingRow, "rules_version")
+        if version_row is None:
+            s.add(SettingRow(key="rules_version", value=version))
+        else:
+            version_row.value = version
+
+
+def _remember_ids(rows: Iterator[dict[str, Any]], ids: set[int]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        ids.add(row["id"])
+        yield row
+
+
+def _move_files(source: Path, target: Path) -> int:
+    count = 0
+    for relative, path in _tree_files(source):
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), destination)
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a backup archive."""
+    path = Path(args.file)
+    if path.is_dir() or args.file.endswith("/"):
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        path = path / f"ringfence-backup-{stamp}.tar.gz"
+    manifest = backup_to(path, settings, with_calls=args.with_calls,
+                         with_voicemail=args.with_voicemail)
+    contents = ", ".join(f"{n} {k}" for k, n in manifest["contents"].items())
+    print(f"backup written to {path} (schema {manifest['schema_revision']}): {contents}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Check an archive and restore it, after confirmation."""
+    try:
+        manifest = read_manifest(args.file)
+    except BackupError as exc:
+        print(f"ringfence restore: {exc}", file=sys.stderr)
+        return 2
+    contents = ", ".join(f"{n} {k}" for k, n in manifest["contents"].items())
+    print(f"backup of {manifest.get('created_at')} by Ringfence "
+          f"{manifest.get('ringfence_version')} (schema {manifest['schema_revision']}): "
+          f"{contents}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("ringfence restore: this replaces the lists, rules and settings; "
+                  "add --yes to confirm", file=sys.stderr)
+            return 2
+        answer = input("Replace the current lists, rules and settings with this backup? "
+                       "[y/N] ")
+        if answer.strip().lower() not in ("y", "yes", "o", "oui"):
+            print("nothing changed")
+            return 1
+    try:
+        report = restore_from(args.file, settings)
+    except BackupError as exc:
+        print(f"ringfence restore: {exc}; nothing changed", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the installation's health; exit 1 when something is wrong."""
+    from gateway.health import collect_status, render_text
+
+    status = collect_status(settings)
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=1))
+    else:
+        sys.stdout.write(render_text(status))
+    return 0 if status["ok"] else 1
+
+
+def register_commands(sub: Any) -> None:
+    """Add `backup`, `restore` and `status` to the `ringfence` command."""
+    backup = sub.add_parser("backup", help="write lists, rules and settings to a .tar.gz")
+    backup.add_argument("file", help="archive to write (or a folder: a dated name is chosen)")
+    backup.add_argument("--with-calls", action="store_true", help="include the call log")
+    backup.add_argument("--with-voicemail", action="store_true",
+                        help="include recorded messages (WAV files)")
+    backup.set_defaults(handler=cmd_backup)
+
+    restore = sub.add_parser("restore", help="restore a backup made by `ringfence backup`")
+    restore.add_argument("file")
+    restore.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    restore.set_defaults(handler=cmd_restore)
+
+    status = sub.add_parser("status", help="lines, database, disk and voicemail health")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+
+__all__ = ["BackupError", "RestoreReport", "backup_to", "read_manifest", "register_commands",
+           "restore_from"]
+

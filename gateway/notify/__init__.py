@@ -1,0 +1,1 @@
+"""Notifications: the daily digest, instant alerts, and the channels that carry them."""

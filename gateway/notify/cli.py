@@ -1,0 +1,167 @@
+"""`ringfence notify test`, `ringfence digest --preview`, `ringfence subscriptions …`,
+`ringfence retention`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.config import Settings
+
+
+def _service(settings: Settings) -> Any:
+    from gateway.service import open_service
+
+    return open_service(settings, upgrade=False)
+
+
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    """Send a test message on each channel and print each channel's result."""
+    from gateway.notify.notifier import Notifier
+
+    notifier = Notifier(_service(settings).db, settings)
+    if not notifier.channels:
+        print("no channel configured: set [notify.smtp] host or notify.apprise_urls",
+              file=sys.stderr)
+        return 1
+    results = notifier.send_test(args.channel or None)
+    if not results:
+        names = ", ".join(c.name for c in notifier.channels)
+        print(f"no channel matches {args.channel}; configured: {names}", file=sys.stderr)
+        return 1
+    for name, error in results:
+        print(f"{name}: {'OK' if error is None else 'FAILED: ' + error}")
+    return 0 if all(error is None for _, error in results) else 1
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the digest that would be sent (nothing is sent or recorded)."""
+    from gateway.notify.collect import due_period
+    from gateway.notify.notifier import render_digest
+    from gateway.store.models import utcnow
+
+    if args.date:
+        try:
+            day = date.fromisoformat(args.date)
+        except ValueError:
+            raise ValueError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
+    else:
+        day = due_period(utcnow(), settings)
+    rendered = render_digest(_service(settings).db, settings, day, now=utcnow())
+    if args.format == "html":
+        print(rendered.html, end="")
+    elif args.format == "sms":
+        for part in rendered.sms:
+            print(f"[{len(part)}] {part}")
+    else:
+        print(f"Subject: {rendered.subject}\n")
+        print(rendered.text, end="")
+    return 0
+
+
+def _local(moment: datetime | None, settings: Settings) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(ZoneInfo(settings.timezone)).isoformat(timespec="minutes")
+
+
+def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    """add | list | remove | refresh list subscriptions."""
+    from gateway import subscriptions as subs
+
+    db = _service(settings).db
+    command = args.subscriptions_command or "list"
+    try:
+        if command == "add":
+            row = subs.add_subscription(db, args.list, args.url, label=args.label or "",
+                                        refresh_hours=args.every
+                                        or settings.subscriptions.refresh_hours)
+            print(f"subscription {row.id} added: {row.list} list from {row.url}")
+            if not args.no_refresh:
+                return _print_refresh(subs.refresh(db, settings, row.id))
+        elif command == "remove":
+            if not subs.remove_subscription(db, settings, args.id):
+                print(f"there is no subscription {args.id}", file=sys.stderr)
+                return 1
+            print(f"subscription {args.id} and its entries removed")
+        elif command == "refresh":
+            rows = subs.list_subscriptions(db)
+            ids = [args.id] if args.id is not None else [r.id for r in rows]
+            worst = 0
+            for sub_id in ids:
+                worst = max(worst, _print_refresh(subs.refresh(db, settings, sub_id,
+                                                               force=args.force)))
+            return worst
+        else:
+            for row in subs.list_subscriptions(db):
+                print(json.dumps({
+                    "id": row.id, "list": row.list, "url": row.url, "label": row.label,
+                    "source": subs.source_of(row.id), "entries": row.entry_count,
+                    "rejected": row.rejected_count, "refresh_hours": row.refresh_hours,
+                    "last_success": _local(row.last_success_at, settings),
+                    "last_error": row.last_error,
+                }, ensure_ascii=False))
+    except subs.SubscriptionError as exc:
+        print(f"ringfence subscriptions: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_refresh(result: Any) -> int:
+    if result.ok:
+        print(f"subscription {result.subscription_id}: {result.entries} entries "
+              f"({result.rejected} lines rejected)")
+        return 0
+    print(f"subscription {result.subscription_id}: refresh failed, previous entries kept: "
+          f"{result.error}", file=sys.stderr)
+    return 1
+
+
+def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the retention purge now."""
+    from gateway.retention import run_retention
+
+    report = run_retention(_service(settings).db, settings)
+    print(report.summary())
+    return 0
+
+
+def register_commands(sub: Any) -> None:
+    """Add this module's subcommands to the `ringfence` parser."""
+    notify = sub.add_parser("notify", help="notification channels")
+    nsub = notify.add_subparsers(dest="notify_command", required=True)
+    test = nsub.add_parser("test", help="send a test message on each channel")
+    test.add_argument("--channel", action="append",
+                      help="only this channel: email, a scheme (ntfy) or a full name (ntfy:1a2b)")
+    notify.set_defaults(handler=cmd_notify)
+
+    digest = sub.add_parser("digest", help="show the daily digest")
+    digest.add_argument("--preview", action="store_true",
+                        help="print it without sending (the only mode: sending is scheduled)")
+    digest.add_argument("--date", help="the digest of this local date, YYYY-MM-DD")
+    digest.add_argument("--format", choices=["text", "html", "sms"], default="text")
+    digest.set_defaults(handler=cmd_digest)
+
+    subs = sub.add_parser("subscriptions", help="lists kept in step with a URL or a file")
+    ssub = subs.add_subparsers(dest="subscriptions_command")
+    add = ssub.add_parser("add", help="subscribe a list to a URL or an absolute file path")
+    add.add_argument("list", choices=["allow", "block"])
+    add.add_argument("url")
+    add.add_argument("--label")
+    add.add_argument("--every", type=int, help="refresh every N hours")
+    add.add_argument("--no-refresh", action="store_true", help="do not fetch it now")
+    ssub.add_parser("list", help="print subscriptions as JSON lines")
+    remove = ssub.add_parser("remove", help="remove a subscription and its entries")
+    remove.add_argument("id", type=int)
+    refresh = ssub.add_parser("refresh", help="fetch one subscription (or all) now")
+    refresh.add_argument("id", type=int, nargs="?")
+    refresh.add_argument("--force", action="store_true",
+                         help="accept a list that shrank a lot since the last refresh")
+    subs.set_defaults(handler=cmd_subscriptions)
+
+    retention = sub.add_parser("retention", help="purge old calls and voicemails now")
+    retention.set_defaults(handler=cmd_retention)

@@ -1,0 +1,482 @@
+"""Build the daily digest from plain data: subject, plain text, HTML and SMS. Pure, no I/O.
+
+Every value that a stranger controls (display names, numbers, and anything else that came from
+a call) goes through `inert()` before it is placed anywhere, and through `html.escape()` as well
+in the HTML part: a display name such as ``<img src=x onerror=alert(1)>`` must reach the
+owner's phone as text, and a name full of newlines or bidi overrides must not forge lines.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Language = Literal["fr", "en"]
+
+SMS_LIMIT = 160  # GSM-7 septets in one SMS
+NAME_LIMIT = 40  # longest stranger-supplied value we show
+SHOW_LIMIT = 10  # rows per section in the email
+
+# GSM 03.38: characters an SMS carries in 7 bits. Anything else switches the whole SMS to
+# UCS-2 and its limit drops from 160 to 70, so SMS text is folded into this set.
+_GSM7_BASIC = set(
+    "@£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€")  # two septets each
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class VoicemailItem:
+    """A new voicemail: when, from whom, how long."""
+
+    at: datetime  # local time
+    caller: str  # formatted number, or "withheld"/"invalid"
+    name: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class CallerCount:
+    """A caller and how many calls it made (top blocked, repeat unknown callers)."""
+
+    caller: str
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class BurstItem:
+    """A burst of unknown callers: when it started and ended (None: still on)."""
+
+    started_at: datetime  # local time
+    ended_at: datetime | None
+    callers: int  # distinct unknown callers at the peak
+    calls: int  # calls that met the burst shield
+
+
+@dataclass(frozen=True)
+class LookItem:
+    """A number worth a look, and why."""
+
+    caller: str
+    name: str
+    why: Literal["repeat", "challenge", "auto"]
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class EntryChange:
+    """A list entry added since the last digest."""
+
+    list: str  # allow | block
+    pattern: str
+    label: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A rule or run-time setting that differs from the previous digest's snapshot."""
+
+    change: Literal["added", "removed", "changed", "setting"]
+    text: str
+
+
+@dataclass(frozen=True)
+class DigestData:
+    """Everything one digest says, already gathered from the database."""
+
+    period: str  # the local date of the digest, YYYY-MM-DD
+    start: datetime  # local, inclusive
+    end: datetime  # local, exclusive
+    total_calls: int = 0
+    by_action: tuple[tuple[str, int], ...] = ()  # action kind -> calls
+    top_blocked: tuple[CallerCount, ...] = ()
+    voicemails: tuple[VoicemailItem, ...] = ()
+    bursts: tuple[BurstItem, ...] = ()
+    worth_a_look: tuple[LookItem, ...] = ()
+    new_entries: tuple[EntryChange, ...] = ()
+    subscription_entries: tuple[tuple[str, int], ...] = ()  # subscription label -> entries
+    rule_changes: tuple[RuleChange, ...] = ()
+    first_digest: bool = False  # no earlier snapshot: rule changes cannot be told
+
+    @property
+    def blocked(self) -> int:
+        """Calls that did not simply ring through."""
+        return self.total_calls - dict(self.by_action).get("pass", 0)
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """A digest ready for every channel."""
+
+    subject: str
+    text: str
+    html: str
+    sms: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- making values inert
+
+
+def inert(value: str, limit: int = NAME_LIMIT) -> str:
+    """Make a stranger-supplied value safe to show as one line of text.
+
+    Control characters, line and paragraph separators and format characters (bidi overrides,
+    zero-width joiners) are dropped, runs of spaces collapsed, and the result capped at `limit`.
+    """
+    kept = []
+    for char in value:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            kept.append(" " if char in "\t\n\r\v\f\x85\u2028\u2029" else "")
+        else:
+            kept.append(char)
+    text = " ".join("".join(kept).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def gsm7(text: str) -> str:
+    """Fold text into the GSM-7 character set (accents dropped where GSM has none)."""
+    out = []
+    for char in text:
+        if char in _GSM7_BASIC or char in _GSM7_EXTENDED:
+            out.append(char)
+            continue
+        if char == "…":
+            out.append("...")
+            continue
+        if char in "\u2018\u2019":  # typographic apostrophes
+            out.append("'")
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char)
+                       if not unicodedata.combining(c))
+        out.append(base if base and all(c in _GSM7_BASIC for c in base) else "?")
+    return "".join(out)
+
+
+def sms_length(text: str) -> int:
+    """Length of GSM-7 text in septets (extended characters count twice)."""
+    return sum(2 if c in _GSM7_EXTENDED else 1 for c in text)
+
+
+def split_sms(head: str, pieces: Sequence[str], max_parts: int, sep: str = ", ") -> tuple[str, ...]:
+    """Join `pieces` after `head` into SMS of at most 160 septets, split between pieces.
+
+    Parts get an " (i/n)" marker when there is more than one; past `max_parts` the last part
+    ends with "..." so an owner paying per SMS never gets a flood.
+    """
+    head, pieces = gsm7(head), [gsm7(p) for p in pieces if p]
+    single = head + " " + sep.join(pieces) if pieces else head
+    if sms_length(single) <= SMS_LIMIT:
+        return (single,)
+    marker_room = len(" (9/9)")
+    budget = SMS_LIMIT - marker_room
+    parts: list[str] = []
+    current = head
+    for piece in pieces:
+        candidate = f"{current} {piece}" if current == head else f"{current}{sep}{piece}"
+        if sms_length(candidate) <= budget:
+            current = candidate
+            continue
+        parts.append(current)
+        current = piece if sms_length(piece) <= budget else piece[: budget - 3] + "..."
+    parts.append(current)
+    if len(parts) > max_parts:
+        parts = parts[:max_parts]
+        last = parts[-1]
+        parts[-1] = (last if sms_length(last) <= budget - 3 else last[: budget - 3]) + "..."
+    if len(parts) == 1:
+        return (parts[0],)
+    return tuple(f"{p} ({i}/{len(parts)})" for i, p in enumerate(parts, start=1))
+
+
+# --------------------------------------------------------------------------- words
+
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "subject": "Ringfence: {calls} calls, {blocked} screened, {vm} ({date})",
+        "title": "Ringfence daily digest",
+        "window": "From {start} to {end}",
+        "calls": "Calls",
+        "no_calls": "No calls.",
+        "total": "{n} calls in all",
+        "pass": "rang through", "reject": "rejected", "announce": "answered with a message",
+        "voicemail": "sent to voicemail", "challenge": "challenged",
+        "top_blocked": "Most screened numbers",
+        "voicemails": "New voicemails",
+        "no_voicemails": "No new voicemail.",
+        "bursts": "Bursts of unknown callers",
+        "burst_line": "{start} for {duration}: {callers} distinct callers, {calls} calls shielded",
+        "burst_on": "{start}, still on: {callers} distinct callers, {calls} calls shielded",
+        "look": "Numbers worth a look",
+        "repeat": "called {n} times, unknown",
+        "challenge_passed": "passed the challenge",
+        "auto": "allowed automatically",
+        "changes": "Changes to lists and rules",
+        "entry_added": "added to the {list} list",
+        "subscription": "subscription {label}: {n} entries",
+        "rule_added": "rule added", "rule_removed": "rule removed", "rule_changed": "rule changed",
+        "setting": "setting changed",
+        "first": "(first digest: rule changes will be shown from the next one)",
+        "no_changes": "No changes.",
+        "allow": "allow", "block": "block",
+        "withheld": "withheld", "invalid": "invalid number",
+        "more": "… and {n} more",
+        "times": "\u00d7{n}",
+        "sms_head": "Ringfence {date}:",
+        "sms_calls": "{n} calls", "sms_blocked": "{n} screened", "sms_vm": "{n} voicemails",
+        "sms_bursts": "{n} bursts", "sms_look": "check {items}",
+        "sms_calls_1": "1 call", "sms_vm_1": "1 voicemail", "sms_bursts_1": "1 burst",
+        "footer": "Sent by Ringfence. Change what is sent in config.toml, section [notify].",
+    },
+    "fr": {
+        "subject": "Ringfence : {calls} appels, {blocked} filtrés, {vm} ({date})",
+        "title": "Ringfence, résumé du jour",
+        "window": "Du {start} au {end}",
+        "calls": "Appels",
+        "no_calls": "Aucun appel.",
+        "total": "{n} appels en tout",
+        "pass": "ont sonné", "reject": "rejetés", "announce": "ont entendu une annonce",
+        "voicemail": "envoyés sur la messagerie", "challenge": "soumis au test",
+        "top_blocked": "Numéros les plus filtrés",
+        "voicemails": "Nouveaux messages",
+        "no_voicemails": "Aucun nouveau message.",
+        "bursts": "Rafales d'appels inconnus",
+        "burst_line": "{start} pendant {duration} : {callers} appelants distincts, "
+                      "{calls} appels filtrés",
+        "burst_on": "{start}, toujours en cours : {callers} appelants distincts, "
+                    "{calls} appels filtrés",
+        "look": "Numéros à regarder",
+        "repeat": "a appelé {n} fois, inconnu",
+        "challenge_passed": "a réussi le test",
+        "auto": "autorisé automatiquement",
+        "changes": "Changements des listes et des règles",
+        "entry_added": "ajouté à la liste {list}",
+        "subscription": "abonnement {label} : {n} entrées",
+        "rule_added": "règle ajoutée", "rule_removed": "règle supprimée",
+        "rule_changed": "règle modifiée", "setting": "réglage modifié",
+        "first": "(premier résumé : les changements de règles apparaîtront dès le prochain)",
+        "no_changes": "Aucun changement.",
+        "allow": "d'autorisation", "block": "de blocage",
+        "withheld": "masqué", "invalid": "numéro invalide",
+        "more": "… et {n} de plus",
+        "times": "\u00d7{n}",
+        "sms_head": "Ringfence {date} :",
+        "sms_calls": "{n} appels", "sms_blocked": "{n} filtrés", "sms_vm": "{n} messages",
+        "sms_bursts": "{n} rafales", "sms_look": "à voir {items}",
+        "sms_calls_1": "1 appel", "sms_blocked_1": "1 filtré", "sms_vm_1": "1 message",
+        "sms_bursts_1": "1 rafale",
+        "footer": "Envoyé par Ringfence. Réglez les envois dans config.toml, section [notify].",
+    },
+}
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+ACTION_ORDER = ("pass", "reject", "announce", "voicemail", "challenge")
+
+
+def counted(w: dict[str, str], key: str, n: int) -> str:
+    """A phrase with a count, singular when there is a singular form and n is 1."""
+    return (w.get(f"{key}_1") if n == 1 else None) or w[key].format(n=n)
+
+
+def words(language: str) -> dict[str, str]:
+    """The phrase book for `language` (English for anything unknown)."""
+    return _WORDS.get(language, _WORDS["en"])
+
+
+def format_day(moment: datetime, language: str) -> str:
+    """23/11 in French, 23 Nov in English."""
+    if language == "fr":
+        return f"{moment.day:02d}/{moment.month:02d}"
+    return f"{moment.day} {_MONTHS_EN[moment.month - 1]}"
+
+
+def format_moment(moment: datetime, language: str) -> str:
+    """Day and time, e.g. 23/11 08:00."""
+    return f"{format_day(moment, language)} {moment:%H:%M}"
+
+
+def format_duration(seconds: float, language: str) -> str:
+    """0:42 for short things, 35 min or 1 h 05 for long ones."""
+    seconds = max(0, round(seconds))
+    if seconds < 600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d}"
+
+
+def _who(caller: str, name: str, w: dict[str, str]) -> str:
+    shown = w.get(caller, caller) if caller in ("withheld", "invalid") else caller
+    shown, name = inert(shown, 30), inert(name)
+    return f"{shown} ({name})" if name else shown
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class _Section:
+    title: str
+    lines: tuple[str, ...]  # plain text, already inert (escape before putting in HTML)
+    empty: str = ""
+
+
+def _capped(lines: list[str], total: int, w: dict[str, str]) -> tuple[str, ...]:
+    if total > len(lines):
+        lines = [*lines, w["more"].format(n=total - len(lines))]
+    return tuple(lines)
+
+
+def _sections(data: DigestData, lang: str) -> list[_Section]:
+    w = words(lang)
+    counts = dict(data.by_action)
+    call_lines = [f"{counts[a]} {w[a]}" for a in ACTION_ORDER if counts.get(a)]
+    call_lines += [f"{n} {inert(a)}" for a, n in data.by_action if a not in ACTION_ORDER]
+    if data.total_calls:
+        call_lines.append(w["total"].format(n=data.total_calls))
+    sections = [_Section(w["calls"], tuple(call_lines), w["no_calls"])]
+
+    vm_lines = [
+        f"{format_moment(v.at, lang)}  {_who(v.caller, v.name, w)}  "
+        f"{format_duration(v.duration_s, lang)}"
+        for v in data.voicemails[:SHOW_LIMIT]
+    ]
+    sections.append(_Section(w["voicemails"], _capped(vm_lines, len(data.voicemails), w),
+                             w["no_voicemails"]))
+    if data.top_blocked:
+        lines = [f"{_who(c.caller, c.name, w)}  {w['times'].format(n=c.count)}"
+                 for c in data.top_blocked[:SHOW_LIMIT]]
+        sections.append(_Section(w["top_blocked"], tuple(lines)))
+    if data.bursts:
+        lines = []
+        for b in data.bursts[:SHOW_LIMIT]:
+            start = format_moment(b.started_at, lang)
+            if b.ended_at is None:
+                lines.append(w["burst_on"].format(start=start, callers=b.callers, calls=b.calls))
+            else:
+                duration = format_duration((b.ended_at - b.started_at).total_seconds(), lang)
+                lines.append(w["burst_line"].format(start=start, duration=duration,
+                                                    callers=b.callers, calls=b.calls))
+        sections.append(_Section(w["bursts"], _capped(lines, len(data.bursts), w)))
+    if data.worth_a_look:
+        why = {"repeat": w["repeat"], "challenge": w["challenge_passed"], "auto": w["auto"]}
+        lines = [f"{_who(item.caller, item.name, w)}: {why[item.why].format(n=item.count)}"
+                 for item in data.worth_a_look[:SHOW_LIMIT]]
+        sections.append(_Section(w["look"], _capped(lines, len(data.worth_a_look), w)))
+
+    change_lines = [
+        f"{inert(e.pattern, 30)}"
+        + (f" ({inert(e.label)})" if e.label else "")
+        + f": {w['entry_added'].format(list=w.get(e.list, e.list))}"
+        for e in data.new_entries[:SHOW_LIMIT]
+    ]
+    change_lines = list(_capped(change_lines, len(data.new_entries), w))
+    change_lines += [w["subscription"].format(label=inert(label), n=n)
+                     for label, n in data.subscription_entries]
+    rule_word = {"added": w["rule_added"], "removed": w["rule_removed"],
+                 "changed": w["rule_changed"], "setting": w["setting"]}
+    change_lines += [f"{rule_word[c.change]}: {inert(c.text, 120)}" for c in data.rule_changes]
+    if data.first_digest:
+        change_lines.append(w["first"])
+    sections.append(_Section(w["changes"], tuple(change_lines), w["no_changes"]))
+    return sections
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_subject(data: DigestData, language: str) -> str:
+    """The email subject / push title."""
+    w = words(language)
+    return w["subject"].format(calls=data.total_calls, blocked=data.blocked,
+                               vm=counted(w, "sms_vm", len(data.voicemails)),
+                               date=format_day(data.end, language))
+
+
+def render_text(data: DigestData, language: str) -> str:
+    """The plain-text digest."""
+    w = words(language)
+    out = [w["title"], w["window"].format(start=format_moment(data.start, language),
+                                          end=format_moment(data.end, language)), ""]
+    for section in _sections(data, language):
+        out.append(section.title)
+        out.append("-" * len(section.title))
+        if section.lines:
+            out.extend(f"- {line}" for line in section.lines)
+        else:
+            out.append(section.empty)
+        out.append("")
+    out.append(w["footer"])
+    return "\n".join(out) + "\n"
+
+
+_HTML_STYLE = (
+    "body{margin:0;padding:12px;font-family:-apple-system,Segoe UI,Roboto,sans-serif;"
+    "font-size:16px;line-height:1.4;color:#222;background:#fff}"
+    "h1{font-size:20px;margin:0 0 4px}h2{font-size:17px;margin:18px 0 6px;"
+    "border-bottom:1px solid #ddd}ul{margin:0;padding-left:20px}li{margin:2px 0}"
+    ".muted{color:#666;font-size:14px}"
+)
+
+
+def render_html(data: DigestData, language: str) -> str:
+    """The HTML digest: one column, readable on a phone; every value escaped."""
+    w = words(language)
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{esc(language)}"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>{esc(w['title'])}</title><style>{_HTML_STYLE}</style></head>",
+        '<body><div style="max-width:600px;margin:0 auto">',
+        f"<h1>{esc(w['title'])}</h1>",
+        '<p class="muted">' + esc(w["window"].format(
+            start=format_moment(data.start, language), end=format_moment(data.end, language)))
+        + "</p>",
+    ]
+    for section in _sections(data, language):
+        parts.append(f"<h2>{esc(section.title)}</h2>")
+        if section.lines:
+            parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in section.lines)
+                         + "</ul>")
+        else:
+            parts.append(f'<p class="muted">{esc(section.empty)}</p>')
+    parts.append(f'<p class="muted">{esc(w["footer"])}</p></div></body></html>')
+    return "\n".join(parts) + "\n"
+
+
+def render_sms(data: DigestData, language: str, max_parts: int = 2) -> tuple[str, ...]:
+    """The essentials in one SMS of 160 GSM-7 characters, or a few when there is more."""
+    w = words(language)
+    pieces = [counted(w, "sms_calls", data.total_calls)]
+    if data.total_calls:
+        pieces.append(counted(w, "sms_blocked", data.blocked))
+    if data.voicemails:
+        pieces.append(counted(w, "sms_vm", len(data.voicemails)))
+    if data.bursts:
+        pieces.append(counted(w, "sms_bursts", len(data.bursts)))
+    look = [inert(item.caller, 20) for item in data.worth_a_look[:3]]
+    if look:
+        pieces.append(w["sms_look"].format(items=" / ".join(look)))
+    return split_sms(w["sms_head"].format(date=format_day(data.end, language)), pieces,
+                     max_parts)
+
+
+def build_digest(data: DigestData, language: str, sms_max_parts: int = 2) -> RenderedDigest:
+    """Render a digest for every channel."""
+    return RenderedDigest(
+        subject=render_subject(data, language),
+        text=render_text(data, language),
+        html=render_html(data, language),
+        sms=render_sms(data, language, sms_max_parts),
+    )

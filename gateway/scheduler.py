@@ -1,0 +1,264 @@
+"""Everything that runs on a clock in the gateway process. The only importer of APScheduler.
+
+One BackgroundScheduler, fixed job ids, `replace_existing=True`:
+- ``ringfence.digest``: the daily digest, a CronTrigger in the owner's zone (DST-safe);
+- ``ringfence.retention``: the daily purge;
+- ``ringfence.subscriptions``: refreshes list subscriptions that are due;
+- ``ringfence.tick``: every minute, alerts and retries of failed sends;
+- ``ringfence.catch_up``: once at start, sends the latest digest if it was missed.
+
+The first three live in a SQLAlchemyJobStore (table ``apscheduler_jobs`` in the same database),
+so their next run time survives a restart: a run missed while the Pi was off fires once on
+start (coalesce, misfire_grace_time). That alone can repeat work (e.g. the autumn day when
+02:30 happens twice) or miss it (a first start after digest time), so the jobs themselves are
+idempotent: a digest is claimed per (period, channel) in the notifications table before it is
+sent. The tick and the catch-up are in memory: they derive everything from the database.
+
+Job functions take no arguments (stored jobs are pickled by reference); they find the running
+scheduler's context in a module variable, so only one RingfenceScheduler runs per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (  # type: ignore[import-untyped]  # APScheduler 3 ships no types
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.jobstores.memory import MemoryJobStore  # type: ignore[import-untyped]
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # type: ignore[import-untyped]
+from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+
+from gateway.config import Settings
+from gateway.notify import alerts
+from gateway.notify.notifier import DIGEST_GRACE, Notifier
+from gateway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+JOB_DIGEST = "ringfence.digest"
+JOB_RETENTION = "ringfence.retention"
+JOB_SUBSCRIPTIONS = "ringfence.subscriptions"
+JOB_TICK = "ringfence.tick"
+JOB_CATCH_UP = "ringfence.catch_up"
+JOBS_TABLE = "apscheduler_jobs"
+SUBSCRIPTION_CHECK_MINUTES = 15
+
+
+class _HasDatabase(Protocol):
+    """What start_scheduler needs of the screening service."""
+
+    @property
+    def db(self) -> Database: ...
+
+
+class _Context:
+    """What the job functions work with."""
+
+    def __init__(self, settings: Settings, db: Database, notifier: Notifier) -> None:
+        self.settings = settings
+        self.db = db
+        self.notifier = notifier
+
+
+_context: _Context | None = None
+_context_lock = threading.Lock()
+
+
+def _current() -> _Context:
+    context = _context
+    if context is None:
+        raise RuntimeError("no Ringfence scheduler is running in this process")
+    return context
+
+
+# --------------------------------------------------------------------------- job functions
+# Module-level so that the SQLAlchemy job store can pickle them by reference.
+
+
+def run_digest() -> None:
+    """The daily digest job."""
+    _current().notifier.send_due_digest()
+
+
+def run_tick() -> None:
+    """The minute job: alerts and retries."""
+    _current().notifier.tick()
+
+
+def run_retention() -> None:
+    """The daily purge."""
+    from gateway.retention import run_retention as purge
+
+    context = _current()
+    purge(context.db, context.settings)
+
+
+def run_subscriptions() -> None:
+    """Refresh subscriptions whose time has come."""
+    from gateway.subscriptions import refresh_due
+
+    context = _current()
+    refresh_due(context.db, context.settings)
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+def _hh_mm(text: str) -> tuple[int, int]:
+    hour, minute = text.split(":")
+    return int(hour), int(minute)
+
+
+def digest_trigger(settings: Settings) -> CronTrigger:
+    """Every day at `notify.digest_time` in the owner's zone."""
+    hour, minute = _hh_mm(settings.notify.digest_time)
+    return CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(settings.timezone))
+
+
+def retention_trigger(settings: Settings) -> CronTrigger:
+    """Every day at `retention.time` in the owner's zone."""
+    hour, minute = _hh_mm(settings.retention.time)
+    return CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(settings.timezone))
+
+
+class RingfenceScheduler:
+    """The running scheduler; `shutdown()` stops it."""
+
+    def __init__(self, settings: Settings, db: Database, notifier: Notifier) -> None:
+        self.settings = settings
+        self.db = db
+        self.notifier = notifier
+        self.runs: Counter[str] = Counter()  # finished runs per job id (tests and status)
+        self._runs_changed = threading.Condition()
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE),
+                       "volatile": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=ZoneInfo(settings.timezone),
+        )
+        self.scheduler.add_listener(self._on_event,
+                                    EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("job %s missed its run at %s", event.job_id,
+                        getattr(event, "scheduled_run_time", "?"))
+            return
+        with self._runs_changed:
+            self.runs[event.job_id] += 1
+            self._runs_changed.notify_all()
+
+    def wait_for_runs(self, job_id: str, count: int, timeout: float = 30.0) -> bool:
+        """Block until `job_id` has finished `count` runs (or `timeout`); return whether it did."""
+        with self._runs_changed:
+            return self._runs_changed.wait_for(lambda: self.runs[job_id] >= count, timeout)
+
+    def _stored_jobs(self) -> list[dict[str, Any]]:
+        settings = self.settings
+        return [
+            # A digest late by up to DIGEST_GRACE still goes out; coalesce makes it once.
+            {"id": JOB_DIGEST, "func": run_digest, "trigger": digest_trigger(settings),
+             "misfire_grace_time": int(DIGEST_GRACE.total_seconds())},
+            {"id": JOB_RETENTION, "func": run_retention, "trigger": retention_trigger(settings),
+             "misfire_grace_time": 24 * 3600},
+            {"id": JOB_SUBSCRIPTIONS, "func": run_subscriptions,
+             "trigger": IntervalTrigger(minutes=SUBSCRIPTION_CHECK_MINUTES,
+                                        timezone=ZoneInfo(settings.timezone)),
+             "misfire_grace_time": 3600},
+        ]
+
+    def start(self) -> None:
+        """Register the jobs and start the background thread."""
+        # Start paused so that no stored job fires while the set is being brought up to date.
+        self.scheduler.start(paused=True)
+        for spec in self._stored_jobs():
+            existing = self._stored_job(spec["id"])
+            if (existing is not None and existing.func_ref == f"{__name__}:{spec['func'].__name__}"
+                    and repr(existing.trigger) == repr(spec["trigger"])
+                    and existing.misfire_grace_time == spec["misfire_grace_time"]):
+                # Unchanged: keep it, with its stored next run time. Replacing it would
+                # recompute that time from now and silently drop a run missed while stopped.
+                continue
+            self.scheduler.add_job(jobstore="default", replace_existing=True, **spec)
+        now = datetime.now(ZoneInfo(self.settings.timezone))
+        zone = ZoneInfo(self.settings.timezone)
+        self.scheduler.add_job(run_tick, IntervalTrigger(minutes=1, timezone=zone), id=JOB_TICK,
+                               jobstore="volatile", replace_existing=True,
+                               misfire_grace_time=60,
+                               next_run_time=now + timedelta(seconds=5))
+        self.scheduler.add_job(run_digest, DateTrigger(run_date=now), id=JOB_CATCH_UP,
+                               jobstore="volatile", replace_existing=True,
+                               misfire_grace_time=3600)
+        self.scheduler.resume()
+        alerts.set_wake_callback(self.poke)
+        log.info("scheduler started: digest at %s (%s), %d channel(s)",
+                 self.settings.notify.digest_time, self.settings.timezone,
+                 len(self.notifier.channels))
+
+    def _stored_job(self, job_id: str) -> Any:
+        """The stored job, or None; a job that cannot be read back is dropped and re-added."""
+        try:
+            return self.scheduler.get_job(job_id, jobstore="default")
+        except Exception:
+            # e.g. pickled by an older Ringfence whose function no longer exists: losing one
+            # pending run is better than a gateway that cannot start.
+            log.warning("stored job %s is unreadable; replacing it", job_id, exc_info=True)
+            try:
+                self.scheduler.remove_job(job_id, jobstore="default")
+            except Exception:
+                log.debug("could not remove job %s", job_id, exc_info=True)
+            return None
+
+    def poke(self) -> None:
+        """Run the alert tick now (the gateway calls this after saving a voicemail)."""
+        try:
+            self.scheduler.modify_job(JOB_TICK, jobstore="volatile",
+                                      next_run_time=datetime.now(ZoneInfo(self.settings.timezone)))
+        except Exception:
+            log.debug("could not bring the tick forward", exc_info=True)
+
+    def next_run(self, job_id: str) -> datetime | None:
+        """When a job runs next (None if it is not scheduled)."""
+        job = self.scheduler.get_job(job_id)
+        return None if job is None else job.next_run_time
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the scheduler; with `wait`, let running jobs finish first."""
+        global _context
+        alerts.set_wake_callback(None)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        with _context_lock:
+            if _context is not None and _context.notifier is self.notifier:
+                _context = None
+
+
+def start_scheduler(settings: Settings, service: _HasDatabase) -> RingfenceScheduler:
+    """Start the scheduler in this process; safe with no channel configured."""
+    global _context
+    with _context_lock:
+        if _context is not None:
+            raise RuntimeError("a Ringfence scheduler is already running in this process")
+        notifier = Notifier(service.db, settings)
+        _context = _Context(settings, service.db, notifier)
+    scheduler = RingfenceScheduler(settings, service.db, notifier)
+    try:
+        scheduler.start()
+    except BaseException:
+        scheduler.shutdown(wait=False)
+        raise
+    return scheduler

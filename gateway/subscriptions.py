@@ -1,0 +1,268 @@
+"""List subscriptions: an allow or block list kept in step with a URL or a local file.
+
+Each refresh downloads (size- and time-limited), parses "number_or_pattern[,label]" lines,
+and only if that gave at least one usable entry replaces the subscription's entries in one
+transaction (`Repository.replace_source`). A failed download, an HTML error page or an empty
+file leaves the previous entries in place. Manual entries have another source and are never
+touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from gateway.config import Settings
+from gateway.screening.rules import ListName
+from gateway.store.db import Database
+from gateway.store.models import SubscriptionRow, utcnow
+from gateway.store.repository import EntryError, Repository, classify_pattern, iter_lines
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = timedelta(hours=1)
+SHRINK_MIN_PREVIOUS = 100  # below this, a list shrinking a lot is normal
+CHUNK = 64 * 1024
+USER_AGENT = "Ringfence list subscription"
+
+
+class SubscriptionError(ValueError):
+    """A subscription could not be added or refreshed; the message says why."""
+
+
+def source_of(subscription_id: int) -> str:
+    """The list-entry source of a subscription's entries."""
+    return f"subscription:{subscription_id}"
+
+
+def _check_location(url: str) -> str:
+    url = url.strip()
+    if url.lower().startswith(("http://", "https://")):
+        return url
+    if "://" in url:
+        raise SubscriptionError(f"{url!r}: only http://, https:// or a local file path")
+    path = Path(url).expanduser()
+    if not path.is_absolute():
+        raise SubscriptionError(f"{url!r}: give the file's absolute path")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: never to file://, ftp:// or anything else."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if not newurl.lower().startswith(("http://", "https://")):
+            raise SubscriptionError(f"refused a redirect to {newurl[:100]!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), _HttpOnlyRedirects(),
+                    urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def fetch(location: str, max_bytes: int, timeout: float) -> bytes:
+    """The bytes at a URL or file path; SubscriptionError when too big, too slow or failing."""
+    if not location.lower().startswith(("http://", "https://")):
+        path = Path(location)
+        try:
+            if path.stat().st_size > max_bytes:
+                raise SubscriptionError(f"{path} is larger than {max_bytes // 2**20} MiB")
+            return path.read_bytes()
+        except OSError as exc:
+            raise SubscriptionError(f"cannot read {path}: {exc.strerror}") from None
+    deadline = time.monotonic() + timeout
+    # Only http(s) gets here (checked above and in _check_location); redirects are checked too.
+    request = urllib.request.Request(location, headers={"User-Agent": USER_AGENT})  # noqa: S310
+    try:
+        with _opener().open(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise SubscriptionError(f"the list is {int(declared) // 2**20} MiB, more than "
+                                        f"the {max_bytes // 2**20} MiB allowed")
+            if "text/html" in (response.headers.get("Content-Type") or "").lower():
+                raise SubscriptionError("the server sent a web page, not a list")
+            data = bytearray()
+            while chunk := response.read(CHUNK):
+                data.extend(chunk)
+                if len(data) > max_bytes:
+                    raise SubscriptionError(
+                        f"the list is larger than {max_bytes // 2**20} MiB allowed")
+                if time.monotonic() > deadline:
+                    raise SubscriptionError(f"the download took longer than {timeout:.0f} s")
+            return bytes(data)
+    except urllib.error.HTTPError as exc:
+        raise SubscriptionError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise SubscriptionError(f"cannot download: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SubscriptionError):
+            raise
+        raise SubscriptionError(f"cannot download: {exc}") from None
+
+
+def parse_list(data: bytes) -> list[tuple[str, str]]:
+    """(number_or_pattern, label) pairs from CSV or one-number-per-line text."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml")):
+        raise SubscriptionError("the file is a web page, not a list")
+    entries: list[tuple[str, str]] = []
+    for fields in csv.reader(iter_lines(data)):
+        if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
+            continue
+        text = fields[0].strip()
+        if not entries and text.lower() in ("number", "pattern", "numero", "numéro"):
+            continue  # a header row
+        entries.append((text, ",".join(fields[1:]).strip()))
+    return entries
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one refresh did."""
+
+    subscription_id: int
+    ok: bool
+    entries: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+
+def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
+                     refresh_hours: int = 24) -> SubscriptionRow:
+    """Register a subscription (it is fetched by the next refresh)."""
+    try:
+        name = ListName(list_name)
+    except ValueError:
+        raise SubscriptionError(f"list {list_name!r}: expected allow or block") from None
+    if not 1 <= refresh_hours <= 24 * 30:
+        raise SubscriptionError(f"refresh every {refresh_hours} h: expected 1 to 720 hours")
+    with db.session() as s:
+        row = SubscriptionRow(list=name.value, url=_check_location(url)[:1000],
+                              label=label[:200], refresh_hours=refresh_hours, enabled=True,
+                              created_at=utcnow(), entry_count=0, rejected_count=0)
+        s.add(row)
+        s.flush()
+        return row
+
+
+def list_subscriptions(db: Database) -> list[SubscriptionRow]:
+    """Every subscription, oldest first."""
+    with db.session() as s:
+        return list(s.scalars(select(SubscriptionRow).order_by(SubscriptionRow.id)))
+
+
+def remove_subscription(db: Database, settings: Settings, subscription_id: int) -> bool:
+    """Delete a subscription and the entries it brought; False if there was none."""
+    with db.session() as s:
+        row = s.get(SubscriptionRow, subscription_id)
+        if row is None:
+            return False
+        list_name = row.list
+    repo = Repository(db, settings.home_region, settings.timezone)
+    repo.replace_source(list_name, source_of(subscription_id), [])
+    with db.session() as s:
+        row = s.get(SubscriptionRow, subscription_id)
+        if row is not None:
+            s.delete(row)
+    return True
+
+
+def _has_usable_entry(entries: list[tuple[str, str]], home_region: str) -> bool:
+    # Stops at the first good line: the full check happens once, in replace_source.
+    for text, _ in entries:
+        try:
+            classify_pattern(text, home_region)
+        except EntryError:
+            continue
+        return True
+    return False
+
+
+def refresh(db: Database, settings: Settings, subscription_id: int,
+            now: datetime | None = None, *, force: bool = False) -> RefreshResult:
+    """Fetch one subscription and replace its entries; on any failure keep the old ones.
+
+    A list that shrank to under a tenth of a sizeable previous list is refused too (a cut
+    download or a publisher's mistake looks like that); `force` accepts it.
+    """
+    now = now or utcnow()
+    with db.session() as s:
+        row = s.get(SubscriptionRow, subscription_id)
+        if row is None:
+            raise SubscriptionError(f"there is no subscription {subscription_id}")
+        url, list_name, previous = row.url, row.list, row.entry_count
+        row.last_attempt_at = now
+    limits = settings.subscriptions
+    try:
+        entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout))
+        if not _has_usable_entry(entries, settings.home_region):
+            raise SubscriptionError("the list has no usable number; keeping the previous entries")
+        if not force and previous >= SHRINK_MIN_PREVIOUS and len(entries) * 10 < previous:
+            raise SubscriptionError(
+                f"the list shrank from {previous} to {len(entries)} lines; keeping the previous "
+                "entries (run `ringfence subscriptions refresh ID --force` to accept it)")
+        repo = Repository(db, settings.home_region, settings.timezone)
+        report = repo.replace_source(list_name, source_of(subscription_id), entries)
+    except SubscriptionError as exc:
+        error = str(exc)[:500]
+        log.warning("subscription %d (%s): %s", subscription_id, url, error)
+        with db.session() as s:
+            row = s.get(SubscriptionRow, subscription_id)
+            if row is not None:
+                row.last_error = error
+        return RefreshResult(subscription_id, False, error=error)
+    with db.session() as s:
+        row = s.get(SubscriptionRow, subscription_id)
+        if row is not None:
+            row.last_error, row.last_success_at = None, now
+            row.entry_count, row.rejected_count = report.added, len(report.rejected)
+    log.info("subscription %d (%s): %s", subscription_id, url, report.summary())
+    return RefreshResult(subscription_id, True, report.added, len(report.rejected))
+
+
+def is_due(row: SubscriptionRow, now: datetime) -> bool:
+    """Whether a subscription should be refreshed at `now`."""
+    if not row.enabled:
+        return False
+    if row.last_attempt_at is None:
+        return True
+    wait = timedelta(hours=row.refresh_hours)
+    if row.last_error:
+        wait = min(wait, RETRY_AFTER_FAILURE)
+    return row.last_attempt_at + wait <= now
+
+
+def refresh_due(db: Database, settings: Settings, now: datetime | None = None
+                ) -> list[RefreshResult]:
+    """Refresh every subscription whose time has come."""
+    now = now or utcnow()
+    results = []
+    for row in list_subscriptions(db):
+        if is_due(row, now):
+            try:
+                results.append(refresh(db, settings, row.id, now))
+            except Exception:
+                log.exception("subscription %d: refresh failed", row.id)
+    return results

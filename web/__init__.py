@@ -1,0 +1,119 @@
+"""The owner's web UI: a Flask app factory, one blueprint per page group.
+
+The UI is its own process (served by waitress) and shares the database with the gateway; it
+only makes short transactions so it can never hold up call handling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
+
+from gateway.config import Settings
+from gateway.service import ScreeningService
+from web.security import LoginThrottle, load_secret_key, read_api_token_file
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a million-line CSV is about 30 MB
+
+
+@dataclass
+class WebState:
+    """What the views share: settings, the screening service and the login throttle."""
+
+    settings: Settings
+    service: ScreeningService
+    throttle: LoginThrottle
+    api_file_hash: str | None = None
+
+
+def state() -> WebState:
+    """The current app's shared state."""
+    value: WebState = current_app.extensions["ringfence"]
+    return value
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions whose cookie is Secure whenever the request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Mark the cookie Secure on https (a LAN UI is often plain http)."""
+        return bool(request.is_secure) or bool(app.config.get("SESSION_COOKIE_SECURE"))
+
+
+def _security_headers(response: Response) -> Response:
+    # No inline script or style anywhere, so the strictest CSP costs nothing.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    if request.endpoint != "static":  # pages show private data: keep them out of caches
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _api_http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
+    # Unknown API routes (no blueprint matched) still answer in JSON, like the API itself.
+    if request.path.startswith("/api/"):
+        return jsonify({"error": exc.description or exc.name}), exc.code or 500
+    return exc
+
+
+def create_app(settings: Settings, service: ScreeningService | None = None,
+               *, test_config: dict[str, Any] | None = None) -> Flask:
+    """Create the web UI for `settings`, opening the database unless `service` is given."""
+    if service is None:
+        from gateway.service import open_service
+
+        # The gateway (or `ringfence db upgrade`) owns migrations; the UI only checks the schema.
+        service = open_service(settings, upgrade=False)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_secret_key(settings),
+        SESSION_COOKIE_NAME="ringfence_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in a readable order
+    if test_config:
+        app.config.update(test_config)
+    app.session_interface = _SessionInterface()
+    app.extensions["ringfence"] = WebState(
+        settings=settings, service=service, throttle=LoginThrottle(),
+        api_file_hash=read_api_token_file(settings.web.api_token_file),
+    )
+
+    from web import api as api_views
+    from web import auth, calls, dashboard, lists, rules, screen, transfer, voicemail
+    from web.helpers import install_template_helpers
+
+    install_template_helpers(app)
+    app.before_request(auth.gate)
+    app.after_request(_security_headers)
+    app.register_error_handler(404, _api_http_error)
+    app.register_error_handler(405, _api_http_error)
+    for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer):
+        app.register_blueprint(module.bp)
+    app.register_blueprint(api_views.bp)
+    try:
+        from web.health import bp as health_bp  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        # The health endpoints are an optional add-on: absent is fine, broken is worth a line.
+        if exc.name != "web.health":
+            log.warning("health endpoints not registered: %s", exc)
+    else:
+        app.register_blueprint(health_bp, settings=settings)
+        # Probes and scrapers carry no session: the health blueprint answers without login.
+        app.config["RINGFENCE_PUBLIC_BLUEPRINTS"] = {health_bp.name}
+    return app

@@ -1,0 +1,491 @@
+"""The JSON API under /api/: the UI's operations for scripts, with a bearer token.
+
+Errors are ``{"error": "...", "field": "..."}`` with a 4xx status. There is no CSRF check: a
+browser never sends the Authorization header by itself, so a forged request carries no token.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from gateway.screening.rules import ListEntry, ListName, Rule
+from gateway.store.models import CallRow, VoicemailRow
+from gateway.store.repository import EntryError, validate_setting
+from web import queries, state
+from web.calls import parse_filter
+from web.dashboard import overview
+from web.forms import FieldError, entry_error_field, parse_expires
+from web.rules import pause_delta
+from web.screen import parse_at, screen_number
+from web.security import check_api_token
+from web.transfer import export_file, import_contacts, import_csv_bytes
+from web.voicemail import audio as voicemail_audio
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_PAGE = 500
+
+
+class ApiError(Exception):
+    """An API failure with its status and the field it is about."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def fail(message: str, status: int = 400, field: str | None = None) -> NoReturn:
+    """Stop with a JSON error."""
+    raise ApiError(message, status, field)
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    body: dict[str, Any] = {"error": str(exc)}
+    if exc.field:
+        body["field"] = exc.field
+    return jsonify(body), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    return jsonify({"error": exc.description or exc.name}), exc.code or 500
+
+
+@bp.before_request
+def _require_token() -> BaseResponse | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    st = state()
+    if scheme.lower() != "bearer" or not check_api_token(st.service.db, token.strip(),
+                                                         st.api_file_hash):
+        response = jsonify({"error": "missing or wrong API token (Authorization: Bearer ...)"})
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ringfence"'
+        return response
+    return None
+
+
+def body() -> dict[str, Any]:
+    """The JSON object sent with the request."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        fail("send a JSON object with Content-Type: application/json")
+    return data
+
+
+def _text(data: dict[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        fail(f"{key}: expected a string", field=key)
+    return value
+
+
+def _page_args() -> tuple[int, int]:
+    try:
+        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", "50"))))
+        offset = max(0, int(request.args.get("offset", "0")))
+    except ValueError:
+        fail("limit and offset must be whole numbers", field="limit")
+    return limit, offset
+
+
+def entry_json(entry: ListEntry) -> dict[str, Any]:
+    """An entry as JSON (the same fields as `ringfence allow list`)."""
+    return {"id": entry.id, "list": entry.list.value, "kind": entry.kind.value,
+            "pattern": entry.pattern, "label": entry.label,
+            "action": str(entry.action) if entry.action else None,
+            "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
+            "once": entry.once, "source": entry.source}
+
+
+def rule_json(rule: Rule) -> dict[str, Any]:
+    """A rule as JSON."""
+    return {"id": rule.id, "kind": rule.kind.value, "enabled": rule.enabled,
+            "priority": rule.priority, "action": str(rule.action), "params": rule.params,
+            "label": rule.label}
+
+
+def call_json(row: CallRow) -> dict[str, Any]:
+    """A logged call as JSON."""
+    return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
+            "caller_kind": row.caller_kind, "name": row.display_name or None,
+            "action": row.action, "reason": row.reason, "step": row.step, "rule": row.rule,
+            "line": row.line, "outcome": row.outcome, "duration_s": row.duration_s}
+
+
+def voicemail_json(row: VoicemailRow) -> dict[str, Any]:
+    """A voicemail as JSON."""
+    return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
+            "name": row.display_name or None, "duration_s": row.duration_s,
+            "size_bytes": row.size_bytes, "heard": row.heard,
+            "audio": f"/api/voicemails/{row.id}/audio"}
+
+
+# ---------------------------------------------------------------------------- read
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    """Counts for today and the week, the 24 h and 7-day series, burst and pause state."""
+    data = overview()
+    return jsonify({
+        "today": data.today, "week": data.week,
+        "hours": {"start": data.hour_start.isoformat(), "buckets": data.hours},
+        "days": {"start": data.day_start.isoformat(), "buckets": data.days},
+        "burst": {"enabled": data.burst_enabled, "active": data.burst.active,
+                  "started_at": data.burst.started_at.isoformat()
+                  if data.burst.started_at else None,
+                  "distinct_callers": data.burst.distinct_callers},
+        "paused_until": data.paused_until.isoformat() if data.paused_until else None,
+    })
+
+
+@bp.get("/lines")
+def lines() -> Response:
+    """Registration state of each SIP line."""
+    return jsonify({"lines": [
+        {"name": r.name, "state": r.state, "error": r.error, "changed_at": r.changed_at.isoformat()}
+        for r in state().service.repo.line_states()]})
+
+
+@bp.get("/calls")
+def calls() -> Response:
+    """Logged calls, newest first; filters action, date, number; limit/offset."""
+    parsed = parse_filter(dict(request.args))
+    if parsed.errors:
+        field, message = next(iter(parsed.errors.items()))
+        fail(message, field=field)
+    limit, offset = _page_args()
+    db = state().service.db
+    return jsonify({"total": queries.count_calls(db, parsed.flt), "limit": limit,
+                    "offset": offset,
+                    "calls": [call_json(r) for r in queries.list_calls(db, parsed.flt,
+                                                                        limit=limit,
+                                                                        offset=offset)]})
+
+
+@bp.post("/screen")
+def screen() -> Response:
+    """What would happen to a call from a number (dry run, as `ringfence screen`)."""
+    data = body()
+    st = state()
+    try:
+        when = parse_at(_text(data, "at"), st.settings)
+        return jsonify(screen_number(st.service, st.settings, _text(data, "number"),
+                                     _text(data, "name"), when))
+    except FieldError as exc:
+        fail(str(exc), field=exc.field)
+
+
+# ---------------------------------------------------------------------------- lists
+
+
+def _list_arg(name: str) -> str:
+    if name not in ("allow", "block"):
+        fail(f"list {name!r}: expected allow or block", 404, "list")
+    return name
+
+
+@bp.get("/lists/<name>")
+def list_entries(name: str) -> Response:
+    """Entries of a list, newest first; `q` searches pattern and label."""
+    list_name = _list_arg(name)
+    limit, offset = _page_args()
+    search = request.args.get("q", "").strip()
+    st = state()
+    return jsonify({
+        "total": queries.count_entries(st.service.db, list_name, search),
+        "limit": limit, "offset": offset,
+        "entries": [entry_json(e) for e in st.service.repo.entries(
+            list_name, search=search, limit=limit, offset=offset)],
+    })
+
+
+def _entry_from_body(list_name: str, data: dict[str, Any]) -> dict[str, Any]:
+    st = state()
+    action = _text(data, "action").strip() or None
+    if action and list_name == "allow":
+        fail("allow entries take no action: an allowed call always rings", field="action")
+    once = data.get("once", False)
+    if not isinstance(once, bool):
+        fail("once: expected true or false", field="once")
+    try:
+        expires = parse_expires(_text(data, "expires"), st.settings)
+    except FieldError as exc:
+        fail(str(exc), field=exc.field)
+    kind = _text(data, "kind").strip() or None
+    return {"text": _text(data, "pattern"), "kind": kind, "label": _text(data, "label").strip(),
+            "action": action, "expires_at": expires, "once": once and list_name == "allow"}
+
+
+@bp.post("/lists/<name>")
+def add_entry(name: str) -> tuple[Response, int]:
+    """Add (or update) an entry."""
+    list_name = _list_arg(name)
+    fields = _entry_from_body(list_name, body())
+    try:
+        if fields["kind"] not in (None, "exact", "prefix", "glob", "regex"):
+            raise EntryError(f"kind {fields['kind']!r}: expected exact, prefix, glob or regex")
+        entry = state().service.repo.add_entry(list_name, source="api", **fields)
+    except EntryError as exc:
+        message = str(exc)
+        fail(message, field="kind" if message.startswith("kind") else
+             entry_error_field(message))
+    return jsonify(entry_json(entry)), 201
+
+
+@bp.get("/entries/<int:entry_id>")
+def get_entry(entry_id: int) -> Response:
+    """One entry."""
+    entry = state().service.repo.get_entry(entry_id)
+    if entry is None:
+        fail(f"there is no entry {entry_id}", 404)
+    return jsonify(entry_json(entry))
+
+
+@bp.delete("/entries/<int:entry_id>")
+def delete_entry(entry_id: int) -> Response:
+    """Remove an entry."""
+    if not state().service.repo.remove_entry(entry_id):
+        fail(f"there is no entry {entry_id}", 404)
+    return jsonify({"deleted": entry_id})
+
+
+@bp.post("/permit")
+def permit() -> tuple[Response, int]:
+    """Let the next call from a number ring once (default: within a day)."""
+    data = body()
+    st = state()
+    try:
+        expires = parse_expires(_text(data, "expires"), st.settings) or (
+            datetime.now(UTC) + timedelta(days=1))
+        entry = st.service.repo.add_entry(
+            ListName.ALLOW, _text(data, "number"), kind="exact",
+            label=_text(data, "label") or "permit next call", once=True, expires_at=expires)
+    except FieldError as exc:
+        fail(str(exc), field=exc.field)
+    except EntryError as exc:
+        fail(str(exc), field="number")
+    return jsonify(entry_json(entry)), 201
+
+
+@bp.post("/lists/<name>/import")
+def import_list(name: str) -> Response:
+    """Import a CSV body (number_or_pattern[,label] per line) into a list."""
+    list_name = _list_arg(name)
+    action = request.args.get("action") or None
+    if action and list_name == "allow":
+        fail("allow entries take no action", field="action")
+    try:
+        report = import_csv_bytes(state().service.repo, request.get_data(), list_name, action)
+    except ValueError as exc:
+        fail(str(exc), field="action")
+    return jsonify({"added": report.added, "duplicates": report.duplicates,
+                    "rejected": [{"line": n, "text": t, "error": e}
+                                 for n, t, e in report.rejected[:1000]],
+                    "rejected_count": len(report.rejected)})
+
+
+@bp.get("/lists/<name>/export")
+def export_list(name: str) -> BaseResponse:
+    """A list as CSV."""
+    from flask import send_file
+
+    list_name = _list_arg(name)
+    return send_file(export_file(state().service.repo, list_name), mimetype="text/csv",
+                     as_attachment=True, download_name=f"ringfence-{list_name}.csv")
+
+
+@bp.post("/contacts")
+def contacts() -> Response:
+    """Allow every number of a vCard body, labelled with the contact's name."""
+    text = request.get_data().decode("utf-8", errors="replace")
+    if "BEGIN:VCARD" not in text.upper():
+        fail("the body has no vCard in it", field="body")
+    report = import_contacts(state().service.repo, text)
+    return jsonify({"cards": report.cards, "added": report.added,
+                    "rejected": [{"line": n, "text": t, "error": e}
+                                 for n, t, e in report.rejected]})
+
+
+# ---------------------------------------------------------------------------- rules, settings
+
+
+@bp.get("/rules")
+def rules() -> Response:
+    """Every step-4 rule."""
+    return jsonify({"rules": [rule_json(r) for r in state().service.repo.rules()]})
+
+
+@bp.post("/rules")
+def add_rule() -> tuple[Response, int]:
+    """Add a rule: kind, action, params, priority, enabled, label."""
+    data = body()
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        fail("params: expected an object", field="params")
+    priority = data.get("priority", 100)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        fail("priority: expected a whole number", field="priority")
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        fail("enabled: expected true or false", field="enabled")
+    try:
+        rule = state().service.repo.add_rule(_text(data, "kind"), _text(data, "action"), params,
+                                             enabled=enabled, priority=priority,
+                                             label=_text(data, "label"))
+    except EntryError as exc:
+        message = str(exc)
+        field = "kind" if message.startswith("kind") else (
+            "action" if "action" in message or "reject code" in message else "params")
+        fail(message, field=field)
+    return jsonify(rule_json(rule)), 201
+
+
+@bp.patch("/rules/<int:rule_id>")
+def update_rule(rule_id: int) -> Response:
+    """Change a rule's enabled, action, params, priority or label."""
+    data = body()
+    for key, kind in (("enabled", bool), ("priority", int), ("label", str), ("action", str),
+                      ("params", dict)):
+        if key in data and (not isinstance(data[key], kind)
+                            or (kind is int and isinstance(data[key], bool))):
+            fail(f"{key}: wrong type", field=key)
+    unknown = set(data) - {"enabled", "priority", "label", "action", "params"}
+    if unknown:
+        fail(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    try:
+        rule = state().service.repo.update_rule(rule_id, **data)
+    except EntryError as exc:
+        message = str(exc)
+        if message.startswith("there is no rule"):
+            fail(message, 404)
+        fail(message, field="action" if "action" in message or "reject code" in message
+             else "params")
+    return jsonify(rule_json(rule))
+
+
+@bp.delete("/rules/<int:rule_id>")
+def delete_rule(rule_id: int) -> Response:
+    """Delete a rule."""
+    if not state().service.repo.delete_rule(rule_id):
+        fail(f"there is no rule {rule_id}", 404)
+    return jsonify({"deleted": rule_id})
+
+
+@bp.get("/settings")
+def get_settings() -> Response:
+    """The run-time screening settings."""
+    return jsonify(state().service.repo.all_settings())
+
+
+@bp.patch("/settings")
+def patch_settings() -> Response:
+    """Change some run-time settings; all are checked before any is stored."""
+    data = body()
+    checked: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            checked[key] = validate_setting(key, value)
+        except EntryError as exc:
+            # Name the nested field when the message does ("repeat.max_calls = 0: ...").
+            head = str(exc).split(" ", 1)[0].rstrip(":")
+            fail(str(exc), field=head if head.startswith(f"{key}.") else key)
+    repo = state().service.repo
+    for key, value in checked.items():
+        repo.set_setting(key, value)
+    return jsonify(repo.all_settings())
+
+
+@bp.post("/pause")
+def pause() -> Response:
+    """Pause screening for `minutes` or `hours`."""
+    data = body()
+    unit = "hours" if "hours" in data else "minutes"
+    amount = data.get(unit)
+    try:
+        delta = pause_delta(str(amount), unit)
+    except FieldError as exc:
+        fail(str(exc).replace("amount", unit), field=unit)
+    until = datetime.now(UTC) + delta
+    state().service.repo.set_setting("paused_until", until.isoformat())
+    return jsonify({"paused_until": until.isoformat()})
+
+
+@bp.delete("/pause")
+def resume() -> Response:
+    """Resume screening."""
+    state().service.repo.set_setting("paused_until", None)
+    return jsonify({"paused_until": None})
+
+
+# ---------------------------------------------------------------------------- voicemail
+
+
+@bp.put("/prompts/<lang>/<name>")
+def upload_prompt(lang: str, name: str) -> Response:
+    """Store the owner's recording of a prompt (raw PCM WAV body, at most 5 MB)."""
+    from web.voicemail import known_prompt_names, save_prompt
+    from web.wav import MAX_PROMPT_BYTES, WavError
+
+    if lang not in ("fr", "en"):
+        fail(f"language {lang!r}: expected fr or en", 404, "lang")
+    names = known_prompt_names()
+    if name not in names:
+        fail(f"prompt {name!r}: expected one of {', '.join(names)}", 404, "name")
+    data = request.get_data()
+    if len(data) > MAX_PROMPT_BYTES:
+        fail("the file is larger than 5 MB", 413, "body")
+    try:
+        save_prompt(lang, name, data)
+    except WavError as exc:
+        fail(str(exc), field="body")
+    return jsonify({"lang": lang, "name": name, "size_bytes": len(data)})
+
+
+@bp.get("/voicemails")
+def voicemails() -> Response:
+    """Voicemails, newest first."""
+    limit, offset = _page_args()
+    st = state()
+    return jsonify({"total": queries.count_voicemails(st.service.db),
+                    "voicemails": [voicemail_json(r) for r in
+                                   st.service.repo.voicemails(limit=limit, offset=offset)]})
+
+
+@bp.get("/voicemails/<int:voicemail_id>/audio")
+def voicemail_file(voicemail_id: int) -> BaseResponse:
+    """The recording (audio/wav, Range requests supported)."""
+    return voicemail_audio(voicemail_id)
+
+
+@bp.post("/voicemails/<int:voicemail_id>/heard")
+def voicemail_heard(voicemail_id: int) -> Response:
+    """Mark heard (body {"heard": false} marks it unheard)."""
+    data = request.get_json(silent=True) or {}
+    heard = data.get("heard", True) if isinstance(data, dict) else True
+    if not isinstance(heard, bool):
+        fail("heard: expected true or false", field="heard")
+    if not queries.mark_heard(state().service.db, voicemail_id, heard):
+        fail(f"there is no voicemail {voicemail_id}", 404)
+    return jsonify({"id": voicemail_id, "heard": heard})
+
+
+@bp.delete("/voicemails/<int:voicemail_id>")
+def voicemail_delete(voicemail_id: int) -> Response:
+    """Delete a voicemail's file and row."""
+    st = state()
+    if not queries.delete_voicemail(st.service.db, st.settings.voicemail_dir, voicemail_id):
+        fail(f"there is no voicemail {voicemail_id}", 404)
+    return jsonify({"deleted": voicemail_id})
+
+

@@ -1,0 +1,182 @@
+"""Allow and block lists: search, paginate, add, edit, remove; confirm; permit next call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from gateway.numbers import to_e164
+from gateway.screening.rules import ListName, MatchKind
+from gateway.store.repository import EntryError
+from web import queries, state
+from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
+from web.helpers import _, local_url, paginate
+
+bp = Blueprint("lists", __name__)
+
+
+def _list_name(name: str) -> str:
+    if name not in ("allow", "block"):
+        abort(404)
+    return name
+
+
+def _render_list(list_name: str, form: dict[str, Any], errors: dict[str, str],
+                 status: int = 200) -> tuple[str, int]:
+    st = state()
+    search = request.args.get("q", "").strip()
+    page = paginate(queries.count_entries(st.service.db, list_name, search))
+    entries = st.service.repo.entries(list_name, search=search, limit=page.size,
+                                      offset=page.offset)
+    return render_template(
+        "list.html", list_name=list_name, entries=entries, page=page, search=search,
+        form=form, errors=errors, kinds=[k.value for k in MatchKind],
+        block_action=st.service.repo.get_setting("block_action"),
+    ), status
+
+
+@bp.route("/lists/<name>")
+def show(name: str) -> tuple[str, int]:
+    """Show one list, searchable and paginated (a block list may hold a million entries)."""
+    return _render_list(_list_name(name), {}, {})
+
+
+@bp.route("/lists/<name>/add", methods=["POST"])
+def add(name: str) -> BaseResponse | tuple[str, int]:
+    """Add an entry; on error re-show the form with what the owner typed."""
+    list_name = _list_name(name)
+    st = state()
+    try:
+        fields = entry_fields(request.form, st.settings, list_name)
+        entry = st.service.repo.add_entry(list_name, source="manual", **fields)
+    except (FieldError, EntryError) as exc:
+        field, message = error_for(exc)
+        return _render_list(list_name, dict(request.form), {field: message}, 400)
+    flash(_("{pattern} added to the {list} list.", pattern=entry.pattern, list=_(list_name)))
+    return redirect(url_for("lists.show", name=list_name))
+
+
+@bp.route("/lists/entry/<int:entry_id>/edit", methods=["GET", "POST"])
+def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
+    """Edit an entry (its list stays); a changed pattern replaces the old entry."""
+    st = state()
+    repo = st.service.repo
+    entry = repo.get_entry(entry_id)
+    if entry is None:
+        abort(404)
+    list_name = entry.list.value
+    if request.method == "GET":
+        return render_template("entry_edit.html", entry=entry,
+                               form=entry_as_form(entry, st.settings.timezone), errors={},
+                               kinds=[k.value for k in MatchKind]), 200
+    try:
+        fields = entry_fields(request.form, st.settings, list_name)
+        saved = repo.add_entry(list_name, source=entry.source, **fields)
+    except (FieldError, EntryError) as exc:
+        field, message = error_for(exc)
+        return render_template("entry_edit.html", entry=entry, form=dict(request.form),
+                               errors={field: message}, kinds=[k.value for k in MatchKind]), 400
+    if saved.id != entry.id:
+        repo.remove_entry(entry.id)
+    flash(_("Entry saved."))
+    return redirect(url_for("lists.show", name=list_name))
+
+
+@bp.route("/lists/entry/<int:entry_id>/delete", methods=["POST"])
+def delete(entry_id: int) -> BaseResponse:
+    """Remove an entry."""
+    repo = state().service.repo
+    entry = repo.get_entry(entry_id)
+    if entry is None:
+        abort(404)
+    repo.remove_entry(entry_id)
+    flash(_("{pattern} removed from the {list} list.", pattern=entry.pattern,
+            list=_(entry.list.value)))
+    return redirect(local_url(request.form.get("back"),
+                              url_for("lists.show", name=entry.list.value)))
+
+
+def describe_change(list_name: str, number: str) -> dict[str, Any]:
+    """Say what allowing or blocking `number` changes, for the confirmation page."""
+    repo = state().service.repo
+    other = "allow" if list_name == "block" else "block"
+    caller = state().service.caller(number)
+    existing = [e for e in repo.candidate_entries(caller) if e.matches(caller)]
+    on_other = [e for e in existing if e.list.value == other and e.kind is MatchKind.EXACT]
+    on_same = [e for e in existing if e.list.value == list_name and e.kind is MatchKind.EXACT]
+    block_action = str(repo.get_setting("block_action"))
+    if list_name == "block":
+        effect = _("{number} will be added to the block list; calls from it will get "
+                   "{action}.", number=number, action=block_action)
+    else:
+        effect = _("{number} will be added to the allow list; calls from it will ring "
+                   "through.", number=number)
+    notes = []
+    if on_other:
+        notes.append(_("It will be removed from the {list} list.", list=_(other)))
+    if on_same:
+        notes.append(_("It is already on the {list} list; the entry will be updated.",
+                       list=_(list_name)))
+    for e in (e for e in existing if e.kind is not MatchKind.EXACT):
+        if list_name == "block" and e.list is ListName.ALLOW:
+            # The allow list is checked first (DESIGN.md §4): say the block will not bite.
+            notes.append(_("Warning: it also matches {entry} on the allow list, which is "
+                           "checked first, so its calls will still ring.", entry=e.describe()))
+        else:
+            notes.append(_("It also matches {entry} on the {list} list.", entry=e.describe(),
+                           list=_(e.list.value)))
+    return {"effect": effect, "notes": notes, "on_other": on_other}
+
+
+@bp.route("/lists/confirm", methods=["GET", "POST"])
+def confirm() -> BaseResponse | tuple[str, int]:
+    """Confirm allowing or blocking one number (from the call log), then do it."""
+    source = request.form if request.method == "POST" else request.args
+    list_name = _list_name(source.get("list", ""))
+    number = to_e164(source.get("number", ""), state().settings.home_region)
+    if number is None:
+        return render_template("error.html", title=_("Not a number"),
+                               message=_("{value} is not a phone number",
+                                         value=source.get("number", ""))), 400
+    back = local_url(source.get("back"), url_for("calls.index"))
+    change = describe_change(list_name, number)
+    if request.method == "GET":
+        return render_template("confirm.html", list_name=list_name, number=number,
+                               change=change, back=back), 200
+    repo = state().service.repo
+    label = source.get("label", "").strip()[:200] or _("from the call log")
+    repo.add_entry(list_name, number, kind="exact", label=label, source="manual")
+    for entry in change["on_other"]:
+        repo.remove_entry(entry.id)
+    flash(change["effect"])
+    return redirect(back)
+
+
+@bp.route("/permit", methods=["GET", "POST"])
+def permit() -> BaseResponse | tuple[str, int]:
+    """Let the next call from a number ring once (an allow entry used up by that call)."""
+    form: dict[str, Any] = {"expires": "1d"}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = dict(request.form)
+        st = state()
+        try:
+            expires = parse_expires(form.get("expires", ""), st.settings) or (
+                datetime.now(UTC) + timedelta(days=1))
+            entry = st.service.repo.add_entry(
+                ListName.ALLOW, form.get("number", ""), kind="exact",
+                label=form.get("label", "").strip() or _("permit next call"),
+                once=True, expires_at=expires)
+        except FieldError as exc:
+            errors[exc.field] = str(exc)
+        except EntryError as exc:
+            errors["number"] = str(exc)
+        else:
+            flash(_("The next call from {number} will ring.", number=entry.pattern))
+            return redirect(url_for("lists.permit"))
+    pending = queries.pending_permits(state().service.db)
+    return render_template("permit.html", form=form, errors=errors, pending=pending), \
+        400 if errors else 200

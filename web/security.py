@@ -1,0 +1,262 @@
+"""Owner authentication: password and API token hashes, session secret, CSRF, login throttle.
+
+Ringfence has one owner, so there is no user table: the password hash, the API token hash and
+an "auth epoch" live in the `settings` table under `web_` keys. Bumping the epoch (on a new
+password) logs every existing session out, which a signed-cookie session cannot do by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.config import Settings
+from gateway.store.db import Database
+from gateway.store.models import SettingRow
+
+MIN_PASSWORD_LENGTH = 10
+PASSWORD_KEY = "web_password_hash"
+API_TOKEN_KEY = "web_api_token_hash"
+EPOCH_KEY = "web_auth_epoch"
+LANGUAGE_KEY = "web_language"  # the owner's last chosen UI language, for new sessions
+
+# scrypt with n=2**14, r=8 needs 16 MiB and ~50 ms on a Raspberry Pi 4: slow for a guesser,
+# quick enough for one owner logging in.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class PasswordError(ValueError):
+    """A new password is not acceptable; the message says why."""
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with scrypt and a random salt, as one storable string."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
+                            p=_SCRYPT_P, dklen=32)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Check a password against a stored hash in constant time."""
+    try:
+        scheme, n, r, p, salt_hex, digest_hex = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt_hex),
+                                n=int(n), r=int(r), p=int(p), dklen=len(digest_hex) // 2)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+def check_new_password(password: str, confirm: str | None = None) -> None:
+    """Raise PasswordError if a new password is too short or the two copies differ."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if confirm is not None and password != confirm:
+        raise PasswordError("the two passwords differ")
+
+
+def token_hash(token: str) -> str:
+    """Hash an API token; tokens are long and random, so one SHA-256 is enough."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------- web_ settings
+
+
+def get_web_setting(db: Database, key: str) -> Any:
+    """Read a `web_` setting, or None."""
+    assert key.startswith("web_")
+    with db.session() as s:
+        return s.scalar(select(SettingRow.value).where(SettingRow.key == key))
+
+
+def set_web_setting(db: Database, key: str, value: Any) -> None:
+    """Write a `web_` setting (the repository only accepts screening settings)."""
+    assert key.startswith("web_")
+    with db.session() as s:
+        row = s.get(SettingRow, key)
+        if row is None:
+            s.add(SettingRow(key=key, value=value))
+        else:
+            row.value = value
+
+
+def password_is_set(db: Database) -> bool:
+    """Whether the owner has chosen a password yet."""
+    return bool(get_web_setting(db, PASSWORD_KEY))
+
+
+def set_password(db: Database, password: str, confirm: str | None = None) -> None:
+    """Validate and store a new owner password, logging out every existing session."""
+    check_new_password(password, confirm)
+    set_web_setting(db, PASSWORD_KEY, hash_password(password))
+    set_web_setting(db, EPOCH_KEY, secrets.token_hex(8))
+
+
+def check_password(db: Database, password: str) -> bool:
+    """Whether `password` is the owner's."""
+    stored = get_web_setting(db, PASSWORD_KEY)
+    return bool(stored) and verify_password(password, str(stored))
+
+
+def auth_epoch(db: Database) -> str:
+    """The current auth epoch; sessions from another epoch are logged out."""
+    return str(get_web_setting(db, EPOCH_KEY) or "")
+
+
+def new_api_token(db: Database) -> str:
+    """Create a new API token, store only its hash and return it (shown once)."""
+    token = "rf_" + secrets.token_urlsafe(32)
+    set_web_setting(db, API_TOKEN_KEY, token_hash(token))
+    return token
+
+
+def revoke_api_token(db: Database) -> None:
+    """Forget the API token so no bearer call is accepted."""
+    set_web_setting(db, API_TOKEN_KEY, None)
+
+
+def api_token_is_set(db: Database) -> bool:
+    """Whether an API token was created in the UI or CLI."""
+    return bool(get_web_setting(db, API_TOKEN_KEY))
+
+
+def check_api_token(db: Database, token: str, file_hash: str | None = None) -> bool:
+    """Whether `token` is the stored API token (or the one in `web.api_token_file`)."""
+    if not token:
+        return False
+    given = token_hash(token)
+    stored = get_web_setting(db, API_TOKEN_KEY)
+    ok = bool(stored) and hmac.compare_digest(given, str(stored))
+    if file_hash:
+        ok = hmac.compare_digest(given, file_hash) or ok
+    return ok
+
+
+def read_api_token_file(path: Path | None) -> str | None:
+    """Hash of the token in `web.api_token_file`, or None when there is none."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token_hash(token) if token else None
+
+
+# ---------------------------------------------------------------------------- session secret
+
+
+def secret_key_path(settings: Settings) -> Path:
+    """Where the session secret lives."""
+    return settings.web.secret_key_file or settings.data_dir / "web-secret"
+
+
+def load_secret_key(settings: Settings) -> str:
+    """Read the session secret, creating it (mode 0600) on first start."""
+    path = secret_key_path(settings)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if len(text) >= 32:
+            return text
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    # O_EXCL: if two processes start at once, one creates it and the other reads it back.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        text = path.read_text(encoding="utf-8").strip()
+        if len(text) < 32:
+            raise ValueError(
+                f"web.secret_key_file {str(path)!r} holds fewer than 32 characters"
+            ) from None
+        return text
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    return secret
+
+
+def new_csrf_token() -> str:
+    """A random CSRF token for one session."""
+    return secrets.token_urlsafe(24)
+
+
+def csrf_matches(expected: str | None, given: str | None) -> bool:
+    """Compare CSRF tokens in constant time."""
+    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+
+
+# ---------------------------------------------------------------------------- login throttle
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per client address and overall, with exponential lockouts.
+
+    After `free_failures` failures from one address, each further failure locks that address
+    out for `base_seconds * 2**(extra)`, capped at `max_seconds`. Many failures from everywhere
+    (a distributed guesser) lock logins globally the same way. In memory: one process.
+    """
+
+    free_failures: int = 5
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+    global_free_failures: int = 50
+    clock: Callable[[], float] = time.monotonic
+    _by_ip: dict[str, _Failures] = field(default_factory=dict)
+    _global: _Failures = field(default_factory=_Failures)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_seconds(self, ip: str) -> float:
+        """Seconds before `ip` may try again (0 when it may try now)."""
+        now = self.clock()
+        with self._lock:
+            mine = self._by_ip.get(ip)
+            waits = [self._global.locked_until - now]
+            if mine is not None:
+                waits.append(mine.locked_until - now)
+        return max(0.0, *waits)
+
+    def _lock_out(self, failures: _Failures, free: int, now: float) -> None:
+        failures.count += 1
+        extra = failures.count - free
+        if extra > 0:
+            delay = min(self.max_seconds, self.base_seconds * 2 ** (extra - 1))
+            failures.locked_until = now + delay
+
+    def failure(self, ip: str) -> None:
+        """Count a failed login from `ip`."""
+        now = self.clock()
+        with self._lock:
+            if len(self._by_ip) > 10_000:  # a flood of addresses must not grow memory forever
+                self._by_ip.clear()
+            self._lock_out(self._by_ip.setdefault(ip, _Failures()), self.free_failures, now)
+            self._lock_out(self._global, self.global_free_failures, now)
+
+    def success(self, ip: str) -> None:
+        """Forget the failures of `ip` after a good login."""
+        with self._lock:
+            self._by_ip.pop(ip, None)
+            if self._global.count:
+                self._global.count = max(0, self._global.count - self.free_failures)

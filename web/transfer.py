@@ -1,0 +1,126 @@
+"""Import numbers from CSV or vCard contacts, export lists as CSV."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO
+
+from flask import Blueprint, abort, render_template, request, send_file
+from werkzeug.wrappers import Response as BaseResponse
+
+from gateway.screening.rules import ListName
+from gateway.store.repository import EntryError, ImportReport, Repository, iter_lines
+from web import state
+from web.helpers import _
+from web.vcard import parse_vcards
+
+bp = Blueprint("transfer", __name__)
+
+MAX_REPORTED = 200  # rejected lines shown; the summary still counts them all
+
+
+@dataclass
+class ContactReport:
+    """What a contacts import did."""
+
+    cards: int = 0
+    added: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def import_contacts(repo: Repository, text: str) -> ContactReport:
+    """Add every phone number of every card to the allow list, labelled with the name."""
+    report = ContactReport()
+    for contact in parse_vcards(text):
+        report.cards += 1
+        for number in contact.numbers:
+            try:
+                repo.add_entry(ListName.ALLOW, number, kind="exact",
+                               label=(contact.name or number)[:200], source="contact")
+            except EntryError as exc:
+                report.rejected.append((contact.line, f"{contact.name}: {number}"[:80],
+                                        str(exc)))
+            else:
+                report.added += 1
+    return report
+
+
+def import_csv_bytes(repo: Repository, data: bytes, list_name: str,
+                     action: str | None) -> ImportReport:
+    """Import an uploaded CSV (UTF-8 or Latin-1) into a list."""
+    stream = io.StringIO("".join(iter_lines(data)))
+    return repo.import_csv(stream, list_name, action=action)
+
+
+def _render(status: int = 200, **context: object) -> tuple[str, int]:
+    context.setdefault("errors", {})
+    context.setdefault("form", {"list": "block"})
+    return render_template("transfer.html", max_reported=MAX_REPORTED, **context), status
+
+
+@bp.route("/transfer")
+def index() -> tuple[str, int]:
+    """Show the import and export forms."""
+    return _render()
+
+
+@bp.route("/transfer/import", methods=["POST"])
+def import_file() -> tuple[str, int]:
+    """Import a CSV into a list and show the report of rejected lines."""
+    repo = state().service.repo
+    form = {"list": request.form.get("list", ""), "action": request.form.get("action", "")}
+    if form["list"] not in ("allow", "block"):
+        return _render(form=form, errors={"list": _("Choose the allow or block list.")},
+                       status=400)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _render(form=form, errors={"file": _("Choose a CSV file.")}, status=400)
+    action = form["action"].strip() or None
+    if form["list"] == "allow":
+        action = None
+    try:
+        report = import_csv_bytes(repo, upload.read(), form["list"], action)
+    except ValueError as exc:  # a bad action for the whole file
+        return _render(form=form, errors={"action": str(exc)}, status=400)
+    return _render(form=form, report=report, report_name=upload.filename)
+
+
+@bp.route("/transfer/contacts", methods=["POST"])
+def import_vcard() -> tuple[str, int]:
+    """Allow every number of an uploaded vCard file, labelled with the contact's name."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _render(errors={"vcf": _("Choose a .vcf file.")}, status=400)
+    text = "".join(iter_lines(upload.read()))
+    if "BEGIN:VCARD" not in text.upper():
+        return _render(errors={"vcf": _("This file has no vCard in it.")}, status=400)
+    report = import_contacts(state().service.repo, text)
+    return _render(contacts=report)
+
+
+def export_file(repo: Repository, list_name: str) -> IO[bytes]:
+    """Write a list's CSV to a temporary file (on disk past 1 MiB) and rewind it.
+
+    A million-entry block list is tens of megabytes: spooling keeps it out of memory, and the
+    database read finishes before the (maybe slow) download starts.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - sent, then closed
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    repo.export_csv(list_name, text)
+    text.flush()
+    text.detach()  # keep the binary file open for send_file
+    spool.seek(0)
+    return spool
+
+
+@bp.route("/transfer/export/<name>.csv")
+def export(name: str) -> BaseResponse:
+    """Download a list as CSV."""
+    if name not in ("allow", "block"):
+        abort(404)
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return send_file(export_file(state().service.repo, name), mimetype="text/csv",
+                     as_attachment=True, download_name=f"ringfence-{name}-{stamp}.csv")

@@ -1,0 +1,93 @@
+"""A small vCard (3.0 and 4.0) reader: names and phone numbers, nothing else.
+
+Handles folded lines (RFC 6350 §3.2), property groups (``item1.TEL``), parameters
+(``TEL;TYPE=cell``), ``tel:`` URIs (4.0) and backslash escapes. Cards without a number are
+skipped; a broken card never stops the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Contact:
+    """One card: its display name and its phone numbers as written."""
+
+    name: str = ""
+    numbers: list[str] = field(default_factory=list)
+    line: int = 0  # where the card starts, for error reports
+
+
+def _unfold(text: str) -> Iterator[tuple[int, str]]:
+    """Join folded lines (a line starting with a space or tab continues the previous one)."""
+    current: str | None = None
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw[:1] in (" ", "\t") and current is not None:
+            current += raw[1:]
+            continue
+        if current is not None:
+            yield start, current
+        current, start = raw, number
+    if current is not None:
+        yield start, current
+
+
+def _unescape(value: str) -> str:
+    out: list[str] = []
+    chars = iter(value)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            out.append("\n" if nxt in ("n", "N") else nxt)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _split_property(line: str) -> tuple[str, str]:
+    """Return (NAME, value) of a content line, dropping group and parameters."""
+    # The value starts at the first ':' outside a quoted parameter value.
+    quoted = False
+    for i, c in enumerate(line):
+        if c == '"':
+            quoted = not quoted
+        elif c == ":" and not quoted:
+            head, value = line[:i], line[i + 1 :]
+            name = head.split(";", 1)[0].rsplit(".", 1)[-1].strip().upper()
+            return name, value
+    return "", ""
+
+
+def parse_vcards(text: str) -> list[Contact]:
+    """Parse every card in a .vcf text."""
+    contacts: list[Contact] = []
+    card: Contact | None = None
+    structured_name = ""
+    for line_no, line in _unfold(text.lstrip("\ufeff")):
+        name, value = _split_property(line)
+        if name == "BEGIN" and value.strip().upper() == "VCARD":
+            card, structured_name = Contact(line=line_no), ""
+        elif card is None:
+            continue
+        elif name == "END" and value.strip().upper() == "VCARD":
+            if not card.name and structured_name:
+                card.name = structured_name
+            if card.numbers:
+                contacts.append(card)
+            card = None
+        elif name == "FN":
+            card.name = _unescape(value).strip()
+        elif name == "N":
+            # N is family;given;additional;prefix;suffix: show it as "given family".
+            parts = [_unescape(p).strip() for p in value.split(";")]
+            structured_name = " ".join(p for p in (parts[1:2] + parts[:1]) if p)
+        elif name == "TEL":
+            number = _unescape(value).strip()
+            if number.lower().startswith("tel:"):
+                number = number[4:].split(";", 1)[0]
+            if number:
+                card.numbers.append(number)
+    return contacts
