@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.config import PassBehaviour, Settings
 from gateway.numbers import parse_caller
@@ -66,6 +66,9 @@ class Media(Protocol):
 
     def close(self) -> None:
         """Stop everything."""
+
+    def update(self, offer: Any) -> None:
+        """Apply a re-INVITE's offer (a parsed SessionDescription)."""
 
 
 class Service(Protocol):
@@ -308,12 +311,25 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
             media.close()
             raise NotAnswered(cancelled_outcome(call))
         call.media = media
+        call.on_reoffer = lambda offer: reoffer(media, offer)
         media.start()
     except Exception:
         media.close()
         raise
     record.ensure()
     return media
+
+
+def reoffer(media: Media, offer: str) -> str | None:
+    """Follow a re-INVITE (hold, resume, new address): our new answer, or None for 488."""
+    from gateway.sip.sdp import parse_sdp
+
+    try:
+        media.update(parse_sdp(offer))
+    except ValueError as exc:  # SdpError: the re-offer drops our codec or is unreadable
+        log.info("re-offer refused: %s", exc)
+        return None
+    return media.answer_sdp()
 
 
 def play(media: Media, prompt: str, env: CallEnvironment) -> None:
@@ -380,9 +396,9 @@ def challenge(
     media = answer(call, env, record)
     handed_over = False
     try:
-        play(media, prompt, env)
-        digit = media.wait_for_digit(timeout=DIGIT_TIMEOUT_SECONDS)
         expected = env.service.challenge_digit()
+        play(media, challenge_prompt(prompt, expected), env)
+        digit = media.wait_for_digit(timeout=DIGIT_TIMEOUT_SECONDS)
         if digit is None or digit != expected:
             log.info("call %s: challenge failed (pressed %r, expected %r)", call.call_id,
                      digit, expected)
@@ -402,6 +418,18 @@ def challenge(
     finally:
         if not handed_over:
             call.hangup()
+
+
+def challenge_prompt(prompt: str, key: str) -> str:
+    """The default "press 5" prompt names the owner's key; a chosen prompt stays as is."""
+    if prompt != "challenge":
+        return prompt
+    from gateway.prompts import challenge_prompt_name
+
+    try:
+        return challenge_prompt_name(key)
+    except ValueError:
+        return prompt
 
 
 def voicemail_path(folder: Path, caller: Caller, at: datetime) -> Path:

@@ -112,6 +112,8 @@ class Call:
         self.acked = threading.Event()
         self.ended = threading.Event()
         self.media: MediaCloser | None = None
+        # Set once answered: turns a re-INVITE's offer into our answer (None: refuse, 488).
+        self.on_reoffer: Callable[[str], str | None] | None = None
         self.local_sdp: bytes = b""
         self.answered_at: float | None = None
         self.created = time.monotonic()
@@ -523,10 +525,23 @@ class UserAgent:
             log.info("call %s: caller hung up", call.call_id)
             call.on_bye()
         elif method in ("INVITE", "UPDATE") and request.body:
-            # A session refresh or re-offer: keep the session as it is and restate our answer.
+            # A re-offer (hold, resume, a new address): let the media follow it if it can.
+            answer = call.local_sdp
+            if call.on_reoffer is not None:
+                try:
+                    text = call.on_reoffer(request.body_text())
+                except Exception:
+                    log.exception("call %s: error applying a re-offer", call.call_id)
+                    text = None
+                if text is None:
+                    tx.respond(make_response(request, 488, "Not Acceptable Here",
+                                             to_tag=call.local_tag))
+                    return
+                answer = text.encode("utf-8")
+                call.local_sdp = answer
             ok.add("Contact", self.contact_for(source))
             ok.add("Content-Type", "application/sdp")
-            ok.body = call.local_sdp
+            ok.body = answer
             tx.respond(ok)
         else:
             if method == "INVITE":

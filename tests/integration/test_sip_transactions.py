@@ -284,3 +284,59 @@ def test_public_address_is_announced_while_media_binds_locally(
     assert isinstance(bye, SipRequest)
     peer.send(ok_for(bye))
     assert fake_service.wait_finished()[0].outcome == "announced"
+
+
+def reinvite(invite: SipRequest, to: str | None, sdp: str, cseq: int) -> bytes:
+    """An in-dialog INVITE carrying `sdp`."""
+    head = RawPeer.follow_up(invite, "INVITE", to=to, new_branch=True).decode()
+    head = head.replace(f"CSeq: {invite.cseq()[0]} INVITE", f"CSeq: {cseq} INVITE")
+    head = head.replace("Content-Length: 0\r\n\r\n", "")
+    return (head + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n"
+            + sdp).encode()
+
+
+def test_reinvite_hold_is_followed_and_a_codec_change_refused(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    from tests.peers.raw import SDP_OFFER
+
+    fake_service.action = Action(ActionKind.VOICEMAIL, prompt="greeting")
+    peer = start(make_gateway, peer_factory, real_media=True)
+    invite = peer.invite()
+    peer.send(invite)
+    ok = peer.expect(is_invite_response(200))
+    to = ok.get("To")
+    peer.send(RawPeer.follow_up(invite, "ACK", to=to, new_branch=True))
+    hold = SDP_OFFER.replace("a=sendrecv", "a=sendonly").replace("o=caller 1 1", "o=caller 1 2")
+    peer.send(reinvite(invite, to, hold, 2))
+    held = peer.expect(lambda m: isinstance(m, SipResponse) and m.cseq() == (2, "INVITE"))
+    assert isinstance(held, SipResponse) and held.status == 200
+    assert "a=recvonly" in held.body_text()
+    g722_only = SDP_OFFER.replace("RTP/AVP 8 0 101", "RTP/AVP 9").replace(
+        "o=caller 1 1", "o=caller 1 3")
+    peer.send(reinvite(invite, to, g722_only, 3))
+    refused = peer.expect(lambda m: isinstance(m, SipResponse) and m.cseq() == (3, "INVITE"))
+    assert isinstance(refused, SipResponse) and refused.status == 488
+    peer.send(RawPeer.follow_up(invite, "BYE", to=to, new_branch=True))
+    assert fake_service.wait_finished()[0].outcome.startswith(("caller hung up", "voicemail"))
+
+
+def test_challenge_prompt_names_the_owners_key(
+    make_gateway: GatewayFactory, peer_factory: object, fake_service: FakeService,
+) -> None:
+    sessions: list[SilentMedia] = []
+
+    def media(offer: str, announced: str, bind: str) -> SilentMedia:
+        sessions.append(SilentMedia(offer, announced, bind))
+        return sessions[-1]
+
+    fake_service.action = Action(ActionKind.CHALLENGE, prompt="challenge")
+    fake_service.digit = "7"
+    peer = start(make_gateway, peer_factory, media_factory=media)
+    invite = peer.invite()
+    peer.send(invite)
+    ok = peer.expect(is_invite_response(200))
+    peer.send(RawPeer.follow_up(invite, "ACK", to=ok.get("To"), new_branch=True))
+    peer.send(RawPeer.follow_up(invite, "BYE", to=ok.get("To"), new_branch=True))
+    assert fake_service.wait_finished()[0].outcome == "challenge failed"
+    assert str(sessions[0].played[0]).endswith("challenge_7.wav")

@@ -125,3 +125,6 @@ class SilentMedia:
 
     def close(self) -> None:
         self.closed.set()
+
+    def update(self, offer: Any) -> None:
+        self.played.append(("update", offer))
