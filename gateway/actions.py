@@ -307,11 +307,12 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
         call.reject(488, "Not Acceptable Here")
         raise NotAnswered("not answered: unusable SDP offer (488)") from None
     try:
+        # Hooked up before the 200 OK goes out: the caller may ACK and re-INVITE at once.
+        call.media = media
+        call.on_reoffer = lambda offer: reoffer(media, offer)
         if not call.answer(media.answer_sdp()):
             media.close()
             raise NotAnswered(cancelled_outcome(call))
-        call.media = media
-        call.on_reoffer = lambda offer: reoffer(media, offer)
         media.start()
     except Exception:
         media.close()
