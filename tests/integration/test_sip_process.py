@@ -54,3 +54,20 @@ def test_run_direct_listener_then_sigterm(tmp_path: Path) -> None:
     assert "Ringfence gateway started" in output
     assert "Ringfence gateway stopped" in output
     assert "Traceback" not in output
+
+
+def test_run_exits_1_when_the_sip_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.toml"
+        config.write_text(f'data_dir = "data"\n[gateway]\nlisten = "127.0.0.1:{port}"\n')
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(config), "run"],
+            capture_output=True, text=True, timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert result.returncode == 1
+    assert "cannot listen for SIP" in result.stdout + result.stderr
