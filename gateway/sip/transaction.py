@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.transport import SipTransport, Source, Target
+from gateway.sip.transport import SipTransport, Source, Target, TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,20 @@ def server_key(request: SipRequest) -> tuple[str, str, str]:
 
 @dataclass
 class ServerTransaction:
-    """One request we answer; remembers the last response to absorb retransmissions."""
+    """One request we answer; keeps the last response's bytes to absorb retransmissions.
+
+    Only bytes and a route are kept once the final response is out: RFC 3261 keeps completed
+    transactions for 32 s, and at a flood's rate the parsed messages would add up.
+    """
 
     layer: TransactionLayer
     key: tuple[str, str, str]
-    request: SipRequest
+    method: str
     source: Source
-    last_response: SipResponse | None = None
+    request: SipRequest | None = None  # dropped after the final response
+    last_status: int = 0
+    response_bytes: bytes = b""
+    route: TcpConnection | Target | None = None
     completed: bool = False
     confirmed: bool = False
     timer: int | None = None
@@ -129,21 +136,28 @@ class ServerTransaction:
     @property
     def is_invite(self) -> bool:
         """Whether this is an INVITE transaction."""
-        return self.request.method == "INVITE"
+        return self.method == "INVITE"
 
     @property
     def final_sent(self) -> bool:
         """Whether a final (>= 200) response went out."""
-        return self.last_response is not None and self.last_response.status >= 200
+        return self.last_status >= 200
 
     def respond(self, response: SipResponse) -> None:
         """Send `response` and move the state machine on."""
+        data = response.to_bytes()
+        route = self.layer.transport.response_route(response, self.source)
         with self.layer.lock:
             if self.final_sent:
                 log.debug("dropping %d after final response on %s", response.status, self.key)
                 return
-            self.last_response = response
-        self.layer.transport.send_response(response, self.source)
+            self.last_status = response.status
+            self.response_bytes = data
+            self.route = route
+            if response.status >= 200:
+                self.request = None
+        if route is not None:
+            self.layer.transport.send_routed(data, route)
         if response.status < 200:
             return
         if self.is_invite and response.status < 300:
@@ -157,17 +171,17 @@ class ServerTransaction:
 
     def _schedule_retransmit(self, interval: float) -> None:
         def resend() -> None:
-            if self.confirmed or self.last_response is None:
+            if self.confirmed or self.route is None:
                 return
-            self.layer.transport.send_response(self.last_response, self.source)
+            self.layer.transport.send_routed(self.response_bytes, self.route)
             self._schedule_retransmit(min(interval * 2, T2))
 
         self.timer = self.layer.timers.call_later(interval, resend)
 
     def retransmitted(self) -> None:
         """The same request came again: resend the last response (RFC 3261 §17.2.1)."""
-        if self.last_response is not None:
-            self.layer.transport.send_response(self.last_response, self.source)
+        if self.route is not None and self.response_bytes:
+            self.layer.transport.send_routed(self.response_bytes, self.route)
 
     def acked(self) -> None:
         """An ACK for our non-2xx final response arrived."""
@@ -262,7 +276,7 @@ class TransactionLayer:
 
     def new_server(self, request: SipRequest, source: Source) -> ServerTransaction:
         """Open a server transaction for a new request."""
-        tx = ServerTransaction(self, server_key(request), request, source)
+        tx = ServerTransaction(self, server_key(request), request.method, source, request)
         with self.lock:
             self.server[tx.key] = tx
         return tx

@@ -289,22 +289,37 @@ class SipTransport:
 
     def send_response(self, response: SipResponse, source: Source | None = None) -> None:
         """Send a response along the Via path (RFC 3261 §18.2.2, RFC 3581 rport)."""
-        data = response.to_bytes()
+        route = self.response_route(response, source)
+        if route is not None:
+            self.send_routed(response.to_bytes(), route)
+
+    def response_route(
+        self, response: SipResponse, source: Source | None = None
+    ) -> TcpConnection | Target | None:
+        """Where a response goes: the request's TCP connection, else received:rport or the
+        Via's sent-by; None (logged) when the Via is unusable."""
         if source is not None and source.connection is not None and not source.connection.closed:
-            source.connection.send(data)
-            return
+            return source.connection
         try:
             via = response.top_via()
         except SipParseError as exc:
             log.warning("cannot route response %r: %s", response, exc)
-            return
+            return None
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-        transport = via.transport.lower()
+        transport = "tcp" if via.transport.lower() == "tcp" else "udp"
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %r to %s:%s/%s", response, host, port, transport)
-        self.send(data, Target("tcp" if transport == "tcp" else "udp", host, port))
+        return Target(transport, host, port)
+
+    def send_routed(self, data: bytes, route: TcpConnection | Target) -> None:
+        """Send serialised bytes along a route from `response_route`."""
+        if isinstance(route, TcpConnection):
+            if not route.closed:
+                route.send(data)
+            return
+        self.send(data, route)
 
     def local_address_towards(self, host: str) -> str:
         """The local IP a packet to `host` leaves from (our bound IP when we have one)."""
