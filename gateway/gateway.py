@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from gateway.actions import CallEnvironment, Media, MediaFactory, PromptResolver, Service
 from gateway.actions import handle_call as run_actions
@@ -14,6 +15,10 @@ from gateway.config import LineConfig, Settings
 from gateway.sip.register import Registration
 from gateway.sip.transaction import Timers
 from gateway.sip.ua import Call, CallHandler, CallLimiter, UaIdentity, UserAgent
+
+if TYPE_CHECKING:
+    from gateway.scheduler import RingfenceScheduler
+    from gateway.service import ScreeningService
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,17 @@ class Gateway:
         self.uas.clear()
 
 
+def _start_scheduler(settings: Settings, service: ScreeningService) -> RingfenceScheduler | None:
+    """Start digests, alerts, subscriptions and retention; calls go on if that fails."""
+    from gateway.scheduler import start_scheduler
+
+    try:
+        return start_scheduler(settings, service)
+    except Exception:
+        log.exception("the scheduler did not start: no digests or alerts, calls still screened")
+        return None
+
+
 def run_gateway(settings: Settings) -> int:
     """Run the gateway until SIGTERM/SIGINT; return the process exit code."""
     from gateway.service import open_service
@@ -158,6 +174,7 @@ def run_gateway(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen for SIP: %s", exc)
         return 1
+    scheduler = _start_scheduler(settings, service)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -172,6 +189,8 @@ def run_gateway(settings: Settings) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         gateway.stop()
         log.info("Ringfence gateway stopped")
     return 0

@@ -87,11 +87,16 @@ class ScreeningService:
         folder = self.settings.voicemail_dir.resolve()
         resolved = path.resolve()
         relative = str(resolved.relative_to(folder)) if folder in resolved.parents else str(path)
-        return self.repo.save_voicemail(
+        voicemail_id = self.repo.save_voicemail(
             call_row_id, at=utcnow(), path=relative, duration_s=duration_s, size_bytes=size_bytes,
             number=caller.number if caller else None,
             display_name=caller.display_name if caller else "",
         )
+        # Wake the alert job now rather than at its next minute (a no-op without a scheduler).
+        from gateway.notify.alerts import on_voicemail
+
+        on_voicemail(voicemail_id)
+        return voicemail_id
 
     def voicemail_space_left(self) -> int:
         """Bytes that may still be recorded under the configured cap."""
