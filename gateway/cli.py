@@ -475,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if settings.log_level != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # Their per-job and per-migration lines drown the gateway's own in the journal.
+        for noisy in ("alembic", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         handler: Handler = args.handler
         return handler(args, settings)
