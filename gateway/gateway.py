@@ -168,13 +168,7 @@ def run_gateway(settings: Settings) -> int:
     except Exception:
         log.exception("cannot open the screening service")
         return 1
-    gateway = Gateway(settings, service)
-    try:
-        gateway.start()
-    except OSError as exc:
-        log.error("cannot listen for SIP: %s", exc)
-        return 1
-    scheduler = _start_scheduler(settings, service)
+    # Handlers first: once the UA answers, a SIGTERM must mean a clean stop, not a kill.
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -182,6 +176,15 @@ def run_gateway(settings: Settings) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    gateway = Gateway(settings, service)
+    try:
+        gateway.start()
+    except OSError as exc:
+        log.error("cannot listen for SIP: %s", exc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 1
+    scheduler = _start_scheduler(settings, service)
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
     try:
         while not stop.wait(1.0):
