@@ -211,7 +211,9 @@ class Call:
             if self.ended.is_set():
                 return
             self.ended.set()
-        if self.media is not None:
+        if not wait:
+            self._close_media_soon()  # from the timer thread or shutdown: do not block there
+        elif self.media is not None:
             self.media.close()
         if self.dialog is None:
             self.reject(480, "Temporarily Unavailable")
@@ -259,8 +261,14 @@ class Call:
                 make_response(self.invite, 487, "Request Terminated", to_tag=self.local_tag)
             )
         self.ended.set()
-        if self.media is not None:
-            self.media.close()
+        self._close_media_soon()
+
+    def _close_media_soon(self) -> None:
+        # Called from the receive thread: closing media joins RTP threads (tens of ms), which
+        # would hold up every other SIP message; the call's own thread is woken either way.
+        media = self.media
+        if media is not None:
+            threading.Thread(target=media.close, name="media-close", daemon=True).start()
 
     def on_ack(self) -> None:
         """The ACK for our 200 OK arrived."""
@@ -272,8 +280,7 @@ class Call:
         self.remote_hangup.set()
         self.ended.set()
         self.ua.timers.cancel(self._retransmit_timer)
-        if self.media is not None:
-            self.media.close()
+        self._close_media_soon()
 
 
 class MediaCloser(Protocol):
