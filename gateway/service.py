@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.config import Settings
 from gateway.numbers import parse_caller
 from gateway.screening.caller import Caller
-from gateway.screening.decide import Decision, Rules, decide
+from gateway.screening.decide import Decision, Rules, decide, decide_without_history
 from gateway.screening.rules import PASS, ListName
 from gateway.store.db import Database, check_schema
 from gateway.store.models import utcnow
@@ -38,8 +38,15 @@ class ScreeningService:
 
     def evaluate(self, caller: Caller, now: datetime) -> Decision:
         """Load rules, entries and history, and decide. Raises on failure; nothing is written."""
-        policy, entries, history = self.repo.screening_inputs(caller, now)
-        return decide(caller, Rules(policy, entries), history, now)
+        version, policy, entries = self.repo.screening_rules(caller)
+        rules = Rules(policy, entries)
+        # Allowed, blocked and rule-matched callers never need the history: skip loading it.
+        early = decide_without_history(caller, rules, now)
+        if early is not None:
+            return early
+        window = timedelta(minutes=policy.history_window_minutes())
+        history = self.repo.recent_history(caller, now, window, version)
+        return decide(caller, rules, history, now)
 
     def screen(self, caller: Caller, now: datetime | None = None) -> Decision:
         """Decide for a real call: never raises (fails open). Writes nothing."""

@@ -160,6 +160,16 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
 
 def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Decision:
     """Decide what to do with `caller` at `now` (timezone-aware), given earlier calls."""
+    return decide_without_history(caller, rules, now) or _decide_with_history(
+        caller, rules, history, now)
+
+
+def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decision | None:
+    """Steps 1-4 (pause, lists, rules), which need no history; None if the call gets further.
+
+    The service calls this first so that allowed, blocked and rule-matched callers never cost
+    a history load: during a flood, history is the expensive part.
+    """
     policy = rules.policy
     local = now.astimezone(ZoneInfo(policy.timezone))
 
@@ -197,6 +207,12 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
             label = f" [{rule.label}]" if rule.label else ""
             return Decision(rule.action, reason + label, "rule", f"rule:{rule.id}")
 
+    return None
+
+
+def _decide_with_history(caller: Caller, rules: Rules, history: History,
+                         now: datetime) -> Decision:
+    policy = rules.policy
     # 5. Rate limits: the same number again and again, then a burst of distinct strangers.
     repeat = policy.repeat
     if repeat.enabled and caller.number is not None:
@@ -218,8 +234,7 @@ def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Dec
             current_key=caller.key,
         )
         if burst.active:
-            started = burst.started_at.astimezone(ZoneInfo(policy.timezone)) if burst.started_at \
-                else local
+            started = (burst.started_at or now).astimezone(ZoneInfo(policy.timezone))
             return Decision(
                 policy.burst.action,
                 f"burst mode since {started:%H:%M}: {burst.distinct_callers} unknown callers "

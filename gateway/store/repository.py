@@ -9,6 +9,7 @@ next call without a restart.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import threading
@@ -163,6 +164,77 @@ _COUNT_EXISTING = select(func.count(ListEntryRow.id)).where(
     ListEntryRow.list == bindparam("list_name"),
     ListEntryRow.pattern.in_(bindparam("patterns", expanding=True)),
 )
+
+
+_OWN_CALLS = (
+    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
+           CallRow.action)
+    .where(CallRow.number == bindparam("number"),
+           CallRow.at >= bindparam("since", type_=UTCDateTime()),
+           CallRow.at <= bindparam("until", type_=UTCDateTime()))
+    .order_by(CallRow.at.desc())
+    .limit(MAX_HISTORY_ROWS)
+)
+_UNKNOWN_SINCE = (
+    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
+           CallRow.action)
+    .where(CallRow.unknown.is_(True), CallRow.at >= bindparam("since", type_=UTCDateTime()))
+    .order_by(CallRow.at.desc())
+    .limit(MAX_HISTORY_ROWS)
+)
+_CALLS_AFTER_ID = (
+    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
+           CallRow.action)
+    .where(CallRow.id > bindparam("last_id"))
+    .order_by(CallRow.id)
+)
+_MAX_CALL_ID = select(func.max(CallRow.id))
+
+
+def _past_call(row: Any) -> PastCall:
+    return PastCall(at=row.at, key=row.number or row.caller_kind, unknown=row.unknown,
+                    action=row.action)
+
+
+class _UnknownCallTimeline:
+    """Unknown calls since some time, sorted, kept in memory and topped up by row id.
+
+    Burst detection needs every unknown call of the last hour or so; re-reading thousands of
+    rows per INVITE made screening cost tens of milliseconds during exactly the floods it is
+    for. Only rows added since the last call are read; a window that moves backwards (a
+    replay, a test) or a rules change (a restore) reloads from scratch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: datetime | None = None
+        self._version = -1
+        self._last_id = 0
+        self._rows: list[tuple[datetime, int, PastCall]] = []  # sorted by (at, id)
+
+    def between(self, conn: Connection, since: datetime, until: datetime,
+                version: int) -> list[tuple[int, PastCall]]:
+        """(row id, call) for unknown calls with `since` <= at <= `until`."""
+        with self._lock:
+            if self._since is None or since < self._since or version != self._version:
+                # One snapshot: the rows and the highest id come from the same transaction.
+                rows = conn.execute(_UNKNOWN_SINCE, {"since": since}).all()
+                self._last_id = int(conn.execute(_MAX_CALL_ID).scalar() or 0)
+                self._rows = sorted((r.at, r.id, _past_call(r)) for r in rows)
+                self._since, self._version = since, version
+            else:
+                for r in conn.execute(_CALLS_AFTER_ID, {"last_id": self._last_id}):
+                    self._last_id = max(self._last_id, r.id)
+                    if r.unknown and r.at >= self._since:
+                        bisect.insort(self._rows, (r.at, r.id, _past_call(r)))
+                if since > self._since:
+                    del self._rows[:bisect.bisect_left(self._rows, (since,))]
+                    self._since = since
+                if len(self._rows) > MAX_HISTORY_ROWS:  # keep the newest, as the query does
+                    del self._rows[:len(self._rows) - MAX_HISTORY_ROWS]
+            low = bisect.bisect_left(self._rows, (since,))
+            high = bisect.bisect_right(self._rows, (until, float("inf")))
+            return [(row_id, call) for _, row_id, call in self._rows[low:high]]
 
 
 def _history_rows(conn: Connection, now: datetime, window: timedelta) -> Any:
@@ -359,6 +431,7 @@ class Repository:
         self._cache: _PatternCache | None = None
         self._cache_lock = threading.Lock()
         self._policy_cache: tuple[int, Policy] | None = None
+        self._unknown_calls = _UnknownCallTimeline()
 
     # ------------------------------------------------------------------ settings
 
@@ -545,13 +618,11 @@ class Repository:
             self._policy_cache = cached
         return cached[1]
 
-    def screening_inputs(
-        self, caller: Caller, now: datetime, history_window: timedelta | None = None
-    ) -> tuple[Policy, list[ListEntry], History]:
-        """Everything `decide()` needs for one call, in one connection and three small queries.
+    def screening_rules(self, caller: Caller) -> tuple[int, Policy, list[ListEntry]]:
+        """The rules version, the policy and the entries that may match `caller`.
 
         The policy and the glob/regex index are cached per `rules_version`, so the per-call
-        cost is: the version, an indexed IN lookup of the number's prefixes, and the history.
+        cost is the version and one indexed IN lookup of the number's prefixes.
         """
         with self.db.engine.connect() as conn:
             version = int(conn.execute(_VERSION_QUERY).scalar() or 0)
@@ -561,14 +632,35 @@ class Repository:
                 rows = conn.execute(_ENTRIES_BY_PREFIX,
                                     {"prefixes": number_prefixes(caller.number)})
                 found = [_entry_from_mapping(r._mapping) for r in rows]
-            window = history_window or timedelta(minutes=policy.history_window_minutes())
-            history = _history_from_rows(_history_rows(conn, now, window))
-        entries = found + self._pattern_cache(version).candidates(caller.number)
-        return policy, entries, history
+        return version, policy, found + self._pattern_cache(version).candidates(caller.number)
+
+    def recent_history(self, caller: Caller, now: datetime, window: timedelta,
+                       version: int = 0) -> History:
+        """What the rate limits need: this caller's own calls, and every unknown caller's.
+
+        The unknown calls come from an in-memory timeline topped up by row id, so a flood of
+        thousands of strangers is read from the database once, not once per call.
+        """
+        since = now - window
+        with self.db.engine.connect() as conn:
+            calls = dict(self._unknown_calls.between(conn, since, now, version))
+            if caller.number:
+                rows = conn.execute(_OWN_CALLS, {"number": caller.number, "since": since,
+                                                 "until": now})
+                calls.update((r.id, _past_call(r)) for r in rows)
+        return History.of(calls.values())
+
+    def screening_inputs(
+        self, caller: Caller, now: datetime, history_window: timedelta | None = None
+    ) -> tuple[Policy, list[ListEntry], History]:
+        """Everything `decide()` needs for one call."""
+        version, policy, entries = self.screening_rules(caller)
+        window = history_window or timedelta(minutes=policy.history_window_minutes())
+        return policy, entries, self.recent_history(caller, now, window, version)
 
     def candidate_entries(self, caller: Caller) -> list[ListEntry]:
         """Entries that may match `caller`: exact and prefix by index, cached globs/regexes."""
-        return self.screening_inputs(caller, utcnow(), timedelta(0))[1]
+        return self.screening_rules(caller)[2]
 
     def note_entry_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
         """Count a hit on an entry, deleting it if it was a one-off permission."""

@@ -121,7 +121,7 @@ def test_screening_fails_open(service: ScreeningService, monkeypatch: pytest.Mon
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(service.repo, "screening_inputs", broken)
+    monkeypatch.setattr(service.repo, "screening_rules", broken)
     decision = service.screen(service.caller("0612345678"), NOW)
     assert decision.action.is_pass and decision.step == "error"
     assert "screening failed" in caplog.text and "disk on fire" in caplog.text
