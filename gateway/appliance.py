@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -327,6 +326,8 @@ def _safe_relative(name: str, where: str) -> PurePosixPath:
 
 
 def _known_revisions() -> list[str]:
+    from alembic.script import ScriptDirectory  # only when restoring: alembic costs ~10 MiB
+
     script = ScriptDirectory(str(MIGRATIONS))
     return [rev.revision for rev in script.walk_revisions()]
 

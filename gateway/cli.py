@@ -461,10 +461,27 @@ def _load_extra_commands() -> None:
             _EXTRA_COMMANDS.append(register)
 
 
+def _command_word(words: Sequence[str]) -> str | None:
+    """The subcommand in `words`, skipping global options and their values."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--config", "-c"):
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ringfence` command."""
-    _load_extra_commands()
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if _command_word(words) != "run":
+        # The gateway process needs none of them, and the web UI's pulls in Flask: on a Pi
+        # that is memory the gateway would carry for nothing.
+        _load_extra_commands()
+    args = build_parser().parse_args(words)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Settings
-from web.security import PasswordError, new_api_token, set_password
+
+# Flask and the web package are imported inside the handlers: every `ringfence` command,
+# the gateway's `run` included, loads this module to register its subcommands.
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ def _database(settings: Settings) -> Any:
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the web UI with waitress on `web.listen` (or print a new API token)."""
+    from web.security import new_api_token
+
     if args.new_api_token:
         token = new_api_token(_database(settings))
         print(token)
@@ -48,6 +52,8 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> tuple[str, str | None]:
+    from web.security import PasswordError
+
     if args.password_file:
         try:
             text = Path(args.password_file).read_text(encoding="utf-8")
@@ -60,6 +66,8 @@ def _read_password(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def cmd_set_password(args: argparse.Namespace, settings: Settings) -> int:
     """Set the web UI password (asked twice, or read from --password-file)."""
+    from web.security import PasswordError, set_password
+
     try:
         password, confirm = _read_password(args)
         set_password(_database(settings), password, confirm)
