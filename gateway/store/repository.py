@@ -149,8 +149,11 @@ _ENTRIES_BY_PREFIX = select(ListEntryRow.__table__).where(
     ListEntryRow.pattern.in_(bindparam("prefixes", expanding=True)),
     ListEntryRow.kind.in_(("exact", "prefix")),
 )
+# What the rate limits read of a logged call.
+_PAST_CALL_COLUMNS = select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind,
+                            CallRow.unknown, CallRow.action)
 _HISTORY_QUERY = (
-    select(CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown, CallRow.action)
+    _PAST_CALL_COLUMNS
     .where(CallRow.at >= bindparam("since", type_=UTCDateTime()),
            CallRow.at <= bindparam("until", type_=UTCDateTime()))
     .order_by(CallRow.at.desc())
@@ -167,8 +170,7 @@ _COUNT_EXISTING = select(func.count(ListEntryRow.id)).where(
 
 
 _OWN_CALLS = (
-    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
-           CallRow.action)
+    _PAST_CALL_COLUMNS
     .where(CallRow.number == bindparam("number"),
            CallRow.at >= bindparam("since", type_=UTCDateTime()),
            CallRow.at <= bindparam("until", type_=UTCDateTime()))
@@ -176,15 +178,13 @@ _OWN_CALLS = (
     .limit(MAX_HISTORY_ROWS)
 )
 _UNKNOWN_SINCE = (
-    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
-           CallRow.action)
+    _PAST_CALL_COLUMNS
     .where(CallRow.unknown.is_(True), CallRow.at >= bindparam("since", type_=UTCDateTime()))
     .order_by(CallRow.at.desc())
     .limit(MAX_HISTORY_ROWS)
 )
 _CALLS_AFTER_ID = (
-    select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind, CallRow.unknown,
-           CallRow.action)
+    _PAST_CALL_COLUMNS
     .where(CallRow.id > bindparam("last_id"))
     .order_by(CallRow.id)
 )
@@ -242,10 +242,7 @@ def _history_rows(conn: Connection, now: datetime, window: timedelta) -> Any:
 
 
 def _history_from_rows(rows: Iterable[Any]) -> History:
-    return History.of(
-        PastCall(at=r.at, key=r.number or r.caller_kind, unknown=r.unknown, action=r.action)
-        for r in rows
-    )
+    return History.of(_past_call(r) for r in rows)
 
 
 def _rule_from_row(row: RuleRow) -> Rule:

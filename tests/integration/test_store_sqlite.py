@@ -220,3 +220,19 @@ def test_times_come_back_aware_utc(service: ScreeningService) -> None:
     service.record_call(who, service.screen(who, paris_noon), at=paris_noon)
     [row] = service.repo.calls()
     assert row.at == paris_noon and row.at.tzinfo is UTC
+
+
+def test_unknown_call_timeline_sees_calls_logged_elsewhere(settings: Settings) -> None:
+    """The in-memory timeline is topped up by row id, so another writer's calls count too."""
+    gateway = open_service(settings)
+    other = open_service(settings)  # e.g. `ringfence replay --record` in another process
+    first = gateway.caller("0611000000")
+    assert gateway.screen(first, NOW).action.is_pass  # loads the (empty) timeline
+    for i in range(4):
+        who = other.caller(f"061100000{i + 1}")
+        at = NOW + timedelta(seconds=i)
+        other.record_call(who, other.screen(who, at), at=at)
+    decision = gateway.screen(gateway.caller("0622000000"), NOW + timedelta(seconds=10))
+    assert decision.step == "burst"  # 4 logged elsewhere + this one = 5 distinct strangers
+    # A window that moves back in time (a replay) reloads instead of trusting the cache.
+    assert gateway.screen(gateway.caller("0622000000"), NOW - timedelta(hours=3)).action.is_pass
