@@ -11,6 +11,22 @@ FR: dict[str, str] = {
     "Test a number": "Tester un numéro",
     "Voicemail": "Messagerie",
     "Import/export": "Import/export",
+    "Backup": "Sauvegarde",
+    "Restore": "Restaurer",
+    "Backup restored": "Sauvegarde restaurée",
+    "Download a backup": "Télécharger une sauvegarde",
+    "Include the call log": "Inclure le journal des appels",
+    "Include voicemail recordings": "Inclure les messages vocaux",
+    "Backup file (.tar.gz)": "Fichier de sauvegarde (.tar.gz)",
+    "I understand this replaces the lists, rules and settings":
+        "Je comprends que cela remplace les listes, les règles et les réglages",
+    "Choose a backup file (.tar.gz).": "Choisissez un fichier de sauvegarde (.tar.gz).",
+    "Tick the box: a restore replaces the lists, rules and settings.":
+        "Cochez la case : une restauration remplace les listes, les règles et les réglages.",
+    "Lists, rules, settings and your own prompts, in one file you can restore here or with "
+    "`ringfence restore`.":
+        "Listes, règles, réglages et vos propres annonces, dans un fichier à restaurer ici ou "
+        "avec `ringfence restore`.",
     "Account": "Compte",
     "Log out": "Se déconnecter",
     "Log in": "Se connecter",

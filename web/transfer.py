@@ -1,4 +1,4 @@
-"""Import numbers from CSV or vCard contacts, export lists as CSV."""
+"""Import numbers from CSV or vCard contacts, export lists as CSV, back up and restore."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import IO
 from flask import Blueprint, abort, render_template, request, send_file
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.appliance import BackupError, backup_to, restore_from
 from gateway.screening.rules import ListName
 from gateway.store.repository import EntryError, ImportReport, Repository, iter_lines
 from web import state
@@ -124,3 +125,47 @@ def export(name: str) -> BaseResponse:
     stamp = datetime.now(UTC).strftime("%Y%m%d")
     return send_file(export_file(state().service.repo, name), mimetype="text/csv",
                      as_attachment=True, download_name=f"ringfence-{name}-{stamp}.csv")
+
+
+@bp.route("/transfer/backup")
+def backup() -> BaseResponse:
+    """Download a backup archive (lists, rules, settings, prompts; optionally calls, voicemail).
+
+    A GET because it changes nothing; the archive is written to a temporary folder first so a
+    failure shows as an error page, not as a truncated download.
+    """
+    web = state()
+    with_calls = request.args.get("calls") == "1"
+    with_voicemail = request.args.get("voicemail") == "1"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    folder = tempfile.TemporaryDirectory(prefix="rf-backup-")
+    path = f"{folder.name}/ringfence-{stamp}.tar.gz"
+    backup_to(path, web.settings, with_calls=with_calls, with_voicemail=with_voicemail,
+              db=web.service.db)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - sent, then closed by send_file
+    with open(path, "rb") as archive:
+        spool.write(archive.read())
+    folder.cleanup()
+    spool.seek(0)
+    return send_file(spool, mimetype="application/gzip", as_attachment=True,
+                     download_name=f"ringfence-{stamp}.tar.gz")
+
+
+@bp.route("/transfer/restore", methods=["POST"])
+def restore() -> tuple[str, int]:
+    """Restore an uploaded backup after the owner confirmed it replaces lists and rules."""
+    web = state()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _render(errors={"restore": _("Choose a backup file (.tar.gz).")}, status=400)
+    if request.form.get("confirm") != "yes":
+        return _render(errors={"restore": _(
+            "Tick the box: a restore replaces the lists, rules and settings.")}, status=400)
+    with tempfile.TemporaryDirectory(prefix="rf-restore-") as folder:
+        path = f"{folder}/upload.tar.gz"
+        upload.save(path)
+        try:
+            report = restore_from(path, web.settings, db=web.service.db)
+        except BackupError as exc:
+            return _render(errors={"restore": str(exc)}, status=400)
+    return _render(restored=report.summary())

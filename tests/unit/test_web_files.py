@@ -213,3 +213,28 @@ def test_uploads_go_to_the_owners_prompts_dir_when_configured(
         assert settings.gateway.prompts_dir is not None
         assert (settings.gateway.prompts_dir / "en" / "greeting.wav").is_file()
         assert c.get("/prompts/en/greeting.wav").status_code == 200
+
+
+def test_backup_download_and_restore_from_the_ui(client: FlaskClient,
+                                                 service: ScreeningService) -> None:
+    service.repo.add_entry(ListName.BLOCK, "0612345678", label="kept by the backup")
+    response = client.get("/transfer/backup?calls=1")
+    assert response.mimetype == "application/gzip"
+    assert "attachment" in response.headers["Content-Disposition"]
+    archive = response.get_data()
+    assert archive[:2] == b"\x1f\x8b"  # gzip
+    service.repo.add_entry(ListName.BLOCK, "0699999999", label="added after the backup")
+    # Restoring needs the file and the owner's explicit confirmation.
+    refused = post(client, "/transfer/restore", {
+        "file": (io.BytesIO(archive), "backup.tar.gz")}, content_type="multipart/form-data")
+    assert refused.status_code == 400 and "Tick the box" in text(refused)
+    assert service.repo.count_entries("block") == 2
+    bad = post(client, "/transfer/restore", {
+        "confirm": "yes", "file": (io.BytesIO(b"not an archive"), "x.tar.gz")},
+        content_type="multipart/form-data")
+    assert bad.status_code == 400 and 'id="e-restore"' in text(bad)
+    done = post(client, "/transfer/restore", {
+        "confirm": "yes", "file": (io.BytesIO(archive), "backup.tar.gz")},
+        content_type="multipart/form-data")
+    assert done.status_code == 200 and "Backup restored" in text(done)
+    assert [e.label for e in service.repo.entries("block")] == ["kept by the backup"]
