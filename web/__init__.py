@@ -95,7 +95,17 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
     )
 
     from web import api as api_views
-    from web import auth, calls, dashboard, lists, rules, screen, transfer, voicemail
+    from web import (
+        auth,
+        calls,
+        dashboard,
+        lists,
+        notifications,
+        rules,
+        screen,
+        transfer,
+        voicemail,
+    )
     from web.helpers import install_template_helpers
 
     install_template_helpers(app)
@@ -103,7 +113,8 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
     app.after_request(_security_headers)
     app.register_error_handler(404, _api_http_error)
     app.register_error_handler(405, _api_http_error)
-    for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer):
+    for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer,
+                   notifications):
         app.register_blueprint(module.bp)
     app.register_blueprint(api_views.bp)
     try:
