@@ -20,9 +20,11 @@ scheduler's context in a module variable, so only one RingfenceScheduler runs pe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -71,6 +73,18 @@ class _Context:
         self.settings = settings
         self.db = db
         self.notifier = notifier
+        self.follow_digest_time: Callable[[], None] | None = None
+
+
+def with_ui_digest_time(settings: Settings, db: Database) -> Settings:
+    """`settings` with the digest time the owner set in the web UI, if any, applied."""
+    from gateway.store.repository import Repository
+
+    chosen = Repository(db).get_setting("digest_time")
+    if not chosen or chosen == settings.notify.digest_time:
+        return settings
+    return dataclasses.replace(settings,
+                               notify=dataclasses.replace(settings.notify, digest_time=chosen))
 
 
 _context: _Context | None = None
@@ -94,8 +108,11 @@ def run_digest() -> None:
 
 
 def run_tick() -> None:
-    """The minute job: alerts and retries."""
-    _current().notifier.tick()
+    """The minute job: a digest time changed in the UI, alerts and retries."""
+    context = _current()
+    if context.follow_digest_time is not None:
+        context.follow_digest_time()
+    context.notifier.tick()
 
 
 def run_retention() -> None:
@@ -209,6 +226,20 @@ class RingfenceScheduler:
                  self.settings.notify.digest_time, self.settings.timezone,
                  len(self.notifier.channels))
 
+    def follow_digest_time(self) -> None:
+        """Move the digest job when the owner changed its time in the web UI."""
+        updated = with_ui_digest_time(self.settings, self.db)
+        if updated.notify.digest_time == self.settings.notify.digest_time:
+            return
+        log.info("digest time changed in the UI: %s -> %s", self.settings.notify.digest_time,
+                 updated.notify.digest_time)
+        self.settings = updated
+        self.notifier.settings = updated
+        if _context is not None:
+            _context.settings = updated
+        self.scheduler.reschedule_job(JOB_DIGEST, jobstore="default",
+                                      trigger=digest_trigger(updated))
+
     def _stored_job(self, job_id: str) -> Any:
         """The stored job, or None; a job that cannot be read back is dropped and re-added."""
         try:
@@ -253,9 +284,12 @@ def start_scheduler(settings: Settings, service: _HasDatabase) -> RingfenceSched
     with _context_lock:
         if _context is not None:
             raise RuntimeError("a Ringfence scheduler is already running in this process")
+        # The web UI can change the digest time; the setting lives in the database.
+        settings = with_ui_digest_time(settings, service.db)
         notifier = Notifier(service.db, settings)
         _context = _Context(settings, service.db, notifier)
     scheduler = RingfenceScheduler(settings, service.db, notifier)
+    _context.follow_digest_time = scheduler.follow_digest_time
     try:
         scheduler.start()
     except BaseException:

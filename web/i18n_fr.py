@@ -44,10 +44,12 @@ FR: dict[str, str] = {
         "Actualisé : {n} entrées, {r} lignes refusées.",
     "No channel is configured: set [notify.smtp] host or notify.apprise_urls.":
         "Aucun canal n'est configuré : renseignez [notify.smtp] host ou notify.apprise_urls.",
-    "The daily digest goes out at {time}. Channels and the time are set in the configuration "
-    "file.":
-        "Le résumé quotidien part à {time}. Les canaux et l'heure se règlent dans le fichier "
-        "de configuration.",
+    "The daily digest goes out at {time}. Channels are set in the configuration file.":
+        "Le résumé quotidien part à {time}. Les canaux se règlent dans le fichier de "
+        "configuration.",
+    "Daily digest time (HH:MM, local)": "Heure du résumé quotidien (HH:MM, heure locale)",
+    "Digest time saved; it applies within a minute.":
+        "Heure du résumé enregistrée ; elle s'applique dans la minute.",
     "Restore": "Restaurer",
     "Backup restored": "Sauvegarde restaurée",
     "Download a backup": "Télécharger une sauvegarde",

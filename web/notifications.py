@@ -6,6 +6,7 @@ from flask import Blueprint, render_template, request
 
 from gateway.notify.notifier import Notifier
 from gateway.notify.outbox import recent_notifications
+from gateway.store.repository import EntryError
 from gateway.subscriptions import (
     SubscriptionError,
     add_subscription,
@@ -27,7 +28,7 @@ def _render(status: int = 200, **context: object) -> tuple[str, int]:
     return render_template(
         "notifications.html",
         channels=[c.name for c in notifier.channels],
-        digest_time=web.settings.notify.digest_time,
+        digest_time=web.service.repo.get_setting("digest_time") or web.settings.notify.digest_time,
         sent=recent_notifications(web.service.db, limit=30),
         subscriptions=list_subscriptions(web.service.db),
         **context,
@@ -93,3 +94,15 @@ def unsubscribe(subscription_id: int) -> tuple[str, int]:
         return _render(errors={"subscriptions": _("There is no such subscription.")},
                        status=404)
     return _render(message=_("Subscription removed with its entries."))
+
+
+@bp.route("/notifications/digest-time", methods=["POST"])
+def digest_time() -> tuple[str, int]:
+    """Set the daily digest's local time; the gateway's scheduler follows within a minute."""
+    typed = request.form.get("digest_time", "").strip()
+    try:
+        state().service.repo.set_setting("digest_time", typed or None)
+    except EntryError as exc:
+        return _render(form={"digest_time": typed}, errors={"digest_time": str(exc)},
+                       status=400)
+    return _render(message=_("Digest time saved; it applies within a minute."))

@@ -78,6 +78,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     },
     "greylist": {"min_minutes": 0.5, "window_minutes": 30, "action": "reject:486"},
     "challenge_digit": "5",
+    "digest_time": None,  # HH:MM set in the UI; None means notify.digest_time from the config
 }
 
 
@@ -970,6 +971,14 @@ def validate_setting(key: str, value: Any) -> Any:
             return str(Action.parse(str(value)))
         if key == "default_mode":
             return DefaultMode(value).value
+        if key == "digest_time":
+            if value in (None, ""):
+                return None
+            hh, _, mm = str(value).partition(":")
+            if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
+                    and len(mm) == 2):
+                raise ValueError("expected HH:MM, e.g. 08:00")
+            return f"{int(hh):02d}:{mm}"
         if key == "challenge_digit":
             if str(value) not in list("0123456789*#"):
                 raise ValueError("expected one key: 0-9, * or #")

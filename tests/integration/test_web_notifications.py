@@ -61,3 +61,27 @@ def test_subscriptions_are_validated_listed_and_refreshed(
             removed = post(client, "/notifications/subscriptions/1/remove")
             assert "Subscription removed" in text(removed)
             assert service.repo.count_entries("block") == 0
+
+
+def test_digest_time_set_in_the_ui_moves_the_scheduled_digest(
+    make_settings: Callable[[str], Settings],
+) -> None:
+    from gateway.scheduler import JOB_DIGEST, start_scheduler
+
+    settings = make_settings('language = "en"\n[notify]\ndigest_time = "08:00"\n')
+    service = open_service(settings)
+    app = make_app(settings, service)
+    scheduler = start_scheduler(settings, service)
+    try:
+        with app.test_client() as client:
+            login(client, service)
+            bad = post(client, "/notifications/digest-time", {"digest_time": "25:00"})
+            assert bad.status_code == 400 and 'value="25:00"' in text(bad)
+            assert "HH:MM" in text(bad)
+            ok = post(client, "/notifications/digest-time", {"digest_time": "19:30"})
+            assert ok.status_code == 200 and 'value="19:30"' in text(ok)
+        scheduler.follow_digest_time()  # what the minute tick does in the gateway
+        trigger = repr(scheduler.scheduler.get_job(JOB_DIGEST, jobstore="default").trigger)
+        assert "hour='19'" in trigger and "minute='30'" in trigger
+    finally:
+        scheduler.shutdown(wait=False)
