@@ -218,6 +218,9 @@ def test_uploads_go_to_the_owners_prompts_dir_when_configured(
 def test_backup_download_and_restore_from_the_ui(client: FlaskClient,
                                                  service: ScreeningService) -> None:
     service.repo.add_entry(ListName.BLOCK, "0612345678", label="kept by the backup")
+    page = text(client.get("/transfer"))
+    assert page.count('id="backup"') == 1 and page.count('id="restore"') == 1
+    assert "<section" not in page.split("</title>")[0]  # the forms sit in the page body
     response = client.get("/transfer/backup?calls=1")
     assert response.mimetype == "application/gzip"
     assert "attachment" in response.headers["Content-Disposition"]
