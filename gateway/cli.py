@@ -252,7 +252,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _screen_json(service: Any, caller: Any, decision: Any, settings: Settings) -> dict[str, Any]:
+def _screen_json(caller: Any, decision: Any, settings: Settings) -> dict[str, Any]:
     return {
         "caller": caller.number or caller.kind.value,
         "formatted": national_format(caller.number, settings.home_region) if caller.number else
@@ -270,7 +270,7 @@ def cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
     now = parse_when(args.at, settings) if args.at else datetime.now(UTC)
     caller = service.caller(args.number, args.name or "")
     decision = service.evaluate(caller, now)
-    _print_json(_screen_json(service, caller, decision, settings))
+    _print_json(_screen_json(caller, decision, settings))
     return 0
 
 
@@ -315,7 +315,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 consumed.add(decision.consume_entry_id)
             past.append(PastCall(at=at, key=caller.key, unknown=decision.counts_towards_burst,
                                  action=str(decision.action)))
-        _print_json({"time": at.isoformat(), **_screen_json(service, caller, decision, settings)})
+        _print_json({"time": at.isoformat(), **_screen_json(caller, decision, settings)})
     return 0
 
 

@@ -15,7 +15,12 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.numbers import parse_caller
 from gateway.screening.caller import Caller
-from gateway.screening.decide import Decision, Rules, decide, decide_without_history
+from gateway.screening.decide import (
+    Decision,
+    Rules,
+    decide_rate_limits,
+    decide_without_history,
+)
 from gateway.screening.rules import PASS, ListName
 from gateway.store.db import Database, check_schema
 from gateway.store.models import utcnow
@@ -46,7 +51,7 @@ class ScreeningService:
             return early
         window = timedelta(minutes=policy.history_window_minutes())
         history = self.repo.recent_history(caller, now, window, version)
-        return decide(caller, rules, history, now)
+        return decide_rate_limits(caller, rules, history, now)
 
     def screen(self, caller: Caller, now: datetime | None = None) -> Decision:
         """Decide for a real call: never raises (fails open). Writes nothing."""

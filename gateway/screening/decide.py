@@ -160,7 +160,7 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
 
 def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Decision:
     """Decide what to do with `caller` at `now` (timezone-aware), given earlier calls."""
-    return decide_without_history(caller, rules, now) or _decide_with_history(
+    return decide_without_history(caller, rules, now) or decide_rate_limits(
         caller, rules, history, now)
 
 
@@ -210,8 +210,9 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     return None
 
 
-def _decide_with_history(caller: Caller, rules: Rules, history: History,
-                         now: datetime) -> Decision:
+def decide_rate_limits(caller: Caller, rules: Rules, history: History,
+                       now: datetime) -> Decision:
+    """Steps 5-6 (repeat limit, burst, default), for a caller steps 1-4 did not settle."""
     policy = rules.policy
     # 5. Rate limits: the same number again and again, then a burst of distinct strangers.
     repeat = policy.repeat
