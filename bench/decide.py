@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.call.screen import Screener
 from gateway.config import load_settings_from_text
-from gateway.service import open_service
+from gateway.store import open_store
 
 
 def french_number(rng: random.Random) -> str:
@@ -60,8 +61,8 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         settings = load_settings_from_text("", folder)
-        service = open_service(settings)
-        repo = service.repo
+        store = open_store(settings)
+        screener = Screener(store, settings)
 
         csv_path = folder / "block.csv"
         blocked: list[str] = []
@@ -75,7 +76,7 @@ def main() -> int:
 
         started = time.perf_counter()
         with csv_path.open(encoding="utf-8", newline="") as stream:
-            report = repo.import_csv(stream, "block")
+            report = store.list_files.import_csv(stream, "block")
         import_s = time.perf_counter() - started
         print(f"import: {import_s:.1f} s for {args.entries:,} lines ({report.summary()}), "
               f"{args.entries / import_s:,.0f} lines/s")
@@ -83,23 +84,23 @@ def main() -> int:
         for i in range(args.patterns):
             digits = f"{rng.randrange(1, 10)}{rng.randrange(10, 99)}"
             if i % 2:
-                repo.add_entry("block", f"0{digits}{i % 10}*", label="bench prefix")
+                store.entries.add("block", f"0{digits}{i % 10}*", label="bench prefix")
             else:
-                repo.add_entry("block", f"0{digits}? ?{i % 10} ?? ??", label="bench glob")
-        print(f"entries: {repo.count_entries('block'):,} block entries")
+                store.entries.add("block", f"0{digits}? ?{i % 10} ?? ??", label="bench glob")
+        print(f"entries: {store.entries.count('block'):,} block entries")
 
         callers = [rng.choice(blocked) if rng.random() < 0.3 else french_number(rng)
                    for _ in range(args.callers)]
-        parsed = [service.caller(n) for n in callers]
+        parsed = [screener.caller(n) for n in callers]
         now = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
-        service.evaluate(parsed[0], now)  # warm the pattern cache, as the first call would
+        screener.evaluate(parsed[0], now)  # warm the pattern cache, as the first call would
 
         timings: list[float] = []
         actions: dict[str, int] = {}
         started = time.perf_counter()
         for i, who in enumerate(parsed):
             t0 = time.perf_counter()
-            decision = service.screen(who, now + timedelta(seconds=i))
+            decision = screener.screen(who, now + timedelta(seconds=i))
             timings.append((time.perf_counter() - t0) * 1000)
             actions[str(decision.action)] = actions.get(str(decision.action), 0) + 1
         total = time.perf_counter() - started
@@ -110,13 +111,13 @@ def main() -> int:
         read_only: list[float] = []
         for i, who in enumerate(parsed):
             t0 = time.perf_counter()
-            service.evaluate(who, now + timedelta(seconds=i))
+            screener.evaluate(who, now + timedelta(seconds=i))
             read_only.append((time.perf_counter() - t0) * 1000)
         print(f"evaluate (load + decide, no writes): p50 {percentile(read_only, 0.5):.3f} ms, "
               f"p99 {percentile(read_only, 0.99):.3f} ms")
         print(f"decisions: {dict(sorted(actions.items()))}")
         print(f"peak RSS: {peak_rss_mb():.1f} MiB")
-        service.db.dispose()
+        store.close()
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -37,7 +37,7 @@ from gateway.config import load_settings_from_text  # noqa: E402
 from gateway.screening.caller import Caller  # noqa: E402
 from gateway.screening.decide import Decision  # noqa: E402
 from gateway.screening.rules import Action, ActionKind  # noqa: E402
-from gateway.service import open_service  # noqa: E402
+from gateway.store import open_store  # noqa: E402
 from tests.peers import free_port, wait_until  # noqa: E402
 from tests.peers.fixtures import make_test_prompts  # noqa: E402
 from tests.peers.kamailio import Kamailio  # noqa: E402
@@ -250,12 +250,13 @@ def serve_stub(config: Path) -> int:
     import logging
     import threading as _threading
 
-    from gateway.gateway import Gateway
+    from gateway.call.process import Gateway
 
     settings = load_settings_from_text(config.read_text(), config.parent)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    gateway = Gateway(settings, StubService())
+    stub = StubService()
+    gateway = Gateway(settings, stub, stub)
     stop = _threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     gateway.start()
@@ -291,10 +292,10 @@ listen = "127.0.0.1:{free_port()}"
 """)
     settings = load_settings_from_text(config.read_text(), workdir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    service = open_service(settings)
-    service.repo.add_entry("block", REJECTED, kind="exact", action="reject:603", label="bench")
-    service.repo.add_entry("block", ANSWERED, kind="exact", action="voicemail", label="bench")
-    service.db.dispose()
+    store = open_store(settings)
+    store.entries.add("block", REJECTED, kind="exact", action="reject:603", label="bench")
+    store.entries.add("block", ANSWERED, kind="exact", action="voicemail", label="bench")
+    store.close()
     log = (workdir / "gateway.log").open("wb")
     command = [sys.executable, "-m", "gateway", "--config", str(config), "run"]
     if mode == "stub":

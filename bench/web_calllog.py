@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from gateway.config import load_settings_from_text
-from gateway.service import open_service
+from gateway.store import Store, open_store
 from gateway.store.models import CallRow
 from web import create_app
 from web.security import set_password
@@ -30,7 +30,7 @@ from web.security import set_password
 ACTIONS = ["pass"] * 6 + ["reject:603"] * 2 + ["voicemail", "announce:sit", "challenge"]
 
 
-def fill(service: object, count: int, now: datetime) -> None:
+def fill(store: Store, count: int, now: datetime) -> None:
     """Insert `count` calls spread over 60 days, in batches."""
     rng = random.Random(42)
     rows = []
@@ -44,11 +44,11 @@ def fill(service: object, count: int, now: datetime) -> None:
             "step": "default", "unknown": True, "burst": False,
         })
         if len(rows) == 5000:
-            with service.db.session() as s:  # type: ignore[attr-defined]
+            with store.db.session() as s:
                 s.execute(insert(CallRow), rows)
             rows.clear()
     if rows:
-        with service.db.session() as s:  # type: ignore[attr-defined]
+        with store.db.session() as s:
             s.execute(insert(CallRow), rows)
 
 
@@ -72,18 +72,18 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings_from_text('language = "en"', Path(folder))
-        service = open_service(settings)
+        store = open_store(settings)
         now = datetime.now(UTC)
         started = time.perf_counter()
-        fill(service, args.calls, now)
+        fill(store, args.calls, now)
         print(f"filled {args.calls} calls in {time.perf_counter() - started:.1f} s")
-        set_password(service.db, "benchmark password")
-        app = create_app(settings, service)
+        set_password(store, "benchmark password")
+        app = create_app(settings, store)
         client = app.test_client()
         with client.session_transaction() as session:
             session["csrf"] = "bench"
         client.post("/login", data={"csrf_token": "bench", "password": "benchmark password"})
-        some_number = service.repo.calls(limit=1)[0].number
+        some_number = store.calls.recent(limit=1)[0].number
         day = (now - timedelta(days=3)).astimezone().date().isoformat()
         cases = {
             "first page": "/calls",
@@ -97,7 +97,7 @@ def main() -> int:
         for name, url in cases.items():
             p50, p99 = measure(client, url, args.runs)
             print(f"{name:36} {p50:8.1f} {p99:8.1f}")
-        service.db.dispose()
+        store.close()
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Settings, load_settings_from_text
-from gateway.service import ScreeningService, open_service
+from tests.helpers import Services
 from tests.peers.postgres import PostgresUnavailable, running_postgres
 from tests.peers.require import missing_peer
 
@@ -42,8 +42,8 @@ def settings(make_settings: Callable[[str], Settings]) -> Settings:
 
 
 @pytest.fixture
-def service(settings: Settings) -> Iterator[ScreeningService]:
-    """A screening service on a fresh, migrated SQLite database."""
-    svc = open_service(settings)
-    yield svc
-    svc.db.dispose()
+def service(settings: Settings) -> Iterator[Services]:
+    """The real store, screener and call book on a fresh, migrated SQLite database."""
+    services = Services.open(settings)
+    yield services
+    services.store.close()

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from gateway.config import Settings
 from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
-from gateway.service import ScreeningService
+from tests.helpers import Services
 from web import create_app
 from web.security import set_password
 
@@ -20,9 +20,9 @@ PASSWORD = "correct horse battery"
 NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
 
 
-def make_app(settings: Settings, service: ScreeningService) -> Flask:
+def make_app(settings: Settings, service: Services) -> Flask:
     """The UI on the test's database."""
-    return create_app(settings, service, test_config={"TESTING": True})
+    return create_app(settings, service.store, test_config={"TESTING": True})
 
 
 def csrf(client: FlaskClient) -> str:
@@ -40,22 +40,23 @@ def post(client: FlaskClient, url: str, data: dict[str, object] | None = None,
     return client.post(url, data=form, **kwargs)  # type: ignore[arg-type]
 
 
-def login(client: FlaskClient, service: ScreeningService, password: str = PASSWORD) -> None:
+def login(client: FlaskClient, service: Services, password: str = PASSWORD) -> None:
     """Set the owner's password (if unset) and log the client in through the form."""
     from web.security import password_is_set
 
-    if not password_is_set(service.db):
-        set_password(service.db, password)
+    if not password_is_set(service.store):
+        set_password(service.store, password)
     response = post(client, "/login", {"password": password})
     assert response.status_code == 302, response.get_data(as_text=True)  # type: ignore[attr-defined]
 
 
-def log_call(service: ScreeningService, number: str, *, action: str = "pass",
+def log_call(service: Services, number: str, *, action: str = "pass",
              reason: str = "test call", name: str = "", at: datetime = NOW,
              unknown: bool = True) -> int:
     """Record a call in the log as the gateway would."""
     decision = Decision(Action.parse(action), reason, "default", unknown=unknown)
-    return service.record_call(service.caller(number, name), decision, at=at, line="home")
+    who = service.screener.caller(number, name)
+    return service.book.record_call(who, decision, at=at, line="home")
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 8000, fmt: int = 1) -> bytes:
@@ -67,7 +68,7 @@ def wav_bytes(seconds: float = 0.5, rate: int = 8000, fmt: int = 1) -> bytes:
     return header + samples
 
 
-def save_voicemail(service: ScreeningService, settings: Settings, number: str | None,
+def save_voicemail(service: Services, settings: Settings, number: str | None,
                    *, name: str = "", seconds: float = 1.0, at: datetime = NOW) -> int:
     """Write a WAV under the voicemail folder and log it."""
     folder = settings.voicemail_dir
@@ -75,7 +76,7 @@ def save_voicemail(service: ScreeningService, settings: Settings, number: str | 
     data = wav_bytes(seconds)
     path = folder / f"vm-{at:%Y%m%d%H%M%S}-{(number or 'anon').lstrip('+')}.wav"
     path.write_bytes(data)
-    return service.repo.save_voicemail(None, at=at, path=path.name, duration_s=seconds,
+    return service.store.voicemails.save(None, at=at, path=path.name, duration_s=seconds,
                                        size_bytes=len(data), number=number, display_name=name)
 
 

@@ -15,8 +15,9 @@ from flask import Flask, Response, current_app, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
+from gateway.call.screen import Screener
 from gateway.config import Settings
-from gateway.service import ScreeningService
+from gateway.store import Store, open_store
 from web.security import LoginThrottle, load_secret_key, read_api_token_file
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,11 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a million-line CSV is about 30 MB
 
 @dataclass
 class WebState:
-    """What the views share: settings, the screening service and the login throttle."""
+    """What the views share: settings, the store, the screener and the login throttle."""
 
     settings: Settings
-    service: ScreeningService
+    store: Store
+    screener: Screener
     throttle: LoginThrottle
     api_file_hash: str | None = None
 
@@ -68,14 +70,12 @@ def _api_http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
     return exc
 
 
-def create_app(settings: Settings, service: ScreeningService | None = None,
+def create_app(settings: Settings, store: Store | None = None,
                *, test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the web UI for `settings`, opening the database unless `service` is given."""
-    if service is None:
-        from gateway.service import open_service
-
+    """Create the web UI for `settings`, opening the database unless `store` is given."""
+    if store is None:
         # The gateway (or `ringfence db upgrade`) owns migrations; the UI only checks the schema.
-        service = open_service(settings, upgrade=False)
+        store = open_store(settings, upgrade=False)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=load_secret_key(settings),
@@ -90,7 +90,8 @@ def create_app(settings: Settings, service: ScreeningService | None = None,
         app.config.update(test_config)
     app.session_interface = _SessionInterface()
     app.extensions["ringfence"] = WebState(
-        settings=settings, service=service, throttle=LoginThrottle(),
+        settings=settings, store=store, screener=Screener(store, settings),
+        throttle=LoginThrottle(),
         api_file_hash=read_api_token_file(settings.web.api_token_file),
     )
 

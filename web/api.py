@@ -14,12 +14,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.screening.rules import ListEntry, ListName, Rule
+from gateway.store.errors import EntryError
 from gateway.store.models import CallRow, VoicemailRow
-from gateway.store.repository import EntryError, validate_setting
-from web import queries, state
+from gateway.store.settings import validate_setting
+from web import state
 from web.calls import parse_filter
 from web.dashboard import overview
-from web.forms import FieldError, entry_error_field, parse_expires
+from web.forms import FieldError, parse_expires
 from web.rules import pause_delta
 from web.screen import parse_at, screen_number
 from web.security import check_api_token
@@ -63,7 +64,7 @@ def _require_token() -> BaseResponse | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     st = state()
-    if scheme.lower() != "bearer" or not check_api_token(st.service.db, token.strip(),
+    if scheme.lower() != "bearer" or not check_api_token(st.store, token.strip(),
                                                          st.api_file_hash):
         response = jsonify({"error": "missing or wrong API token (Authorization: Bearer ...)"})
         response.status_code = 401
@@ -154,7 +155,7 @@ def lines() -> Response:
     """Registration state of each SIP line."""
     return jsonify({"lines": [
         {"name": r.name, "state": r.state, "error": r.error, "changed_at": r.changed_at.isoformat()}
-        for r in state().service.repo.line_states()]})
+        for r in state().store.lines.all()]})
 
 
 @bp.get("/calls")
@@ -165,10 +166,10 @@ def calls() -> Response:
         field, message = next(iter(parsed.errors.items()))
         fail(message, field=field)
     limit, offset = _page_args()
-    db = state().service.db
-    return jsonify({"total": queries.count_calls(db, parsed.flt), "limit": limit,
+    store = state().store
+    return jsonify({"total": store.calls.count(parsed.flt), "limit": limit,
                     "offset": offset,
-                    "calls": [call_json(r) for r in queries.list_calls(db, parsed.flt,
+                    "calls": [call_json(r) for r in store.calls.recent(parsed.flt,
                                                                         limit=limit,
                                                                         offset=offset)]})
 
@@ -180,7 +181,7 @@ def screen() -> Response:
     st = state()
     try:
         when = parse_at(_text(data, "at"), st.settings)
-        return jsonify(screen_number(st.service, st.settings, _text(data, "number"),
+        return jsonify(screen_number(st.screener, st.settings, _text(data, "number"),
                                      _text(data, "name"), when))
     except FieldError as exc:
         fail(str(exc), field=exc.field)
@@ -203,9 +204,9 @@ def list_entries(name: str) -> Response:
     search = request.args.get("q", "").strip()
     st = state()
     return jsonify({
-        "total": queries.count_entries(st.service.db, list_name, search),
+        "total": st.store.entries.count(list_name, search),
         "limit": limit, "offset": offset,
-        "entries": [entry_json(e) for e in st.service.repo.entries(
+        "entries": [entry_json(e) for e in st.store.entries.find(
             list_name, search=search, limit=limit, offset=offset)],
     })
 
@@ -233,20 +234,16 @@ def add_entry(name: str) -> tuple[Response, int]:
     list_name = _list_arg(name)
     fields = _entry_from_body(list_name, body())
     try:
-        if fields["kind"] not in (None, "exact", "prefix", "glob", "regex"):
-            raise EntryError(f"kind {fields['kind']!r}: expected exact, prefix, glob or regex")
-        entry = state().service.repo.add_entry(list_name, source="api", **fields)
+        entry = state().store.entries.add(list_name, source="api", **fields)
     except EntryError as exc:
-        message = str(exc)
-        fail(message, field="kind" if message.startswith("kind") else
-             entry_error_field(message))
+        fail(str(exc), field=exc.field)
     return jsonify(entry_json(entry)), 201
 
 
 @bp.get("/entries/<int:entry_id>")
 def get_entry(entry_id: int) -> Response:
     """One entry."""
-    entry = state().service.repo.get_entry(entry_id)
+    entry = state().store.entries.get(entry_id)
     if entry is None:
         fail(f"there is no entry {entry_id}", 404)
     return jsonify(entry_json(entry))
@@ -255,7 +252,7 @@ def get_entry(entry_id: int) -> Response:
 @bp.delete("/entries/<int:entry_id>")
 def delete_entry(entry_id: int) -> Response:
     """Remove an entry."""
-    if not state().service.repo.remove_entry(entry_id):
+    if not state().store.entries.remove(entry_id):
         fail(f"there is no entry {entry_id}", 404)
     return jsonify({"deleted": entry_id})
 
@@ -268,7 +265,7 @@ def permit() -> tuple[Response, int]:
     try:
         expires = parse_expires(_text(data, "expires"), st.settings) or (
             datetime.now(UTC) + timedelta(days=1))
-        entry = st.service.repo.add_entry(
+        entry = st.store.entries.add(
             ListName.ALLOW, _text(data, "number"), kind="exact",
             label=_text(data, "label") or "permit next call", once=True, expires_at=expires)
     except FieldError as exc:
@@ -286,7 +283,7 @@ def import_list(name: str) -> Response:
     if action and list_name == "allow":
         fail("allow entries take no action", field="action")
     try:
-        report = import_csv_bytes(state().service.repo, request.get_data(), list_name, action)
+        report = import_csv_bytes(state().store, request.get_data(), list_name, action)
     except ValueError as exc:
         fail(str(exc), field="action")
     return jsonify({"added": report.added, "duplicates": report.duplicates,
@@ -301,7 +298,7 @@ def export_list(name: str) -> BaseResponse:
     from flask import send_file
 
     list_name = _list_arg(name)
-    return send_file(export_file(state().service.repo, list_name), mimetype="text/csv",
+    return send_file(export_file(state().store, list_name), mimetype="text/csv",
                      as_attachment=True, download_name=f"ringfence-{list_name}.csv")
 
 
@@ -311,7 +308,7 @@ def contacts() -> Response:
     text = request.get_data().decode("utf-8", errors="replace")
     if "BEGIN:VCARD" not in text.upper():
         fail("the body has no vCard in it", field="body")
-    report = import_contacts(state().service.repo, text)
+    report = import_contacts(state().store, text)
     return jsonify({"cards": report.cards, "added": report.added,
                     "rejected": [{"line": n, "text": t, "error": e}
                                  for n, t, e in report.rejected]})
@@ -323,7 +320,7 @@ def contacts() -> Response:
 @bp.get("/rules")
 def rules() -> Response:
     """Every step-4 rule."""
-    return jsonify({"rules": [rule_json(r) for r in state().service.repo.rules()]})
+    return jsonify({"rules": [rule_json(r) for r in state().store.rules.all()]})
 
 
 @bp.post("/rules")
@@ -340,15 +337,17 @@ def add_rule() -> tuple[Response, int]:
     if not isinstance(enabled, bool):
         fail("enabled: expected true or false", field="enabled")
     try:
-        rule = state().service.repo.add_rule(_text(data, "kind"), _text(data, "action"), params,
+        rule = state().store.rules.add(_text(data, "kind"), _text(data, "action"), params,
                                              enabled=enabled, priority=priority,
                                              label=_text(data, "label"))
     except EntryError as exc:
-        message = str(exc)
-        field = "kind" if message.startswith("kind") else (
-            "action" if "action" in message or "reject code" in message else "params")
-        fail(message, field=field)
+        fail(str(exc), field=_rule_field(exc))
     return jsonify(rule_json(rule)), 201
+
+
+def _rule_field(exc: EntryError) -> str:
+    """The API's field for a rule error: kind, action, or params for any rule parameter."""
+    return exc.field if exc.field in ("kind", "action") else "params"
 
 
 @bp.patch("/rules/<int:rule_id>")
@@ -364,20 +363,18 @@ def update_rule(rule_id: int) -> Response:
     if unknown:
         fail(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     try:
-        rule = state().service.repo.update_rule(rule_id, **data)
+        rule = state().store.rules.update(rule_id, **data)
     except EntryError as exc:
-        message = str(exc)
-        if message.startswith("there is no rule"):
-            fail(message, 404)
-        fail(message, field="action" if "action" in message or "reject code" in message
-             else "params")
+        if exc.field == "id":
+            fail(str(exc), 404)
+        fail(str(exc), field=_rule_field(exc))
     return jsonify(rule_json(rule))
 
 
 @bp.delete("/rules/<int:rule_id>")
 def delete_rule(rule_id: int) -> Response:
     """Delete a rule."""
-    if not state().service.repo.delete_rule(rule_id):
+    if not state().store.rules.delete(rule_id):
         fail(f"there is no rule {rule_id}", 404)
     return jsonify({"deleted": rule_id})
 
@@ -385,7 +382,7 @@ def delete_rule(rule_id: int) -> Response:
 @bp.get("/settings")
 def get_settings() -> Response:
     """The run-time screening settings."""
-    return jsonify(state().service.repo.all_settings())
+    return jsonify(state().store.runtime.all())
 
 
 @bp.patch("/settings")
@@ -397,13 +394,11 @@ def patch_settings() -> Response:
         try:
             checked[key] = validate_setting(key, value)
         except EntryError as exc:
-            # Name the nested field when the message does ("repeat.max_calls = 0: ...").
-            head = str(exc).split(" ", 1)[0].rstrip(":")
-            fail(str(exc), field=head if head.startswith(f"{key}.") else key)
-    repo = state().service.repo
+            fail(str(exc), field=exc.field)  # nested ones too: "repeat.max_calls"
+    store = state().store
     for key, value in checked.items():
-        repo.set_setting(key, value)
-    return jsonify(repo.all_settings())
+        store.runtime.set(key, value)
+    return jsonify(store.runtime.all())
 
 
 @bp.post("/pause")
@@ -417,14 +412,14 @@ def pause() -> Response:
     except FieldError as exc:
         fail(str(exc).replace("amount", unit), field=unit)
     until = datetime.now(UTC) + delta
-    state().service.repo.set_setting("paused_until", until.isoformat())
+    state().store.runtime.set("paused_until", until.isoformat())
     return jsonify({"paused_until": until.isoformat()})
 
 
 @bp.delete("/pause")
 def resume() -> Response:
     """Resume screening."""
-    state().service.repo.set_setting("paused_until", None)
+    state().store.runtime.set("paused_until", None)
     return jsonify({"paused_until": None})
 
 
@@ -457,9 +452,9 @@ def voicemails() -> Response:
     """Voicemails, newest first."""
     limit, offset = _page_args()
     st = state()
-    return jsonify({"total": queries.count_voicemails(st.service.db),
+    return jsonify({"total": st.store.voicemails.count(),
                     "voicemails": [voicemail_json(r) for r in
-                                   st.service.repo.voicemails(limit=limit, offset=offset)]})
+                                   st.store.voicemails.recent(limit=limit, offset=offset)]})
 
 
 @bp.get("/voicemails/<int:voicemail_id>/audio")
@@ -475,7 +470,7 @@ def voicemail_heard(voicemail_id: int) -> Response:
     heard = data.get("heard", True) if isinstance(data, dict) else True
     if not isinstance(heard, bool):
         fail("heard: expected true or false", field="heard")
-    if not queries.mark_heard(state().service.db, voicemail_id, heard):
+    if not state().store.voicemails.mark_heard(voicemail_id, heard):
         fail(f"there is no voicemail {voicemail_id}", 404)
     return jsonify({"id": voicemail_id, "heard": heard})
 
@@ -484,7 +479,7 @@ def voicemail_heard(voicemail_id: int) -> Response:
 def voicemail_delete(voicemail_id: int) -> Response:
     """Delete a voicemail's file and row."""
     st = state()
-    if not queries.delete_voicemail(st.service.db, st.settings.voicemail_dir, voicemail_id):
+    if not st.store.voicemails.delete(voicemail_id):
         fail(f"there is no voicemail {voicemail_id}", 404)
     return jsonify({"deleted": voicemail_id})
 

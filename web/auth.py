@@ -33,7 +33,6 @@ from web.security import (
     password_is_set,
     revoke_api_token,
     set_password,
-    set_web_setting,
 )
 
 bp = Blueprint("auth", __name__)
@@ -58,9 +57,9 @@ def gate() -> BaseResponse | None:
     if request.method == "POST" and not csrf_matches(session.get("csrf"),
                                                      request.form.get("csrf_token")):
         return _csrf_failure()
-    db = state().service.db
+    store = state().store
     endpoint = request.endpoint or ""
-    if not password_is_set(db):
+    if not password_is_set(store):
         session.pop("auth", None)
         if endpoint in _OPEN_BEFORE_SETUP:
             return None
@@ -69,7 +68,7 @@ def gate() -> BaseResponse | None:
         return None
     if endpoint == "auth.setup":
         return redirect(url_for("dashboard.index"))
-    if not session.get("auth") or session.get("auth") != auth_epoch(db):
+    if not session.get("auth") or session.get("auth") != auth_epoch(store):
         session.pop("auth", None)
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("auth.login", next=target))
@@ -89,7 +88,7 @@ def _log_in() -> None:
     if lang in LANGUAGES:
         session["lang"] = lang
     session.permanent = True
-    session["auth"] = auth_epoch(state().service.db)
+    session["auth"] = auth_epoch(state().store)
     csrf_token()  # a fresh token for the new session
 
 
@@ -99,7 +98,7 @@ def setup() -> BaseResponse | tuple[str, int]:
     error = None
     if request.method == "POST":
         try:
-            set_password(state().service.db, request.form.get("password", ""),
+            set_password(state().store, request.form.get("password", ""),
                          request.form.get("confirm", ""))
         except PasswordError as exc:
             error = _(str(exc))
@@ -123,7 +122,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
             error = _("Too many failed logins. Try again in {seconds} seconds.",
                       seconds=math.ceil(wait))
             status = 429
-        elif check_password(state().service.db, request.form.get("password", "")):
+        elif check_password(state().store, request.form.get("password", "")):
             throttle.success(ip)
             _log_in()
             return redirect(_safe_next(request.args.get("next")))
@@ -153,7 +152,7 @@ def language() -> BaseResponse:
         abort(400)
     session["lang"] = lang
     if session.get("auth"):  # only the owner's choice becomes the default for new sessions
-        set_web_setting(state().service.db, LANGUAGE_KEY, lang)
+        state().store.runtime.set_private(LANGUAGE_KEY, lang)
     return redirect(_safe_next(request.form.get("next")))
 
 
@@ -161,24 +160,24 @@ def language() -> BaseResponse:
 def account() -> str:
     """Show the password form and the API token state."""
     return render_template("account.html", errors={}, token=None,
-                           token_set=api_token_is_set(state().service.db))
+                           token_set=api_token_is_set(state().store))
 
 
 @bp.route("/account/password", methods=["POST"])
 def change_password() -> BaseResponse | tuple[str, int]:
     """Change the password after checking the current one; other sessions are logged out."""
-    db = state().service.db
+    store = state().store
     errors: dict[str, str] = {}
-    if not check_password(db, request.form.get("current", "")):
+    if not check_password(store, request.form.get("current", "")):
         errors["current"] = _("The current password is wrong.")
     else:
         try:
-            set_password(db, request.form.get("password", ""), request.form.get("confirm", ""))
+            set_password(store, request.form.get("password", ""), request.form.get("confirm", ""))
         except PasswordError as exc:
             errors["password"] = _(str(exc))
     if errors:
         return render_template("account.html", errors=errors, token=None,
-                               token_set=api_token_is_set(db)), 400
+                               token_set=api_token_is_set(store)), 400
     _log_in()
     flash(_("Password changed. Other sessions are logged out."))
     return redirect(url_for("auth.account"))
@@ -187,9 +186,9 @@ def change_password() -> BaseResponse | tuple[str, int]:
 @bp.route("/account/token", methods=["POST"])
 def api_token() -> str:
     """Create (or replace) the API token and show it once."""
-    db = state().service.db
+    store = state().store
     if request.form.get("revoke"):
-        revoke_api_token(db)
+        revoke_api_token(store)
         return render_template("account.html", errors={}, token=None, token_set=False)
-    token = new_api_token(db)
+    token = new_api_token(store)
     return render_template("account.html", errors={}, token=token, token_set=True)

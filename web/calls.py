@@ -8,7 +8,8 @@ from datetime import date
 from flask import Blueprint, render_template, request
 
 from gateway.numbers import to_e164
-from web import queries, state
+from gateway.store.calls import CallFilter
+from web import state
 from web.helpers import _, paginate
 
 bp = Blueprint("calls", __name__)
@@ -20,7 +21,7 @@ ACTION_FILTERS = ("pass", "reject", "announce", "voicemail", "challenge")
 class ParsedFilter:
     """A call filter read from query arguments, with an error per bad field."""
 
-    flt: queries.CallFilter
+    flt: CallFilter
     errors: dict[str, str]
 
 
@@ -43,16 +44,17 @@ def parse_filter(args: dict[str, str]) -> ParsedFilter:
         number = to_e164(args["number"], settings.home_region)
         if number is None:
             errors["number"] = _("{value} is not a phone number", value=args["number"])
-    flt = queries.CallFilter(action=action, number=number, day=day, timezone=settings.timezone)
+    flt = (CallFilter.for_day(day, settings.timezone, action=action, number=number) if day
+           else CallFilter(action=action, number=number))
     return ParsedFilter(flt, errors)
 
 
 @bp.route("/calls")
 def index() -> str:
     """List calls, newest first, filtered and paginated."""
-    db = state().service.db
+    store = state().store
     parsed = parse_filter(dict(request.args))
-    page = paginate(queries.count_calls(db, parsed.flt))
-    rows = queries.list_calls(db, parsed.flt, limit=page.size, offset=page.offset)
+    page = paginate(store.calls.count(parsed.flt))
+    rows = store.calls.recent(parsed.flt, limit=page.size, offset=page.offset)
     return render_template("calls.html", rows=rows, page=page, errors=parsed.errors,
                            form=request.args, actions=ACTION_FILTERS)

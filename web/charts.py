@@ -7,7 +7,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from web.queries import CATEGORIES
+from gateway.store.calls import CATEGORIES
 
 
 def bar_chart(data: Sequence[dict[str, int]], labels: Sequence[str], *, title: str,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Settings
+from gateway.store import Store, open_store
 
 # Flask and the web package are imported inside the handlers: every `ringfence` command,
 # the gateway's `run` included, loads this module to register its subcommands.
@@ -19,10 +20,8 @@ log = logging.getLogger(__name__)
 WEB_THREADS = 4  # enough for one owner's phone and laptop; small on a Raspberry Pi
 
 
-def _database(settings: Settings) -> Any:
-    from gateway.service import open_database
-
-    return open_database(settings, upgrade=False)
+def _store(settings: Settings) -> Store:
+    return open_store(settings, upgrade=False)
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,7 +29,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from web.security import new_api_token
 
     if args.new_api_token:
-        token = new_api_token(_database(settings))
+        token = new_api_token(_store(settings))
         print(token)
         print("API token created: it is shown only this once; the old one no longer works.",
               file=sys.stderr)
@@ -42,7 +41,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
     app = create_app(settings)
     listen = settings.web.listen
-    if not password_is_set(app.extensions["ringfence"].service.db):
+    if not password_is_set(app.extensions["ringfence"].store):
         log.warning("no password is set: open http://%s/ to choose one, or run "
                     "`ringfence set-password`", listen)
     log.info("web UI on http://%s/", listen)
@@ -70,7 +69,7 @@ def cmd_set_password(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         password, confirm = _read_password(args)
-        set_password(_database(settings), password, confirm)
+        set_password(_store(settings), password, confirm)
     except PasswordError as exc:
         print(f"ringfence set-password: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, render_template
 
 from gateway.screening.ratelimit import BurstState, burst_state
+from gateway.store.calls import CATEGORIES
 from gateway.store.models import utcnow
-from web import queries, state
+from web import state
 from web.charts import bar_chart
 from web.helpers import _
 
@@ -36,8 +37,7 @@ class Overview:
 def overview(now: datetime | None = None) -> Overview:
     """Gather the dashboard figures at `now`."""
     st = state()
-    repo = st.service.repo
-    db = st.service.db
+    store = st.store
     now = now or utcnow()
     zone = ZoneInfo(st.settings.timezone)
     local = now.astimezone(zone)
@@ -45,20 +45,20 @@ def overview(now: datetime | None = None) -> Overview:
     # Hours step in UTC so a daylight-saving change never makes a 0- or 2-hour bucket.
     hour_start = (now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
                   - timedelta(hours=23))
-    policy = repo.policy()
+    policy = store.screening.policy()
     burst = policy.burst
     window = timedelta(minutes=burst.window_minutes)
     duration = timedelta(minutes=burst.duration_minutes)
-    state_now = (burst_state(repo.history(now, window + duration), now,
+    state_now = (burst_state(store.calls.history(now, window + duration), now,
                              threshold=burst.distinct_callers, window=window, duration=duration)
                  if burst.enabled else BurstState(active=False))
     paused = policy.paused_until if policy.paused_until and policy.paused_until > now else None
-    days = queries.buckets(db, week_start, timedelta(days=1), 7)
+    days = store.calls.buckets(week_start, timedelta(days=1), 7)
     # The last day bucket starts at local midnight, so it is today; the week is their sum.
     return Overview(
         today=dict(days[-1]),
-        week={c: sum(day[c] for day in days) for c in queries.CATEGORIES},
-        hours=queries.buckets(db, hour_start, timedelta(hours=1), 24),
+        week={c: sum(day[c] for day in days) for c in CATEGORIES},
+        hours=store.calls.buckets(hour_start, timedelta(hours=1), 24),
         hour_start=hour_start,
         days=days,
         day_start=week_start,
@@ -93,7 +93,7 @@ def index() -> str:
     }
     return render_template(
         "dashboard.html", data=data, charts=charts, names=names,
-        lines=st.service.repo.line_states(),
-        voicemails=st.service.repo.voicemails(limit=5),
-        unheard=queries.count_voicemails(st.service.db, unheard_only=True),
+        lines=st.store.lines.all(),
+        voicemails=st.store.voicemails.recent(limit=5),
+        unheard=st.store.voicemails.count(unheard_only=True),
     )

@@ -1,4 +1,4 @@
-"""Reading form fields and turning repository errors into per-field messages."""
+"""Reading form fields and turning store errors into per-field messages."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.cli import UsageError, parse_expiry
+from gateway.cli.common import UsageError, parse_expiry
 from gateway.config import Settings
 from gateway.screening.rules import ListEntry, MatchKind
-from gateway.store.repository import EntryError
+from gateway.store.errors import EntryError
 
 
 class FieldError(ValueError):
@@ -18,17 +18,6 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def entry_error_field(message: str) -> str:
-    """Guess which entry field a repository EntryError is about."""
-    lowered = message.lower()
-    if "label" in lowered:
-        return "label"
-    if "action" in lowered or "reject code" in lowered or "prompt" in lowered \
-            or "pass takes" in lowered:
-        return "action"
-    return "pattern"
 
 
 def parse_expires(text: str, settings: Settings) -> datetime | None:
@@ -85,5 +74,5 @@ def error_for(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, FieldError):
         return exc.field, str(exc)
     if isinstance(exc, EntryError):
-        return entry_error_field(str(exc)), str(exc)
+        return exc.field, str(exc)
     return "pattern", str(exc)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify
 from flask.blueprints import BlueprintSetupState
 
 from gateway.config import Settings
-from gateway.health import (
+from gateway.ops.health import (
     Metrics,
     collect_metrics,
     collect_status,

@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
 from web.i18n import LANGUAGES, translate
-from web.security import LANGUAGE_KEY, get_web_setting, new_csrf_token
+from web.security import LANGUAGE_KEY, new_csrf_token
 
 PAGE_SIZE = 50
 
@@ -35,7 +35,7 @@ def current_language() -> str:
         return str(lang)
     cached = getattr(g, "ringfence_lang", None)
     if cached is None:
-        saved = get_web_setting(state().service.db, LANGUAGE_KEY)
+        saved = state().store.runtime.get_private(LANGUAGE_KEY)
         cached = g.ringfence_lang = saved if saved in LANGUAGES else state().settings.language
     return str(cached)
 

@@ -10,8 +10,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.numbers import to_e164
 from gateway.screening.rules import ListName, MatchKind
-from gateway.store.repository import EntryError
-from web import queries, state
+from gateway.store.errors import EntryError
+from web import state
 from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
 from web.helpers import _, local_url, paginate
 
@@ -28,13 +28,13 @@ def _render_list(list_name: str, form: dict[str, Any], errors: dict[str, str],
                  status: int = 200) -> tuple[str, int]:
     st = state()
     search = request.args.get("q", "").strip()
-    page = paginate(queries.count_entries(st.service.db, list_name, search))
-    entries = st.service.repo.entries(list_name, search=search, limit=page.size,
+    page = paginate(st.store.entries.count(list_name, search))
+    entries = st.store.entries.find(list_name, search=search, limit=page.size,
                                       offset=page.offset)
     return render_template(
         "list.html", list_name=list_name, entries=entries, page=page, search=search,
         form=form, errors=errors, kinds=[k.value for k in MatchKind],
-        block_action=st.service.repo.get_setting("block_action"),
+        block_action=st.store.runtime.get("block_action"),
     ), status
 
 
@@ -51,7 +51,7 @@ def add(name: str) -> BaseResponse | tuple[str, int]:
     st = state()
     try:
         fields = entry_fields(request.form, st.settings, list_name)
-        entry = st.service.repo.add_entry(list_name, source="manual", **fields)
+        entry = st.store.entries.add(list_name, source="manual", **fields)
     except (FieldError, EntryError) as exc:
         field, message = error_for(exc)
         return _render_list(list_name, dict(request.form), {field: message}, 400)
@@ -63,8 +63,8 @@ def add(name: str) -> BaseResponse | tuple[str, int]:
 def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
     """Edit an entry (its list stays); a changed pattern replaces the old entry."""
     st = state()
-    repo = st.service.repo
-    entry = repo.get_entry(entry_id)
+    store = st.store
+    entry = store.entries.get(entry_id)
     if entry is None:
         abort(404)
     list_name = entry.list.value
@@ -74,13 +74,13 @@ def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
                                kinds=[k.value for k in MatchKind]), 200
     try:
         fields = entry_fields(request.form, st.settings, list_name)
-        saved = repo.add_entry(list_name, source=entry.source, **fields)
+        saved = store.entries.add(list_name, source=entry.source, **fields)
     except (FieldError, EntryError) as exc:
         field, message = error_for(exc)
         return render_template("entry_edit.html", entry=entry, form=dict(request.form),
                                errors={field: message}, kinds=[k.value for k in MatchKind]), 400
     if saved.id != entry.id:
-        repo.remove_entry(entry.id)
+        store.entries.remove(entry.id)
     flash(_("Entry saved."))
     return redirect(url_for("lists.show", name=list_name))
 
@@ -88,11 +88,11 @@ def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
 @bp.route("/lists/entry/<int:entry_id>/delete", methods=["POST"])
 def delete(entry_id: int) -> BaseResponse:
     """Remove an entry."""
-    repo = state().service.repo
-    entry = repo.get_entry(entry_id)
+    store = state().store
+    entry = store.entries.get(entry_id)
     if entry is None:
         abort(404)
-    repo.remove_entry(entry_id)
+    store.entries.remove(entry_id)
     flash(_("{pattern} removed from the {list} list.", pattern=entry.pattern,
             list=_(entry.list.value)))
     return redirect(local_url(request.form.get("back"),
@@ -101,13 +101,13 @@ def delete(entry_id: int) -> BaseResponse:
 
 def describe_change(list_name: str, number: str) -> dict[str, Any]:
     """Say what allowing or blocking `number` changes, for the confirmation page."""
-    repo = state().service.repo
+    store = state().store
     other = "allow" if list_name == "block" else "block"
-    caller = state().service.caller(number)
-    existing = [e for e in repo.candidate_entries(caller) if e.matches(caller)]
+    caller = state().screener.caller(number)
+    existing = [e for e in store.screening.candidate_entries(caller) if e.matches(caller)]
     on_other = [e for e in existing if e.list.value == other and e.kind is MatchKind.EXACT]
     on_same = [e for e in existing if e.list.value == list_name and e.kind is MatchKind.EXACT]
-    block_action = str(repo.get_setting("block_action"))
+    block_action = str(store.runtime.get("block_action"))
     if list_name == "block":
         effect = _("{number} will be added to the block list; calls from it will get "
                    "{action}.", number=number, action=block_action)
@@ -146,11 +146,11 @@ def confirm() -> BaseResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("confirm.html", list_name=list_name, number=number,
                                change=change, back=back), 200
-    repo = state().service.repo
+    store = state().store
     label = source.get("label", "").strip()[:200] or _("from the call log")
-    repo.add_entry(list_name, number, kind="exact", label=label, source="manual")
+    store.entries.add(list_name, number, kind="exact", label=label, source="manual")
     for entry in change["on_other"]:
-        repo.remove_entry(entry.id)
+        store.entries.remove(entry.id)
     flash(change["effect"])
     return redirect(back)
 
@@ -166,7 +166,7 @@ def permit() -> BaseResponse | tuple[str, int]:
         try:
             expires = parse_expires(form.get("expires", ""), st.settings) or (
                 datetime.now(UTC) + timedelta(days=1))
-            entry = st.service.repo.add_entry(
+            entry = st.store.entries.add(
                 ListName.ALLOW, form.get("number", ""), kind="exact",
                 label=form.get("label", "").strip() or _("permit next call"),
                 once=True, expires_at=expires)
@@ -177,6 +177,6 @@ def permit() -> BaseResponse | tuple[str, int]:
         else:
             flash(_("The next call from {number} will ring.", number=entry.pattern))
             return redirect(url_for("lists.permit"))
-    pending = queries.pending_permits(state().service.db)
+    pending = state().store.entries.pending_permits()
     return render_template("permit.html", form=form, errors=errors, pending=pending), \
         400 if errors else 200

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from gateway.notify.notifier import Notifier
-from gateway.notify.outbox import recent_notifications
-from gateway.store.repository import EntryError
-from gateway.subscriptions import (
+from gateway.feeds.subscriptions import (
     SubscriptionError,
     add_subscription,
     list_subscriptions,
     refresh,
     remove_subscription,
 )
+from gateway.notify.notifier import Notifier
+from gateway.notify.outbox import recent_notifications
+from gateway.store.errors import EntryError
 from web import state
 from web.helpers import _
 
@@ -22,15 +22,15 @@ bp = Blueprint("notifications", __name__)
 
 def _render(status: int = 200, **context: object) -> tuple[str, int]:
     web = state()
-    notifier = Notifier(web.service.db, web.settings)
+    notifier = Notifier(web.store.db, web.settings)
     context.setdefault("errors", {})
     context.setdefault("form", {"list": "block", "refresh_hours": "24"})
     return render_template(
         "notifications.html",
         channels=[c.name for c in notifier.channels],
-        digest_time=web.service.repo.get_setting("digest_time") or web.settings.notify.digest_time,
-        sent=recent_notifications(web.service.db, limit=30),
-        subscriptions=list_subscriptions(web.service.db),
+        digest_time=web.store.runtime.get("digest_time") or web.settings.notify.digest_time,
+        sent=recent_notifications(web.store.db, limit=30),
+        subscriptions=list_subscriptions(web.store.db),
         **context,
     ), status
 
@@ -45,7 +45,7 @@ def index() -> tuple[str, int]:
 def test() -> tuple[str, int]:
     """Send a test message on one channel (or all) and show each channel's own answer."""
     web = state()
-    notifier = Notifier(web.service.db, web.settings)
+    notifier = Notifier(web.store.db, web.settings)
     if not notifier.channels:
         return _render(errors={"test": _(
             "No channel is configured: set [notify.smtp] host or notify.apprise_urls.")},
@@ -65,7 +65,7 @@ def subscribe() -> tuple[str, int]:
         return _render(form=form, errors={"refresh_hours": _("Give a whole number of hours.")},
                        status=400)
     try:
-        add_subscription(state().service.db, form["list"], form["url"], label=form["label"],
+        add_subscription(state().store.db, form["list"], form["url"], label=form["label"],
                          refresh_hours=int(hours))
     except SubscriptionError as exc:
         field = "list" if str(exc).startswith("list") else (
@@ -78,7 +78,7 @@ def subscribe() -> tuple[str, int]:
 def refresh_now(subscription_id: int) -> tuple[str, int]:
     """Fetch a subscription now; on failure the old entries stay."""
     web = state()
-    result = refresh(web.service.db, web.settings, subscription_id)
+    result = refresh(web.store.db, web.settings, subscription_id)
     if result.ok:
         return _render(message=_("Refreshed: {n} entries, {r} rejected lines.",
                                  n=result.entries, r=result.rejected))
@@ -90,7 +90,7 @@ def refresh_now(subscription_id: int) -> tuple[str, int]:
 def unsubscribe(subscription_id: int) -> tuple[str, int]:
     """Remove a subscription and the entries it brought; manual entries stay."""
     web = state()
-    if not remove_subscription(web.service.db, web.settings, subscription_id):
+    if not remove_subscription(web.store.db, web.settings, subscription_id):
         return _render(errors={"subscriptions": _("There is no such subscription.")},
                        status=404)
     return _render(message=_("Subscription removed with its entries."))
@@ -101,7 +101,7 @@ def digest_time() -> tuple[str, int]:
     """Set the daily digest's local time; the gateway's scheduler follows within a minute."""
     typed = request.form.get("digest_time", "").strip()
     try:
-        state().service.repo.set_setting("digest_time", typed or None)
+        state().store.runtime.set("digest_time", typed or None)
     except EntryError as exc:
         return _render(form={"digest_time": typed}, errors={"digest_time": str(exc)},
                        status=400)

@@ -12,7 +12,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from gateway.numbers import NUMBER_TYPES
 from gateway.screening.rules import PROMPTS, RuleKind
 from gateway.screening.telemarketing import RANGES
-from gateway.store.repository import DEFAULT_SETTINGS, EntryError, validate_setting
+from gateway.store.errors import EntryError
+from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
 from web import state
 from web.forms import FieldError
 from web.helpers import _
@@ -61,13 +62,11 @@ def params_from_form(kind: str, form: MultiDict[str, str] | dict[str, Any]) -> d
     return params
 
 
-def param_error_field(message: str, kind: str) -> str:
-    """Which input of a rule form an EntryError from the repository is about."""
-    for name, _shape in PARAM_FIELDS.get(kind, ()):
-        if message.startswith(name):
-            return f"params.{name}"
-    return "action"
-
+def rule_error_field(exc: EntryError, kind: str) -> str:
+    """The input of a rule form that a store error names (parameters are ``params.<name>``)."""
+    if any(exc.field == name for name, _shape in PARAM_FIELDS.get(kind, ())):
+        return f"params.{exc.field}"
+    return exc.field
 
 def rule_as_form(rule: Any) -> dict[str, Any]:
     """Show a stored rule's values the way the form expects them."""
@@ -122,9 +121,7 @@ def settings_from_form(form: MultiDict[str, str]) -> dict[str, Any]:
         try:
             values[key] = validate_setting(key, value)
         except EntryError as exc:
-            # Messages start with the field they are about: "burst.window_minutes = 0: …".
-            head = str(exc).split(" ", 1)[0].rstrip(":")
-            raise FieldError(head if head.startswith(f"{key}.") else key, str(exc)) from None
+            raise FieldError(exc.field, str(exc)) from None
     return values
 
 
@@ -134,18 +131,18 @@ def _render(*, rule_forms: dict[int, dict[str, Any]] | None = None,
             settings_errors: dict[str, str] | None = None,
             new_rule: dict[str, Any] | None = None, new_errors: dict[str, str] | None = None,
             pause_errors: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
-    repo = state().service.repo
-    rules = repo.rules()
+    store = state().store
+    rules = store.rules.all()
     forms = {r.id: rule_as_form(r) for r in rules}
     forms.update(rule_forms or {})
-    paused = repo.get_setting("paused_until")
+    paused = store.runtime.get("paused_until")
     paused_until = datetime.fromisoformat(paused) if paused else None
     if paused_until and paused_until <= datetime.now(UTC):
         paused_until = None
     return render_template(
         "rules.html", rules=rules, rule_forms=forms, rule_errors=rule_errors or {},
         param_fields=PARAM_FIELDS, settings_form=settings_form
-        or settings_as_form(repo.all_settings()), settings_errors=settings_errors or {},
+        or settings_as_form(store.runtime.all()), settings_errors=settings_errors or {},
         new_rule=new_rule or {"kind": "country", "action": "voicemail", "priority": "100"},
         new_errors=new_errors or {}, rule_kinds=[k.value for k in RuleKind],
         number_types=NUMBER_TYPES, telemarketing_countries=sorted(RANGES), prompts=PROMPTS,
@@ -163,8 +160,8 @@ def index() -> tuple[str, int]:
 @bp.route("/rules/<int:rule_id>", methods=["POST"])
 def update(rule_id: int) -> BaseResponse | tuple[str, int]:
     """Change a rule: enabled, action, priority, label and parameters."""
-    repo = state().service.repo
-    rule = next((r for r in repo.rules() if r.id == rule_id), None)
+    store = state().store
+    rule = next((r for r in store.rules.all() if r.id == rule_id), None)
     if rule is None:
         return _render(status=404)
     form = request.form
@@ -177,12 +174,12 @@ def update(rule_id: int) -> BaseResponse | tuple[str, int]:
         }
         if rule.kind.value in PARAM_FIELDS:
             changes["params"] = params_from_form(rule.kind.value, form)
-        repo.update_rule(rule_id, **changes)
+        store.rules.update(rule_id, **changes)
     except FieldError as exc:
         return _render(rule_forms={rule_id: dict(form)},
                        rule_errors={rule_id: {exc.field: str(exc)}}, status=400)
     except EntryError as exc:
-        field = param_error_field(str(exc), rule.kind.value)
+        field = rule_error_field(exc, rule.kind.value)
         return _render(rule_forms={rule_id: dict(form)},
                        rule_errors={rule_id: {field: str(exc)}}, status=400)
     flash(_("Rule saved."))
@@ -192,19 +189,18 @@ def update(rule_id: int) -> BaseResponse | tuple[str, int]:
 @bp.route("/rules/add", methods=["POST"])
 def add() -> BaseResponse | tuple[str, int]:
     """Add a rule (e.g. the telemarketing preset, a country, quiet hours)."""
-    repo = state().service.repo
+    store = state().store
     form = request.form
     kind = form.get("kind", "")
     try:
         params = params_from_form(kind, form)
-        repo.add_rule(kind, form.get("action", "").strip(), params,
+        store.rules.add(kind, form.get("action", "").strip(), params,
                       priority=_int(form, "priority"), label=form.get("label", "").strip()[:200])
     except FieldError as exc:
         return _render(new_rule=dict(form), new_errors={exc.field: str(exc)}, status=400)
     except EntryError as exc:
-        message = str(exc)
-        field = "kind" if message.startswith("kind") else param_error_field(message, kind)
-        return _render(new_rule=dict(form), new_errors={field: message}, status=400)
+        return _render(new_rule=dict(form), new_errors={rule_error_field(exc, kind): str(exc)},
+                       status=400)
     flash(_("Rule added."))
     return redirect(url_for("rules.index"))
 
@@ -212,7 +208,7 @@ def add() -> BaseResponse | tuple[str, int]:
 @bp.route("/rules/<int:rule_id>/delete", methods=["POST"])
 def delete(rule_id: int) -> BaseResponse:
     """Delete a rule."""
-    state().service.repo.delete_rule(rule_id)
+    state().store.rules.delete(rule_id)
     flash(_("Rule deleted."))
     return redirect(url_for("rules.index"))
 
@@ -220,14 +216,14 @@ def delete(rule_id: int) -> BaseResponse:
 @bp.route("/settings", methods=["POST"])
 def save_settings() -> BaseResponse | tuple[str, int]:
     """Save thresholds, the default for unknown callers, greylist and challenge digit."""
-    repo = state().service.repo
+    store = state().store
     try:
         values = settings_from_form(request.form)
     except FieldError as exc:
         return _render(settings_form=dict(request.form), settings_errors={exc.field: str(exc)},
                        status=400)
     for key, value in values.items():
-        repo.set_setting(key, value)
+        store.runtime.set(key, value)
     flash(_("Settings saved."))
     return redirect(url_for("rules.index") + "#settings")
 
@@ -246,15 +242,15 @@ def pause_delta(amount: str, unit: str) -> timedelta:
 @bp.route("/pause", methods=["POST"])
 def pause() -> BaseResponse | tuple[str, int]:
     """Pause screening (every call rings) for N minutes or hours, or resume it."""
-    repo = state().service.repo
+    store = state().store
     if request.form.get("resume"):
-        repo.set_setting("paused_until", None)
+        store.runtime.set("paused_until", None)
         flash(_("Screening resumed."))
         return redirect(url_for("rules.index"))
     try:
         delta = pause_delta(request.form.get("amount", ""), request.form.get("unit", ""))
     except FieldError as exc:
         return _render(pause_errors={exc.field: str(exc)}, status=400)
-    repo.set_setting("paused_until", (datetime.now(UTC) + delta).isoformat())
+    store.runtime.set("paused_until", (datetime.now(UTC) + delta).isoformat())
     flash(_("Screening paused."))
     return redirect(url_for("rules.index"))

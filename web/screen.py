@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, render_template, request
 
+from gateway.call.screen import Screener
 from gateway.config import Settings
 from gateway.numbers import national_format
-from gateway.service import ScreeningService
 from web import state
 from web.forms import FieldError
 
@@ -30,13 +30,13 @@ def parse_at(text: str, settings: Settings) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(settings.timezone))
 
 
-def screen_number(service: ScreeningService, settings: Settings, number: str, name: str,
+def screen_number(screener: Screener, settings: Settings, number: str, name: str,
                   when: datetime) -> dict[str, Any]:
     """Dry-run one caller; the same fields `ringfence screen` prints. Nothing is logged."""
     if not number.strip():
         raise FieldError("number", "number: type a phone number")
-    caller = service.caller(number, name)
-    decision = service.evaluate(caller, when)
+    caller = screener.caller(number, name)
+    decision = screener.evaluate(caller, when)
     return {
         "caller": caller.number or caller.kind.value,
         "formatted": national_format(caller.number, settings.home_region)
@@ -58,7 +58,7 @@ def index() -> tuple[str, int]:
     if "number" in request.args:
         try:
             when = parse_at(form.get("at", ""), st.settings)
-            result = screen_number(st.service, st.settings, form.get("number", ""),
+            result = screen_number(st.screener, st.settings, form.get("number", ""),
                                    form.get("name", ""), when)
         except FieldError as exc:
             errors[exc.field] = str(exc)

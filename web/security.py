@@ -1,8 +1,9 @@
 """Owner authentication: password and API token hashes, session secret, CSRF, login throttle.
 
 Ringfence has one owner, so there is no user table: the password hash, the API token hash and
-an "auth epoch" live in the `settings` table under `web_` keys. Bumping the epoch (on a new
-password) logs every existing session out, which a signed-cookie session cannot do by itself.
+an "auth epoch" live in the `settings` table under `web_` keys (`store.runtime.get_private`).
+Bumping the epoch (on a new password) logs every existing session out, which a signed-cookie
+session cannot do by itself.
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import select
 
 from gateway.config import Settings
-from gateway.store.db import Database
-from gateway.store.models import SettingRow
+from gateway.store import Store
 
 MIN_PASSWORD_LENGTH = 10
 PASSWORD_KEY = "web_password_hash"
@@ -73,73 +70,52 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-# ---------------------------------------------------------------------------- web_ settings
-
-
-def get_web_setting(db: Database, key: str) -> Any:
-    """Read a `web_` setting, or None."""
-    assert key.startswith("web_")
-    with db.session() as s:
-        return s.scalar(select(SettingRow.value).where(SettingRow.key == key))
-
-
-def set_web_setting(db: Database, key: str, value: Any) -> None:
-    """Write a `web_` setting (the repository only accepts screening settings)."""
-    assert key.startswith("web_")
-    with db.session() as s:
-        row = s.get(SettingRow, key)
-        if row is None:
-            s.add(SettingRow(key=key, value=value))
-        else:
-            row.value = value
-
-
-def password_is_set(db: Database) -> bool:
+def password_is_set(store: Store) -> bool:
     """Whether the owner has chosen a password yet."""
-    return bool(get_web_setting(db, PASSWORD_KEY))
+    return bool(store.runtime.get_private(PASSWORD_KEY))
 
 
-def set_password(db: Database, password: str, confirm: str | None = None) -> None:
+def set_password(store: Store, password: str, confirm: str | None = None) -> None:
     """Validate and store a new owner password, logging out every existing session."""
     check_new_password(password, confirm)
-    set_web_setting(db, PASSWORD_KEY, hash_password(password))
-    set_web_setting(db, EPOCH_KEY, secrets.token_hex(8))
+    store.runtime.set_private(PASSWORD_KEY, hash_password(password))
+    store.runtime.set_private(EPOCH_KEY, secrets.token_hex(8))
 
 
-def check_password(db: Database, password: str) -> bool:
+def check_password(store: Store, password: str) -> bool:
     """Whether `password` is the owner's."""
-    stored = get_web_setting(db, PASSWORD_KEY)
+    stored = store.runtime.get_private(PASSWORD_KEY)
     return bool(stored) and verify_password(password, str(stored))
 
 
-def auth_epoch(db: Database) -> str:
+def auth_epoch(store: Store) -> str:
     """The current auth epoch; sessions from another epoch are logged out."""
-    return str(get_web_setting(db, EPOCH_KEY) or "")
+    return str(store.runtime.get_private(EPOCH_KEY) or "")
 
 
-def new_api_token(db: Database) -> str:
+def new_api_token(store: Store) -> str:
     """Create a new API token, store only its hash and return it (shown once)."""
     token = "rf_" + secrets.token_urlsafe(32)
-    set_web_setting(db, API_TOKEN_KEY, token_hash(token))
+    store.runtime.set_private(API_TOKEN_KEY, token_hash(token))
     return token
 
 
-def revoke_api_token(db: Database) -> None:
+def revoke_api_token(store: Store) -> None:
     """Forget the API token so no bearer call is accepted."""
-    set_web_setting(db, API_TOKEN_KEY, None)
+    store.runtime.set_private(API_TOKEN_KEY, None)
 
 
-def api_token_is_set(db: Database) -> bool:
+def api_token_is_set(store: Store) -> bool:
     """Whether an API token was created in the UI or CLI."""
-    return bool(get_web_setting(db, API_TOKEN_KEY))
+    return bool(store.runtime.get_private(API_TOKEN_KEY))
 
 
-def check_api_token(db: Database, token: str, file_hash: str | None = None) -> bool:
+def check_api_token(store: Store, token: str, file_hash: str | None = None) -> bool:
     """Whether `token` is the stored API token (or the one in `web.api_token_file`)."""
     if not token:
         return False
     given = token_hash(token)
-    stored = get_web_setting(db, API_TOKEN_KEY)
+    stored = store.runtime.get_private(API_TOKEN_KEY)
     ok = bool(stored) and hmac.compare_digest(given, str(stored))
     if file_hash:
         ok = hmac.compare_digest(given, file_hash) or ok

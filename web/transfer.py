@@ -11,12 +11,13 @@ from typing import IO
 from flask import Blueprint, abort, render_template, request, send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.appliance import BackupError, backup_to, restore_from
+from gateway.feeds.vcard import parse_vcards
+from gateway.ops.backup import BackupError, backup_to, restore_from
 from gateway.screening.rules import ListName
-from gateway.store.repository import EntryError, ImportReport, Repository, iter_lines
+from gateway.store import EntryError, ImportReport, Store
+from gateway.store.list_files import iter_lines
 from web import state
 from web.helpers import _
-from web.vcard import parse_vcards
 
 bp = Blueprint("transfer", __name__)
 
@@ -32,14 +33,14 @@ class ContactReport:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
 
 
-def import_contacts(repo: Repository, text: str) -> ContactReport:
+def import_contacts(store: Store, text: str) -> ContactReport:
     """Add every phone number of every card to the allow list, labelled with the name."""
     report = ContactReport()
     for contact in parse_vcards(text):
         report.cards += 1
         for number in contact.numbers:
             try:
-                repo.add_entry(ListName.ALLOW, number, kind="exact",
+                store.entries.add(ListName.ALLOW, number, kind="exact",
                                label=(contact.name or number)[:200], source="contact")
             except EntryError as exc:
                 report.rejected.append((contact.line, f"{contact.name}: {number}"[:80],
@@ -49,11 +50,11 @@ def import_contacts(repo: Repository, text: str) -> ContactReport:
     return report
 
 
-def import_csv_bytes(repo: Repository, data: bytes, list_name: str,
+def import_csv_bytes(store: Store, data: bytes, list_name: str,
                      action: str | None) -> ImportReport:
     """Import an uploaded CSV (UTF-8 or Latin-1) into a list."""
     stream = io.StringIO("".join(iter_lines(data)))
-    return repo.import_csv(stream, list_name, action=action)
+    return store.list_files.import_csv(stream, list_name, action=action)
 
 
 def _render(status: int = 200, **context: object) -> tuple[str, int]:
@@ -71,7 +72,7 @@ def index() -> tuple[str, int]:
 @bp.route("/transfer/import", methods=["POST"])
 def import_file() -> tuple[str, int]:
     """Import a CSV into a list and show the report of rejected lines."""
-    repo = state().service.repo
+    store = state().store
     form = {"list": request.form.get("list", ""), "action": request.form.get("action", "")}
     if form["list"] not in ("allow", "block"):
         return _render(form=form, errors={"list": _("Choose the allow or block list.")},
@@ -83,7 +84,7 @@ def import_file() -> tuple[str, int]:
     if form["list"] == "allow":
         action = None
     try:
-        report = import_csv_bytes(repo, upload.read(), form["list"], action)
+        report = import_csv_bytes(store, upload.read(), form["list"], action)
     except ValueError as exc:  # a bad action for the whole file
         return _render(form=form, errors={"action": str(exc)}, status=400)
     return _render(form=form, report=report, report_name=upload.filename)
@@ -98,11 +99,11 @@ def import_vcard() -> tuple[str, int]:
     text = "".join(iter_lines(upload.read()))
     if "BEGIN:VCARD" not in text.upper():
         return _render(errors={"vcf": _("This file has no vCard in it.")}, status=400)
-    report = import_contacts(state().service.repo, text)
+    report = import_contacts(state().store, text)
     return _render(contacts=report)
 
 
-def export_file(repo: Repository, list_name: str) -> IO[bytes]:
+def export_file(store: Store, list_name: str) -> IO[bytes]:
     """Write a list's CSV to a temporary file (on disk past 1 MiB) and rewind it.
 
     A million-entry block list is tens of megabytes: spooling keeps it out of memory, and the
@@ -110,7 +111,7 @@ def export_file(repo: Repository, list_name: str) -> IO[bytes]:
     """
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - sent, then closed
     text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-    repo.export_csv(list_name, text)
+    store.list_files.export_csv(list_name, text)
     text.flush()
     text.detach()  # keep the binary file open for send_file
     spool.seek(0)
@@ -123,7 +124,7 @@ def export(name: str) -> BaseResponse:
     if name not in ("allow", "block"):
         abort(404)
     stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return send_file(export_file(state().service.repo, name), mimetype="text/csv",
+    return send_file(export_file(state().store, name), mimetype="text/csv",
                      as_attachment=True, download_name=f"ringfence-{name}-{stamp}.csv")
 
 
@@ -141,7 +142,7 @@ def backup() -> BaseResponse:
     folder = tempfile.TemporaryDirectory(prefix="rf-backup-")
     path = f"{folder.name}/ringfence-{stamp}.tar.gz"
     backup_to(path, web.settings, with_calls=with_calls, with_voicemail=with_voicemail,
-              db=web.service.db)
+              db=web.store.db)
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - sent, then closed by send_file
     with open(path, "rb") as archive:
         spool.write(archive.read())
@@ -165,7 +166,7 @@ def restore() -> tuple[str, int]:
         path = f"{folder}/upload.tar.gz"
         upload.save(path)
         try:
-            report = restore_from(path, web.settings, db=web.service.db)
+            report = restore_from(path, web.settings, db=web.store.db)
         except BackupError as exc:
             return _render(errors={"restore": str(exc)}, status=400)
     return _render(restored=report.summary())

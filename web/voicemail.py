@@ -9,8 +9,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.store.models import VoicemailRow
-from gateway.store.repository import resolve_voicemail_path
-from web import queries, state
+from gateway.store.voicemail import resolve_voicemail_path
+from web import state
 from web.helpers import _, paginate
 from web.i18n import LANGUAGES
 from web.wav import MAX_PROMPT_BYTES, PROMPT_NAMES, WavError, check_pcm_wav
@@ -22,16 +22,16 @@ bp = Blueprint("voicemail", __name__)
 def index() -> str:
     """List voicemails, newest first."""
     st = state()
-    page = paginate(queries.count_voicemails(st.service.db), size=20)
-    rows = st.service.repo.voicemails(limit=page.size, offset=page.offset)
-    used_mb = st.service.repo.voicemail_bytes() / (1024 * 1024)
+    page = paginate(st.store.voicemails.count(), size=20)
+    rows = st.store.voicemails.recent(limit=page.size, offset=page.offset)
+    used_mb = st.store.voicemails.bytes_used() / (1024 * 1024)
     return render_template("voicemail.html", rows=rows, page=page, used_mb=used_mb,
                            cap_mb=st.settings.voicemail.max_total_mb)
 
 
 def _recording(voicemail_id: int) -> tuple[VoicemailRow, Path]:
     st = state()
-    row = queries.get_voicemail(st.service.db, voicemail_id)
+    row = st.store.voicemails.get(voicemail_id)
     if row is None:
         abort(404)
     try:
@@ -63,7 +63,7 @@ def download(voicemail_id: int) -> BaseResponse:
 @bp.route("/voicemail/<int:voicemail_id>/heard", methods=["POST"])
 def heard(voicemail_id: int) -> BaseResponse:
     """Mark a voicemail heard (or unheard again)."""
-    if not queries.mark_heard(state().service.db, voicemail_id,
+    if not state().store.voicemails.mark_heard(voicemail_id,
                               request.form.get("heard", "1") == "1"):
         abort(404)
     return redirect(url_for("voicemail.index"))
@@ -73,7 +73,7 @@ def heard(voicemail_id: int) -> BaseResponse:
 def delete(voicemail_id: int) -> BaseResponse:
     """Delete a voicemail's recording and its log row."""
     st = state()
-    if not queries.delete_voicemail(st.service.db, st.settings.voicemail_dir, voicemail_id):
+    if not st.store.voicemails.delete(voicemail_id):
         abort(404)
     flash(_("Voicemail deleted."))
     return redirect(url_for("voicemail.index"))
@@ -94,7 +94,7 @@ def known_prompt_names() -> tuple[str, ...]:
         from gateway.prompts import challenge_prompt_name
     except ImportError:  # a build without the prompts package
         return tuple(names)
-    digit = str(state().service.repo.get_setting("challenge_digit"))
+    digit = str(state().store.runtime.get("challenge_digit"))
     for extra in ("connecting", challenge_prompt_name(digit)):
         if extra not in names:
             names.append(extra)

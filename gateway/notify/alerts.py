@@ -3,8 +3,8 @@
 Alerts come from polling the database once a minute (the scheduler's tick) rather than from
 hooks in the call path: the call threads stay free of network I/O, an alert survives a crash
 between "voicemail saved" and "alert sent", and the notifications table's claim keeps every
-alert to one per channel even across restarts. `on_voicemail()` lets the gateway ask for an
-immediate check so the owner does not wait up to a minute.
+alert to one per channel even across restarts. After saving a voicemail the gateway brings the
+tick forward (`RingfenceScheduler.poke`) so the owner does not wait up to a minute.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from gateway.notify.digest import format_duration, gsm7, inert, sms_length, word
 from gateway.notify.outbox import Outbox
 from gateway.store.db import Database
 from gateway.store.models import LineStateRow, NotificationRow, VoicemailRow
-from gateway.store.repository import resolve_voicemail_path
+from gateway.store.voicemail import resolve_voicemail_path
 
 log = logging.getLogger(__name__)
 
@@ -259,42 +259,3 @@ class AlertWatcher:
                                         now)
             else:
                 self._down_since.pop(state.name, None)
-
-
-
-# The scheduler registers a callback here; the gateway calls these after writing to the DB
-# so the alert goes out now instead of at the next minute tick. Without a scheduler they
-# do nothing, and the tick still finds the event.
-_wake: Callable[[], None] | None = None
-
-
-def set_wake_callback(callback: Callable[[], None] | None) -> None:
-    """Called by the scheduler: how to ask for an immediate alert check."""
-    global _wake
-    _wake = callback
-
-
-def request_check() -> None:
-    """Ask for an alert check as soon as possible; never raises (the call path calls this)."""
-    callback = _wake
-    if callback is None:
-        return
-    try:
-        callback()
-    except Exception:
-        log.exception("could not trigger an alert check")
-
-
-def on_voicemail(voicemail_id: int | None = None) -> None:
-    """A voicemail was saved: alert now rather than at the next tick."""
-    request_check()
-
-
-def on_burst_change() -> None:
-    """Burst mode may have started: alert now rather than at the next tick."""
-    request_check()
-
-
-def on_line_state(line_name: str | None = None) -> None:
-    """A line's registration state changed."""
-    request_check()

@@ -40,6 +40,7 @@ from gateway.store.models import (
     SubscriptionRow,
     VoicemailRow,
 )
+from gateway.store.settings import DEFAULT_SETTINGS
 
 TOP = 10
 REPEAT_MIN_CALLS = 2  # an unknown number that called at least this often is worth a look
@@ -250,8 +251,6 @@ def load_bursts(db: Database, start: datetime, end: datetime) -> list[BurstEpiso
 
 
 def _burst_settings(db: Database) -> dict[str, Any]:
-    from gateway.store.repository import DEFAULT_SETTINGS
-
     with db.session() as s:
         row = s.get(SettingRow, "burst")
     return {**DEFAULT_SETTINGS["burst"], **(row.value if row is not None else {})}

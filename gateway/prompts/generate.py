@@ -3,7 +3,7 @@
 Spoken prompts come from espeak-ng (``-v fr`` / ``-v en``), resampled with sox when it is
 installed (it filters properly before downsampling) or with Python's audioop otherwise, then
 trimmed of leading/trailing silence and normalised. ``sit`` and ``beep`` are synthesised by
-``gateway.audio``. A manifest beside the files records what each was made from, so a second
+``gateway.media.audio``. A manifest beside the files records what each was made from, so a second
 run only renders what changed (``--force`` renders everything).
 
 Exit status: 0 on success, 2 when espeak-ng is missing or fails or the folder cannot be
@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import audio
+from gateway.media import audio
 from gateway.prompts import LANGUAGES, PACKAGED_DIR, TEXTS, TONE_PROMPTS
 
 __all__ = ["GenerateError", "generate", "main"]

@@ -1,7 +1,7 @@
 """The screening core: pure functions and values, no SIP, web or database code."""
 
 from gateway.screening.caller import Caller, CallerKind, Verstat
-from gateway.screening.decide import Decision, Rules, decide
+from gateway.screening.decide import Decision, Rules, Step, decide
 from gateway.screening.ratelimit import BurstState, History, PastCall, burst_state
 from gateway.screening.rules import (
     PASS,
@@ -9,6 +9,7 @@ from gateway.screening.rules import (
     ActionKind,
     BurstSettings,
     DefaultMode,
+    InvalidField,
     ListEntry,
     ListName,
     MatchKind,
@@ -19,7 +20,28 @@ from gateway.screening.rules import (
 )
 
 __all__ = [
-    "PASS", "Action", "ActionKind", "BurstSettings", "BurstState", "Caller", "CallerKind",
-    "Decision", "DefaultMode", "History", "ListEntry", "ListName", "MatchKind", "PastCall",
-    "Policy", "RepeatLimit", "Rule", "RuleKind", "Rules", "Verstat", "burst_state", "decide",
+    "PASS",
+    "Action",
+    "ActionKind",
+    "BurstSettings",
+    "BurstState",
+    "Caller",
+    "CallerKind",
+    "Decision",
+    "DefaultMode",
+    "History",
+    "InvalidField",
+    "ListEntry",
+    "ListName",
+    "MatchKind",
+    "PastCall",
+    "Policy",
+    "RepeatLimit",
+    "Rule",
+    "RuleKind",
+    "Rules",
+    "Step",
+    "Verstat",
+    "burst_state",
+    "decide",
 ]

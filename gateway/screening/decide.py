@@ -1,7 +1,7 @@
 """`decide()`: one caller in, one explained decision out. Pure: no I/O, time passed in.
 
-The order is DESIGN.md §4, first match wins: pause, allow list, block list, rules by priority,
-rate limits (repeat and burst), then the default for unknown callers.
+First match wins: pause, allow list, block list, rules by priority, rate limits (repeat and
+burst), then the default for unknown callers (docs/architecture.md, "How a decision is made").
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from gateway.screening.caller import Caller, CallerKind, Verstat
@@ -40,18 +41,44 @@ class Rules:
     entries: Sequence[ListEntry] = ()
 
 
+class Step(StrEnum):
+    """Which step of the screening order settled a call."""
+
+    PAUSE = "pause"
+    ALLOW = "allow"
+    BLOCK = "block"
+    RULE = "rule"
+    REPEAT = "repeat"
+    BURST = "burst"
+    GREYLIST = "greylist"
+    DEFAULT = "default"
+    ERROR = "error"  # screening itself failed and the call was let through
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do with a call and why, in words the owner reads in the log."""
 
     action: Action
     reason: str
-    step: str  # pause, allow, block, rule, repeat, burst, greylist, default
-    rule_id: str | None = None  # "allow:12", "block:7", "rule:3", "repeat", "burst"
+    step: Step
+    ref: int | None = None  # the allow/block entry or the rule that decided (those steps only)
     unknown: bool = True  # the caller is on no allow list (counts towards bursts)
     consume_entry_id: int | None = None  # a "permit next call" entry this call used up
     burst: BurstState = BurstState(active=False)
-    elapsed_ms: float | None = None  # how long loading and deciding took (set by the service)
+    elapsed_ms: float | None = None  # how long loading and deciding took (set by the screener)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step", Step(self.step))
+
+    @property
+    def rule_id(self) -> str | None:
+        """What decided, as the call log stores it: "allow:12", "block:7", "rule:3", "burst"."""
+        if self.step is Step.PAUSE:
+            return None
+        if self.ref is not None:
+            return f"{self.step.value}:{self.ref}"
+        return self.step.value
 
     @property
     def counts_towards_burst(self) -> bool:
@@ -61,14 +88,14 @@ class Decision:
         or a rule (a robocall campaign from reserved ranges) are handled and must not switch
         burst mode on for everybody else.
         """
-        return self.unknown and self.step not in ("block", "rule")
+        return self.unknown and self.step not in (Step.BLOCK, Step.RULE)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view, as `ringfence screen` prints it."""
         return {
             "action": str(self.action),
             "reason": self.reason,
-            "step": self.step,
+            "step": self.step.value,
             "rule": self.rule_id,
             "unknown": self.unknown,
             "burst": self.burst.active,
@@ -176,7 +203,7 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     # 1. Screening paused by the owner.
     if policy.paused_until is not None and now < policy.paused_until:
         until = policy.paused_until.astimezone(ZoneInfo(policy.timezone))
-        return Decision(PASS, f"screening is paused until {until:%d/%m %H:%M}", "pause",
+        return Decision(PASS, f"screening is paused until {until:%d/%m %H:%M}", Step.PAUSE,
                         unknown=False)
 
     # 2. Allow list: beats everything after it.
@@ -185,7 +212,7 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
         entry = _most_specific(allowed)
         why = "permitted once" if entry.once else "on the allow list"
         return Decision(
-            PASS, f"{why}: {entry.describe()}", "allow", f"allow:{entry.id}",
+            PASS, f"{why}: {entry.describe()}", Step.ALLOW, entry.id,
             unknown=False, consume_entry_id=entry.id if entry.once else None,
         )
 
@@ -195,7 +222,7 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
         entry = _most_specific(blocked)
         return Decision(
             entry.action or policy.block_action, f"on the block list: {entry.describe()}",
-            "block", f"block:{entry.id}",
+            Step.BLOCK, entry.id,
         )
 
     # 4. Rules in priority order.
@@ -205,7 +232,7 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
         reason = _rule_reason(rule, caller, local)
         if reason is not None:
             label = f" [{rule.label}]" if rule.label else ""
-            return Decision(rule.action, reason + label, "rule", f"rule:{rule.id}")
+            return Decision(rule.action, reason + label, Step.RULE, rule.id)
 
     return None
 
@@ -223,7 +250,7 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
                 repeat.action,
                 f"{caller.number} already called {earlier} times in {repeat.window_minutes} min "
                 f"(limit {repeat.max_calls})",
-                "repeat", "repeat",
+                Step.REPEAT,
             )
     burst = BurstState(active=False)
     if policy.burst.enabled:
@@ -241,7 +268,7 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
                 f"burst mode since {started:%H:%M}: {burst.distinct_callers} unknown callers "
                 f"within {policy.burst.window_minutes} min; unknown callers hear the "
                 "spoof-shield message",
-                "burst", "burst", burst=burst,
+                Step.BURST, burst=burst,
             )
 
     # 6. Default for unknown callers.
@@ -251,19 +278,19 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
         earlier_calls = history.calls_from(caller.key, now - window, now - too_soon)
         if earlier_calls:
             return Decision(
-                PASS, f"greylist: {caller.describe()} called back after a first try", "greylist",
-                "greylist",
+                PASS, f"greylist: {caller.describe()} called back after a first try",
+                Step.GREYLIST,
             )
         return Decision(
             policy.greylist_action,
             f"greylist: first call from {caller.describe()}; a call back within "
             f"{policy.greylist_window_minutes} min rings",
-            "greylist", "greylist",
+            Step.GREYLIST,
         )
     if policy.default is DefaultMode.CHALLENGE:
         return Decision(Action.parse("challenge"), "unknown caller: asked to press a digit",
-                        "default", "default")
+                        Step.DEFAULT)
     if policy.default is DefaultMode.VOICEMAIL:
         return Decision(Action.parse("voicemail"), "unknown caller: sent to voicemail",
-                        "default", "default")
-    return Decision(PASS, "no rule matched", "default", "default")
+                        Step.DEFAULT)
+    return Decision(PASS, "no rule matched", Step.DEFAULT)

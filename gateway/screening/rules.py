@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
@@ -11,6 +12,16 @@ from functools import cached_property
 from typing import Any
 
 from gateway.screening.caller import Caller, CallerKind
+from gateway.screening.telemarketing import RANGES
+
+
+class InvalidField(ValueError):
+    """A value that cannot be used: `field` names it (a form input, a setting or rule parameter),
+    the message says why in words the owner can act on."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ActionKind(StrEnum):
@@ -53,28 +64,29 @@ class Action:
 
     @classmethod
     def parse(cls, text: str) -> Action:
-        """Parse ``kind[:param]``; raise ValueError naming the allowed forms."""
+        """Parse ``kind[:param]``; raise InvalidField("action") naming the allowed forms."""
         head, _, param = text.strip().lower().partition(":")
         try:
             kind = ActionKind(head)
         except ValueError:
-            raise ValueError(
-                f"unknown action {text!r}: expected pass, reject:CODE, announce[:PROMPT], "
-                "voicemail[:PROMPT] or challenge"
+            raise InvalidField(
+                "action", f"unknown action {text!r}: expected pass, reject:CODE, "
+                "announce[:PROMPT], voicemail[:PROMPT] or challenge"
             ) from None
         if kind is ActionKind.REJECT:
             if not param:
                 return cls(kind, code=603)
             if not param.isdigit() or int(param) not in REJECT_CODES:
                 codes = ", ".join(str(c) for c in REJECT_CODES)
-                raise ValueError(f"reject code {param!r} is not one of {codes}")
+                raise InvalidField("action", f"reject code {param!r} is not one of {codes}")
             return cls(kind, code=int(param))
         if kind is ActionKind.PASS:
             if param:
-                raise ValueError(f"pass takes no parameter, found {param!r}")
+                raise InvalidField("action", f"pass takes no parameter, found {param!r}")
             return cls(kind)
         if param and param not in PROMPTS:
-            raise ValueError(f"unknown prompt {param!r}: expected one of {', '.join(PROMPTS)}")
+            raise InvalidField("action",
+                             f"unknown prompt {param!r}: expected one of {', '.join(PROMPTS)}")
         return cls(kind, prompt=param or DEFAULT_PROMPT[kind])
 
     def __str__(self) -> str:
@@ -176,7 +188,7 @@ class ListEntry:
 
 
 class RuleKind(StrEnum):
-    """Step-4 rules (DESIGN.md §4)."""
+    """Step-4 rules (docs/architecture.md, "How a decision is made")."""
 
     WITHHELD = "withheld"  # number withheld / anonymous
     INVALID = "invalid"  # not a number, or outside the numbering plan
@@ -257,53 +269,58 @@ class Policy:
 
 def _hh_mm(value: Any, name: str) -> time:
     if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
-        raise ValueError(f"{name} = {value!r}: expected HH:MM, e.g. '22:00'")
+        raise InvalidField(name, f"{name} = {value!r}: expected HH:MM, e.g. '22:00'")
     hours, minutes = (int(p) for p in value.split(":"))
     if hours > 23 or minutes > 59:
-        raise ValueError(f"{name} = {value!r}: not a time of day")
+        raise InvalidField(name, f"{name} = {value!r}: not a time of day")
     return time(hours, minutes)
 
 
-def validate_rule_params(kind: RuleKind, params: dict[str, Any]) -> dict[str, Any]:
-    """Check and normalise a rule's parameters; raise ValueError naming the bad field."""
-    from gateway.screening.telemarketing import RANGES
+def validate_rule_params(
+    kind: RuleKind, params: dict[str, Any], *, number_types: Collection[str],
+    is_region: Callable[[str], bool],
+) -> dict[str, Any]:
+    """Check and normalise a rule's parameters; raise InvalidField naming the bad parameter.
 
+    The numbering facts (which number types exist, which region codes are real) come from the
+    phone-number library, so the caller passes them in and the core stays free of it.
+    """
     params = dict(params)
     if kind is RuleKind.NUMBER_TYPE:
-        from gateway.numbers import NUMBER_TYPES  # the allowed names come from phonenumbers
-
         types = params.get("types")
         if not isinstance(types, list) or not types:
-            raise ValueError("types: list at least one number type, e.g. PREMIUM_RATE")
-        bad = [t for t in types if t not in NUMBER_TYPES]
+            raise InvalidField("types", "types: list at least one number type, e.g. PREMIUM_RATE")
+        bad = [t for t in types if t not in number_types]
         if bad:
-            raise ValueError(f"types: {bad[0]!r} is not one of {', '.join(NUMBER_TYPES)}")
+            raise InvalidField("types",
+                             f"types: {bad[0]!r} is not one of {', '.join(number_types)}")
     elif kind is RuleKind.COUNTRY:
         regions = params.get("regions")
         if not isinstance(regions, list) or not regions:
-            raise ValueError("regions: list at least one country code, e.g. ['GB']")
-        from gateway.numbers import is_supported_region
-
-        bad = [r for r in regions if not isinstance(r, str) or not is_supported_region(r.upper())]
+            raise InvalidField("regions", "regions: list at least one country code, e.g. ['GB']")
+        bad = [r for r in regions if not isinstance(r, str) or not is_region(r.upper())]
         if bad:
-            raise ValueError(f"regions: {bad[0]!r} is not an ISO country code")
+            raise InvalidField("regions", f"regions: {bad[0]!r} is not an ISO country code")
         params["regions"] = [r.upper() for r in regions]
         mode = params.setdefault("mode", "block")
         if mode not in ("block", "allow_only"):
-            raise ValueError(f"mode = {mode!r}: expected 'block' or 'allow_only'")
+            raise InvalidField("mode", f"mode = {mode!r}: expected 'block' or 'allow_only'")
     elif kind is RuleKind.TELEMARKETING:
         country = params.setdefault("country", "FR")
         if country not in RANGES:
-            raise ValueError(f"country = {country!r}: ranges are known for {', '.join(RANGES)}")
+            raise InvalidField("country",
+                             f"country = {country!r}: ranges are known for {', '.join(RANGES)}")
         outside = params.setdefault("outside_hours_only", False)
         if not isinstance(outside, bool):
-            raise ValueError(f"outside_hours_only = {outside!r}: expected true or false")
+            raise InvalidField("outside_hours_only",
+                             f"outside_hours_only = {outside!r}: expected true or false")
     elif kind is RuleKind.QUIET_HOURS:
         _hh_mm(params.setdefault("start", "22:00"), "start")
         _hh_mm(params.setdefault("end", "07:00"), "end")
         days = params.setdefault("days", [0, 1, 2, 3, 4, 5, 6])
         if not isinstance(days, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
-            raise ValueError(f"days = {days!r}: expected weekday numbers 0 (Monday) to 6 (Sunday)")
+            raise InvalidField("days", f"days = {days!r}: expected weekday numbers 0 (Monday) "
+                             "to 6 (Sunday)")
     return params
 
 

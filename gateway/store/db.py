@@ -160,3 +160,8 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def rowcount(result: Any) -> int:
+    """Rows a DELETE/UPDATE touched (typed loosely by SQLAlchemy's generic Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audio
-from gateway.sip.media import MediaSession, RecordingResult
-from gateway.sip.sdp import parse_sdp
+from gateway.media import audio
+from gateway.media.rtp import MediaSession, RecordingResult
+from gateway.media.sdp import parse_sdp
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audio
+from gateway.media import audio
 from gateway.prompts import LANGUAGES, PROMPT_NAMES, TONE_PROMPTS
 from gateway.prompts.generate import generate, main
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audio
-from gateway.sip.media import MediaSession, RecordingResult
-from gateway.sip.sdp import SdpError, parse_sdp
+from gateway.media import audio
+from gateway.media.rtp import MediaSession, RecordingResult
+from gateway.media.sdp import SdpError, parse_sdp
 
 HOST = "127.0.0.1"
 PORTS = (40000, 40998)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.notify.notifier import Notifier
-from gateway.retention import run_retention
+from gateway.ops.retention import run_retention
 from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
-from gateway.service import open_service
+from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -20,11 +20,11 @@ def test_burst_start_and_end_are_alerted_once_each(tmp_path: Path) -> None:
     with http_server() as sink:
         settings = make_settings(
             tmp_path, f'[notify]\napprise_urls = ["json://127.0.0.1:{sink.port}/a"]\n')
-        service = open_service(settings)
+        service = Services.open(settings)
         for i in range(6):  # 6 distinct unknown callers in 6 minutes: default threshold is 5
-            caller = service.caller(f"06123456{i:02d}")
+            caller = service.screener.caller(f"06123456{i:02d}")
             decision = Decision(Action.parse("pass"), "t", "default", unknown=True)
-            service.record_call(caller, decision, at=START + timedelta(minutes=i))
+            service.book.record_call(caller, decision, at=START + timedelta(minutes=i))
         notifier = Notifier(service.db, settings)
         notifier.tick(START + timedelta(minutes=6))
         notifier.tick(START + timedelta(minutes=7))
@@ -41,15 +41,15 @@ def test_line_down_then_up(tmp_path: Path) -> None:
         settings = make_settings(
             tmp_path, f'[notify]\nalert_line_down_minutes = 5\n'
             f'apprise_urls = ["json://127.0.0.1:{sink.port}/a"]\n')
-        service = open_service(settings)
-        service.set_line_state("home", "failed", "403 Forbidden\r\nX: injected")
+        service = Services.open(settings)
+        service.book.set_line_state("home", "failed", "403 Forbidden\r\nX: injected")
         notifier = Notifier(service.db, settings)
         now = datetime.now(UTC)
         notifier.tick(now)
         assert sink.bodies == []
         notifier.tick(now + timedelta(minutes=6))
         notifier.tick(now + timedelta(minutes=7))
-        service.set_line_state("home", "registered", None)
+        service.book.set_line_state("home", "registered", None)
         notifier.tick(now + timedelta(minutes=8))
     bodies = [json.loads(b) for b in sink.bodies]
     assert [b["title"] for b in bodies] == ["Line home not registered for 6 min",
@@ -60,18 +60,19 @@ def test_line_down_then_up(tmp_path: Path) -> None:
 def test_retention_purges_old_rows_files_and_keeps_under_the_cap(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "[voicemail]\nmax_total_mb = 1\n"
                              "[retention]\ncalls_days = 30\nvoicemail_days = 10\n")
-    service = open_service(settings)
+    service = Services.open(settings)
     folder = settings.voicemail_dir
     folder.mkdir(parents=True)
     now = START
     decision = Decision(Action.parse("voicemail"), "t", "default", unknown=True)
-    old_call = service.record_call(service.caller("0612345678"), decision,
+    old_call = service.book.record_call(service.screener.caller("0612345678"), decision,
                                    at=now - timedelta(days=40))
-    service.record_call(service.caller("0612345679"), decision, at=now - timedelta(days=1))
+    service.book.record_call(service.screener.caller("0612345679"), decision,
+                             at=now - timedelta(days=1))
 
     def voicemail(name: str, age: timedelta, size: int, heard: bool) -> int:
         (folder / name).write_bytes(b"x" * size)
-        vm_id = service.repo.save_voicemail(None, at=now - age, path=name, duration_s=1.0,
+        vm_id = service.store.voicemails.save(None, at=now - age, path=name, duration_s=1.0,
                                             size_bytes=size, number=None, display_name="")
         if heard:
             from gateway.store.models import VoicemailRow
@@ -84,14 +85,14 @@ def test_retention_purges_old_rows_files_and_keeps_under_the_cap(tmp_path: Path)
     voicemail("old-heard.wav", timedelta(days=3), 600_000, True)
     voicemail("older-unheard.wav", timedelta(days=4), 400_000, False)
     voicemail("new-unheard.wav", timedelta(days=1), 500_000, False)
-    service.repo.add_entry("block", "0162000001", expires_at=now - timedelta(hours=1))
+    service.store.entries.add("block", "0162000001", expires_at=now - timedelta(hours=1))
     report = run_retention(service.db, settings, now)
     assert (report.voicemails_old, report.voicemails_for_space, report.calls,
             report.entries_expired) == (1, 1, 1, 1)
     assert sorted(p.name for p in folder.iterdir()) == ["new-unheard.wav", "older-unheard.wav"]
-    assert service.repo.voicemail_bytes() == 900_000
-    assert [c.id for c in service.repo.calls()] != [old_call]
-    assert len(service.repo.calls()) == 1
+    assert service.store.voicemails.bytes_used() == 900_000
+    assert [c.id for c in service.store.calls.recent()] != [old_call]
+    assert len(service.store.calls.recent()) == 1
 
 
 def test_incremental_burst_scan_matches_a_full_scan(tmp_path: Path) -> None:
@@ -100,14 +101,14 @@ def test_incremental_burst_scan_matches_a_full_scan(tmp_path: Path) -> None:
     from gateway.notify.collect import load_bursts
 
     settings = make_settings(tmp_path, '[notify]\napprise_urls = ["json://127.0.0.1:9/x"]\n')
-    service = open_service(settings)
+    service = Services.open(settings)
     rng = random.Random(5)
     at = START
     for _ in range(300):  # quiet spells and floods
         at += timedelta(seconds=rng.choice([5, 20, 60, 600, 1800]))
-        caller = service.caller(f"0612{rng.randrange(10**6):06d}")
+        caller = service.screener.caller(f"0612{rng.randrange(10**6):06d}")
         decision = Decision(Action.parse("pass"), "t", "default", unknown=rng.random() < 0.9)
-        service.record_call(caller, decision, at=at)
+        service.book.record_call(caller, decision, at=at)
     watcher = Notifier(service.db, settings).alerts
     check = START
     seen: set[datetime] = set()

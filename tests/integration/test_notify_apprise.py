@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.notify.notifier import Notifier
-from gateway.service import open_service
 from gateway.store.models import NotificationRow
+from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
@@ -22,7 +22,7 @@ def test_digest_reaches_a_json_endpoint(tmp_path: Path) -> None:
     with http_server() as sink:
         url = f"json://127.0.0.1:{sink.port}/hook"
         settings = make_settings(tmp_path, f'[notify]\napprise_urls = ["{url}"]\n')
-        service = open_service(settings)
+        service = Services.open(settings)
         outcomes = Notifier(service.db, settings).send_digest(date(2026, 11, 23), AFTER_DIGEST)
         assert [o.status for o in outcomes] == ["sent"]
     assert sink.paths == ["/hook"]
@@ -37,7 +37,7 @@ def test_failing_endpoint_is_retried_with_its_error_recorded(tmp_path: Path) -> 
         sink.post_status = 500
         url = f"json://127.0.0.1:{sink.port}/hook"
         settings = make_settings(tmp_path, f'[notify]\napprise_urls = ["{url}"]\n')
-        service = open_service(settings)
+        service = Services.open(settings)
         notifier = Notifier(service.db, settings)
         [outcome] = notifier.send_digest(date(2026, 11, 23), AFTER_DIGEST)
         assert outcome.status == "retry"

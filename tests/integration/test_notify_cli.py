@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.cli import main
-from gateway.service import open_service
 from gateway.store.models import DigestSnapshotRow, NotificationRow
+from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
 
@@ -44,7 +44,7 @@ def test_preview_prints_every_format_and_records_nothing(
     assert code == 0 and sms.startswith("[") and "Ringfence 23 Nov" in sms
     assert run(config, capsys, "digest", "--preview", "--date", "23/11")[0] == 2
     settings = make_settings(config.parent)
-    with open_service(settings).db.session() as s:
+    with Services.open(settings).db.session() as s:
         assert s.scalar(select(func.count()).select_from(NotificationRow)) == 0
         assert s.scalar(select(func.count()).select_from(DigestSnapshotRow)) == 0
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from gateway.notify.notifier import Notifier
 from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
-from gateway.service import ScreeningService, open_service
 from gateway.store.models import NotificationRow
+from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -19,7 +19,7 @@ DAY = date(2026, 11, 23)
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)  # 08:05 in Paris
 
 
-def log_calls(service: ScreeningService) -> None:
+def log_calls(service: Services) -> None:
     at = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
     for i, (number, name, action) in enumerate([
         ("0162000001", HOSTILE, "reject:603"),
@@ -27,19 +27,19 @@ def log_calls(service: ScreeningService) -> None:
         ("0612345678", "Élodie", "pass"),
         ("0698765432", "", "voicemail"),
     ]):
-        caller = service.caller(number, name)
+        caller = service.screener.caller(number, name)
         decision = Decision(Action.parse(action), "test", "rule", unknown=True)
-        row = service.record_call(caller, decision, at=at + timedelta(minutes=i))
+        row = service.book.record_call(caller, decision, at=at + timedelta(minutes=i))
         if action == "voicemail":
             vm = service.settings.voicemail_dir / "a.wav"
             vm.parent.mkdir(parents=True, exist_ok=True)
             vm.write_bytes(b"RIFF....WAVE")
-            service.repo.save_voicemail(row, at=at + timedelta(minutes=i, seconds=50),
+            service.store.voicemails.save(row, at=at + timedelta(minutes=i, seconds=50),
                                         path="a.wav", duration_s=42.0, size_bytes=12,
                                         number=caller.number, display_name=HOSTILE)
 
 
-def rows(service: ScreeningService) -> list[NotificationRow]:
+def rows(service: Services) -> list[NotificationRow]:
     with service.db.session() as s:
         return list(s.scalars(select(NotificationRow).order_by(NotificationRow.id)))
 
@@ -50,7 +50,7 @@ def test_digest_email_has_text_and_escaped_html(tmp_path: Path) -> None:
     with smtp_server(user="pi", password="s3cret") as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port, user="pi", password_file=secret),
                                  language="fr")
-        service = open_service(settings)
+        service = Services.open(settings)
         log_calls(service)
         outcomes = Notifier(service.db, settings).send_digest(DAY, AFTER_DIGEST)
         assert [o.status for o in outcomes] == ["sent"]
@@ -74,7 +74,7 @@ def test_digest_email_has_text_and_escaped_html(tmp_path: Path) -> None:
 def test_second_send_of_the_same_period_is_skipped(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         first = Notifier(service.db, settings).send_digest(DAY, AFTER_DIGEST)
         again = Notifier(service.db, settings).send_digest(DAY, AFTER_DIGEST)
         assert sink.wait_for(1)
@@ -87,7 +87,7 @@ def test_bad_login_is_a_permanent_failure(tmp_path: Path) -> None:
     secret.write_text("wrong")
     with smtp_server(user="pi", password="right") as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port, user="pi", password_file=secret))
-        service = open_service(settings)
+        service = Services.open(settings)
         notifier = Notifier(service.db, settings)
         outcomes = notifier.send_digest(DAY, AFTER_DIGEST)
         assert outcomes[0].status == "failed"
@@ -105,7 +105,7 @@ def test_unreachable_server_is_retried_with_backoff_then_sent(tmp_path: Path) ->
     port = free_port()  # nothing listens yet
     settings = make_settings(tmp_path, '[notify]\nretry_minutes = [1, 5]\n'
                              + smtp_toml(port))
-    service = open_service(settings)
+    service = Services.open(settings)
     notifier = Notifier(service.db, settings)
     outcome = notifier.send_digest(DAY, AFTER_DIGEST)[0]
     assert outcome.status == "retry" and outcome.error
@@ -133,7 +133,7 @@ def test_retries_give_up_after_the_schedule(tmp_path: Path) -> None:
     from tests.integration.notify_support import free_port
 
     settings = make_settings(tmp_path, "[notify]\nretry_minutes = [1]\n" + smtp_toml(free_port()))
-    service = open_service(settings)
+    service = Services.open(settings)
     notifier = Notifier(service.db, settings)
     notifier.send_digest(DAY, AFTER_DIGEST)
     notifier.tick(AFTER_DIGEST + timedelta(minutes=2))
@@ -146,7 +146,7 @@ def test_voicemail_alert_attaches_the_wav(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(
             tmp_path, "[notify]\nalert_voicemail_attach = true\n" + smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         log_calls(service)
         now = datetime(2026, 11, 22, 15, 10, tzinfo=UTC)
         notifier = Notifier(service.db, settings)

@@ -11,9 +11,9 @@ from sqlalchemy import inspect
 
 from gateway.notify.channels import Message
 from gateway.notify.notifier import Notifier
-from gateway.scheduler import JOB_CATCH_UP, JOB_DIGEST, JOBS_TABLE, start_scheduler
-from gateway.service import open_service
+from gateway.ops.scheduler import JOB_CATCH_UP, JOB_DIGEST, JOBS_TABLE, start_scheduler
 from gateway.store.db import _alembic_config, current_revision
+from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, f'database = "{postgres_url}"\n'
                                  + smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         try:
             engine = service.db.engine
             assert current_revision(engine) == "0002"

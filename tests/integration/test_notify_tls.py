@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import Settings
 from gateway.notify.notifier import Notifier
-from gateway.service import open_service
+from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
@@ -48,7 +48,7 @@ def test_starttls_with_a_private_ca(tmp_path: Path, certificate: tuple[Path, Pat
     cert, key = certificate
     with smtp_server(tls_context=server_context(cert, key), require_starttls=True) as sink:
         settings = settings_for(tmp_path, sink.port, "starttls", cert)
-        service = open_service(settings)
+        service = Services.open(settings)
         outcomes = Notifier(service.db, settings).send_digest(
             date(2026, 11, 23), AFTER_DIGEST)
         assert [o.status for o in outcomes] == ["sent"], outcomes
@@ -60,7 +60,7 @@ def test_untrusted_certificate_is_a_permanent_error(tmp_path: Path,
     cert, key = certificate
     with smtp_server(tls_context=server_context(cert, key), require_starttls=True) as sink:
         settings = settings_for(tmp_path, sink.port, "starttls", None)
-        service = open_service(settings)
+        service = Services.open(settings)
         [outcome] = Notifier(service.db, settings).send_digest(
             date(2026, 11, 23), AFTER_DIGEST)
     assert outcome.status == "failed"
@@ -72,7 +72,7 @@ def test_implicit_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     with smtp_server(ssl_context=server_context(cert, key)) as sink:
         settings = settings_for(tmp_path, sink.port, "ssl", cert)
-        service = open_service(settings)
+        service = Services.open(settings)
         outcomes = Notifier(service.db, settings).send_digest(
             date(2026, 11, 23), AFTER_DIGEST)
         assert [o.status for o in outcomes] == ["sent"], outcomes

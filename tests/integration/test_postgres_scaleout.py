@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings, load_settings
-from gateway.health import collect_metrics, collect_status
+from gateway.ops.health import collect_metrics, collect_status
 from gateway.screening.rules import ListName
-from gateway.service import ScreeningService, open_service
 from gateway.store.db import Database, current_revision, head_revision
+from tests.helpers import Services
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -41,9 +41,9 @@ def write_config(folder: Path, database: str = "") -> Path:
     return config
 
 
-def lists_of(service: ScreeningService) -> list[tuple[Any, ...]]:
+def lists_of(service: Services) -> list[tuple[Any, ...]]:
     return sorted((e.list.value, e.kind.value, e.pattern, e.label, str(e.action), e.once,
-                   e.expires_at, e.source) for e in service.repo.entries(limit=100_000))
+                   e.expires_at, e.source) for e in service.store.entries.find(limit=100_000))
 
 
 def test_db_upgrade_creates_the_schema_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
@@ -64,23 +64,23 @@ def test_backup_from_sqlite_restores_into_postgresql(postgres_url: str, tmp_path
     sqlite_config = write_config(tmp_path / "pi")
     assert ringfence(sqlite_config, "db", "upgrade").returncode == 0
     source_settings: Settings = load_settings(sqlite_config)
-    source = open_service(source_settings, upgrade=False)
-    repo = source.repo
-    repo.add_entry(ListName.BLOCK, "0162000001", label="Démarcheur « énergie »",
+    source = Services.open(source_settings, upgrade=False)
+    store = source.store
+    store.entries.add(ListName.BLOCK, "0162000001", label="Démarcheur « énergie »",
                    action="reject:404")
-    repo.add_entry(ListName.BLOCK, "0948*", label="plage ARCEP")
-    repo.add_entry(ListName.BLOCK, "+3327?12345", label="glob")
-    repo.add_entry(ListName.BLOCK, "re:^\\+44", label="regex", action="voicemail")
-    repo.add_entry(ListName.ALLOW, "0612345678", label="école", once=True,
+    store.entries.add(ListName.BLOCK, "0948*", label="plage ARCEP")
+    store.entries.add(ListName.BLOCK, "+3327?12345", label="glob")
+    store.entries.add(ListName.BLOCK, "re:^\\+44", label="regex", action="voicemail")
+    store.entries.add(ListName.ALLOW, "0612345678", label="école", once=True,
                    expires_at=NOW + timedelta(days=1))
     bulk = io.StringIO("".join(f"+3319{n:07d},bulk\n" for n in range(2_000)))
-    report = repo.import_csv(bulk, ListName.BLOCK, source="subscription")
+    report = store.list_files.import_csv(bulk, ListName.BLOCK, source="subscription")
     assert report.added == 2_000
-    repo.set_setting("burst", {"distinct_callers": 7})
-    caller = source.caller("0162000001")
-    source.record_call(caller, source.screen(caller, NOW), at=NOW, line="home")
+    store.runtime.set("burst", {"distinct_callers": 7})
+    caller = source.screener.caller("0162000001")
+    source.book.record_call(caller, source.screener.screen(caller, NOW), at=NOW, line="home")
     expected = lists_of(source)
-    expected_rules = [(r.kind, str(r.action), r.params, r.priority) for r in repo.rules()]
+    expected_rules = [(r.kind, str(r.action), r.params, r.priority) for r in store.rules.all()]
     source.db.dispose()
 
     archive = tmp_path / "pi.tar.gz"
@@ -93,21 +93,22 @@ def test_backup_from_sqlite_restores_into_postgresql(postgres_url: str, tmp_path
     assert restored.returncode == 0, restored.stderr
     assert "2005 list entries" in restored.stdout
 
-    target = open_service(load_settings(pg_config), upgrade=False)
+    target = Services.open(load_settings(pg_config), upgrade=False)
     try:
         assert lists_of(target) == expected
         assert [(r.kind, str(r.action), r.params, r.priority)
-                for r in target.repo.rules()] == expected_rules
-        assert target.repo.get_setting("burst")["distinct_callers"] == 7
-        assert [c.number for c in target.repo.calls()] == ["+33162000001"]
+                for r in target.store.rules.all()] == expected_rules
+        assert target.store.runtime.get("burst")["distinct_callers"] == 7
+        assert [c.number for c in target.store.calls.recent()] == ["+33162000001"]
         # The restored entry blocks the next call on PostgreSQL too.
-        decision = target.evaluate(target.caller("0162000001"), NOW + timedelta(hours=1))
+        decision = target.screener.evaluate(target.screener.caller("0162000001"),
+                                            NOW + timedelta(hours=1))
         assert str(decision.action) == "reject:404"
         # Ids were restored as they were: the sequences must have moved past them.
-        added = target.repo.add_entry(ListName.BLOCK, "0163000000")
+        added = target.store.entries.add(ListName.BLOCK, "0163000000")
         assert added.id > 2_005
-        rule = target.repo.add_rule("invalid", "reject:603")
-        assert rule.id > max(r.id for r in target.repo.rules() if r.id != rule.id)
+        rule = target.store.rules.add("invalid", "reject:603")
+        assert rule.id > max(r.id for r in target.store.rules.all() if r.id != rule.id)
         # Status and metrics read PostgreSQL the same way.
         status = collect_status(target.settings, target.db)
         assert status["database"]["ok"], status["problems"]
@@ -121,7 +122,7 @@ def test_backup_from_sqlite_restores_into_postgresql(postgres_url: str, tmp_path
     fresh = write_config(tmp_path / "new-pi")
     assert ringfence(fresh, "db", "upgrade").returncode == 0
     assert ringfence(fresh, "restore", str(back), "--yes").returncode == 0
-    again = open_service(load_settings(fresh), upgrade=False)
+    again = Services.open(load_settings(fresh), upgrade=False)
     try:
         assert len(lists_of(again)) == len(expected) + 1
     finally:

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from gateway.notify.collect import digest_moment, due_period
 from gateway.notify.notifier import Notifier
-from gateway.scheduler import JOB_CATCH_UP, JOB_DIGEST, digest_trigger, start_scheduler
-from gateway.service import open_service
+from gateway.ops.scheduler import JOB_CATCH_UP, JOB_DIGEST, digest_trigger, start_scheduler
 from gateway.store.models import NotificationRow
+from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -36,7 +36,7 @@ def test_spring_forward_digest_at_0230_is_sent_once(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, '[notify]\ndigest_time = "02:30"\n'
                                  + smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         fires = fire_times(digest_trigger(settings), datetime(2026, 3, 28, 12, tzinfo=PARIS), 2)
         # 29 March 2026: 02:00 jumps to 03:00. The trigger fires once, at 01:30 UTC (03:30).
         assert [f.astimezone(UTC) for f in fires] == [
@@ -54,7 +54,7 @@ def test_fall_back_day_fires_twice_but_sends_once(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, '[notify]\ndigest_time = "02:30"\n'
                                  + smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         fires = fire_times(digest_trigger(settings), datetime(2026, 10, 24, 12, tzinfo=PARIS), 3)
         # 25 October 2026: 02:30 happens twice (CEST, then CET); APScheduler fires at both.
         assert [f.astimezone(UTC) for f in fires] == [
@@ -80,7 +80,7 @@ def test_missed_digest_is_sent_once_on_start_and_not_again_after_restart(
         tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         # The Pi was off at 08:00; it starts at 09:15 the same morning.
         with time_machine.travel(datetime(2026, 11, 23, 9, 15, tzinfo=PARIS), tick=True):
             first = start_scheduler(settings, service)
@@ -105,7 +105,7 @@ def test_missed_digest_is_sent_once_on_start_and_not_again_after_restart(
 def test_stored_job_keeps_its_missed_run_across_a_restart(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port))
-        service = open_service(settings)
+        service = Services.open(settings)
         with time_machine.travel(datetime(2026, 11, 22, 19, 0, tzinfo=PARIS), tick=True):
             scheduler = start_scheduler(settings, service)
             try:
@@ -128,7 +128,7 @@ def test_stored_job_keeps_its_missed_run_across_a_restart(tmp_path: Path) -> Non
 
 def test_scheduler_starts_with_no_channel(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    service = open_service(settings)
+    service = Services.open(settings)
     scheduler = start_scheduler(settings, service)
     try:
         assert scheduler.wait_for_runs(JOB_CATCH_UP, 1)
@@ -144,10 +144,10 @@ from datetime import date, datetime, UTC
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from gateway.notify.notifier import Notifier
-from gateway.service import open_service
+from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_toml
 settings = make_settings(Path(sys.argv[2]), smtp_toml(int(sys.argv[3])))
-service = open_service(settings, upgrade=False)
+service = Services.open(settings, upgrade=False)
 Path(sys.argv[4]).touch()
 import time
 for _ in range(100_000):  # start together (bounded)
@@ -163,7 +163,7 @@ print(",".join(o.status for o in outcomes))
 def test_two_processes_racing_send_one_email(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port))
-        open_service(settings)  # create the schema once
+        Services.open(settings)  # create the schema once
         go = tmp_path / "go"
         workers = [
             subprocess.Popen([sys.executable, "-c", RACER, str(ROOT), str(tmp_path),
@@ -188,14 +188,14 @@ def test_two_processes_racing_send_one_email(tmp_path: Path) -> None:
         assert statuses in (["", "sent"], ["sent", "skipped"]), results
         assert sink.wait_for(1)
     assert len(sink.messages) == 1
-    assert [s for _, s in digests(open_service(settings))] == ["sent"]
+    assert [s for _, s in digests(Services.open(settings))] == ["sent"]
 
 
 def test_an_unreadable_stored_job_does_not_stop_the_start(tmp_path: Path) -> None:
     from sqlalchemy import text
 
     settings = make_settings(tmp_path)
-    service = open_service(settings)
+    service = Services.open(settings)
     scheduler = start_scheduler(settings, service)
     scheduler.shutdown()
     with service.db.engine.begin() as conn:  # as if pickled by a Ringfence that is gone

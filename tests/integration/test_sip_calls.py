@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.gateway import Gateway
+from gateway.call.process import Gateway
 from gateway.screening.rules import Action, ActionKind
 from tests.peers import wait_until
 from tests.peers.baresip import Baresip

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.gateway import Gateway
+from gateway.call.process import Gateway
 from gateway.screening.rules import Action
 from gateway.sip.message import SipResponse
 from tests.peers import wait_until

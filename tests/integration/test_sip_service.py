@@ -9,8 +9,8 @@ import pytest
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
-from gateway.service import ScreeningService, open_service
 from gateway.sip.message import SipResponse
+from tests.helpers import Services
 from tests.peers import wait_until
 from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory
@@ -18,10 +18,10 @@ from tests.peers.raw import RawPeer
 
 
 @pytest.fixture
-def real_service(tmp_path: Path) -> Iterator[ScreeningService]:
+def real_service(tmp_path: Path) -> Iterator[Services]:
     settings = Settings(data_dir=tmp_path / "data", database=f"sqlite:///{tmp_path}/rf.db")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    service = open_service(settings)
+    service = Services.open(settings)
     yield service
     service.db.dispose()
 
@@ -33,9 +33,9 @@ def final_for(peer: RawPeer) -> SipResponse:
 
 
 def test_block_entry_rejects_and_the_call_is_logged(
-    make_gateway: GatewayFactory, real_service: ScreeningService,
+    make_gateway: GatewayFactory, real_service: Services,
 ) -> None:
-    real_service.repo.add_entry(ListName.BLOCK, "+33612345678", kind="exact",
+    real_service.store.entries.add(ListName.BLOCK, "+33612345678", kind="exact",
                                 action="reject:404", label="test")
     gateway = make_gateway(service=real_service, pass_behaviour="busy")
     peer = RawPeer(gateway.uas[0].port)
@@ -50,11 +50,11 @@ def test_block_entry_rejects_and_the_call_is_logged(
         assert final_for(peer).status == 486
 
         def both_logged() -> bool:
-            rows = real_service.repo.calls()
+            rows = real_service.store.calls.recent()
             return len(rows) == 2 and all(r.outcome for r in rows)
 
         wait_until(both_logged, 10, "both calls to be logged")
-        rows = {r.number: r for r in real_service.repo.calls()}
+        rows = {r.number: r for r in real_service.store.calls.recent()}
         assert rows["+33612345678"].outcome == "rejected 404"
         assert rows["+33612345678"].sip_call_id == invite.call_id
         assert rows["+33198765432"].outcome == "passed: busy"
@@ -64,14 +64,14 @@ def test_block_entry_rejects_and_the_call_is_logged(
 
 @pytest.mark.slow
 def test_story_challenge_passed_then_next_call_rings(
-    tmp_path: Path, make_gateway: GatewayFactory, real_service: ScreeningService,
+    tmp_path: Path, make_gateway: GatewayFactory, real_service: Services,
 ) -> None:
     """Unknown mobile caller: challenged, presses 5, leaves a message; the next call rings."""
     from tests.peers.baresip import Baresip
     from tests.peers.fixtures import line_for
     from tests.peers.kamailio import Kamailio
 
-    real_service.repo.set_setting("default_mode", "challenge")
+    real_service.store.runtime.set("default_mode", "challenge")
     kamailio = Kamailio(tmp_path / "kam")
     caller = Baresip(tmp_path / "mobile", registrar_port=kamailio.port, user="0612345678",
                      password="mobilepw")
@@ -82,24 +82,25 @@ def test_story_challenge_passed_then_next_call_rings(
 
         make_gateway(service=real_service, real_media=True, lines=(line_for(kamailio),),
                      voicemail=VoicemailConfig(max_seconds=2, silence_seconds=2))
-        wait_until(lambda: any(r.state == "registered" for r in real_service.repo.line_states()),
+        wait_until(lambda: any(r.state == "registered" for r in real_service.store.lines.all()),
                    10, "registration")
         caller.dial(f"sip:home@127.0.0.1:{kamailio.port}")
         caller.wait_event("CALL_ESTABLISHED")
         caller.press("5")
         caller.wait_event("CALL_CLOSED", timeout=20)
-        wait_until(lambda: bool(real_service.repo.calls()) and
-                   bool(real_service.repo.calls()[0].outcome), 10, "the first call's outcome")
-        first = real_service.repo.calls()[0]
+        wait_until(lambda: bool(real_service.store.calls.recent()) and
+                   bool(real_service.store.calls.recent()[0].outcome), 10,
+                   "the first call's outcome")
+        first = real_service.store.calls.recent()[0]
         assert first.outcome is not None and first.outcome.startswith("challenge passed")
-        assert len(real_service.repo.voicemails()) == 1
+        assert len(real_service.store.voicemails.recent()) == 1
         # second call: the number is now allowed, so the gateway stays silent (ring)
         caller.dial(f"sip:home@127.0.0.1:{kamailio.port}")
-        wait_until(lambda: len(real_service.repo.calls()) == 2, 10, "the second call")
+        wait_until(lambda: len(real_service.store.calls.recent()) == 2, 10, "the second call")
         caller.hangup()
         caller.wait_event("CALL_CLOSED")
-        wait_until(lambda: bool(real_service.repo.calls()[0].outcome), 10, "second outcome")
-        second = real_service.repo.calls()[0]
+        wait_until(lambda: bool(real_service.store.calls.recent()[0].outcome), 10, "second outcome")
+        second = real_service.store.calls.recent()[0]
         assert second.outcome == "passed: cancelled by caller", second.outcome
         assert second.action == "pass"
     finally:

@@ -5,22 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway import subscriptions as subs
-from gateway.service import open_service
+from gateway.feeds import subscriptions as subs
+from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def patterns(service: object, source: str) -> set[str]:
-    repo = service.repo  # type: ignore[attr-defined]
-    return {e.pattern for e in repo.entries("block", source=source)}
+    store = service.store  # type: ignore[attr-defined]
+    return {e.pattern for e in store.entries.find("block", source=source)}
 
 
 def test_failed_download_keeps_entries_then_refresh_replaces_them(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    service = open_service(settings)
-    service.repo.add_entry("block", "0612345678", label="mine")
+    service = Services.open(settings)
+    service.store.entries.add("block", "0612345678", label="mine")
     with http_server() as server:
         server.responses = [(200, b"number,label\n0162000001,pub\n0162000002\n", "text/csv")]
         sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l.csv")
@@ -48,7 +48,7 @@ def test_failed_download_keeps_entries_then_refresh_replaces_them(tmp_path: Path
 
 def test_empty_or_html_or_oversized_lists_are_refused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "[subscriptions]\nmax_mb = 1\n")
-    service = open_service(settings)
+    service = Services.open(settings)
     with http_server() as server:
         sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l")
         server.responses = [(200, b"0162000001\n", "text/plain")]
@@ -65,12 +65,12 @@ def test_empty_or_html_or_oversized_lists_are_refused(tmp_path: Path) -> None:
 
 def test_local_file_subscription_and_removal(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    service = open_service(settings)
+    service = Services.open(settings)
     listing = tmp_path / "friends.txt"
     listing.write_text("+33612345678\n0698765432,Marie\n")
     sub = subs.add_subscription(service.db, "allow", str(listing), label="friends")
     assert subs.refresh(service.db, settings, sub.id, NOW).entries == 2
-    assert len(service.repo.entries("allow", source=subs.source_of(sub.id))) == 2
+    assert len(service.store.entries.find("allow", source=subs.source_of(sub.id))) == 2
     assert subs.remove_subscription(service.db, settings, sub.id)
-    assert service.repo.entries("allow") == []
+    assert service.store.entries.find("allow") == []
     assert subs.list_subscriptions(service.db) == []

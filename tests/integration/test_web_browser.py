@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_settings
-from gateway.service import open_service
 from gateway.store.models import utcnow
 from tests.conftest import REPO_ROOT
+from tests.helpers import Services
 from tests.peers.require import missing_peer
 from tests.web_support import log_call, save_voicemail
 
@@ -88,7 +88,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     upgraded = ringfence(config, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     settings = load_settings(config)
-    service = open_service(settings)
+    service = Services.open(settings)
     now = utcnow()
     log_call(service, BLOCKED, name="Télé Vente", at=now - timedelta(minutes=3),
              reason="unknown caller: let through")
@@ -99,7 +99,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     for hours in range(2, 140, 7):
         log_call(service, f"+33698000{hours:03d}", action="pass" if hours % 3 else "voicemail",
                  at=now - timedelta(hours=hours))
-    service.set_line_state("home", "registered", None)
+    service.book.set_line_state("home", "registered", None)
     save_voicemail(service, settings, "+33698765432", name="Alice", seconds=2.0, at=now)
     service.db.dispose()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

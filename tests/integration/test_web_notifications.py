@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 from gateway.config import Settings
-from gateway.service import open_service
+from tests.helpers import Services
 from tests.integration.notify_support import http_server
 from tests.web_support import login, make_app, post
 
@@ -21,7 +21,7 @@ def test_test_message_reaches_the_channel_and_failures_show(
     with http_server() as sink:
         settings = make_settings(
             f'language = "en"\n[notify]\napprise_urls = ["json://127.0.0.1:{sink.port}/hook"]\n')
-        service = open_service(settings)
+        service = Services.open(settings)
         app = make_app(settings, service)
         with app.test_client() as client:
             login(client, service)
@@ -43,7 +43,7 @@ def test_subscriptions_are_validated_listed_and_refreshed(
     with http_server() as sink:
         sink.responses.append((200, b"0612345678,pest\n0699999999\n", "text/csv"))
         settings = make_settings('language = "en"')
-        service = open_service(settings)
+        service = Services.open(settings)
         app = make_app(settings, service)
         with app.test_client() as client:
             login(client, service)
@@ -56,20 +56,20 @@ def test_subscriptions_are_validated_listed_and_refreshed(
             assert ok.status_code == 200 and url in text(ok)
             refreshed = post(client, "/notifications/subscriptions/1/refresh")
             assert "Refreshed: 2 entries" in text(refreshed)
-            sources = {e.pattern: e.source for e in service.repo.entries("block")}
+            sources = {e.pattern: e.source for e in service.store.entries.find("block")}
             assert sources == {"+33612345678": "subscription:1", "+33699999999": "subscription:1"}
             removed = post(client, "/notifications/subscriptions/1/remove")
             assert "Subscription removed" in text(removed)
-            assert service.repo.count_entries("block") == 0
+            assert service.store.entries.count("block") == 0
 
 
 def test_digest_time_set_in_the_ui_moves_the_scheduled_digest(
     make_settings: Callable[[str], Settings],
 ) -> None:
-    from gateway.scheduler import JOB_DIGEST, start_scheduler
+    from gateway.ops.scheduler import JOB_DIGEST, start_scheduler
 
     settings = make_settings('language = "en"\n[notify]\ndigest_time = "08:00"\n')
-    service = open_service(settings)
+    service = Services.open(settings)
     app = make_app(settings, service)
     scheduler = start_scheduler(settings, service)
     try:

@@ -13,8 +13,8 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.screening.rules import ListName
-from gateway.service import open_service
 from tests.conftest import REPO_ROOT
+from tests.helpers import Services
 from tests.web_support import login, make_app
 from web.security import new_api_token
 
@@ -32,10 +32,10 @@ CASES = [
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('data_dir = "data"\nlanguage = "en"\n', encoding="utf-8")
-    service = open_service(load_settings(path))
-    service.repo.add_entry(ListName.BLOCK, "0612345678", action="announce:sit")
-    rules = {r.kind.value: r.id for r in service.repo.rules()}
-    service.repo.update_rule(rules["country"], enabled=True)
+    service = Services.open(load_settings(path))
+    service.store.entries.add(ListName.BLOCK, "0612345678", action="announce:sit")
+    rules = {r.kind.value: r.id for r in service.store.rules.all()}
+    service.store.rules.update(rules["country"], enabled=True)
     service.db.dispose()
     return path
 
@@ -54,12 +54,12 @@ def cli_screen(config: Path, number: str, name: str, at: str) -> dict[str, objec
 
 def test_page_and_api_agree_with_the_command(config: Path) -> None:
     settings = load_settings(config)
-    service = open_service(settings)
+    service = Services.open(settings)
     app = make_app(settings, service)
     page = app.test_client()
     login(page, service)
     api = app.test_client()
-    headers = {"Authorization": f"Bearer {new_api_token(service.db)}"}
+    headers = {"Authorization": f"Bearer {new_api_token(service.store)}"}
     for number, name, at in CASES:
         expected = cli_screen(config, number, name, at)
         if not at:

@@ -1,5 +1,5 @@
-"""A stand-in for `gateway.service.ScreeningService` whose decisions the test sets, and a media
-stand-in for signalling-only tests."""
+"""Stand-ins: a screener and call book in one (`gateway.call.ports`) whose decisions the test
+sets, and media for signalling-only tests."""
 
 from __future__ import annotations
 

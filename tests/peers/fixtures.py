@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.actions import MediaFactory
+from gateway.call.ports import MediaFactory
+from gateway.call.process import Gateway
 from gateway.config import GatewayConfig, HostPort, LineConfig, Settings
-from gateway.gateway import Gateway
+from tests.helpers import Services
 from tests.peers import free_port
 from tests.peers.baresip import Baresip
 from tests.peers.fakes import FakeService, SilentMedia
@@ -102,11 +104,16 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
                                   redirect_to=redirect_to, public_address=public_address),
             **settings_overrides,  # type: ignore[arg-type]
         )
+        chosen = service or fake_service
+        if isinstance(chosen, Services):  # the real store behind the real call flow
+            screener: Any = chosen.screener
+            book: Any = chosen.book
+        else:  # the stand-in decides, records and takes line states
+            screener = book = chosen
         if real_media:
-            gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
-                              backoff_start=0.5)
+            gateway = Gateway(settings, screener, book, line_states=book, backoff_start=0.5)
         else:
-            gateway = Gateway(settings, service or fake_service,  # type: ignore[arg-type]
+            gateway = Gateway(settings, screener, book, line_states=book,
                               media_factory=media_factory or SilentMedia,
                               prompts=prompt_stub, backoff_start=0.5)
         started.append(gateway)
@@ -124,7 +131,7 @@ def make_test_prompts(folder: Path, seconds: float = 1.0) -> None:
     """Every prompt as a short loud 1 kHz tone: quick to play and easy to detect."""
     import math
 
-    from gateway import audio
+    from gateway.media import audio
     from gateway.prompts import PROMPT_NAMES
 
     rate = 8000

@@ -1,4 +1,4 @@
-"""Backup and restore (`gateway.appliance`) on real SQLite files in a temp folder."""
+"""Backup and restore (`gateway.ops.backup`) on real SQLite files in a temp folder."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from gateway import appliance
-from gateway.appliance import BackupError, backup_to, read_manifest, restore_from
 from gateway.cli import main
 from gateway.config import Settings, load_settings_from_text
+from gateway.ops import backup as appliance
+from gateway.ops.backup import BackupError, backup_to, read_manifest, restore_from
 from gateway.screening.rules import ListName
-from gateway.service import ScreeningService, open_service
 from gateway.store.db import head_revision
+from tests.helpers import Services
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -31,25 +31,25 @@ def make_settings(folder: Path, extra: str = "") -> Settings:
                                    source=folder / "config.toml")
 
 
-def populated(settings: Settings) -> ScreeningService:
-    service = open_service(settings)
-    repo = service.repo
-    repo.add_entry(ListName.BLOCK, "0162123456", label="démarchage", action="announce:sit")
-    repo.add_entry(ListName.BLOCK, "0948*", label="range")
-    repo.add_entry(ListName.BLOCK, "+3316?00000", label="glob")
-    repo.add_entry(ListName.BLOCK, "re:^\\+3327[01]", label="regex")
-    repo.add_entry(ListName.ALLOW, "0612345678", label="Maman",
+def populated(settings: Settings) -> Services:
+    service = Services.open(settings)
+    store = service.store
+    store.entries.add(ListName.BLOCK, "0162123456", label="démarchage", action="announce:sit")
+    store.entries.add(ListName.BLOCK, "0948*", label="range")
+    store.entries.add(ListName.BLOCK, "+3316?00000", label="glob")
+    store.entries.add(ListName.BLOCK, "re:^\\+3327[01]", label="regex")
+    store.entries.add(ListName.ALLOW, "0612345678", label="Maman",
                    expires_at=NOW + timedelta(days=3), once=True)
-    repo.set_setting("default_mode", "challenge")
-    rule = repo.add_rule("quiet_hours", "voicemail", {"start": "21:00", "end": "08:00"},
+    store.runtime.set("default_mode", "challenge")
+    rule = store.rules.add("quiet_hours", "voicemail", {"start": "21:00", "end": "08:00"},
                          label="soir")
-    caller = service.caller("0162123456")
-    decision = service.screen(caller, NOW)
-    call_id = service.record_call(caller, decision, at=NOW, line="home")
+    caller = service.screener.caller("0162123456")
+    decision = service.screener.screen(caller, NOW)
+    call_id = service.book.record_call(caller, decision, at=NOW, line="home")
     vm_dir = settings.voicemail_dir / "2026" / "11"
     vm_dir.mkdir(parents=True)
     (vm_dir / "msg1.wav").write_bytes(b"RIFF-fake-wav")
-    service.save_voicemail(call_id, vm_dir / "msg1.wav", 3.5, 13, caller=caller)
+    service.book.save_voicemail(call_id, vm_dir / "msg1.wav", 3.5, 13, caller=caller)
     prompts = settings.data_dir / "prompts" / "fr"
     prompts.mkdir(parents=True)
     (prompts / "greeting.wav").write_bytes(b"owner greeting")
@@ -57,14 +57,14 @@ def populated(settings: Settings) -> ScreeningService:
     return service
 
 
-def snapshot(service: ScreeningService) -> dict[str, Any]:
-    repo = service.repo
+def snapshot(service: Services) -> dict[str, Any]:
+    store = service.store
     return {
         "entries": sorted((e.list.value, e.kind.value, e.pattern, e.label, str(e.action),
-                           e.once, e.expires_at) for e in repo.entries()),
+                           e.once, e.expires_at) for e in store.entries.find()),
         "rules": sorted((r.kind.value, str(r.action), r.enabled, r.priority, r.label,
-                         json.dumps(r.params, sort_keys=True)) for r in repo.rules()),
-        "settings": {k: v for k, v in repo.all_settings().items()},
+                         json.dumps(r.params, sort_keys=True)) for r in store.rules.all()),
+        "settings": {k: v for k, v in store.runtime.all().items()},
     }
 
 
@@ -87,20 +87,20 @@ def test_backup_restore_round_trip_into_a_new_installation(tmp_path: Path) -> No
     assert "prompts/fr/greeting.wav" in names
 
     target = make_settings(tmp_path / "b")
-    service = open_service(target)
-    service.repo.add_entry(ListName.BLOCK, "0999999999", label="replaced by the restore")
+    service = Services.open(target)
+    service.store.entries.add(ListName.BLOCK, "0999999999", label="replaced by the restore")
     report = restore_from(archive, target)
 
     assert report.rows["list entries"] == 5
     assert snapshot(service) == before
-    assert [c.number for c in service.repo.calls()] == ["+33162123456"]
-    (vm,) = service.repo.voicemails()
-    assert vm.call_id == service.repo.calls()[0].id
+    assert [c.number for c in service.store.calls.recent()] == ["+33162123456"]
+    (vm,) = service.store.voicemails.recent()
+    assert vm.call_id == service.store.calls.recent()[0].id
     assert (target.voicemail_dir / vm.path).read_bytes() == b"RIFF-fake-wav"
     assert (target.data_dir / "prompts/fr/greeting.wav").read_bytes() == b"owner greeting"
     # Restored ids must not collide with the next insert.
-    added = service.repo.add_entry(ListName.BLOCK, "0377000000")
-    assert added.id > max(e.id for e in service.repo.entries() if e.id != added.id)
+    added = service.store.entries.add(ListName.BLOCK, "0377000000")
+    assert added.id > max(e.id for e in service.store.entries.find() if e.id != added.id)
 
 
 def test_restore_applies_to_the_next_call_without_restart(tmp_path: Path) -> None:
@@ -108,13 +108,13 @@ def test_restore_applies_to_the_next_call_without_restart(tmp_path: Path) -> Non
     service = populated(settings)
     archive = tmp_path / "b.tar.gz"
     backup_to(archive, settings)
-    service.repo.remove_pattern(ListName.BLOCK, "0948*")
-    version = service.repo.rules_version()
-    caller = service.caller("0948000000")
-    assert service.evaluate(caller, NOW).step != "block"
+    service.store.entries.remove_pattern(ListName.BLOCK, "0948*")
+    version = service.store.runtime.version()
+    caller = service.screener.caller("0948000000")
+    assert service.screener.evaluate(caller, NOW).step != "block"
     restore_from(archive, settings)
-    assert service.repo.rules_version() > version
-    assert service.evaluate(caller, NOW).step == "block"
+    assert service.store.runtime.version() > version
+    assert service.screener.evaluate(caller, NOW).step == "block"
 
 
 def test_restoring_twice_gives_the_same_state(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_restoring_twice_gives_the_same_state(tmp_path: Path) -> None:
     first = snapshot(service)
     restore_from(archive, settings)
     assert snapshot(service) == first
-    assert len(service.repo.calls()) == 1
+    assert len(service.store.calls.recent()) == 1
 
 
 def test_backup_without_calls_keeps_the_call_log_on_restore(tmp_path: Path) -> None:
@@ -138,8 +138,8 @@ def test_backup_without_calls_keeps_the_call_log_on_restore(tmp_path: Path) -> N
     with tarfile.open(archive) as tar:
         assert not any(n.startswith("voicemail") or n.startswith("calls") for n in tar.getnames())
     restore_from(archive, settings)
-    assert len(service.repo.calls()) == 1
-    assert len(service.repo.voicemails()) == 1
+    assert len(service.store.calls.recent()) == 1
+    assert len(service.store.voicemails.recent()) == 1
 
 
 def test_a_message_whose_call_is_not_in_the_backup_keeps_the_message(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_a_message_whose_call_is_not_in_the_backup_keeps_the_message(tmp_path: P
     archive = tmp_path / "b.tar.gz"
     backup_to(archive, settings, with_voicemail=True)  # messages, but not the call log
     restore_from(archive, settings)
-    (vm,) = service.repo.voicemails()
+    (vm,) = service.store.voicemails.recent()
     assert vm.call_id is None
     assert (settings.voicemail_dir / vm.path).exists()
 
@@ -167,7 +167,7 @@ def test_an_unwritable_destination_is_found_before_the_database_changes(
     locked = tmp_path / "locked"
     locked.mkdir()
     target = make_settings(tmp_path / "other", f'[gateway]\nprompts_dir = "{locked}/p"\n')
-    service = open_service(target)
+    service = Services.open(target)
     before = snapshot(service)
     # Tests run as root in CI, where file modes do not stop writes: simulate a read-only folder.
     real_access = os.access
@@ -303,12 +303,12 @@ def test_restore_refuses_an_archive_without_its_lists(
                   keep=lambda name: name != "lists.jsonl")
     with pytest.raises(BackupError, match=r"no lists\.jsonl"):
         restore_from(bad, settings)
-    assert snapshot(open_service(settings)) == before
+    assert snapshot(Services.open(settings)) == before
 
 
 def test_restore_refuses_something_that_is_not_an_archive(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    open_service(settings)
+    Services.open(settings)
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"this is not gzip")
     with pytest.raises(BackupError, match="not a readable"):
@@ -355,7 +355,7 @@ def test_restore_detects_an_edited_file(
     bad = tampered_lists(good, tmp_path, row, fix_checksum=False)
     with pytest.raises(BackupError, match="checksum"):
         restore_from(bad, settings)
-    assert snapshot(open_service(settings)) == before
+    assert snapshot(Services.open(settings)) == before
 
 
 @pytest.mark.parametrize(("row", "message"), [
@@ -372,8 +372,8 @@ def test_an_invalid_row_rolls_the_whole_restore_back(
     message: str,
 ) -> None:
     settings, _, before = good
-    service = open_service(settings)
-    service.repo.add_entry(ListName.BLOCK, "0270000000", label="added after the backup")
+    service = Services.open(settings)
+    service.store.entries.add(ListName.BLOCK, "0270000000", label="added after the backup")
     expected = snapshot(service)
     assert expected != before
     bad = tampered_lists(good, tmp_path, row, fix_checksum=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audio
 from gateway.config import GatewayConfig, Settings
+from gateway.media import audio
 from gateway.prompts import (
     LANGUAGES,
     PACKAGED_DIR,

@@ -11,13 +11,20 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from gateway import __version__, health
+from gateway import __version__
 from gateway.cli import main
 from gateway.config import Settings, load_settings_from_text
-from gateway.health import Metrics, collect_metrics, collect_status, prometheus_text, render_text
+from gateway.ops import health
+from gateway.ops.health import (
+    Metrics,
+    collect_metrics,
+    collect_status,
+    prometheus_text,
+    render_text,
+)
 from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
-from gateway.service import ScreeningService, open_service
+from tests.helpers import Services
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LINE = """
@@ -35,10 +42,10 @@ def make_settings(folder: Path, extra: str = "") -> Settings:
     return load_settings_from_text(text, folder, source=folder / "config.toml")
 
 
-def log_call(service: ScreeningService, number: str, action: str, ms: float | None,
+def log_call(service: Services, number: str, action: str, ms: float | None,
              at: datetime = NOW) -> None:
     decision = Decision(Action.parse(action), "test", "rule", elapsed_ms=ms)
-    service.record_call(service.caller(number), decision, at=at, line="home")
+    service.book.record_call(service.screener.caller(number), decision, at=at, line="home")
 
 
 def test_status_of_a_missing_database_is_a_problem_and_creates_nothing(tmp_path: Path) -> None:
@@ -51,14 +58,14 @@ def test_status_of_a_missing_database_is_a_problem_and_creates_nothing(tmp_path:
 
 def test_status_reports_lines_calls_and_voicemail(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, LINE)
-    service = open_service(settings)
+    service = Services.open(settings)
     status = collect_status(settings, now=NOW)
     assert not status["ok"]
     assert status["lines"][0]["state"] == "unknown"
     assert status["problems"] == ["line home: unknown (the gateway has not reported this "
                                   "line yet)"]
 
-    service.set_line_state("home", "registered", None)
+    service.book.set_line_state("home", "registered", None)
     log_call(service, "0162123456", "reject:603", 1.5, at=NOW - timedelta(hours=2))
     log_call(service, "0612345678", "pass", 2.0, at=NOW - timedelta(days=3))
     status = collect_status(settings, now=NOW)
@@ -69,7 +76,7 @@ def test_status_reports_lines_calls_and_voicemail(tmp_path: Path) -> None:
     assert status["version"] == __version__
     assert status["voicemail"]["bytes"] == 0
 
-    service.set_line_state("home", "failed", "403 Forbidden")
+    service.book.set_line_state("home", "failed", "403 Forbidden")
     status = collect_status(settings, now=NOW)
     assert status["problems"] == ["line home: failed (403 Forbidden)"]
     assert "line home   FAILED, failed" in render_text(status)
@@ -77,12 +84,12 @@ def test_status_reports_lines_calls_and_voicemail(tmp_path: Path) -> None:
 
 def test_voicemail_near_and_at_the_cap(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "[voicemail]\nmax_total_mb = 1\n")
-    service = open_service(settings)
-    service.save_voicemail(None, settings.voicemail_dir / "a.wav", 1.0, 950_000)
+    service = Services.open(settings)
+    service.book.save_voicemail(None, settings.voicemail_dir / "a.wav", 1.0, 950_000)
     status = collect_status(settings, now=NOW)
     assert status["ok"]
     assert status["warnings"] == ["voicemail: 91% of the cap used"]
-    service.save_voicemail(None, settings.voicemail_dir / "b.wav", 1.0, 100_000)
+    service.book.save_voicemail(None, settings.voicemail_dir / "b.wav", 1.0, 100_000)
     status = collect_status(settings, now=NOW)
     assert not status["ok"]
     assert "cap is reached" in status["problems"][0]
@@ -90,7 +97,7 @@ def test_voicemail_near_and_at_the_cap(tmp_path: Path) -> None:
 
 def test_low_disk_is_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = make_settings(tmp_path)
-    open_service(settings)
+    Services.open(settings)
     monkeypatch.setattr(health, "MIN_FREE_BYTES", 1 << 62)
     status = collect_status(settings, now=NOW)
     assert not status["ok"]
@@ -99,7 +106,7 @@ def test_low_disk_is_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_database_at_another_schema_is_a_problem(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    service = open_service(settings)
+    service = Services.open(settings)
     with service.db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     status = collect_status(settings, now=NOW)
@@ -109,11 +116,11 @@ def test_a_database_at_another_schema_is_a_problem(tmp_path: Path) -> None:
 
 def test_cli_status_exit_code_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path, LINE)
-    service = open_service(settings)
+    service = Services.open(settings)
     config = str(tmp_path / "config.toml")
     assert main(["--config", config, "status"]) == 1
     assert "PROBLEM" in capsys.readouterr().out
-    service.set_line_state("home", "registered", None)
+    service.book.set_line_state("home", "registered", None)
     assert main(["--config", config, "status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is True
@@ -153,7 +160,7 @@ def test_prometheus_text_escapes_labels_and_closes_the_histogram() -> None:
 
 def test_collect_metrics_counts_calls_and_buckets_latency(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, LINE)
-    service = open_service(settings)
+    service = Services.open(settings)
     log_call(service, "0162123456", "reject:603", 0.8)
     log_call(service, "0162123457", "reject:603", 7.0)
     log_call(service, "0612345678", "pass", 300.0)
@@ -186,14 +193,14 @@ def make_app(settings: Settings) -> Flask:
 
 def test_healthz_is_200_when_healthy_and_503_with_problems(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, LINE)
-    service = open_service(settings)
+    service = Services.open(settings)
     client = make_app(settings).test_client()
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["lines"] == {"home": "unknown"}
     assert response.headers["Cache-Control"] == "no-store"
-    service.set_line_state("home", "registered", None)
+    service.book.set_line_state("home", "registered", None)
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_data(as_text=True)
@@ -213,7 +220,7 @@ def test_healthz_finds_settings_stored_by_the_app_factory(tmp_path: Path) -> Non
     from web.health import bp
 
     settings = make_settings(tmp_path)
-    open_service(settings)
+    Services.open(settings)
     app = Flask("test")
     app.config["RINGFENCE_SETTINGS"] = settings
     app.register_blueprint(bp)
@@ -228,7 +235,7 @@ def test_healthz_finds_settings_held_by_an_app_state_object(tmp_path: Path) -> N
             self.settings = settings
 
     settings = make_settings(tmp_path)
-    open_service(settings)
+    Services.open(settings)
     app = Flask("test")
     app.extensions["ringfence"] = State(settings)
     app.register_blueprint(bp)
@@ -238,7 +245,7 @@ def test_healthz_finds_settings_held_by_an_app_state_object(tmp_path: Path) -> N
 
 def test_metrics_are_off_unless_enabled(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    service = open_service(settings)
+    service = Services.open(settings)
     assert make_app(settings).test_client().get("/metrics").status_code == 404
     enabled = replace(settings, web=replace(settings.web, metrics_enabled=True))
     log_call(service, "0162123456", "reject:603", 1.0)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_settings_from_text
+from gateway.feeds.subscriptions import SubscriptionError, parse_list
 from gateway.notify.alerts import alert_message
 from gateway.notify.channels import AppriseChannel, apprise_channel_name
 from gateway.notify.collect import burst_episodes, diff_snapshots
 from gateway.notify.digest import sms_length
-from gateway.subscriptions import SubscriptionError, parse_list
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

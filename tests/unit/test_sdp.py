@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sip.sdp import (
+from gateway.media.sdp import (
     Codec,
     SdpError,
     answer_direction,

@@ -13,10 +13,9 @@ from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
-from gateway.service import ScreeningService
 from gateway.store.models import utcnow
+from tests.helpers import Services
 from tests.web_support import log_call, make_app, save_voicemail, wav_bytes
-from web import queries
 from web.security import new_api_token, revoke_api_token, token_hash
 
 
@@ -26,7 +25,7 @@ def settings(make_settings: Callable[[str], Settings]) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, service: ScreeningService) -> Flask:
+def app(settings: Settings, service: Services) -> Flask:
     return make_app(settings, service)
 
 
@@ -42,26 +41,26 @@ class Api:
 
 
 @pytest.fixture
-def api(app: Flask, service: ScreeningService) -> Api:
-    return Api(app.test_client(), new_api_token(service.db))
+def api(app: Flask, service: Services) -> Api:
+    return Api(app.test_client(), new_api_token(service.store))
 
 
 def test_no_token_wrong_token_and_revoked_token_get_401_json(app: Flask,
-                                                             service: ScreeningService) -> None:
+                                                             service: Services) -> None:
     client = app.test_client()
     response = client.get("/api/stats")
     assert response.status_code == 401 and "error" in response.get_json()
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    token = new_api_token(service.db)
+    token = new_api_token(service.store)
     assert client.get("/api/stats", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.get("/api/stats", headers={"Authorization": f"Bearer {token}"}).status_code \
         == 200
-    revoke_api_token(service.db)
+    revoke_api_token(service.store)
     assert client.get("/api/stats", headers={"Authorization": f"Bearer {token}"}).status_code \
         == 401
 
 
-def test_a_session_cookie_does_not_open_the_api(app: Flask, service: ScreeningService) -> None:
+def test_a_session_cookie_does_not_open_the_api(app: Flask, service: Services) -> None:
     from tests.web_support import login
 
     client = app.test_client()
@@ -71,11 +70,11 @@ def test_a_session_cookie_does_not_open_the_api(app: Flask, service: ScreeningSe
 
 def test_token_from_the_configured_file(make_settings: Callable[[str], Settings],
                                         tmp_path: Path) -> None:
-    from gateway.service import open_service
+    from tests.helpers import Services
 
     (tmp_path / "api-token").write_text("file-token-0123456789\n")
     settings = make_settings('language = "en"\n[web]\napi_token_file = "api-token"\n')
-    service = open_service(settings)
+    service = Services.open(settings)
     app = make_app(settings, service)
     response = app.test_client().get(
         "/api/stats", headers={"Authorization": "Bearer file-token-0123456789"})
@@ -84,9 +83,9 @@ def test_token_from_the_configured_file(make_settings: Callable[[str], Settings]
 
 
 def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
-                                                             service: ScreeningService) -> None:
+                                                             service: Services) -> None:
     from tests.web_support import login, post
-    from web.security import API_TOKEN_KEY, get_web_setting
+    from web.security import API_TOKEN_KEY
 
     client = app.test_client()
     login(client, service)
@@ -96,17 +95,17 @@ def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
     match = re.search(r'id="api-token">([^<]+)<', html)
     assert match is not None
     token = match.group(1)
-    assert get_web_setting(service.db, API_TOKEN_KEY) == token_hash(token)
+    assert service.store.runtime.get_private(API_TOKEN_KEY) == token_hash(token)
     assert token not in client.get("/account").get_data(as_text=True)
     assert client.get("/api/lines", headers={"Authorization": f"Bearer {token}"}).status_code \
         == 200
 
 
-def test_stats_lines_and_calls(api: Api, service: ScreeningService) -> None:
+def test_stats_lines_and_calls(api: Api, service: Services) -> None:
     now = utcnow()
     log_call(service, "0612345678", action="reject:603", at=now - timedelta(minutes=1))
     log_call(service, "0698765432", action="pass", at=now - timedelta(minutes=2))
-    service.set_line_state("home", "registered", None)
+    service.book.set_line_state("home", "registered", None)
     stats = api("GET", "/api/stats").get_json()
     assert stats["today"]["blocked"] == 1 and stats["today"]["pass"] == 1
     assert len(stats["hours"]["buckets"]) == 24 and len(stats["days"]["buckets"]) == 7
@@ -119,8 +118,8 @@ def test_stats_lines_and_calls(api: Api, service: ScreeningService) -> None:
     assert api("GET", "/api/calls?limit=x").get_json()["field"] == "limit"
 
 
-def test_screen_matches_the_service(api: Api, service: ScreeningService) -> None:
-    service.repo.add_entry(ListName.BLOCK, "0162*", action="announce:sit")
+def test_screen_matches_the_service(api: Api, service: Services) -> None:
+    service.store.entries.add(ListName.BLOCK, "0162*", action="announce:sit")
     result = api("POST", "/api/screen", json={"number": "+33 1 62 00 00 00",
                                               "at": "2026-11-24T15:00"}).get_json()
     assert result["action"] == "announce:sit" and result["step"] == "block"
@@ -131,7 +130,7 @@ def test_screen_matches_the_service(api: Api, service: ScreeningService) -> None
     assert api("POST", "/api/screen", data="x").status_code == 400
 
 
-def test_list_entries_crud(api: Api, service: ScreeningService) -> None:
+def test_list_entries_crud(api: Api, service: Services) -> None:
     created = api("POST", "/api/lists/block", json={"pattern": "06 12 34 56 78",
                                                     "label": "spam", "action": "reject:607",
                                                     "expires": "7d"})
@@ -158,7 +157,7 @@ def test_list_entries_crud(api: Api, service: ScreeningService) -> None:
     assert api("GET", "/api/lists/grey").status_code == 404
 
 
-def test_permit_import_export_and_contacts(api: Api, service: ScreeningService) -> None:
+def test_permit_import_export_and_contacts(api: Api, service: Services) -> None:
     permitted = api("POST", "/api/permit", json={"number": "0612345678"})
     assert permitted.status_code == 201 and permitted.get_json()["once"] is True
     report = api("POST", "/api/lists/block/import?action=reject:603",
@@ -173,7 +172,7 @@ def test_permit_import_export_and_contacts(api: Api, service: ScreeningService) 
     assert api("POST", "/api/contacts", data=b"nothing").get_json()["field"] == "body"
 
 
-def test_rules_and_settings(api: Api, service: ScreeningService) -> None:
+def test_rules_and_settings(api: Api, service: Services) -> None:
     rules = api("GET", "/api/rules").get_json()["rules"]
     quiet = next(r for r in rules if r["kind"] == "quiet_hours")
     updated = api("PATCH", f"/api/rules/{quiet['id']}",
@@ -199,22 +198,22 @@ def test_rules_and_settings(api: Api, service: ScreeningService) -> None:
     assert api("GET", "/api/settings").get_json()["burst"]["distinct_callers"] == 5
 
 
-def test_pause_and_resume(api: Api, service: ScreeningService) -> None:
+def test_pause_and_resume(api: Api, service: Services) -> None:
     paused = api("POST", "/api/pause", json={"minutes": 45}).get_json()
-    assert paused["paused_until"] and service.repo.get_setting("paused_until")
+    assert paused["paused_until"] and service.store.runtime.get("paused_until")
     assert api("POST", "/api/pause", json={"hours": "x"}).get_json()["field"] == "hours"
     api("DELETE", "/api/pause")
-    assert service.repo.get_setting("paused_until") is None
+    assert service.store.runtime.get("paused_until") is None
 
 
-def test_voicemail_endpoints(api: Api, settings: Settings, service: ScreeningService) -> None:
+def test_voicemail_endpoints(api: Api, settings: Settings, service: Services) -> None:
     vm = save_voicemail(service, settings, "+33612345678")
     listing = api("GET", "/api/voicemails").get_json()
     assert listing["total"] == 1 and listing["voicemails"][0]["heard"] is False
     audio = api("GET", f"/api/voicemails/{vm}/audio")
     assert audio.mimetype == "audio/wav" and audio.data[:4] == b"RIFF"
     assert api("POST", f"/api/voicemails/{vm}/heard").get_json()["heard"] is True
-    assert queries.count_voicemails(service.db, unheard_only=True) == 0
+    assert service.store.voicemails.count(unheard_only=True) == 0
     assert api("DELETE", f"/api/voicemails/{vm}").status_code == 200
     assert api("DELETE", f"/api/voicemails/{vm}").status_code == 404
 

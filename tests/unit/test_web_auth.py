@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.config import Settings
-from gateway.service import ScreeningService
+from tests.helpers import Services
 from tests.web_support import PASSWORD, csrf, login, make_app, post
 from web.security import (
     LoginThrottle,
@@ -38,7 +38,7 @@ def settings(make_settings: Callable[[str], Settings]) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, service: ScreeningService) -> Flask:
+def app(settings: Settings, service: Services) -> Flask:
     return make_app(settings, service)
 
 
@@ -66,28 +66,28 @@ def test_every_page_redirects_to_setup_while_no_password_is_set(client: FlaskCli
 
 
 def test_setup_rejects_a_short_password_and_mismatch(client: FlaskClient,
-                                                     service: ScreeningService) -> None:
+                                                     service: Services) -> None:
     response = post(client, "/setup", {"password": "short", "confirm": "short"})
     assert response.status_code == 400
     assert "at least 10 characters" in response.get_data(as_text=True)
     response = post(client, "/setup", {"password": "long enough one", "confirm": "other one!!"})
     assert "differ" in response.get_data(as_text=True)
-    assert not password_is_set(service.db)
+    assert not password_is_set(service.store)
 
 
 def test_setup_sets_the_password_logs_in_and_then_closes(client: FlaskClient,
-                                                          service: ScreeningService) -> None:
+                                                          service: Services) -> None:
     response = post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
     assert response.status_code == 302
-    assert check_password(service.db, PASSWORD)
+    assert check_password(service.store, PASSWORD)
     assert client.get("/").status_code == 200
     assert client.get("/setup").headers["Location"].endswith("/")
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_need_a_login_once_a_password_is_set(client: FlaskClient,
-                                                   service: ScreeningService, page: str) -> None:
-    set_password(service.db, PASSWORD)
+                                                   service: Services, page: str) -> None:
+    set_password(service.store, PASSWORD)
     response = client.get(page)
     assert response.status_code == 302
     assert "/login" in response.headers["Location"]
@@ -95,7 +95,7 @@ def test_pages_need_a_login_once_a_password_is_set(client: FlaskClient,
 
 @pytest.mark.parametrize("url", POSTS)
 def test_posts_without_csrf_token_are_rejected_with_400(client: FlaskClient,
-                                                        service: ScreeningService,
+                                                        service: Services,
                                                         url: str) -> None:
     login(client, service)
     response = client.post(url, data={"password": "x"})
@@ -107,9 +107,9 @@ def test_posts_without_csrf_token_are_rejected_with_400(client: FlaskClient,
 
 @pytest.mark.parametrize("url", POSTS)
 def test_posts_with_csrf_but_no_session_go_to_login(client: FlaskClient,
-                                                    service: ScreeningService,
+                                                    service: Services,
                                                     url: str) -> None:
-    set_password(service.db, PASSWORD)
+    set_password(service.store, PASSWORD)
     response = post(client, url, {})
     if url == "/logout":
         assert response.status_code == 302  # logging out needs no session
@@ -119,8 +119,8 @@ def test_posts_with_csrf_but_no_session_go_to_login(client: FlaskClient,
 
 
 def test_login_wrong_then_right_follows_a_local_next_only(client: FlaskClient,
-                                                          service: ScreeningService) -> None:
-    set_password(service.db, PASSWORD)
+                                                          service: Services) -> None:
+    set_password(service.store, PASSWORD)
     response = post(client, "/login", {"password": "wrong password"})
     assert response.status_code == 401
     assert "Wrong password" in response.get_data(as_text=True)
@@ -135,8 +135,8 @@ def test_login_wrong_then_right_follows_a_local_next_only(client: FlaskClient,
 
 
 def test_login_is_throttled_after_five_failures_per_address(app: Flask, client: FlaskClient,
-                                                            service: ScreeningService) -> None:
-    set_password(service.db, PASSWORD)
+                                                            service: Services) -> None:
+    set_password(service.store, PASSWORD)
     now = [1000.0]
     app.extensions["ringfence"].throttle = LoginThrottle(clock=lambda: now[0])
     for _ in range(5):
@@ -169,14 +169,14 @@ def test_throttle_is_per_address_with_a_global_cap() -> None:
     assert throttle.wait_seconds("10.0.0.1") == 0
 
 
-def test_logout_ends_the_session(client: FlaskClient, service: ScreeningService) -> None:
+def test_logout_ends_the_session(client: FlaskClient, service: Services) -> None:
     login(client, service)
     assert client.get("/").status_code == 200
     post(client, "/logout")
     assert client.get("/").status_code == 302
 
 
-def test_password_change_logs_other_sessions_out(app: Flask, service: ScreeningService) -> None:
+def test_password_change_logs_other_sessions_out(app: Flask, service: Services) -> None:
     first, second = app.test_client(), app.test_client()
     login(first, service)
     login(second, service)
@@ -189,18 +189,18 @@ def test_password_change_logs_other_sessions_out(app: Flask, service: ScreeningS
 
 
 def test_password_change_needs_the_current_password(client: FlaskClient,
-                                                    service: ScreeningService) -> None:
+                                                    service: Services) -> None:
     login(client, service)
     response = post(client, "/account/password",
                     {"current": "not it at all", "password": "another long one",
                      "confirm": "another long one"})
     assert response.status_code == 400
-    assert check_password(service.db, PASSWORD)
+    assert check_password(service.store, PASSWORD)
 
 
 def test_session_cookie_is_httponly_lax_and_secure_over_https(app: Flask,
-                                                              service: ScreeningService) -> None:
-    set_password(service.db, PASSWORD)
+                                                              service: Services) -> None:
+    set_password(service.store, PASSWORD)
     plain = app.test_client()
     plain.get("/login")
     cookie = plain.get_cookie("ringfence_session")
@@ -212,7 +212,7 @@ def test_session_cookie_is_httponly_lax_and_secure_over_https(app: Flask,
     assert cookie is not None and cookie.secure
 
 
-def test_security_headers_on_every_page(client: FlaskClient, service: ScreeningService) -> None:
+def test_security_headers_on_every_page(client: FlaskClient, service: Services) -> None:
     login(client, service)
     for page in ["/", "/login", "/static/style.css"]:
         headers = client.get(page).headers
@@ -222,7 +222,7 @@ def test_security_headers_on_every_page(client: FlaskClient, service: ScreeningS
         assert headers["Referrer-Policy"] == "same-origin"
 
 
-def test_pages_have_no_inline_script(client: FlaskClient, service: ScreeningService) -> None:
+def test_pages_have_no_inline_script(client: FlaskClient, service: Services) -> None:
     login(client, service)
     for page in PAGES:
         html = client.get(page).get_data(as_text=True)
@@ -230,7 +230,7 @@ def test_pages_have_no_inline_script(client: FlaskClient, service: ScreeningServ
 
 
 def test_secret_key_file_is_created_private_and_reused(settings: Settings,
-                                                       service: ScreeningService) -> None:
+                                                       service: Services) -> None:
     make_app(settings, service)
     path = secret_key_path(settings)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -240,7 +240,7 @@ def test_secret_key_file_is_created_private_and_reused(settings: Settings,
 
 
 def test_language_switch_is_per_session(app: Flask, client: FlaskClient,
-                                        service: ScreeningService) -> None:
+                                        service: Services) -> None:
     login(client, service)
     assert "Dashboard" in client.get("/").get_data(as_text=True)  # settings.language = "en"
     post(client, "/language", {"lang": "fr", "next": "/"})
@@ -251,7 +251,7 @@ def test_language_switch_is_per_session(app: Flask, client: FlaskClient,
     assert csrf(client)
 
 
-def test_optional_health_blueprint_is_public(settings: Settings, service: ScreeningService,
+def test_optional_health_blueprint_is_public(settings: Settings, service: Services,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types
@@ -263,14 +263,14 @@ def test_optional_health_blueprint_is_public(settings: Settings, service: Screen
     module = types.ModuleType("web.health")
     module.bp = health  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "web.health", module)
-    set_password(service.db, PASSWORD)
+    set_password(service.store, PASSWORD)
     client = make_app(settings, service).test_client()
     assert client.get("/healthz").get_data(as_text=True) == "ok"
     assert client.get("/").status_code == 302  # everything else still needs a login
 
 
 def test_without_a_health_module_there_is_no_healthz(settings: Settings,
-                                                     service: ScreeningService,
+                                                     service: Services,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
@@ -281,17 +281,17 @@ def test_without_a_health_module_there_is_no_healthz(settings: Settings,
 
 
 def test_the_real_health_blueprint_answers_without_login(client: FlaskClient,
-                                                         service: ScreeningService) -> None:
+                                                         service: Services) -> None:
     pytest.importorskip("web.health")
-    set_password(service.db, PASSWORD)
+    set_password(service.store, PASSWORD)
     response = client.get("/healthz")
     assert response.status_code in (200, 503) and "ok" in response.get_json()
     assert client.get("/calls").status_code == 302
 
 
 def test_the_owners_language_choice_becomes_the_default(app: Flask,
-                                                        service: ScreeningService) -> None:
-    set_password(service.db, PASSWORD)
+                                                        service: Services) -> None:
+    set_password(service.store, PASSWORD)
     anonymous = app.test_client()
     post(anonymous, "/language", {"lang": "fr", "next": "/login"})
     assert "Se connecter" in anonymous.get("/login").get_data(as_text=True)

@@ -13,9 +13,8 @@ from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
-from gateway.service import ScreeningService
+from tests.helpers import Services
 from tests.web_support import NOW, login, make_app, post, save_voicemail, wav_bytes
-from web import queries
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def settings(make_settings: Callable[[str], Settings]) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings, service: ScreeningService) -> Iterator[FlaskClient]:
+def client(settings: Settings, service: Services) -> Iterator[FlaskClient]:
     app: Flask = make_app(settings, service)
     with app.test_client() as c:
         login(c, service)
@@ -39,7 +38,7 @@ def text(response: object) -> str:
 
 
 def test_voicemail_list_audio_range_download(client: FlaskClient, settings: Settings,
-                                             service: ScreeningService) -> None:
+                                             service: Services) -> None:
     vm = save_voicemail(service, settings, "+33612345678", name="Alice", seconds=1.0)
     html = text(client.get("/voicemail"))
     assert f'src="/voicemail/{vm}/audio"' in html and "<audio controls" in html
@@ -57,25 +56,25 @@ def test_voicemail_list_audio_range_download(client: FlaskClient, settings: Sett
 
 
 def test_mark_heard_and_delete_removes_file_and_row(client: FlaskClient, settings: Settings,
-                                                    service: ScreeningService) -> None:
+                                                    service: Services) -> None:
     vm = save_voicemail(service, settings, "+33612345678")
-    row = queries.get_voicemail(service.db, vm)
+    row = service.store.voicemails.get(vm)
     assert row is not None and not row.heard
     path = settings.voicemail_dir / row.path
     post(client, f"/voicemail/{vm}/heard", {"heard": "1"})
-    assert queries.get_voicemail(service.db, vm).heard  # type: ignore[union-attr]
-    assert queries.count_voicemails(service.db, unheard_only=True) == 0
+    assert service.store.voicemails.get(vm).heard  # type: ignore[union-attr]
+    assert service.store.voicemails.count(unheard_only=True) == 0
     post(client, f"/voicemail/{vm}/delete")
-    assert queries.get_voicemail(service.db, vm) is None and not path.exists()
+    assert service.store.voicemails.get(vm) is None and not path.exists()
     assert post(client, f"/voicemail/{vm}/delete").status_code == 404  # type: ignore[attr-defined]
 
 
 def test_a_recording_path_outside_the_folder_is_never_served(client: FlaskClient,
                                                             settings: Settings,
-                                                            service: ScreeningService) -> None:
+                                                            service: Services) -> None:
     secret = settings.data_dir / "web-secret"
     assert secret.exists()
-    vm = service.repo.save_voicemail(None, at=NOW, path="../web-secret", duration_s=1,
+    vm = service.store.voicemails.save(None, at=NOW, path="../web-secret", duration_s=1,
                                      size_bytes=10, number=None, display_name="")
     assert client.get(f"/voicemail/{vm}/audio").status_code == 404
     assert client.get("/voicemail/12345/audio").status_code == 404
@@ -127,7 +126,7 @@ def test_prompt_name_and_language_must_be_known(client: FlaskClient) -> None:
 
 
 def test_csv_import_reports_rejected_lines_with_numbers(client: FlaskClient,
-                                                        service: ScreeningService) -> None:
+                                                        service: Services) -> None:
     csv_data = "number,label\n0612345678,spam\nnot a number,oops\n+44 20 7946 0000,london\n0162*\n"
     response = post(client, "/transfer/import", {
         "list": "block", "action": "", "file": (io.BytesIO(csv_data.encode()), "list.csv")},
@@ -135,7 +134,7 @@ def test_csv_import_reports_rejected_lines_with_numbers(client: FlaskClient,
     html = text(response)
     assert "3 added, 0 already present, 1 rejected" in html
     assert re.search(r"<td>3</td><td><code>not a number</code></td>", html)
-    assert service.repo.count_entries("block") == 3
+    assert service.store.entries.count("block") == 3
 
 
 def test_csv_import_validates_list_file_and_action(client: FlaskClient) -> None:
@@ -149,9 +148,9 @@ def test_csv_import_validates_list_file_and_action(client: FlaskClient) -> None:
     assert 'id="e-action"' in text(response) and 'value="explode"' in text(response)
 
 
-def test_export_a_list_as_csv(client: FlaskClient, service: ScreeningService) -> None:
-    service.repo.add_entry(ListName.BLOCK, "0612345678", label="spam")
-    service.repo.add_entry(ListName.BLOCK, "0162*", label="range")
+def test_export_a_list_as_csv(client: FlaskClient, service: Services) -> None:
+    service.store.entries.add(ListName.BLOCK, "0612345678", label="spam")
+    service.store.entries.add(ListName.BLOCK, "0162*", label="range")
     response = client.get("/transfer/export/block.csv")
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
@@ -173,13 +172,13 @@ VCARDS = (
 
 
 def test_vcard_contacts_go_to_the_allow_list_with_names(client: FlaskClient,
-                                                        service: ScreeningService) -> None:
+                                                        service: Services) -> None:
     response = post(client, "/transfer/contacts", {
         "file": (io.BytesIO(VCARDS.encode()), "contacts.vcf")},
         content_type="multipart/form-data")
     html = text(response)
     assert "2 contacts read, 3 numbers allowed, 1 rejected" in html
-    entries = {e.pattern: e for e in service.repo.entries("allow")}
+    entries = {e.pattern: e for e in service.store.entries.find("allow")}
     assert entries["+33612345678"].label == "Alice Martin"
     assert entries["+33123456789"].source == "contact"  # the folded TEL line
     assert entries["+442079460000"].label == "Bob <b>"
@@ -191,9 +190,9 @@ def test_vcard_contacts_go_to_the_allow_list_with_names(client: FlaskClient,
 
 def test_the_current_challenge_key_prompt_can_be_replaced(client: FlaskClient,
                                                           settings: Settings,
-                                                          service: ScreeningService) -> None:
+                                                          service: Services) -> None:
     pytest.importorskip("gateway.prompts")
-    service.repo.set_setting("challenge_digit", "7")
+    service.store.runtime.set("challenge_digit", "7")
     assert "challenge_7" in text(client.get("/prompts"))
     assert _upload(client, wav_bytes(0.2), name="challenge_7").status_code == 302  # type: ignore
     assert (settings.data_dir / "prompts" / "fr" / "challenge_7.wav").is_file()
@@ -202,10 +201,10 @@ def test_the_current_challenge_key_prompt_can_be_replaced(client: FlaskClient,
 
 def test_uploads_go_to_the_owners_prompts_dir_when_configured(
         make_settings: Callable[[str], Settings], tmp_path: object) -> None:
-    from gateway.service import open_service
+    from tests.helpers import Services
 
     settings = make_settings('language = "en"\n[gateway]\nprompts_dir = "mine"\n')
-    service = open_service(settings)
+    service = Services.open(settings)
     app = make_app(settings, service)
     with app.test_client() as c:
         login(c, service)
@@ -216,8 +215,8 @@ def test_uploads_go_to_the_owners_prompts_dir_when_configured(
 
 
 def test_backup_download_and_restore_from_the_ui(client: FlaskClient,
-                                                 service: ScreeningService) -> None:
-    service.repo.add_entry(ListName.BLOCK, "0612345678", label="kept by the backup")
+                                                 service: Services) -> None:
+    service.store.entries.add(ListName.BLOCK, "0612345678", label="kept by the backup")
     page = text(client.get("/transfer"))
     assert page.count('id="backup"') == 1 and page.count('id="restore"') == 1
     assert "<section" not in page.split("</title>")[0]  # the forms sit in the page body
@@ -226,12 +225,12 @@ def test_backup_download_and_restore_from_the_ui(client: FlaskClient,
     assert "attachment" in response.headers["Content-Disposition"]
     archive = response.get_data()
     assert archive[:2] == b"\x1f\x8b"  # gzip
-    service.repo.add_entry(ListName.BLOCK, "0699999999", label="added after the backup")
+    service.store.entries.add(ListName.BLOCK, "0699999999", label="added after the backup")
     # Restoring needs the file and the owner's explicit confirmation.
     refused = post(client, "/transfer/restore", {
         "file": (io.BytesIO(archive), "backup.tar.gz")}, content_type="multipart/form-data")
     assert refused.status_code == 400 and "Tick the box" in text(refused)
-    assert service.repo.count_entries("block") == 2
+    assert service.store.entries.count("block") == 2
     bad = post(client, "/transfer/restore", {
         "confirm": "yes", "file": (io.BytesIO(b"not an archive"), "x.tar.gz")},
         content_type="multipart/form-data")
@@ -240,4 +239,4 @@ def test_backup_download_and_restore_from_the_ui(client: FlaskClient,
         "confirm": "yes", "file": (io.BytesIO(archive), "backup.tar.gz")},
         content_type="multipart/form-data")
     assert done.status_code == 200 and "Backup restored" in text(done)
-    assert [e.label for e in service.repo.entries("block")] == ["kept by the backup"]
+    assert [e.label for e in service.store.entries.find("block")] == ["kept by the backup"]

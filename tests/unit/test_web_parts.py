@@ -11,14 +11,14 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import Settings
-from gateway.service import ScreeningService
+from gateway.feeds.vcard import parse_vcards
+from gateway.store.calls import category
+from tests.helpers import Services
 from tests.web_support import wav_bytes
 from web.charts import bar_chart
 from web.i18n import translate
 from web.i18n_fr import FR
-from web.queries import category
-from web.security import API_TOKEN_KEY, check_api_token, check_password, get_web_setting
-from web.vcard import parse_vcards
+from web.security import API_TOKEN_KEY, check_api_token, check_password
 from web.wav import WavError, check_pcm_wav
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -105,10 +105,10 @@ def test_set_password_from_a_file_and_too_short(tmp_path: Path,
     assert main(["--config", str(config), "set-password", "--password-file",
                  str(tmp_path / "pw")]) == 0
     from gateway.config import load_settings
-    from gateway.service import open_database
+    from gateway.store import open_store
 
-    db = open_database(load_settings(config))
-    assert check_password(db, "a long enough password")
+    store = open_store(load_settings(config), upgrade=False)
+    assert check_password(store, "a long enough password")
 
 
 def test_set_password_prompts_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -129,17 +129,17 @@ def test_new_api_token_prints_once_and_stores_a_hash(tmp_path: Path,
     assert main(["--config", str(config), "web", "--new-api-token"]) == 0
     token = capsys.readouterr().out.strip()
     from gateway.config import load_settings
-    from gateway.service import open_database
+    from gateway.store import open_store
 
-    db = open_database(load_settings(config))
-    assert token.startswith("rf_") and get_web_setting(db, API_TOKEN_KEY) != token
-    assert check_api_token(db, token)
+    store = open_store(load_settings(config), upgrade=False)
+    assert token.startswith("rf_") and store.runtime.get_private(API_TOKEN_KEY) != token
+    assert check_api_token(store, token)
 
 
 def test_web_settings_stay_out_of_the_screening_settings(
-        make_settings: Callable[[str], Settings], service: ScreeningService) -> None:
+        make_settings: Callable[[str], Settings], service: Services) -> None:
     from web.security import new_api_token, set_password
 
-    set_password(service.db, "long enough password")
-    new_api_token(service.db)
-    assert not any(k.startswith("web_") for k in service.repo.all_settings())
+    set_password(service.store, "long enough password")
+    new_api_token(service.store)
+    assert not any(k.startswith("web_") for k in service.store.runtime.all())

@@ -10,20 +10,18 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.cli.common import owner_store
 from gateway.config import Settings
-
-
-def _service(settings: Settings) -> Any:
-    from gateway.service import open_service
-
-    return open_service(settings, upgrade=False)
+from gateway.feeds import subscriptions as subs
+from gateway.notify.collect import due_period
+from gateway.notify.notifier import Notifier, render_digest
+from gateway.ops.retention import run_retention
+from gateway.store.models import utcnow
 
 
 def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     """Send a test message on each channel and print each channel's result."""
-    from gateway.notify.notifier import Notifier
-
-    notifier = Notifier(_service(settings).db, settings)
+    notifier = Notifier(owner_store(settings).db, settings)
     if not notifier.channels:
         print("no channel configured: set [notify.smtp] host or notify.apprise_urls",
               file=sys.stderr)
@@ -40,10 +38,6 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     """Print the digest that would be sent (nothing is sent or recorded)."""
-    from gateway.notify.collect import due_period
-    from gateway.notify.notifier import render_digest
-    from gateway.store.models import utcnow
-
     if args.date:
         try:
             day = date.fromisoformat(args.date)
@@ -51,7 +45,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
     else:
         day = due_period(utcnow(), settings)
-    rendered = render_digest(_service(settings).db, settings, day, now=utcnow())
+    rendered = render_digest(owner_store(settings).db, settings, day, now=utcnow())
     if args.format == "html":
         print(rendered.html, end="")
     elif args.format == "sms":
@@ -71,9 +65,7 @@ def _local(moment: datetime | None, settings: Settings) -> str | None:
 
 def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
     """add | list | remove | refresh list subscriptions."""
-    from gateway import subscriptions as subs
-
-    db = _service(settings).db
+    db = owner_store(settings).db
     command = args.subscriptions_command or "list"
     try:
         if command == "add":
@@ -123,9 +115,7 @@ def _print_refresh(result: Any) -> int:
 
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Run the retention purge now."""
-    from gateway.retention import run_retention
-
-    report = run_retention(_service(settings).db, settings)
+    report = run_retention(owner_store(settings).db, settings)
     print(report.summary())
     return 0
 
@@ -146,8 +136,8 @@ def register_commands(sub: Any) -> None:
     digest.add_argument("--format", choices=["text", "html", "sms"], default="text")
     digest.set_defaults(handler=cmd_digest)
 
-    subs = sub.add_parser("subscriptions", help="lists kept in step with a URL or a file")
-    ssub = subs.add_subparsers(dest="subscriptions_command")
+    subscriptions = sub.add_parser("subscriptions", help="lists kept in step with a URL or a file")
+    ssub = subscriptions.add_subparsers(dest="subscriptions_command")
     add = ssub.add_parser("add", help="subscribe a list to a URL or an absolute file path")
     add.add_argument("list", choices=["allow", "block"])
     add.add_argument("url")
@@ -161,7 +151,7 @@ def register_commands(sub: Any) -> None:
     refresh.add_argument("id", type=int, nargs="?")
     refresh.add_argument("--force", action="store_true",
                          help="accept a list that shrank a lot since the last refresh")
-    subs.set_defaults(handler=cmd_subscriptions)
+    subscriptions.set_defaults(handler=cmd_subscriptions)
 
     retention = sub.add_parser("retention", help="purge old calls and voicemails now")
     retention.set_defaults(handler=cmd_retention)

@@ -13,8 +13,9 @@ from sqlalchemy import delete, func, select
 
 from gateway.config import Settings
 from gateway.store.db import Database
+from gateway.store.entries import Entries
 from gateway.store.models import CallRow, NotificationRow, VoicemailRow, utcnow
-from gateway.store.repository import Repository, resolve_voicemail_path
+from gateway.store.voicemail import resolve_voicemail_path
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,6 @@ def run_retention(db: Database, settings: Settings, now: datetime | None = None
         report.notifications = _delete_in_batches(
             db, NotificationRow.id, NotificationRow.created_at,
             now - timedelta(days=keep.notifications_days))
-    report.entries_expired = Repository(db, settings.home_region,
-                                        settings.timezone).purge_expired_entries(now)
+    report.entries_expired = Entries(db, settings.home_region).purge_expired(now)
     log.info("retention: %s", report.summary())
     return report

@@ -12,14 +12,12 @@ before anything is written, and the database part happens in one transaction.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +42,8 @@ from sqlalchemy.orm import Session
 
 from gateway import __version__
 from gateway.config import Settings
+from gateway.screening.rules import Action, RuleKind
+from gateway.store import open_database
 from gateway.store.db import MIGRATIONS, Database, head_revision
 from gateway.store.models import (
     Base,
@@ -54,6 +54,8 @@ from gateway.store.models import (
     UTCDateTime,
     VoicemailRow,
 )
+from gateway.store.rules import check_rule_params
+from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
 
 FORMAT = "ringfence-backup"
 FORMAT_VERSION = 1
@@ -161,9 +163,6 @@ def _json_to_row(model: type[Base], data: Any, where: str) -> dict[str, Any]:
 
 def _check_domain(model: type[Base], values: dict[str, Any], where: str) -> dict[str, Any]:
     """Apply the owner-facing validators, so a restored row is one the UI could have made."""
-    from gateway.screening.rules import Action, RuleKind, validate_rule_params
-    from gateway.store.repository import DEFAULT_SETTINGS, EntryError, validate_setting
-
     try:
         if model is ListEntryRow:
             if values.get("list") not in ("allow", "block"):
@@ -180,12 +179,12 @@ def _check_domain(model: type[Base], values: dict[str, Any], where: str) -> dict
         elif model is RuleRow:
             kind = RuleKind(str(values.get("kind")))
             values["action"] = str(Action.parse(str(values.get("action"))))
-            values["params"] = validate_rule_params(kind, values.get("params") or {})
+            values["params"] = check_rule_params(kind, values.get("params") or {})
         elif model is SettingRow and values["key"] in DEFAULT_SETTINGS:
             values["value"] = validate_setting(values["key"], values.get("value"))
         elif model is VoicemailRow:
             _safe_relative(str(values.get("path", "")), where)
-    except (ValueError, EntryError, re.error) as exc:
+    except (ValueError, re.error) as exc:
         raise BackupError(f"{where}: {exc}") from None
     return values
 
@@ -231,8 +230,6 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
               with_voicemail: bool = False, db: Database | None = None,
               now: datetime | None = None) -> dict[str, Any]:
     """Write a backup archive to `path` and return its manifest."""
-    from gateway.service import open_database
-
     target = Path(path)
     own_db = db is None
     db = db or open_database(settings)  # refuses a database at another schema
@@ -526,8 +523,6 @@ def restore_from(path: Path | str, settings: Settings, *,
     The call log and voicemails are replaced only when the archive holds them. Prompt and
     voicemail files are written after the database commits.
     """
-    from gateway.service import open_database
-
     own_db = db is None
     db = db or open_database(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -641,83 +636,5 @@ def _move_files(source: Path, target: Path) -> int:
     return count
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    """Write a backup archive."""
-    path = Path(args.file)
-    if path.is_dir() or args.file.endswith("/"):
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        path = path / f"ringfence-backup-{stamp}.tar.gz"
-    manifest = backup_to(path, settings, with_calls=args.with_calls,
-                         with_voicemail=args.with_voicemail)
-    contents = ", ".join(f"{n} {k}" for k, n in manifest["contents"].items())
-    print(f"backup written to {path} (schema {manifest['schema_revision']}): {contents}")
-    return 0
-
-
-def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    """Check an archive and restore it, after confirmation."""
-    try:
-        manifest = read_manifest(args.file)
-    except BackupError as exc:
-        print(f"ringfence restore: {exc}", file=sys.stderr)
-        return 2
-    contents = ", ".join(f"{n} {k}" for k, n in manifest["contents"].items())
-    print(f"backup of {manifest.get('created_at')} by Ringfence "
-          f"{manifest.get('ringfence_version')} (schema {manifest['schema_revision']}): "
-          f"{contents}")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("ringfence restore: this replaces the lists, rules and settings; "
-                  "add --yes to confirm", file=sys.stderr)
-            return 2
-        answer = input("Replace the current lists, rules and settings with this backup? "
-                       "[y/N] ")
-        if answer.strip().lower() not in ("y", "yes", "o", "oui"):
-            print("nothing changed")
-            return 1
-    try:
-        report = restore_from(args.file, settings)
-    except BackupError as exc:
-        print(f"ringfence restore: {exc}; nothing changed", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the installation's health; exit 1 when something is wrong."""
-    from gateway.health import collect_status, render_text
-
-    status = collect_status(settings)
-    if args.json:
-        print(json.dumps(status, ensure_ascii=False, indent=1))
-    else:
-        sys.stdout.write(render_text(status))
-    return 0 if status["ok"] else 1
-
-
-def register_commands(sub: Any) -> None:
-    """Add `backup`, `restore` and `status` to the `ringfence` command."""
-    backup = sub.add_parser("backup", help="write lists, rules and settings to a .tar.gz")
-    backup.add_argument("file", help="archive to write (or a folder: a dated name is chosen)")
-    backup.add_argument("--with-calls", action="store_true", help="include the call log")
-    backup.add_argument("--with-voicemail", action="store_true",
-                        help="include recorded messages (WAV files)")
-    backup.set_defaults(handler=cmd_backup)
-
-    restore = sub.add_parser("restore", help="restore a backup made by `ringfence backup`")
-    restore.add_argument("file")
-    restore.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    restore.set_defaults(handler=cmd_restore)
-
-    status = sub.add_parser("status", help="lines, database, disk and voicemail health")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=cmd_status)
-
-
-__all__ = ["BackupError", "RestoreReport", "backup_to", "read_manifest", "register_commands",
-           "restore_from"]
+__all__ = ["BackupError", "RestoreReport", "backup_to", "read_manifest", "restore_from"]
 

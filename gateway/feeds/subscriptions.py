@@ -2,7 +2,7 @@
 
 Each refresh downloads (size- and time-limited), parses "number_or_pattern[,label]" lines,
 and only if that gave at least one usable entry replaces the subscription's entries in one
-transaction (`Repository.replace_source`). A failed download, an HTML error page or an empty
+transaction (`ListFiles.replace_source`). A failed download, an HTML error page or an empty
 file leaves the previous entries in place. Manual entries have another source and are never
 touched.
 """
@@ -24,8 +24,10 @@ from sqlalchemy import select
 from gateway.config import Settings
 from gateway.screening.rules import ListName
 from gateway.store.db import Database
+from gateway.store.entries import classify_pattern
+from gateway.store.errors import EntryError
+from gateway.store.list_files import ListFiles, iter_lines
 from gateway.store.models import SubscriptionRow, utcnow
-from gateway.store.repository import EntryError, Repository, classify_pattern, iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +182,7 @@ def remove_subscription(db: Database, settings: Settings, subscription_id: int) 
         if row is None:
             return False
         list_name = row.list
-    repo = Repository(db, settings.home_region, settings.timezone)
-    repo.replace_source(list_name, source_of(subscription_id), [])
+    ListFiles(db, settings.home_region).replace_source(list_name, source_of(subscription_id), [])
     with db.session() as s:
         row = s.get(SubscriptionRow, subscription_id)
         if row is not None:
@@ -223,8 +224,8 @@ def refresh(db: Database, settings: Settings, subscription_id: int,
             raise SubscriptionError(
                 f"the list shrank from {previous} to {len(entries)} lines; keeping the previous "
                 "entries (run `ringfence subscriptions refresh ID --force` to accept it)")
-        repo = Repository(db, settings.home_region, settings.timezone)
-        report = repo.replace_source(list_name, source_of(subscription_id), entries)
+        report = ListFiles(db, settings.home_region).replace_source(
+            list_name, source_of(subscription_id), entries)
     except SubscriptionError as exc:
         error = str(exc)[:500]
         log.warning("subscription %d (%s): %s", subscription_id, url, error)

@@ -20,7 +20,7 @@ below replaces those parts, each for the reason given:
 * **DTMF.** pyVoIP reports a digit only on the packet with the marker bit, so one lost packet
   loses the digit. We report an event on the first packet seen with a new (SSRC, timestamp),
   which RFC 4733 guarantees is unique per key press. When the offer has no telephone-event,
-  keys are detected in the audio instead (``gateway.audio.DtmfDetector``).
+  keys are detected in the audio instead (``gateway.media.audio.DtmfDetector``).
 * **Pacing.** pyVoIP's transmitter drifts (each oversleep adds up, about 0.5 % slow); ours
   sends on an absolute 20 ms schedule and sets the marker bit on the first packet.
 * **Receiving.** pyVoIP polls every 10 ms and cannot see who sent a packet; ours blocks with
@@ -82,9 +82,8 @@ from pyVoIP.RTP import (
     TransmitType,
 )
 
-from gateway import audio
-from gateway.prompts import prompt_path
-from gateway.sip.sdp import (
+from gateway.media import audio
+from gateway.media.sdp import (
     Codec,
     SdpError,
     SessionDescription,
@@ -93,6 +92,7 @@ from gateway.sip.sdp import (
     choose_codec,
     offers_codec,
 )
+from gateway.prompts import prompt_path
 
 __all__ = ["MediaSession", "RecordingResult", "prompt_path"]
 

@@ -1,4 +1,8 @@
-"""The gateway process: one SIP user agent per line (or one direct listener), until a signal."""
+"""The gateway process: one SIP user agent per line (or one direct listener), until a signal.
+
+`run_gateway` opens the store, starts the user agents and registrations with `handle_call` as
+the call handler, starts the scheduler, and stops everything cleanly on SIGTERM/SIGINT.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,39 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from gateway.actions import CallEnvironment, Media, MediaFactory, PromptResolver, Service
-from gateway.actions import handle_call as run_actions
+from gateway.call.handle import handle_call
+from gateway.call.ports import (
+    CallEnvironment,
+    Media,
+    MediaFactory,
+    PromptResolver,
+    Records,
+    ReportsLines,
+    Screens,
+)
+from gateway.call.record import CallBook
+from gateway.call.screen import Screener
 from gateway.config import LineConfig, Settings
+from gateway.media.sdp import parse_sdp
+from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
+from gateway.prompts import prompt_path
 from gateway.sip.register import Registration
 from gateway.sip.transaction import Timers
 from gateway.sip.ua import Call, CallHandler, CallLimiter, UaIdentity, UserAgent
-
-if TYPE_CHECKING:
-    from gateway.scheduler import RingfenceScheduler
-    from gateway.service import ScreeningService
+from gateway.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
 
 def default_media_factory(settings: Settings) -> MediaFactory:
-    """Media sessions from `gateway.sip.media` on the configured RTP port range."""
+    """Media sessions from `gateway.media.rtp` on the configured RTP port range."""
     low, high = (int(p) for p in settings.gateway.rtp_ports.split("-"))
 
     def make(offer: str, announced_ip: str, bind_ip: str) -> Media:
-        # Imported here so the signalling can start (and be tested) without pyVoIP loaded.
-        from gateway.sip.media import MediaSession
-        from gateway.sip.sdp import parse_sdp
+        # Imported on the first answered call: pyVoIP (and audioop) stay out of a gateway that
+        # only rejects and rings, and signalling tests run without it.
+        from gateway.media.rtp import MediaSession
 
         session: Media = MediaSession(parse_sdp(offer), local_ip=announced_ip,
                                       port_range=(low, high), bind_ip=bind_ip)
@@ -43,9 +56,7 @@ def default_prompts(settings: Settings) -> PromptResolver:
     """Prompt files in the configured language (the owner's own first)."""
 
     def resolve(name: str) -> Path:
-        from gateway.sip.media import prompt_path
-
-        return Path(prompt_path(name, settings.language, settings))
+        return prompt_path(name, settings.language, settings)
 
     return resolve
 
@@ -56,14 +67,18 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        service: Service,
+        screener: Screens,
+        book: Records,
         *,
+        line_states: ReportsLines | None = None,
         media_factory: MediaFactory | None = None,
         prompts: PromptResolver | None = None,
         backoff_start: float = 2.0,
     ) -> None:
         self.settings = settings
-        self.service = service
+        self.screener = screener
+        self.book = book
+        self.line_states = line_states
         self.media_factory = media_factory or default_media_factory(settings)
         self.prompts = prompts or default_prompts(settings)
         self.backoff_start = backoff_start
@@ -76,11 +91,13 @@ class Gateway:
         if line is None:
             gw = self.settings.gateway
             return CallEnvironment(
-                self.settings, self.service, self.media_factory, self.prompts, line=None,
+                self.settings, self.screener, self.book, self.media_factory, self.prompts,
+                line=None,
                 pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to,
             )
         return CallEnvironment(
-            self.settings, self.service, self.media_factory, self.prompts, line=line.name,
+            self.settings, self.screener, self.book, self.media_factory, self.prompts,
+            line=line.name,
             pass_behaviour=line.pass_behaviour, redirect_to=line.redirect_to,
             refer_to=line.refer_to,
         )
@@ -89,7 +106,7 @@ class Gateway:
         env = self._environment(line)
 
         def handle(call: Call) -> None:
-            run_actions(call, env)
+            handle_call(call, env)
 
         return handle
 
@@ -125,9 +142,8 @@ class Gateway:
             raise
 
     def _line_state(self, name: str, state: str, error: str | None) -> None:
-        setter = getattr(self.service, "set_line_state", None)
-        if setter is not None:
-            setter(name, state, error)
+        if self.line_states is not None:
+            self.line_states.set_line_state(name, state, error)
 
     def stop(self) -> None:
         """Unregister, end calls, close sockets."""
@@ -143,12 +159,10 @@ class Gateway:
         self.uas.clear()
 
 
-def _start_scheduler(settings: Settings, service: ScreeningService) -> RingfenceScheduler | None:
+def _start_scheduler(settings: Settings, store: Store) -> RingfenceScheduler | None:
     """Start digests, alerts, subscriptions and retention; calls go on if that fails."""
-    from gateway.scheduler import start_scheduler
-
     try:
-        return start_scheduler(settings, service)
+        return start_scheduler(settings, store)
     except Exception:
         log.exception("the scheduler did not start: no digests or alerts, calls still screened")
         return None
@@ -156,17 +170,15 @@ def _start_scheduler(settings: Settings, service: ScreeningService) -> Ringfence
 
 def run_gateway(settings: Settings) -> int:
     """Run the gateway until SIGTERM/SIGINT; return the process exit code."""
-    from gateway.service import open_service
-
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     try:
-        service = open_service(settings)
+        store = open_store(settings)
     except Exception:
-        log.exception("cannot open the screening service")
+        log.exception("cannot open the database")
         return 1
     # Handlers first: once the UA answers, a SIGTERM must mean a clean stop, not a kill.
     stop = threading.Event()
@@ -176,7 +188,8 @@ def run_gateway(settings: Settings) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    gateway = Gateway(settings, service)
+    book = CallBook(store, settings)
+    gateway = Gateway(settings, Screener(store, settings), book, line_states=book)
     try:
         gateway.start()
     except OSError as exc:
@@ -184,7 +197,9 @@ def run_gateway(settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         return 1
-    scheduler = _start_scheduler(settings, service)
+    scheduler = _start_scheduler(settings, store)
+    if scheduler is not None:
+        book.on_voicemail = scheduler.poke
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
     try:
         while not stop.wait(1.0):

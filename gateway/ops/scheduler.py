@@ -44,9 +44,9 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from gateway.config import Settings
-from gateway.notify import alerts
 from gateway.notify.notifier import DIGEST_GRACE, Notifier
 from gateway.store.db import Database
+from gateway.store.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ class _Context:
 
 def with_ui_digest_time(settings: Settings, db: Database) -> Settings:
     """`settings` with the digest time the owner set in the web UI, if any, applied."""
-    from gateway.store.repository import Repository
-
-    chosen = Repository(db).get_setting("digest_time")
+    chosen = RuntimeSettings(db).get("digest_time")
     if not chosen or chosen == settings.notify.digest_time:
         return settings
     return dataclasses.replace(settings,
@@ -117,7 +115,7 @@ def run_tick() -> None:
 
 def run_retention() -> None:
     """The daily purge."""
-    from gateway.retention import run_retention as purge
+    from gateway.ops.retention import run_retention as purge
 
     context = _current()
     purge(context.db, context.settings)
@@ -125,7 +123,7 @@ def run_retention() -> None:
 
 def run_subscriptions() -> None:
     """Refresh subscriptions whose time has come."""
-    from gateway.subscriptions import refresh_due
+    from gateway.feeds.subscriptions import refresh_due
 
     context = _current()
     refresh_due(context.db, context.settings)
@@ -221,7 +219,6 @@ class RingfenceScheduler:
                                jobstore="volatile", replace_existing=True,
                                misfire_grace_time=3600)
         self.scheduler.resume()
-        alerts.set_wake_callback(self.poke)
         log.info("scheduler started: digest at %s (%s), %d channel(s)",
                  self.settings.notify.digest_time, self.settings.timezone,
                  len(self.notifier.channels))
@@ -270,7 +267,6 @@ class RingfenceScheduler:
     def shutdown(self, wait: bool = True) -> None:
         """Stop the scheduler; with `wait`, let running jobs finish first."""
         global _context
-        alerts.set_wake_callback(None)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         with _context_lock:

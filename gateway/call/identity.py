@@ -1,0 +1,37 @@
+"""Who is calling: the INVITE's identity headers turned into the screening core's `Caller`.
+
+The network-asserted identity wins: P-Asserted-Identity, else Remote-Party-ID, else From.
+"""
+
+from __future__ import annotations
+
+from gateway.numbers import parse_caller
+from gateway.screening.caller import Caller
+from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
+
+
+def identity_of(invite: SipRequest) -> tuple[str, str]:
+    """The caller's identity URI and display name: PAI, else Remote-Party-ID, else From."""
+    for name in ("P-Asserted-Identity", "Remote-Party-ID", "From"):
+        values = invite.get_all(name)
+        if not values:
+            continue
+        # Several PAI values may come (a sip: and a tel: URI); the first readable one wins.
+        for value in values:
+            try:
+                address = parse_name_addr(value)
+            except SipParseError:
+                continue
+            return address.uri, address.display_name
+    return "", ""
+
+
+def caller_of(invite: SipRequest, home_region: str, line: str | None) -> Caller:
+    """The `Caller` of `invite`: number, display name, privacy and STIR/SHAKEN verstat."""
+    identity, display = identity_of(invite)
+    privacy = ", ".join(invite.get_all("Privacy"))
+    verstat = " ".join([*invite.get_all("P-Asserted-Identity"), invite.get("From") or ""])
+    return parse_caller(
+        identity, home_region, display_name=display, privacy=privacy, verstat=verstat,
+        line=line,
+    )

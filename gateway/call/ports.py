@@ -1,0 +1,124 @@
+"""What the call flow needs from the rest of Ringfence, as protocols.
+
+The flow in `gateway.call.handle` codes against these, never against the store or pyVoIP
+directly, so that tests can hand it fakes (tests/peers/fakes.py) while the SIP side stays real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import PassBehaviour, Settings
+from gateway.screening.caller import Caller
+from gateway.screening.decide import Decision
+
+
+class Recording(Protocol):
+    """What the media side reports about a recording."""
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the recording in seconds."""
+
+
+class Media(Protocol):
+    """The media session API of `gateway.media.rtp.MediaSession` that actions use."""
+
+    def answer_sdp(self) -> str:
+        """Our SDP answer."""
+
+    def start(self) -> None:
+        """Start RTP."""
+
+    def play(self, path: Path) -> None:
+        """Play a WAV file; returns early when closed."""
+
+    def play_sit(self) -> None:
+        """Play the SIT intercept tones."""
+
+    def play_beep(self) -> None:
+        """Play the "speak now" beep."""
+
+    def record(
+        self, path: Path, *, max_seconds: float, silence_seconds: float
+    ) -> Recording | None:
+        """Record the caller to `path`."""
+
+    def wait_for_digit(self, timeout: float) -> str | None:
+        """Wait for one RFC 2833 digit."""
+
+    def close(self) -> None:
+        """Stop everything."""
+
+    def update(self, offer: Any) -> None:
+        """Apply a re-INVITE's offer (a parsed SessionDescription)."""
+
+
+class Screens(Protocol):
+    """Screening as the call flow sees it (`gateway.call.screen.Screener`)."""
+
+    def screen(self, caller: Caller, now: datetime) -> Decision:
+        """Decide what to do with `caller`; never raises (fails open)."""
+
+
+class Records(Protocol):
+    """What the call flow writes (`gateway.call.record.CallBook`)."""
+
+    def record_call(
+        self, caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str,
+        line: str | None,
+    ) -> int:
+        """Log the call; return its row id."""
+
+    def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+        """Complete the call's log row."""
+
+    def save_voicemail(
+        self, call_row_id: int | None, path: Path, duration_s: float, size_bytes: int, *,
+        caller: Caller | None = None,
+    ) -> int:
+        """Register a recording."""
+
+    def voicemail_space_left(self) -> int:
+        """Bytes left under the voicemail cap."""
+
+    def auto_allow(self, number_e164: str, *, label: str = "passed challenge") -> None:
+        """Allow a number that passed the challenge."""
+
+    def mark_known(self, number_e164: str) -> None:
+        """Remember a number the owner answered."""
+
+    def challenge_digit(self) -> str:
+        """The digit callers must press."""
+
+
+class ReportsLines(Protocol):
+    """Where registrations report their line's state."""
+
+    def set_line_state(self, line_name: str, state: str, error: str | None) -> None:
+        """Record a line's registration state."""
+
+
+# (SDP offer text, address announced in our SDP, local address to bind) -> session
+MediaFactory = Callable[[str, str, str], Media]
+PromptResolver = Callable[[str], Path]
+
+
+@dataclass
+class CallEnvironment:
+    """What a call needs besides itself: settings, screening, the log, media, line choices."""
+
+    settings: Settings
+    screener: Screens
+    book: Records
+    media_factory: MediaFactory
+    prompt: PromptResolver
+    line: str | None = None
+    pass_behaviour: PassBehaviour = "ring"
+    redirect_to: str = ""
+    refer_to: str = ""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -1,0 +1,1 @@
+"""Lists kept in step with outside sources: subscribed URLs and files, vCard address books."""

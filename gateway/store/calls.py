@@ -1,0 +1,176 @@
+"""The call log: one row per call, written by the gateway, read by the UI, CLI and digests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, func, select, update
+
+from gateway.screening.caller import Caller
+from gateway.screening.decide import Decision
+from gateway.screening.ratelimit import History, PastCall
+from gateway.store.db import Database
+from gateway.store.models import CallRow
+
+MAX_HISTORY_ROWS = 20_000  # bounds a history load even during a flood
+
+# Actions grouped the way the owner thinks of them (and the chart colours).
+CATEGORIES = ("pass", "blocked", "voicemail", "challenge")
+
+
+def category(action: str) -> str:
+    """The chart category of a stored action such as ``reject:603``."""
+    kind = action.partition(":")[0]
+    if kind == "pass":
+        return "pass"
+    if kind in ("reject", "announce"):
+        return "blocked"
+    if kind == "voicemail":
+        return "voicemail"
+    return "challenge" if kind == "challenge" else "blocked"
+
+
+def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """The instants a local calendar day starts and ends."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start, end
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Filters of the call log; each is optional."""
+
+    action: str | None = None  # an action kind ("reject") or a full action ("reject:603")
+    number: str | None = None  # E.164
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive
+
+    @classmethod
+    def for_day(cls, day: date, timezone: str, *, action: str | None = None,
+                number: str | None = None) -> CallFilter:
+        """Calls of one local calendar day."""
+        since, until = day_bounds(day, timezone)
+        return cls(action=action, number=number, since=since, until=until)
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        """Add the WHERE clauses to a query over CallRow."""
+        if self.action:
+            query = query.where((CallRow.action == self.action)
+                                | CallRow.action.startswith(self.action + ":"))
+        if self.number:
+            query = query.where(CallRow.number == self.number)
+        if self.since:
+            query = query.where(CallRow.at >= self.since)
+        if self.until:
+            query = query.where(CallRow.at < self.until)
+        return query
+
+
+EVERY_CALL = CallFilter()
+
+# What the rate limits read of a logged call.
+PAST_CALL_COLUMNS = select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind,
+                           CallRow.unknown, CallRow.action)
+
+
+def past_call(row: Any) -> PastCall:
+    """The rate limits' view of a call row read with PAST_CALL_COLUMNS."""
+    return PastCall(at=row.at, key=row.number or row.caller_kind, unknown=row.unknown,
+                    action=row.action)
+
+
+def call_row(caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str | None,
+             line: str | None) -> CallRow:
+    """The log row of a screened call (not yet added to a session)."""
+    return CallRow(
+        at=at, line=line or caller.line, sip_call_id=(sip_call_id or "")[:200] or None,
+        number=caller.number, caller_kind=caller.kind.value,
+        display_name=caller.display_name[:256], raw_from=caller.raw[:256],
+        verstat=caller.verstat.value if caller.verstat else None,
+        action=str(decision.action), reason=decision.reason, step=decision.step.value,
+        rule=decision.rule_id, unknown=decision.counts_towards_burst,
+        burst=decision.burst.active,
+        screen_ms=decision.elapsed_ms,
+    )
+
+
+class CallLog:
+    """Reads and writes of the `calls` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, caller: Caller, decision: Decision, *, at: datetime,
+               sip_call_id: str | None = None, line: str | None = None) -> int:
+        """Log a call and its decision; return the row id."""
+        with self.db.session() as s:
+            row = call_row(caller, decision, at=at, sip_call_id=sip_call_id, line=line)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def finish(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+        """Store how a logged call ended."""
+        with self.db.session() as s:
+            s.execute(update(CallRow).where(CallRow.id == call_row_id)
+                      .values(duration_s=duration_s, outcome=outcome[:60]))
+
+    def recent(self, flt: CallFilter = EVERY_CALL, *, limit: int = 50,
+               offset: int = 0) -> list[CallRow]:
+        """A page of calls matching `flt`, newest first."""
+        query = flt.apply(select(CallRow)).order_by(CallRow.at.desc(), CallRow.id.desc())
+        with self.db.session() as s:
+            return list(s.scalars(query.limit(limit).offset(offset)))
+
+    def count(self, flt: CallFilter = EVERY_CALL) -> int:
+        """How many calls match `flt`."""
+        with self.db.session() as s:
+            return int(s.scalar(flt.apply(select(func.count(CallRow.id)))) or 0)
+
+    def get(self, call_id: int) -> CallRow | None:
+        """One call by id."""
+        with self.db.session() as s:
+            return s.get(CallRow, call_id)
+
+    def history(self, now: datetime, window: timedelta) -> History:
+        """Calls in the `window` before `now`, as the rate limits see them."""
+        query = (PAST_CALL_COLUMNS.where(CallRow.at >= now - window, CallRow.at <= now)
+                 .order_by(CallRow.at.desc()).limit(MAX_HISTORY_ROWS))
+        with self.db.engine.connect() as conn:
+            return History.of(past_call(r) for r in conn.execute(query))
+
+    def counts_by_category(self, since: datetime, until: datetime) -> dict[str, int]:
+        """Calls in [since, until) per category."""
+        query = (select(CallRow.action, func.count(CallRow.id))
+                 .where(CallRow.at >= since, CallRow.at < until).group_by(CallRow.action))
+        totals: Counter[str] = Counter({c: 0 for c in CATEGORIES})
+        with self.db.session() as s:
+            for action, n in s.execute(query):
+                totals[category(str(action))] += int(n)
+        return dict(totals)
+
+    def buckets(self, since: datetime, step: timedelta, count: int) -> list[dict[str, int]]:
+        """Calls per category in `count` consecutive buckets of `step` starting at `since`.
+
+        One grouped COUNT per bucket, each an index range scan on `at`: the database counts,
+        and no call row is loaded into Python. Hour/day functions differ between SQLite and
+        PostgreSQL, so the buckets are ranges computed here rather than GROUP BY an expression.
+        """
+        result: list[dict[str, int]] = []
+        with self.db.session() as s:
+            for index in range(count):
+                start = since + step * index
+                query = (select(CallRow.action, func.count(CallRow.id))
+                         .where(CallRow.at >= start, CallRow.at < start + step)
+                         .group_by(CallRow.action))
+                totals = {c: 0 for c in CATEGORIES}
+                for action, n in s.execute(query):
+                    totals[category(str(action))] += int(n)
+                result.append(totals)
+        return result

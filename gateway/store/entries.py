@@ -1,0 +1,244 @@
+"""Allow and block list entries: what the owner typed becomes a typed, normalised entry.
+
+`classify_pattern` turns "0612345678", "0162*", "06 ?? ?? ?? 99" or "re:…" into an exact
+number, an indexed prefix, a glob or a regex; every change bumps `rules_version` so the next
+call sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from gateway.numbers import list_number, normalize_glob, normalize_prefix
+from gateway.screening.rules import Action, ListEntry, ListName, MatchKind
+from gateway.store.db import Database, rowcount
+from gateway.store.errors import EntryError, entry_error
+from gateway.store.models import ListEntryRow, utcnow
+from gateway.store.settings import bump_rules_version
+
+MAX_PATTERN_LENGTH = 200
+MAX_LABEL_LENGTH = 200
+
+
+def entry_from_row(row: ListEntryRow) -> ListEntry:
+    """The screening core's value for a stored entry."""
+    return ListEntry(
+        id=row.id,
+        list=ListName(row.list),
+        kind=MatchKind(row.kind),
+        pattern=row.pattern,
+        label=row.label,
+        action=Action.parse(row.action) if row.action else None,
+        expires_at=row.expires_at,
+        once=row.once,
+        source=row.source,
+    )
+
+
+def entry_from_mapping(row: Any) -> ListEntry:
+    """The screening core's value for an entry read with a Core query (a row mapping)."""
+    expires = row["expires_at"]
+    return ListEntry(
+        id=row["id"],
+        list=ListName(row["list"]),
+        kind=MatchKind(row["kind"]),
+        pattern=row["pattern"],
+        label=row["label"],
+        action=Action.parse(row["action"]) if row["action"] else None,
+        # Core queries bypass the ORM's type decorator result processing on some drivers:
+        # make sure the time is aware UTC either way.
+        expires_at=None if expires is None else (
+            expires if expires.tzinfo else expires.replace(tzinfo=UTC)),
+        once=bool(row["once"]),
+        source=row["source"],
+    )
+
+
+def classify_pattern(text: str, home_region: str, kind: str | None = None) -> tuple[MatchKind, str]:
+    """Work out an entry's kind and normalised pattern from what the owner typed.
+
+    ``re:…`` is a regex; ``*``/``?``/``[`` make a glob, except a lone trailing ``*``, which is a
+    prefix (indexed, so faster); a possible number is exact; other digits are a prefix.
+    """
+    text = text.strip()
+    if not text:
+        raise EntryError("the number or pattern is empty")
+    if len(text) > MAX_PATTERN_LENGTH:
+        raise EntryError(f"the number or pattern is longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        wanted = MatchKind(kind) if kind else None
+    except ValueError:
+        raise EntryError(f"kind {kind!r}: expected exact, prefix, glob or regex", "kind") from None
+    if wanted is MatchKind.REGEX or (wanted is None and text.startswith("re:")):
+        pattern = text[3:] if text.startswith("re:") else text
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise EntryError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return MatchKind.REGEX, pattern
+    try:
+        if wanted is MatchKind.PREFIX or (
+            wanted is None and text.endswith("*") and not any(c in text[:-1] for c in "*?[")
+        ):
+            return MatchKind.PREFIX, normalize_prefix(text.rstrip("*"), home_region)
+        if wanted is MatchKind.GLOB or (wanted is None and any(c in text for c in "*?[")):
+            return MatchKind.GLOB, normalize_glob(text, home_region)
+    except ValueError as exc:
+        raise EntryError(str(exc)) from None
+    number = list_number(text, home_region)
+    if number is not None:
+        return MatchKind.EXACT, number
+    if wanted is MatchKind.EXACT:
+        raise EntryError(f"{text!r} is not a possible phone number")
+    try:
+        return MatchKind.PREFIX, normalize_prefix(text, home_region)
+    except ValueError:
+        raise EntryError(
+            f"{text!r} is neither a phone number nor a prefix; patterns use * and ?, "
+            "regular expressions start with re:"
+        ) from None
+
+
+def _parse_action(list_name: ListName, action: str | None) -> str | None:
+    if action is None:
+        return None
+    if list_name is ListName.ALLOW:
+        raise EntryError("allow entries take no action: an allowed call always rings", "action")
+    try:
+        return str(Action.parse(action))
+    except ValueError as exc:
+        raise entry_error(exc, "action") from None
+
+
+def _search_clause(search: str) -> Any:
+    return ListEntryRow.pattern.contains(search) | ListEntryRow.label.contains(search)
+
+
+class Entries:
+    """Reads and writes of the allow and block lists."""
+
+    def __init__(self, db: Database, home_region: str) -> None:
+        self.db = db
+        self.home_region = home_region
+
+    def classify(self, text: str, kind: str | None = None) -> tuple[MatchKind, str]:
+        """`classify_pattern` in this installation's home region."""
+        return classify_pattern(text, self.home_region, kind)
+
+    def add(
+        self,
+        list_name: ListName | str,
+        text: str,
+        *,
+        kind: str | None = None,
+        label: str = "",
+        action: str | None = None,
+        expires_at: datetime | None = None,
+        once: bool = False,
+        source: str = "manual",
+    ) -> ListEntry:
+        """Add an entry (or update the one with the same pattern); raise EntryError if bad."""
+        list_name = ListName(list_name)
+        match_kind, pattern = self.classify(text, kind)
+        action = _parse_action(list_name, action)
+        if len(label) > MAX_LABEL_LENGTH:
+            raise EntryError(f"the label is longer than {MAX_LABEL_LENGTH} characters", "label")
+        with self.db.session() as s:
+            row = s.scalar(
+                select(ListEntryRow).where(
+                    ListEntryRow.list == list_name.value, ListEntryRow.pattern == pattern
+                )
+            )
+            if row is None:
+                row = ListEntryRow(list=list_name.value, pattern=pattern, created_at=utcnow())
+                s.add(row)
+            row.kind, row.label, row.action = match_kind.value, label or row.label or "", action
+            row.expires_at, row.once, row.source = expires_at, once, source
+            s.flush()
+            bump_rules_version(s)
+            return entry_from_row(row)
+
+    def remove(self, entry_id: int) -> bool:
+        """Delete an entry by id; False if there was none."""
+        with self.db.session() as s:
+            deleted = rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
+            bump_rules_version(s)
+        return bool(deleted)
+
+    def remove_pattern(self, list_name: ListName | str, text: str) -> bool:
+        """Delete the entry matching what the owner typed; False if there was none."""
+        _, pattern = self.classify(text)
+        with self.db.session() as s:
+            deleted = rowcount(s.execute(
+                delete(ListEntryRow).where(
+                    ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
+                )
+            ))
+            bump_rules_version(s)
+        return bool(deleted)
+
+    def get(self, entry_id: int) -> ListEntry | None:
+        """One entry by id."""
+        with self.db.session() as s:
+            row = s.get(ListEntryRow, entry_id)
+            return None if row is None else entry_from_row(row)
+
+    def find(
+        self, list_name: ListName | str | None = None, *, source: str | None = None,
+        search: str = "", limit: int = 1000, offset: int = 0,
+    ) -> list[ListEntry]:
+        """Entries, newest first."""
+        query = select(ListEntryRow).order_by(ListEntryRow.id.desc()).limit(limit).offset(offset)
+        if list_name is not None:
+            query = query.where(ListEntryRow.list == ListName(list_name).value)
+        if source is not None:
+            query = query.where(ListEntryRow.source == source)
+        if search:
+            query = query.where(_search_clause(search))
+        with self.db.session() as s:
+            return [entry_from_row(r) for r in s.scalars(query)]
+
+    def count(self, list_name: ListName | str | None = None, search: str = "") -> int:
+        """How many entries a list has (that match `search`, filtered as `find` does)."""
+        query = select(func.count(ListEntryRow.id))
+        if list_name is not None:
+            query = query.where(ListEntryRow.list == ListName(list_name).value)
+        if search:
+            query = query.where(_search_clause(search))
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
+    def pending_permits(self, limit: int = 50) -> list[ListEntry]:
+        """"Permit next call" entries not used yet, newest first."""
+        query = (select(ListEntryRow)
+                 .where(ListEntryRow.list == ListName.ALLOW.value, ListEntryRow.once.is_(True))
+                 .order_by(ListEntryRow.id.desc()).limit(limit))
+        with self.db.session() as s:
+            return [entry_from_row(r) for r in s.scalars(query)]
+
+    def note_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
+        """Count a hit on an entry, deleting it if it was a one-off permission."""
+        with self.db.session() as s:
+            if consume:
+                s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
+                bump_rules_version(s)
+            else:
+                s.execute(
+                    update(ListEntryRow).where(ListEntryRow.id == entry_id)
+                    .values(hits=ListEntryRow.hits + 1, last_hit_at=at)
+                )
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete entries whose expiry has passed; return how many."""
+        with self.db.session() as s:
+            count = rowcount(s.execute(
+                delete(ListEntryRow).where(ListEntryRow.expires_at.is_not(None),
+                                           ListEntryRow.expires_at <= now)
+            ))
+            if count:
+                bump_rules_version(s)
+        return count
