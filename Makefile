@@ -39,6 +39,7 @@ run: deps venv prompts
 test: deps venv prompts
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv

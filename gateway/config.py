@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.numbers import is_supported_region
+
 CONFIG_ENV = "RINGFENCE_CONFIG"
 
 
@@ -407,8 +409,6 @@ def _resolve_secrets(settings: Settings) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
-    from gateway.numbers import is_supported_region
-
     if not is_supported_region(settings.home_region):
         raise ConfigError(
             f"home_region = {settings.home_region!r}: expected an ISO country code such as "

@@ -7,39 +7,36 @@ only makes short transactions so it can never hold up call handling.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from gateway.call.screen import Screener
 from gateway.config import Settings
 from gateway.store import Store, open_store
+from web import (
+    api,
+    auth,
+    calls,
+    dashboard,
+    health,
+    lists,
+    notifications,
+    rules,
+    screen,
+    transfer,
+    voicemail,
+)
+from web.helpers import install_template_helpers
 from web.security import LoginThrottle, load_secret_key, read_api_token_file
+from web.state import WebState, state
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # a million-line CSV is about 30 MB
-
-
-@dataclass
-class WebState:
-    """What the views share: settings, the store, the screener and the login throttle."""
-
-    settings: Settings
-    store: Store
-    screener: Screener
-    throttle: LoginThrottle
-    api_file_hash: str | None = None
-
-
-def state() -> WebState:
-    """The current app's shared state."""
-    value: WebState = current_app.extensions["ringfence"]
-    return value
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -95,20 +92,6 @@ def create_app(settings: Settings, store: Store | None = None,
         api_file_hash=read_api_token_file(settings.web.api_token_file),
     )
 
-    from web import api as api_views
-    from web import (
-        auth,
-        calls,
-        dashboard,
-        lists,
-        notifications,
-        rules,
-        screen,
-        transfer,
-        voicemail,
-    )
-    from web.helpers import install_template_helpers
-
     install_template_helpers(app)
     app.before_request(auth.gate)
     app.after_request(_security_headers)
@@ -117,15 +100,11 @@ def create_app(settings: Settings, store: Store | None = None,
     for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer,
                    notifications):
         app.register_blueprint(module.bp)
-    app.register_blueprint(api_views.bp)
-    try:
-        from web.health import bp as health_bp  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        # The health endpoints are an optional add-on: absent is fine, broken is worth a line.
-        if exc.name != "web.health":
-            log.warning("health endpoints not registered: %s", exc)
-    else:
-        app.register_blueprint(health_bp, settings=settings)
-        # Probes and scrapers carry no session: the health blueprint answers without login.
-        app.config["RINGFENCE_PUBLIC_BLUEPRINTS"] = {health_bp.name}
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp, settings=settings)
+    # Probes and scrapers carry no session: the health blueprint answers without login.
+    app.config["RINGFENCE_PUBLIC_BLUEPRINTS"] = {health.bp.name}
     return app
+
+
+__all__ = ["WebState", "create_app", "state"]

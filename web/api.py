@@ -17,15 +17,17 @@ from gateway.screening.rules import ListEntry, ListName, Rule
 from gateway.store.errors import EntryError
 from gateway.store.models import CallRow, VoicemailRow
 from gateway.store.settings import validate_setting
-from web import state
 from web.calls import parse_filter
 from web.dashboard import overview
 from web.forms import FieldError, parse_expires
 from web.rules import pause_delta
 from web.screen import parse_at, screen_number
 from web.security import check_api_token
+from web.state import state
 from web.transfer import export_file, import_contacts, import_csv_bytes
 from web.voicemail import audio as voicemail_audio
+from web.voicemail import known_prompt_names, save_prompt
+from web.wav import MAX_PROMPT_BYTES, WavError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -429,9 +431,6 @@ def resume() -> Response:
 @bp.put("/prompts/<lang>/<name>")
 def upload_prompt(lang: str, name: str) -> Response:
     """Store the owner's recording of a prompt (raw PCM WAV body, at most 5 MB)."""
-    from web.voicemail import known_prompt_names, save_prompt
-    from web.wav import MAX_PROMPT_BYTES, WavError
-
     if lang not in ("fr", "en"):
         fail(f"language {lang!r}: expected fr or en", 404, "lang")
     names = known_prompt_names()

@@ -19,7 +19,6 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from web import state
 from web.helpers import _, csrf_token, local_url
 from web.i18n import LANGUAGES
 from web.security import (
@@ -34,6 +33,7 @@ from web.security import (
     revoke_api_token,
     set_password,
 )
+from web.state import state
 
 bp = Blueprint("auth", __name__)
 

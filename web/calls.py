@@ -9,8 +9,8 @@ from flask import Blueprint, render_template, request
 
 from gateway.numbers import to_e164
 from gateway.store.calls import CallFilter
-from web import state
 from web.helpers import _, paginate
+from web.state import state
 
 bp = Blueprint("calls", __name__)
 

@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import waitress
+
 from gateway.config import Settings
 from gateway.store import Store, open_store
+from web import create_app
+from web.security import PasswordError, new_api_token, password_is_set, set_password
 
-# Flask and the web package are imported inside the handlers: every `ringfence` command,
-# the gateway's `run` included, loads this module to register its subcommands.
+# `ringfence run` never imports this module (gateway.cli skips it), so Flask stays out of the
+# gateway process; every other command registers these subcommands.
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +30,12 @@ def _store(settings: Settings) -> Store:
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the web UI with waitress on `web.listen` (or print a new API token)."""
-    from web.security import new_api_token
-
     if args.new_api_token:
         token = new_api_token(_store(settings))
         print(token)
         print("API token created: it is shown only this once; the old one no longer works.",
               file=sys.stderr)
         return 0
-    import waitress
-
-    from web import create_app
-    from web.security import password_is_set
-
     app = create_app(settings)
     listen = settings.web.listen
     if not password_is_set(app.extensions["ringfence"].store):
@@ -51,8 +48,6 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_password(args: argparse.Namespace) -> tuple[str, str | None]:
-    from web.security import PasswordError
-
     if args.password_file:
         try:
             text = Path(args.password_file).read_text(encoding="utf-8")
@@ -65,8 +60,6 @@ def _read_password(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def cmd_set_password(args: argparse.Namespace, settings: Settings) -> int:
     """Set the web UI password (asked twice, or read from --password-file)."""
-    from web.security import PasswordError, set_password
-
     try:
         password, confirm = _read_password(args)
         set_password(_store(settings), password, confirm)

@@ -12,9 +12,9 @@ from flask import Blueprint, render_template
 from gateway.screening.ratelimit import BurstState, burst_state
 from gateway.store.calls import CATEGORIES
 from gateway.store.models import utcnow
-from web import state
 from web.charts import bar_chart
 from web.helpers import _
+from web.state import state
 
 bp = Blueprint("dashboard", __name__)
 

@@ -15,6 +15,7 @@ from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
 from web.i18n import LANGUAGES, translate
 from web.security import LANGUAGE_KEY, new_csrf_token
+from web.state import state
 
 PAGE_SIZE = 50
 
@@ -28,7 +29,6 @@ def local_url(target: str | None, default: str) -> str:
 
 def current_language() -> str:
     """The session's language, else the owner's saved choice, else the configured one."""
-    from web import state
 
     lang = session.get("lang")
     if lang in LANGUAGES:
@@ -60,7 +60,6 @@ def csrf_field() -> Markup:
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Format an aware time in the configured time zone."""
-    from web import state
 
     if value is None:
         return ""
@@ -69,7 +68,6 @@ def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def phone(value: str | None) -> str:
     """Format an E.164 number nationally (home numbers) or internationally."""
-    from web import state
 
     if not value:
         return ""
@@ -153,7 +151,6 @@ def install_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def _nav() -> dict[str, Any]:
-        from web import state
 
         return {"settings": state().settings, "logged_in": bool(session.get("auth")),
                 "escape": escape}

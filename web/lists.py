@@ -11,9 +11,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from gateway.numbers import to_e164
 from gateway.screening.rules import ListName, MatchKind
 from gateway.store.errors import EntryError
-from web import state
 from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
 from web.helpers import _, local_url, paginate
+from web.state import state
 
 bp = Blueprint("lists", __name__)
 

@@ -14,8 +14,8 @@ from gateway.feeds.subscriptions import (
 from gateway.notify.notifier import Notifier
 from gateway.notify.outbox import recent_notifications
 from gateway.store.errors import EntryError
-from web import state
 from web.helpers import _
+from web.state import state
 
 bp = Blueprint("notifications", __name__)
 

@@ -14,9 +14,9 @@ from gateway.screening.rules import PROMPTS, RuleKind
 from gateway.screening.telemarketing import RANGES
 from gateway.store.errors import EntryError
 from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
-from web import state
 from web.forms import FieldError
 from web.helpers import _
+from web.state import state
 
 bp = Blueprint("rules", __name__)
 

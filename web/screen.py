@@ -11,8 +11,8 @@ from flask import Blueprint, render_template, request
 from gateway.call.screen import Screener
 from gateway.config import Settings
 from gateway.numbers import national_format
-from web import state
 from web.forms import FieldError
+from web.state import state
 
 bp = Blueprint("screen", __name__)
 

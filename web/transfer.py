@@ -16,8 +16,8 @@ from gateway.ops.backup import BackupError, backup_to, restore_from
 from gateway.screening.rules import ListName
 from gateway.store import EntryError, ImportReport, Store
 from gateway.store.list_files import iter_lines
-from web import state
 from web.helpers import _
+from web.state import state
 
 bp = Blueprint("transfer", __name__)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.prompts import challenge_prompt_name
 from gateway.store.models import VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
-from web import state
 from web.helpers import _, paginate
 from web.i18n import LANGUAGES
+from web.state import state
 from web.wav import MAX_PROMPT_BYTES, PROMPT_NAMES, WavError, check_pcm_wav
 
 bp = Blueprint("voicemail", __name__)
@@ -90,10 +91,6 @@ def known_prompt_names() -> tuple[str, ...]:
     an owner's recording is the one callers actually hear.
     """
     names = list(PROMPT_NAMES)
-    try:
-        from gateway.prompts import challenge_prompt_name
-    except ImportError:  # a build without the prompts package
-        return tuple(names)
     digit = str(state().store.runtime.get("challenge_digit"))
     for extra in ("connecting", challenge_prompt_name(digit)):
         if extra not in names:

@@ -52,7 +52,6 @@ Public API (the SIP layer codes against this):
         .clear_digits()           forget digits typed so far (e.g. during a prompt)
         .seconds_since_media() -> float | None   age of the last RTP packet (RTP timeout)
         .close()                  idempotent, any thread; unblocks play/record/wait at once
-    prompt_path(name, language, settings) -> Path   (re-exported from gateway.prompts)
 
 Play, record and wait_for_digit may run in different threads at the same time (e.g. record
 while waiting for a digit); two play() calls are serialised. Only one record() at a time.
@@ -92,9 +91,8 @@ from gateway.media.sdp import (
     choose_codec,
     offers_codec,
 )
-from gateway.prompts import prompt_path
 
-__all__ = ["MediaSession", "RecordingResult", "prompt_path"]
+__all__ = ["MediaSession", "RecordingResult"]
 
 log = logging.getLogger(__name__)
 

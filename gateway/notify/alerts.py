@@ -17,17 +17,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from gateway.config import Settings
-from gateway.notify.channels import Message
 from gateway.notify.collect import (
     BurstEpisode,
     burst_parameters,
+    burst_settings,
     burst_triggers,
     load_calls_for_bursts,
     merge_triggers,
     shielded_calls,
 )
 from gateway.notify.digest import format_duration, gsm7, inert, sms_length, words
+from gateway.notify.message import Message
 from gateway.notify.outbox import Outbox
+from gateway.numbers import national_format
 from gateway.store.db import Database
 from gateway.store.models import LineStateRow, NotificationRow, VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
@@ -145,8 +147,6 @@ class AlertWatcher:
     def voicemail_message(self, row: VoicemailRow) -> Message:
         """The alert for one voicemail."""
         if row.number:
-            from gateway.numbers import national_format
-
             try:
                 who = national_format(row.number, self.settings.home_region)
             except Exception:
@@ -220,9 +220,7 @@ class AlertWatcher:
                                     alert_message("burst_end", subject, body), now)
 
     def _burst_window_minutes(self) -> int:
-        from gateway.notify.collect import _burst_settings
-
-        return int(float(_burst_settings(self.db)["window_minutes"]))
+        return int(float(burst_settings(self.db)["window_minutes"]))
 
     # ------------------------------------------------------------------ lines
 

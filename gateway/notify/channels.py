@@ -11,10 +11,10 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 from gateway.config import Settings
+from gateway.notify.email import EmailChannel
+from gateway.notify.message import ERROR_LIMIT, Channel, Message, SendError
 
 log = logging.getLogger(__name__)
 
@@ -25,55 +25,6 @@ SMS_SCHEMES = frozenset({
     "httpsms", "kavenegar", "msg91", "msgbird", "plivo", "seven", "sinch", "smseagle",
     "smsmgr", "vonage", "nexmo", "signal", "signals", "dapnet",
 })
-ERROR_LIMIT = 500  # characters of a channel's error kept in the notifications table
-
-
-@dataclass(frozen=True)
-class Message:
-    """One notification, in every form a channel may want."""
-
-    kind: str  # digest | voicemail | burst_start | burst_end | line_down | line_up | test
-    subject: str
-    text: str
-    html: str | None = None
-    sms: tuple[str, ...] = ()  # short form(s), each at most 160 GSM-7 characters
-    attachments: tuple[str, ...] = ()  # absolute file paths (email only)
-
-    def to_payload(self) -> dict[str, Any]:
-        """A JSON-ready form, stored so a retry sends exactly what the first try sent."""
-        return {"kind": self.kind, "subject": self.subject, "text": self.text,
-                "html": self.html, "sms": list(self.sms), "attachments": list(self.attachments)}
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Message:
-        """Rebuild a message stored by `to_payload`."""
-        return cls(kind=str(payload["kind"]), subject=str(payload["subject"]),
-                   text=str(payload["text"]), html=payload.get("html"),
-                   sms=tuple(payload.get("sms") or ()),
-                   attachments=tuple(payload.get("attachments") or ()))
-
-
-class SendError(Exception):
-    """A channel could not send; `permanent` means retrying cannot help (bad login, 5xx)."""
-
-    def __init__(self, text: str, *, permanent: bool = False) -> None:
-        super().__init__(text[:ERROR_LIMIT])
-        self.permanent = permanent
-
-
-class Channel(Protocol):
-    """Something that sends a Message or raises SendError."""
-
-    @property
-    def name(self) -> str:
-        """A stable, secret-free name such as "email" or "ntfy:1a2b3c4d"."""
-        ...
-
-    def send(self, message: Message) -> None:
-        """Send, or raise SendError with the channel's own error."""
-        ...
-
-
 def apprise_channel_name(url: str) -> str:
     """"scheme:hash": stable while the URL stays the same, and it shows no token or password."""
     scheme = url.partition("://")[0].lower() or "apprise"
@@ -144,10 +95,12 @@ class AppriseChannel:
 
 def configured_channels(settings: Settings) -> list[Channel]:
     """Every channel the configuration sets up (may be empty)."""
-    from gateway.notify.email import EmailChannel
-
     channels: list[Channel] = []
     if settings.notify.smtp.host:
         channels.append(EmailChannel(settings.notify.smtp))
     channels.extend(AppriseChannel(url) for url in settings.notify.apprise_urls)
     return channels
+
+
+__all__ = ["ERROR_LIMIT", "AppriseChannel", "Channel", "Message", "SendError",
+           "apprise_channel_name", "configured_channels"]

@@ -29,6 +29,7 @@ from gateway.notify.digest import (
     RuleChange,
     VoicemailItem,
 )
+from gateway.numbers import national_format
 from gateway.screening.ratelimit import History, PastCall, burst_state
 from gateway.store.db import Database
 from gateway.store.models import (
@@ -225,7 +226,7 @@ def load_calls_for_bursts(db: Database, start: datetime, end: datetime
 
 def burst_parameters(db: Database) -> tuple[int, timedelta, timedelta] | None:
     """(threshold, window, duration) of the current burst setting, or None when it is off."""
-    settings = _burst_settings(db)
+    settings = burst_settings(db)
     if not settings.get("enabled", True):
         return None
     return (int(settings["distinct_callers"]), timedelta(minutes=float(settings["window_minutes"])),
@@ -250,7 +251,8 @@ def load_bursts(db: Database, start: datetime, end: datetime) -> list[BurstEpiso
     return [e for e in episodes if e.started_at < end and e.ends_at > start]
 
 
-def _burst_settings(db: Database) -> dict[str, Any]:
+def burst_settings(db: Database) -> dict[str, Any]:
+    """The stored burst settings with their defaults filled in."""
     with db.session() as s:
         row = s.get(SettingRow, "burst")
     return {**DEFAULT_SETTINGS["burst"], **(row.value if row is not None else {})}
@@ -262,8 +264,6 @@ def _burst_settings(db: Database) -> dict[str, Any]:
 def _caller_text(number: str | None, kind: str, home_region: str) -> str:
     if not number:
         return kind  # "withheld" / "invalid": the digest translates these
-    from gateway.numbers import national_format
-
     try:
         return national_format(number, home_region)
     except Exception:  # a malformed stored value is shown raw (and made inert later)

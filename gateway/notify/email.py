@@ -10,7 +10,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from gateway.config import SmtpConfig
-from gateway.notify.channels import Message, SendError
+from gateway.notify.message import Message, SendError
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # most providers refuse mails above 10-25 MB
 

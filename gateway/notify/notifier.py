@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 from gateway.config import Settings
 from gateway.notify.alerts import AlertWatcher
-from gateway.notify.channels import Channel, Message, configured_channels
+from gateway.notify.channels import configured_channels
 from gateway.notify.collect import (
     collect_digest,
     digest_moment,
@@ -17,6 +17,7 @@ from gateway.notify.collect import (
     save_snapshot,
 )
 from gateway.notify.digest import RenderedDigest, build_digest
+from gateway.notify.message import Channel, Message, SendError
 from gateway.notify.outbox import Outbox, Outcome
 from gateway.store.db import Database
 from gateway.store.models import utcnow
@@ -87,8 +88,6 @@ class Notifier:
 
     def send_test(self, only: list[str] | None = None) -> list[tuple[str, str | None]]:
         """Send a test message on each channel now; return (channel, error or None)."""
-        from gateway.notify.channels import SendError
-
         if self.settings.language == "fr":
             subject, body = "Ringfence : message de test", "Ce canal fonctionne."
         else:

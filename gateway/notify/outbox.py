@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.notify.channels import ERROR_LIMIT, Channel, Message, SendError
+from gateway.notify.message import ERROR_LIMIT, Channel, Message, SendError
 from gateway.store.db import Database
 from gateway.store.models import NotificationRow
 

@@ -44,7 +44,9 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from gateway.config import Settings
+from gateway.feeds.subscriptions import refresh_due
 from gateway.notify.notifier import DIGEST_GRACE, Notifier
+from gateway.ops.retention import run_retention as purge_old_data
 from gateway.store.db import Database
 from gateway.store.settings import RuntimeSettings
 
@@ -115,16 +117,12 @@ def run_tick() -> None:
 
 def run_retention() -> None:
     """The daily purge."""
-    from gateway.ops.retention import run_retention as purge
-
     context = _current()
-    purge(context.db, context.settings)
+    purge_old_data(context.db, context.settings)
 
 
 def run_subscriptions() -> None:
     """Refresh subscriptions whose time has come."""
-    from gateway.feeds.subscriptions import refresh_due
-
     context = _current()
     refresh_due(context.db, context.settings)
 

@@ -251,38 +251,8 @@ def test_language_switch_is_per_session(app: Flask, client: FlaskClient,
     assert csrf(client)
 
 
-def test_optional_health_blueprint_is_public(settings: Settings, service: Services,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
-    from flask import Blueprint
-
-    health = Blueprint("health", __name__)
-    health.add_url_rule("/healthz", "healthz", lambda: "ok")
-    module = types.ModuleType("web.health")
-    module.bp = health  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "web.health", module)
-    set_password(service.store, PASSWORD)
-    client = make_app(settings, service).test_client()
-    assert client.get("/healthz").get_data(as_text=True) == "ok"
-    assert client.get("/").status_code == 302  # everything else still needs a login
-
-
-def test_without_a_health_module_there_is_no_healthz(settings: Settings,
-                                                     service: Services,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "web.health", None)  # makes the import fail, as if absent
-    client = make_app(settings, service).test_client()
-    login(client, service)
-    assert client.get("/healthz").status_code == 404
-
-
 def test_the_real_health_blueprint_answers_without_login(client: FlaskClient,
                                                          service: Services) -> None:
-    pytest.importorskip("web.health")
     set_password(service.store, PASSWORD)
     response = client.get("/healthz")
     assert response.status_code in (200, 503) and "ok" in response.get_json()
