@@ -14,7 +14,6 @@ from gateway.screening.rules import Action
 from gateway.sip.message import SipResponse
 from tests.peers import wait_until
 from tests.peers.fakes import FakeService
-from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory
 from tests.peers.raw import RawPeer
 

@@ -12,7 +12,6 @@ from gateway.screening.rules import Action, ActionKind
 from tests.peers import wait_until
 from tests.peers.baresip import Baresip, dominant_frequency, wav_rms
 from tests.peers.fakes import FakeService
-from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory, line_for
 from tests.peers.kamailio import Kamailio
 

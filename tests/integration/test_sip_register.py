@@ -8,7 +8,6 @@ import pytest
 
 from tests.peers import wait_until
 from tests.peers.fakes import FakeService
-from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory, line_for
 from tests.peers.kamailio import Kamailio
 

@@ -12,7 +12,6 @@ from gateway.screening.rules import ListName
 from gateway.sip.message import SipResponse
 from tests.helpers import Services
 from tests.peers import wait_until
-from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory
 from tests.peers.raw import RawPeer
 

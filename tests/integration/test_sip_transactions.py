@@ -12,7 +12,6 @@ from gateway.screening.caller import CallerKind
 from gateway.screening.rules import Action, ActionKind
 from gateway.sip.message import SipRequest, SipResponse
 from tests.peers.fakes import FakeService, SilentMedia
-from tests.peers.fixtures import *  # noqa: F403 - pytest fixtures
 from tests.peers.fixtures import GatewayFactory
 from tests.peers.raw import RawPeer
 

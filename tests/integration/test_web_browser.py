@@ -26,7 +26,7 @@ from gateway.store.models import utcnow
 from tests.conftest import REPO_ROOT
 from tests.helpers import Services
 from tests.peers.require import missing_peer
-from tests.web_support import log_call, save_voicemail
+from tests.web.support import log_call, save_voicemail
 
 pytestmark = pytest.mark.slow
 

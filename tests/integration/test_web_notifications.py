@@ -8,7 +8,7 @@ from collections.abc import Callable
 from gateway.config import Settings
 from tests.helpers import Services
 from tests.integration.notify_support import http_server
-from tests.web_support import login, make_app, post
+from tests.web.support import login, make_app, post
 
 
 def text(response: object) -> str:

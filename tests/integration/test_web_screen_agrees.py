@@ -15,7 +15,7 @@ from gateway.config import load_settings
 from gateway.screening.rules import ListName
 from tests.conftest import REPO_ROOT
 from tests.helpers import Services
-from tests.web_support import login, make_app
+from tests.web.support import login, make_app
 from web.security import new_api_token
 
 CASES = [

@@ -1,5 +1,5 @@
-"""pytest fixtures for SIP integration tests; import them into a test module with
-``from tests.peers.fixtures import *``."""
+"""pytest fixtures for SIP integration tests; tests/integration/conftest.py names them for its
+folder, and test modules import the helpers (`GatewayFactory`, `line_for`) from here."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.peers.baresip import Baresip
 from tests.peers.fakes import FakeService, SilentMedia
 from tests.peers.kamailio import Kamailio
 
-__all__ = ["GatewayFactory", "baresip", "fake_service", "kamailio", "make_gateway",
+__all__ = ["GatewayFactory", "baresip", "fake_service", "kamailio", "line_for", "make_gateway",
            "make_kamailio", "silent_media"]
 
 GatewayFactory = Callable[..., Gateway]

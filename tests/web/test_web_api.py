@@ -15,18 +15,8 @@ from gateway.config import Settings
 from gateway.screening.rules import ListName
 from gateway.store.models import utcnow
 from tests.helpers import Services
-from tests.web_support import log_call, make_app, save_voicemail, wav_bytes
+from tests.web.support import log_call, make_app, save_voicemail, wav_bytes
 from web.security import new_api_token, revoke_api_token, token_hash
-
-
-@pytest.fixture
-def settings(make_settings: Callable[[str], Settings]) -> Settings:
-    return make_settings('language = "en"')
-
-
-@pytest.fixture
-def app(settings: Settings, service: Services) -> Flask:
-    return make_app(settings, service)
 
 
 class Api:
@@ -61,7 +51,7 @@ def test_no_token_wrong_token_and_revoked_token_get_401_json(app: Flask,
 
 
 def test_a_session_cookie_does_not_open_the_api(app: Flask, service: Services) -> None:
-    from tests.web_support import login
+    from tests.web.support import login
 
     client = app.test_client()
     login(client, service)
@@ -84,7 +74,7 @@ def test_token_from_the_configured_file(make_settings: Callable[[str], Settings]
 
 def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
                                                              service: Services) -> None:
-    from tests.web_support import login, post
+    from tests.web.support import login, post
     from web.security import API_TOKEN_KEY
 
     client = app.test_client()

@@ -14,7 +14,7 @@ from gateway.config import Settings
 from gateway.feeds.vcard import parse_vcards
 from gateway.store.calls import category
 from tests.helpers import Services
-from tests.web_support import wav_bytes
+from tests.web.support import wav_bytes
 from web.charts import bar_chart
 from web.i18n import translate
 from web.i18n_fr import FR

@@ -5,29 +5,15 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
 from tests.helpers import Services
-from tests.web_support import NOW, login, make_app, post, save_voicemail, wav_bytes
-
-
-@pytest.fixture
-def settings(make_settings: Callable[[str], Settings]) -> Settings:
-    return make_settings('language = "en"')
-
-
-@pytest.fixture
-def client(settings: Settings, service: Services) -> Iterator[FlaskClient]:
-    app: Flask = make_app(settings, service)
-    with app.test_client() as c:
-        login(c, service)
-        yield c
+from tests.web.support import NOW, login, make_app, post, save_voicemail, wav_bytes
 
 
 def text(response: object) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -12,7 +11,7 @@ from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from tests.helpers import Services
-from tests.web_support import PASSWORD, csrf, login, make_app, post
+from tests.web.support import PASSWORD, csrf, login, make_app, post
 from web.security import (
     LoginThrottle,
     check_password,
@@ -32,22 +31,6 @@ POSTS = ["/lists/block/add", "/rules/1", "/rules/add", "/settings", "/pause", "/
          "/lists/entry/1/delete", "/logout"]
 
 
-@pytest.fixture
-def settings(make_settings: Callable[[str], Settings]) -> Settings:
-    return make_settings('language = "en"')
-
-
-@pytest.fixture
-def app(settings: Settings, service: Services) -> Flask:
-    return make_app(settings, service)
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as c:
-        yield c
-
-
 def test_password_hash_round_trip_and_salt() -> None:
     first, second = hash_password("a long passphrase"), hash_password("a long passphrase")
     assert first != second  # random salt
@@ -58,59 +41,59 @@ def test_password_hash_round_trip_and_salt() -> None:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_redirects_to_setup_while_no_password_is_set(client: FlaskClient,
+def test_every_page_redirects_to_setup_while_no_password_is_set(anonymous: FlaskClient,
                                                                 page: str) -> None:
-    response = client.get(page)
+    response = anonymous.get(page)
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/setup")
 
 
-def test_setup_rejects_a_short_password_and_mismatch(client: FlaskClient,
+def test_setup_rejects_a_short_password_and_mismatch(anonymous: FlaskClient,
                                                      service: Services) -> None:
-    response = post(client, "/setup", {"password": "short", "confirm": "short"})
+    response = post(anonymous, "/setup", {"password": "short", "confirm": "short"})
     assert response.status_code == 400
     assert "at least 10 characters" in response.get_data(as_text=True)
-    response = post(client, "/setup", {"password": "long enough one", "confirm": "other one!!"})
+    response = post(anonymous, "/setup", {"password": "long enough one", "confirm": "other one!!"})
     assert "differ" in response.get_data(as_text=True)
     assert not password_is_set(service.store)
 
 
-def test_setup_sets_the_password_logs_in_and_then_closes(client: FlaskClient,
+def test_setup_sets_the_password_logs_in_and_then_closes(anonymous: FlaskClient,
                                                           service: Services) -> None:
-    response = post(client, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
+    response = post(anonymous, "/setup", {"password": PASSWORD, "confirm": PASSWORD})
     assert response.status_code == 302
     assert check_password(service.store, PASSWORD)
-    assert client.get("/").status_code == 200
-    assert client.get("/setup").headers["Location"].endswith("/")
+    assert anonymous.get("/").status_code == 200
+    assert anonymous.get("/setup").headers["Location"].endswith("/")
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_pages_need_a_login_once_a_password_is_set(client: FlaskClient,
+def test_pages_need_a_login_once_a_password_is_set(anonymous: FlaskClient,
                                                    service: Services, page: str) -> None:
     set_password(service.store, PASSWORD)
-    response = client.get(page)
+    response = anonymous.get(page)
     assert response.status_code == 302
     assert "/login" in response.headers["Location"]
 
 
 @pytest.mark.parametrize("url", POSTS)
-def test_posts_without_csrf_token_are_rejected_with_400(client: FlaskClient,
+def test_posts_without_csrf_token_are_rejected_with_400(anonymous: FlaskClient,
                                                         service: Services,
                                                         url: str) -> None:
-    login(client, service)
-    response = client.post(url, data={"password": "x"})
+    login(anonymous, service)
+    response = anonymous.post(url, data={"password": "x"})
     assert response.status_code == 400
     assert "CSRF" in response.get_data(as_text=True)
-    response = client.post(url, data={"csrf_token": "forged"})
+    response = anonymous.post(url, data={"csrf_token": "forged"})
     assert response.status_code == 400
 
 
 @pytest.mark.parametrize("url", POSTS)
-def test_posts_with_csrf_but_no_session_go_to_login(client: FlaskClient,
+def test_posts_with_csrf_but_no_session_go_to_login(anonymous: FlaskClient,
                                                     service: Services,
                                                     url: str) -> None:
     set_password(service.store, PASSWORD)
-    response = post(client, url, {})
+    response = post(anonymous, url, {})
     if url == "/logout":
         assert response.status_code == 302  # logging out needs no session
     else:
@@ -118,41 +101,41 @@ def test_posts_with_csrf_but_no_session_go_to_login(client: FlaskClient,
         assert "/login" in response.headers["Location"]
 
 
-def test_login_wrong_then_right_follows_a_local_next_only(client: FlaskClient,
+def test_login_wrong_then_right_follows_a_local_next_only(anonymous: FlaskClient,
                                                           service: Services) -> None:
     set_password(service.store, PASSWORD)
-    response = post(client, "/login", {"password": "wrong password"})
+    response = post(anonymous, "/login", {"password": "wrong password"})
     assert response.status_code == 401
     assert "Wrong password" in response.get_data(as_text=True)
-    response = post(client, "/login?next=/calls", {"password": PASSWORD})
+    response = post(anonymous, "/login?next=/calls", {"password": PASSWORD})
     assert response.headers["Location"] == "/calls"
-    post(client, "/logout")
-    response = post(client, "/login?next=https://evil.example/", {"password": PASSWORD})
+    post(anonymous, "/logout")
+    response = post(anonymous, "/login?next=https://evil.example/", {"password": PASSWORD})
     assert response.headers["Location"] == "/"
-    post(client, "/logout")
-    response = post(client, "/login?next=//evil.example/", {"password": PASSWORD})
+    post(anonymous, "/logout")
+    response = post(anonymous, "/login?next=//evil.example/", {"password": PASSWORD})
     assert response.headers["Location"] == "/"
 
 
-def test_login_is_throttled_after_five_failures_per_address(app: Flask, client: FlaskClient,
+def test_login_is_throttled_after_five_failures_per_address(app: Flask, anonymous: FlaskClient,
                                                             service: Services) -> None:
     set_password(service.store, PASSWORD)
     now = [1000.0]
     app.extensions["ringfence"].throttle = LoginThrottle(clock=lambda: now[0])
     for _ in range(5):
-        assert post(client, "/login", {"password": "nope nope nope"}).status_code == 401
-    response = post(client, "/login", {"password": "nope nope nope"})
+        assert post(anonymous, "/login", {"password": "nope nope nope"}).status_code == 401
+    response = post(anonymous, "/login", {"password": "nope nope nope"})
     text = response.get_data(as_text=True)
     assert "Try again in 30 seconds" in text
     # Locked: even the right password is refused, with a clear message.
-    response = post(client, "/login", {"password": PASSWORD})
+    response = post(anonymous, "/login", {"password": PASSWORD})
     assert response.status_code == 429
     now[0] += 31
-    response = post(client, "/login", {"password": "still wrong!"})
+    response = post(anonymous, "/login", {"password": "still wrong!"})
     assert response.status_code == 401  # the lockout doubles: 60 s now
     assert "60" in response.get_data(as_text=True)
     now[0] += 61
-    assert post(client, "/login", {"password": PASSWORD}).status_code == 302
+    assert post(anonymous, "/login", {"password": PASSWORD}).status_code == 302
 
 
 def test_throttle_is_per_address_with_a_global_cap() -> None:
@@ -169,11 +152,11 @@ def test_throttle_is_per_address_with_a_global_cap() -> None:
     assert throttle.wait_seconds("10.0.0.1") == 0
 
 
-def test_logout_ends_the_session(client: FlaskClient, service: Services) -> None:
-    login(client, service)
-    assert client.get("/").status_code == 200
-    post(client, "/logout")
-    assert client.get("/").status_code == 302
+def test_logout_ends_the_session(anonymous: FlaskClient, service: Services) -> None:
+    login(anonymous, service)
+    assert anonymous.get("/").status_code == 200
+    post(anonymous, "/logout")
+    assert anonymous.get("/").status_code == 302
 
 
 def test_password_change_logs_other_sessions_out(app: Flask, service: Services) -> None:
@@ -188,10 +171,10 @@ def test_password_change_logs_other_sessions_out(app: Flask, service: Services) 
     assert second.get("/").status_code == 302
 
 
-def test_password_change_needs_the_current_password(client: FlaskClient,
+def test_password_change_needs_the_current_password(anonymous: FlaskClient,
                                                     service: Services) -> None:
-    login(client, service)
-    response = post(client, "/account/password",
+    login(anonymous, service)
+    response = post(anonymous, "/account/password",
                     {"current": "not it at all", "password": "another long one",
                      "confirm": "another long one"})
     assert response.status_code == 400
@@ -212,20 +195,20 @@ def test_session_cookie_is_httponly_lax_and_secure_over_https(app: Flask,
     assert cookie is not None and cookie.secure
 
 
-def test_security_headers_on_every_page(client: FlaskClient, service: Services) -> None:
-    login(client, service)
+def test_security_headers_on_every_page(anonymous: FlaskClient, service: Services) -> None:
+    login(anonymous, service)
     for page in ["/", "/login", "/static/style.css"]:
-        headers = client.get(page).headers
+        headers = anonymous.get(page).headers
         assert "default-src 'self'" in headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
 
 
-def test_pages_have_no_inline_script(client: FlaskClient, service: Services) -> None:
-    login(client, service)
+def test_pages_have_no_inline_script(anonymous: FlaskClient, service: Services) -> None:
+    login(anonymous, service)
     for page in PAGES:
-        html = client.get(page).get_data(as_text=True)
+        html = anonymous.get(page).get_data(as_text=True)
         assert "<script>" not in html and "onclick=" not in html and " style=" not in html
 
 
@@ -239,24 +222,24 @@ def test_secret_key_file_is_created_private_and_reused(settings: Settings,
     assert path.read_text() == first
 
 
-def test_language_switch_is_per_session(app: Flask, client: FlaskClient,
+def test_language_switch_is_per_session(app: Flask, anonymous: FlaskClient,
                                         service: Services) -> None:
-    login(client, service)
-    assert "Dashboard" in client.get("/").get_data(as_text=True)  # settings.language = "en"
-    post(client, "/language", {"lang": "fr", "next": "/"})
-    assert "Tableau de bord" in client.get("/").get_data(as_text=True)
+    login(anonymous, service)
+    assert "Dashboard" in anonymous.get("/").get_data(as_text=True)  # settings.language = "en"
+    post(anonymous, "/language", {"lang": "fr", "next": "/"})
+    assert "Tableau de bord" in anonymous.get("/").get_data(as_text=True)
     other = app.test_client()
     assert "lang=\"en\"" in other.get("/login").get_data(as_text=True)
-    assert post(client, "/language", {"lang": "de"}).status_code == 400
-    assert csrf(client)
+    assert post(anonymous, "/language", {"lang": "de"}).status_code == 400
+    assert csrf(anonymous)
 
 
-def test_the_real_health_blueprint_answers_without_login(client: FlaskClient,
+def test_the_real_health_blueprint_answers_without_login(anonymous: FlaskClient,
                                                          service: Services) -> None:
     set_password(service.store, PASSWORD)
-    response = client.get("/healthz")
+    response = anonymous.get("/healthz")
     assert response.status_code in (200, 503) and "ok" in response.get_json()
-    assert client.get("/calls").status_code == 302
+    assert anonymous.get("/calls").status_code == 302
 
 
 def test_the_owners_language_choice_becomes_the_default(app: Flask,

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
 from gateway.store.models import utcnow
 from tests.helpers import Services
-from tests.web_support import NOW, log_call, login, make_app, post, save_voicemail
+from tests.web.support import NOW, log_call, post, save_voicemail
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[[str], Settings]) -> Settings:
-    return make_settings('language = "en"')
-
-
-@pytest.fixture
-def app(settings: Settings, service: Services) -> Flask:
-    return make_app(settings, service)
-
-
-@pytest.fixture
-def client(app: Flask, service: Services) -> Iterator[FlaskClient]:
-    with app.test_client() as c:
-        login(c, service)
-        yield c
 
 
 def text(response: object) -> str:
