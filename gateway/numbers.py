@@ -1,8 +1,9 @@
 """Phone numbers: the only module that imports `phonenumbers`.
 
-Numbers arrive in every form (DESIGN.md §3): ``+33…``, ``0033…``, ``+0033…``, national ``0…``,
-bare ``33…``, ``tel:`` and ``sip:`` URIs, with spaces, dots, dashes and URI parameters such as
-``;verstat=TN-Validation-Passed``. Everything becomes E.164, or a withheld or invalid caller.
+Numbers arrive in every form (docs/domain.md, "Number forms"): ``+33…``, ``0033…``, ``+0033…``,
+national ``0…``, bare ``33…``, ``tel:`` and ``sip:`` URIs, with spaces, dots, dashes and URI
+parameters such as ``;verstat=TN-Validation-Passed``. Everything becomes E.164, or a withheld
+or invalid caller.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from phonenumbers import PhoneNumberType
 
 from gateway.screening.caller import Caller, CallerKind, Verstat
 
-# User parts and display names that mean "number withheld" (DESIGN.md §3). 266696687 spells
+# User parts and display names that mean "number withheld" (docs/domain.md). 266696687 spells
 # ANONYMOUS on a keypad; some carriers send it instead of the word.
 WITHHELD_USERS = frozenset(
     {"anonymous", "anonymoususer", "restricted", "unavailable", "unknown", "private",

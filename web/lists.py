@@ -122,7 +122,8 @@ def describe_change(list_name: str, number: str) -> dict[str, Any]:
                        list=_(list_name)))
     for e in (e for e in existing if e.kind is not MatchKind.EXACT):
         if list_name == "block" and e.list is ListName.ALLOW:
-            # The allow list is checked first (DESIGN.md §4): say the block will not bite.
+            # The allow list is checked first (docs/architecture.md, "How a decision is made"):
+            # say the block will not bite.
             notes.append(_("Warning: it also matches {entry} on the allow list, which is "
                            "checked first, so its calls will still ring.", entry=e.describe()))
         else:

@@ -29,7 +29,8 @@ from gateway.store.models import CallRow, LineStateRow, VoicemailRow
 MIN_FREE_BYTES = 200 * 1024 * 1024
 # Warn before the voicemail cap is reached; the gateway stops recording at the cap.
 VOICEMAIL_WARN_RATIO = 0.9
-# Screening must finish well inside the 0.2-0.8 s before a phone audibly rings (DESIGN.md §1).
+# Screening must finish well inside the 0.2-0.8 s before a phone audibly rings
+# (docs/architecture.md).
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                         0.5, 1.0)
 

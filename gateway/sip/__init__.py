@@ -1,4 +1,4 @@
 """Our SIP signalling (RFC 3261): parsing, transports, transactions, dialogs, registration, UA.
 
-pyVoIP is used only for media, in `gateway.media.rtp` (DESIGN.md §2).
+pyVoIP is used only for media, in `gateway.media.rtp` (docs/sip.md, "Why our own signalling").
 """

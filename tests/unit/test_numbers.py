@@ -1,4 +1,4 @@
-"""Every number form DESIGN.md §3 lists becomes E.164, or a withheld or invalid caller."""
+"""Every number form docs/domain.md lists becomes E.164, or a withheld or invalid caller."""
 
 from __future__ import annotations
 
