@@ -10,7 +10,7 @@ says what was wrong and where, because that line is what ends up in the log.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MAX_MESSAGE_BYTES = 65535  # the largest UDP datagram; nothing we handle is legitimately bigger
@@ -458,11 +458,6 @@ class SipMessage:
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
-
-    def iter_headers(self) -> Iterator[tuple[str, str]]:
-        """(name, value) pairs in order."""
-        for header in self.headers:
-            yield header.name, header.value
 
 
 class SipRequest(SipMessage):

@@ -115,8 +115,6 @@ class Call:
         # Set once answered: turns a re-INVITE's offer into our answer (None: refuse, 488).
         self.on_reoffer: Callable[[str], str | None] | None = None
         self.local_sdp: bytes = b""
-        self.answered_at: float | None = None
-        self.created = time.monotonic()
         self._lock = threading.Lock()
         self._retransmit_timer: int | None = None
 
@@ -176,7 +174,6 @@ class Call:
             )
             self.ua.register_dialog(self)
             self.tx.respond(response)
-            self.answered_at = time.monotonic()
         if self.tx.source.transport == "udp":
             self._retransmit_ok(response, T1, 0.0)
         return True
@@ -328,7 +325,6 @@ class UserAgent:
         self.lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
         self.stopping = False
-        self.response_listeners: list[Callable[[SipResponse], None]] = []
 
     # --- lifecycle
     @property
@@ -569,7 +565,3 @@ class UserAgent:
         with self.lock:
             self.dialogs.pop((call.call_id, call.dialog.local_tag, call.dialog.remote_tag), None)
 
-    def active_calls(self) -> int:
-        """Calls being handled now."""
-        with self.lock:
-            return len(self.calls)
