@@ -520,9 +520,9 @@ def loopback() -> Iterator[tuple[TransactionLayer, SipTransport, socket.socket, 
 
     def handle(message: SipMessage, source: Source) -> None:
         if isinstance(message, SipResponse):
-            tx = layer.match_response(message)
-            if tx is not None:
-                tx.received(message)
+            client = layer.match_response(message)
+            if client is not None:
+                client.received(message)
             return
         assert isinstance(message, SipRequest)
         existing = layer.find_server(message)
