@@ -149,10 +149,6 @@ def test_mark_known_leaves_an_already_allowed_caller_alone(service: Services,
     assert [e.label for e in service.store.entries.find("allow")] == ["mine"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mark_known skips the number when any allow entry is a *candidate* for it: every regex "
-    "and every glob sharing a literal prefix is a candidate, matching or not (nor is expiry "
-    "checked), so one unrelated allow regex stops Ringfence from learning any known caller"))
 @pytest.mark.parametrize("unrelated", [r"re:^\+44.*", "06 ?? ?? ?? 00", "expired"])
 def test_mark_known_is_not_fooled_by_allow_entries_that_do_not_match(
     service: Services, unrelated: str,

@@ -443,9 +443,6 @@ def test_a_screener_that_raises_lets_the_call_ring_through(rig: Rig) -> None:
     assert rig.call.responses == [SentResponse(486, "Busy Here")]  # the line's pass behaviour
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "handle_call builds the CallRecord only after screen() returns: when screening raises, "
-    "record is None and the call is never logged, though handle.py promises it is"))
 def test_a_screener_that_raises_still_logs_the_call_as_failed_open(rig: Rig) -> None:
     rig.service.raise_in_screen = True
     handle_call(rig.call, rig.env(pass_behaviour="busy"))  # type: ignore[arg-type]

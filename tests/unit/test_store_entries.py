@@ -62,9 +62,6 @@ def test_classify_pattern_errors_name_their_field(typed: str, kind: str | None, 
     assert caught.value.field == field
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "normalize_glob strips '-' as a separator everywhere, so the set [2-5] becomes [25]: "
-    "'01[2-5]*' blocks 012… and 015… but not 013… or 014…"))
 def test_a_glob_set_keeps_its_range(service: Services) -> None:
     assert classify_pattern("01[2-5]*", "FR") == (MatchKind.GLOB, "+331[2-5]*")
     service.store.entries.add("block", "01[2-5]*")

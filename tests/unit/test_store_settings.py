@@ -114,10 +114,6 @@ def test_validate_setting_accepts_and_normalises(key: str, value: Any, stored: A
     assert validate_setting(key, value) == stored
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "validate_setting accepts a paused_until without a UTC offset ('2026-11-24T16:00', "
-    "'2026-11-24'); build_policy makes it a naive datetime and decide() compares it with an "
-    "aware now: TypeError, so every call fails open and the block list is ignored"))
 def test_a_pause_without_a_time_zone_is_refused_or_understood(service: Services) -> None:
     service.store.entries.add("block", "0612345678")
     try:
