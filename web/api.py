@@ -143,7 +143,8 @@ def call_json(row: CallRow) -> dict[str, Any]:
     """A logged call as JSON."""
     return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
             "caller_kind": row.caller_kind, "name": row.display_name or None,
-            "action": row.action, "reason": row.reason, "step": row.step, "rule": row.rule,
+            "action": row.action, "reason": row.reason, "reason_code": row.reason_code,
+            "reason_params": row.reason_params, "step": row.step, "rule": row.rule,
             "line": row.line, "outcome": row.outcome, "duration_s": row.duration_s}
 
 

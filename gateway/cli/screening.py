@@ -170,12 +170,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     except FileProblem as exc:
         raise UsageError(f"{path.name}: {exc}") from None
     for rejected in report.rejected[:200]:
-        print(f"{path.name}:{rejected.line}: {rejected.text} rejected: {rejected.why}",
+        print(f"{path.name}:{rejected.line}: '{rejected.text}' rejected: {rejected.why}",
               file=sys.stderr)
     if report.rejected_count > 200:
         print(f"... and {report.rejected_count - 200} more rejected lines", file=sys.stderr)
     for held in report.unconfirmed[:200]:
-        print(f"{path.name}:{held.line}: {held.text} left out: {held.why}", file=sys.stderr)
+        print(f"{path.name}:{held.line}: '{held.text}' left out: {held.why}", file=sys.stderr)
     if report.unconfirmed:
         print(f"{len(report.unconfirmed)} entries reaching a whole country or more than a "
               "million numbers were left out: import again with --yes to add them too",

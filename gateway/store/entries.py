@@ -116,6 +116,9 @@ def classify_pattern(text: str, home_region: str, kind: str | None = None) -> tu
     number = list_number(text, home_region)
     if number is not None:
         return MatchKind.EXACT, number
+    if wanted is MatchKind.EXACT and any(c in text for c in "*?["):
+        raise EntryError(N_("{text} is not a possible phone number: an exact number has no "
+                            "*, ? or ["), text=text)
     raise entry_error(why_not_a_number(text, home_region), "pattern")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TextIO, cast
+from typing import Any, TextIO, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,16 +30,36 @@ MAX_REPORTED_REJECTS = 1_000
 HEADER_WORDS = ("number", "pattern", "numero", "numéro")
 
 
-class Rejected(NamedTuple):
-    """A line an import did not take: its number, its text, why (English), and why as a
-    template with parameters for the UI to render in the reader's language."""
+class Rejected(tuple[int, str, str]):
+    """A line an import did not take: (line number, text, why in English), unpacked as a
+    triple; `template` and `params` say why again for the UI to render in the reader's
+    language, `label` keeps the line's label for lines held back for confirmation."""
 
-    line: int
-    text: str
-    why: str
-    template: str = ""
-    params: dict[str, Any] = {}
-    label: str = ""  # the line's label, kept for lines held back for confirmation
+    template: str
+    params: dict[str, Any]
+    label: str
+
+    def __new__(cls, line: int, text: str, why: str, template: str = "",
+                params: dict[str, Any] | None = None, label: str = "") -> Rejected:
+        """A rejected line."""
+        self = super().__new__(cls, (line, text, why))
+        self.template, self.params, self.label = template or why, dict(params or {}), label
+        return self
+
+    @property
+    def line(self) -> int:
+        """The line number in the file (1 is the first line)."""
+        return self[0]
+
+    @property
+    def text(self) -> str:
+        """The line's first field, as the report shows it."""
+        return self[1]
+
+    @property
+    def why(self) -> str:
+        """Why, in English."""
+        return self[2]
 
 
 @dataclass

@@ -49,13 +49,13 @@ def test_entries_round_trip_and_errors(service: Services) -> None:
     assert exact.pattern == "+33612345678" and exact.kind.value == "exact"
     assert exact.expires_at == NOW + timedelta(days=1)
     assert store.entries.add("block", "0162*").kind.value == "prefix"
-    assert store.entries.add("block", "+33 9 ?? ?? ?? ?1").kind.value == "glob"
+    assert store.entries.add("block", "+33 9 ?? ?? ?? ?1", confirm=True).kind.value == "glob"
     assert store.entries.add("block", r"re:^\+4420.*").kind.value == "regex"
     # Adding the same number again updates instead of duplicating.
     store.entries.add("block", "+33612345678", label="new label", action="reject:404")
     assert store.entries.count("block") == 4
     assert store.entries.find("block", search="new label")[0].action is not None
-    with pytest.raises(EntryError, match="neither a phone number nor a prefix"):
+    with pytest.raises(EntryError, match="neither a phone number nor a pattern"):
         store.entries.add("block", "hello")
     with pytest.raises(EntryError, match="not a valid regular expression"):
         store.entries.add("block", "re:(")
@@ -68,8 +68,8 @@ def test_entries_round_trip_and_errors(service: Services) -> None:
 def test_candidates_use_index_and_cached_patterns(service: Services) -> None:
     store = service.store
     store.entries.add("block", "0612345678")
-    store.entries.add("block", "061*")
-    store.entries.add("block", "+44*")
+    store.entries.add("block", "061*", confirm=True)
+    store.entries.add("block", "+44*", confirm=True)
     store.entries.add("block", "06 ?? ?? ?? 78")
     store.entries.add("allow", "re:.*78")
     who = service.screener.caller("0612345678")
@@ -143,9 +143,8 @@ def test_import_reports_bad_lines_and_keeps_good_ones(service: Services) -> None
     report = service.store.list_files.import_csv(data, "block")
     assert report.added == 3 and report.duplicates == 1
     assert [(line, why.split(":")[0]) for line, _, why in report.rejected] == [
-        (3, "'not a number' is neither a phone number nor a prefix; patterns use * and ?, "
-            "regular expressions start with re"),
-        (8, "'(' is not a valid regular expression"),
+        (3, "not a number is neither a phone number nor a pattern"),
+        (8, "( is not a valid regular expression"),
     ]
     out = io.StringIO()
     assert service.store.list_files.export_csv("block", out) == 3
