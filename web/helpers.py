@@ -17,6 +17,7 @@ from gateway.screening.rules import REJECT_CODES
 from gateway.screening.words import (
     CALLER_KINDS,
     N_,
+    SYSTEM_LABELS,
     label_words,
     number_type_words,
     render,
@@ -104,6 +105,20 @@ def error_words(exc: Exception) -> str:
 def label(text: str) -> str:
     """An entry's or a rule's label: translated when Ringfence wrote it, else as typed."""
     return label_words(text or "", formats(current_language()))
+
+
+def stored_label(typed: str) -> str:
+    """A label typed in a form, as stored: a system label shown translated goes back to English.
+
+    The rules form shows "les numéros masqués laissent un message"; saving it unchanged must
+    keep the English label, or the rule's reasons would stay French in the English UI.
+    """
+    typed = typed.strip()[:200]
+    fmt = formats(current_language())
+    for system in SYSTEM_LABELS:
+        if typed == label_words(system, fmt):
+            return system
+    return typed
 
 
 def source(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -238,3 +239,23 @@ def test_unknown_call_timeline_sees_calls_logged_elsewhere(settings: Settings) -
     assert decision.step == "burst"  # 4 logged elsewhere + this one = 5 distinct strangers
     # A window that moves back in time (a replay) reloads instead of trusting the cache.
     assert gateway.screener.screen(late, NOW - timedelta(hours=3)).action.is_pass
+
+
+def test_migration_0004_keeps_old_reasons_and_adds_the_codes(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from gateway.store.db import _alembic_config, upgrade
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_alembic_config(engine), "0002")  # a database from before reason codes
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO calls (at, caller_kind, display_name, raw_from, action, reason, step, "
+            "unknown, burst) VALUES ('2026-11-24 14:00:00', 'number', '', '', 'pass', "
+            "'no rule matched', 'default', 1, 0)"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT reason, reason_code, reason_params FROM calls")).one()
+    assert tuple(row) == ("no rule matched", None, None)  # shown as stored
+    engine.dispose()
