@@ -60,7 +60,7 @@ translations: venv
 	    --no-location --sort-output --project Ringfence -o $$pkg/translations/messages.pot . && \
 	  if [ -f $$pkg/translations/fr/LC_MESSAGES/messages.po ]; then \
 	    $(VENV)/bin/pybabel -q update -i $$pkg/translations/messages.pot -d $$pkg/translations \
-	      -l fr --no-fuzzy-matching --ignore-pot-creation-date; \
+	      -l fr --no-fuzzy-matching --ignore-pot-creation-date --ignore-obsolete; \
 	  else $(VENV)/bin/pybabel -q init -i $$pkg/translations/messages.pot \
 	      -d $$pkg/translations -l fr; fi && \
 	  $(VENV)/bin/pybabel compile -d $$pkg/translations -l fr --statistics; \

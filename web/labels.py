@@ -55,3 +55,12 @@ def words(value: object, group: str) -> str:
     text = str(value)
     known = WORDS.get(group, {}).get(text)
     return gettext(known) if known else text
+
+
+# Messages web/security.py raises and web/auth.py translates where it shows them
+# (`_(str(exc))`): marked here so they are extracted into the catalog with the rest.
+# tests/web/test_web_i18n.py checks the French setup page shows them in French.
+RAISED_ELSEWHERE = (
+    N_("the password must have at least 10 characters"),
+    N_("the two passwords differ"),
+)

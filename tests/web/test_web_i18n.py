@@ -189,3 +189,12 @@ def test_prompts_have_labels_in_both_languages(client: FlaskClient) -> None:
     page = text(french(client).get("/prompts"))
     assert "anti-usurpation" in page and "spoof_shield</strong>" not in page
     assert wav_bytes(0.01)
+
+
+def test_password_errors_are_french_on_the_french_setup_page(anonymous: FlaskClient) -> None:
+    french(anonymous)
+    page = text(post(anonymous, "/setup", {"password": "short", "confirm": "short"}))
+    assert "le mot de passe doit avoir au moins 10 caractères" in page
+    page = text(post(anonymous, "/setup", {"password": "long enough one",
+                                           "confirm": "long enough two"}))
+    assert "les deux mots de passe sont différents" in page
