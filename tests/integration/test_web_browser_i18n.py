@@ -8,16 +8,9 @@ import random
 
 import pytest
 
-from tests.integration.test_web_browser import (  # noqa: F401 - fixtures are found by name
-    PASSWORD,
-    PHONE,
-    Server,
-    _pw,
-    browser,
-    ringfence,
-    server,
-    shoot,
-)
+from tests.integration.test_web_browser import PASSWORD, PHONE, Server, _pw, ringfence, shoot
+from tests.integration.test_web_browser import browser as _browser  # noqa: F401 - fixture
+from tests.integration.test_web_browser import server as _server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
