@@ -8,9 +8,16 @@ import random
 
 import pytest
 
-from tests.integration.test_web_browser import PASSWORD, PHONE, Server, _pw, ringfence, shoot
-from tests.integration.test_web_browser import browser as _browser  # noqa: F401 - fixture
-from tests.integration.test_web_browser import server as _server  # noqa: F401 - fixture
+from tests.integration.test_web_browser import (  # noqa: F401 - fixtures are found by name
+    PASSWORD,
+    PHONE,
+    Server,
+    _pw,
+    browser,
+    ringfence,
+    server,
+    shoot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +49,8 @@ WORDS = {
 }
 
 
-def _logged_in_page(server: Server, browser: object, language: str) -> object:
+def _logged_in_page(server: Server, browser: object,  # noqa: F811 - the fixtures' values
+                    language: str) -> object:
     ringfence(server.config, "set-password", "--password-file", str(_pw(server.config)))
     context = browser.new_context(viewport=PHONE)  # type: ignore[attr-defined]
     page = context.new_page()
@@ -57,8 +65,8 @@ def _logged_in_page(server: Server, browser: object, language: str) -> object:
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
-def test_a_typo_is_refused_and_a_whole_country_is_confirmed(server: Server, browser: object,
-                                                            language: str) -> None:
+def test_a_typo_is_refused_and_a_whole_country_is_confirmed(
+        server: Server, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     words = WORDS[language]
     page = _logged_in_page(server, browser, language)
     errors: list[str] = []
@@ -93,7 +101,8 @@ def test_a_typo_is_refused_and_a_whole_country_is_confirmed(server: Server, brow
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
-def test_csv_uploads_of_every_kind(server: Server, browser: object, language: str) -> None:
+def test_csv_uploads_of_every_kind(
+        server: Server, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     words = WORDS[language]
     page = _logged_in_page(server, browser, language)
     random.seed(13)
