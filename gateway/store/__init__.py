@@ -3,7 +3,8 @@
 `Store` gathers them for one database; the CLI, the web UI and the gateway all go through it:
 `store.entries` (allow/block lists), `store.list_files` (CSV in and out), `store.rules`,
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
-`store.lines` (registration states) and `store.screening` (what a call's screening reads).
+`store.lines` (registration states), `store.status` (the gateway's heartbeat) and
+`store.screening` (what a call's screening reads).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.store.list_files import ImportReport, ListFiles
 from gateway.store.rules import RuleStore
 from gateway.store.screening import ScreeningReads
 from gateway.store.settings import RuntimeSettings
+from gateway.store.status import GatewayStatus
 from gateway.store.voicemail import Voicemails
 
 __all__ = ["EntryError", "ImportReport", "Store", "open_database", "open_store"]
@@ -40,6 +42,7 @@ class Store:
         self.calls = CallLog(db)
         self.voicemails = Voicemails(db, voicemail_dir)
         self.lines = LineStates(db)
+        self.status = GatewayStatus(db)
         self.screening = ScreeningReads(db, self.runtime, self.rules, home_region=home_region,
                                         timezone=timezone)
 

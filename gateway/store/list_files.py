@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from gateway.numbers import list_number
 from gateway.screening.rules import Action, ListName, MatchKind
 from gateway.screening.words import N_
+from gateway.store.csv_cells import cell, uncell
 from gateway.store.db import Database
 from gateway.store.decode import FileProblem, csv_rows, read_text_file, shown_text
 from gateway.store.entries import MAX_LABEL_LENGTH, check_breadth, classify_pattern
@@ -255,11 +256,11 @@ class ListFiles:
                     continue
                 if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
-                typed = fields[0].strip()
+                typed = uncell(fields[0].strip())  # our own exports guard their cells
                 if line_no == 1 and (typed.lower() in HEADER_WORDS
                                      or not any(c.isdigit() for c in typed)):
                     continue  # a header row ("number", "Numéro de téléphone"…)
-                label = delimiter.join(fields[1:]).strip()[:MAX_LABEL_LENGTH]
+                label = uncell(delimiter.join(fields[1:]).strip())[:MAX_LABEL_LENGTH]
                 number = list_number(typed, self.home_region)
                 if number is not None:
                     kind, pattern = MatchKind.EXACT, number
@@ -304,8 +305,9 @@ class ListFiles:
                  .order_by(ListEntryRow.id).execution_options(yield_per=5000))
         with self.db.session() as s:
             for row in s.scalars(query):
-                writer.writerow([export_pattern(row.kind, row.pattern), row.label, row.kind,
-                                 row.action or "",
+                # Labels come from contacts and subscriptions too: no cell may be a formula.
+                writer.writerow([cell(export_pattern(row.kind, row.pattern)), cell(row.label),
+                                 row.kind, row.action or "",
                                  row.expires_at.isoformat() if row.expires_at else ""])
                 count += 1
         return count
