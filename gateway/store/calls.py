@@ -8,10 +8,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select
 
-from gateway.screening.caller import Caller
-from gateway.screening.decide import Decision
 from gateway.screening.ratelimit import History, PastCall
 from gateway.store.db import Database
 from gateway.store.models import CallRow
@@ -75,8 +73,8 @@ class CallFilter:
 EVERY_CALL = CallFilter()
 
 # What the rate limits read of a logged call.
-PAST_CALL_COLUMNS = select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind,
-                           CallRow.unknown, CallRow.action)
+PAST_CALL_COLUMNS = select(CallRow.id, CallRow.uid, CallRow.at, CallRow.number,
+                           CallRow.caller_kind, CallRow.unknown, CallRow.action)
 
 
 def past_call(row: Any) -> PastCall:
@@ -85,19 +83,10 @@ def past_call(row: Any) -> PastCall:
                     action=row.action)
 
 
-def call_row(caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str | None,
-             line: str | None) -> CallRow:
-    """The log row of a screened call (not yet added to a session)."""
-    return CallRow(
-        at=at, line=line or caller.line, sip_call_id=(sip_call_id or "")[:200] or None,
-        number=caller.number, caller_kind=caller.kind.value,
-        display_name=caller.display_name[:256], raw_from=caller.raw[:256],
-        verstat=caller.verstat.value if caller.verstat else None,
-        action=str(decision.action), reason=decision.reason, step=decision.step.value,
-        rule=decision.rule_id, unknown=decision.counts_towards_burst,
-        burst=decision.burst.active,
-        screen_ms=decision.elapsed_ms,
-    )
+def call_key(row: Any) -> str | int:
+    """What identifies a call read with PAST_CALL_COLUMNS across the database and the call
+    writer's queue: its uid (rows older than migration 0003 have none: their id)."""
+    return str(row.uid) if row.uid is not None else int(row.id)
 
 
 class CallLog:
@@ -105,21 +94,6 @@ class CallLog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def record(self, caller: Caller, decision: Decision, *, at: datetime,
-               sip_call_id: str | None = None, line: str | None = None) -> int:
-        """Log a call and its decision; return the row id."""
-        with self.db.session() as s:
-            row = call_row(caller, decision, at=at, sip_call_id=sip_call_id, line=line)
-            s.add(row)
-            s.flush()
-            return row.id
-
-    def finish(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
-        """Store how a logged call ended."""
-        with self.db.session() as s:
-            s.execute(update(CallRow).where(CallRow.id == call_row_id)
-                      .values(duration_s=duration_s, outcome=outcome[:60]))
 
     def recent(self, flt: CallFilter = EVERY_CALL, *, limit: int = 50,
                offset: int = 0) -> list[CallRow]:
@@ -137,6 +111,11 @@ class CallLog:
         """One call by id."""
         with self.db.session() as s:
             return s.get(CallRow, call_id)
+
+    def by_uid(self, uid: str) -> CallRow | None:
+        """One call by the uid the gateway gave it (what `CallBook.record_call` returns)."""
+        with self.db.session() as s:
+            return s.scalar(select(CallRow).where(CallRow.uid == uid))
 
     def history(self, now: datetime, window: timedelta) -> History:
         """Calls in the `window` before `now`, as the rate limits see them."""

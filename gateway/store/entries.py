@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from gateway.numbers import list_number, normalize_glob, normalize_prefix
 from gateway.screening.rules import Action, ListEntry, ListName, MatchKind
@@ -220,17 +220,18 @@ class Entries:
         with self.db.session() as s:
             return [entry_from_row(r) for r in s.scalars(query)]
 
-    def note_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
-        """Count a hit on an entry, deleting it if it was a one-off permission."""
+    def use_permit(self, entry_id: int) -> bool:
+        """Use up a "permit next call" entry: True for the one call that gets it.
+
+        A conditional DELETE, so two simultaneous calls cannot both pass on one permission:
+        the database lets exactly one of them delete the row, the other sees 0 rows.
+        """
         with self.db.session() as s:
-            if consume:
-                s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
+            used = rowcount(s.execute(delete(ListEntryRow).where(
+                ListEntryRow.id == entry_id, ListEntryRow.once.is_(True)))) == 1
+            if used:
                 bump_rules_version(s)
-            else:
-                s.execute(
-                    update(ListEntryRow).where(ListEntryRow.id == entry_id)
-                    .values(hits=ListEntryRow.hits + 1, last_hit_at=at)
-                )
+        return used
 
     def purge_expired(self, now: datetime) -> int:
         """Delete entries whose expiry has passed; return how many."""
