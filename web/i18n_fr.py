@@ -4,6 +4,15 @@ FR: dict[str, str] = {
     # navigation and common words
     "Main menu": "Menu principal",
     "Dashboard": "Tableau de bord",
+    "The call log is behind: {n} call event(s) wait for the database{since}. They are kept on "
+    "disk and written when it answers.":
+        "Le journal des appels a du retard : {n} événement(s) d'appel attendent la base de "
+        "données{since}. Ils sont gardés sur le disque et écrits dès qu'elle répond.",
+    " since {time}": " depuis {time}",
+    "{n} call event(s) were lost since the gateway started: neither the database nor its "
+    "journal could take them (see `ringfence status`).":
+        "{n} événement(s) d'appel perdus depuis le démarrage de la passerelle : ni la base de "
+        "données ni son journal n'ont pu les prendre (voir `ringfence status`).",
     "Calls": "Appels",
     "Block list": "Liste noire",
     "Allow list": "Liste blanche",

@@ -4,6 +4,7 @@ database that fails when the test says so, and its journal (gateway/store/journa
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import json
 import threading
@@ -15,6 +16,9 @@ import pytest
 from sqlalchemy import exc, func, select, text
 
 import gateway.store.writer as writer_module
+from gateway.call.record import CallBook
+from gateway.call.screen import Screener
+from gateway.config import Settings
 from gateway.store.batch import write_batch
 from gateway.store.events import (
     CallFinished,
@@ -404,3 +408,25 @@ def test_hits_are_summed_per_batch_on_a_real_database(service: Services) -> None
     with service.db.engine.connect() as conn:
         assert conn.execute(text("SELECT hits FROM rules WHERE id = :id"),
                             {"id": decision.ref}).scalar() == 50
+
+
+def test_screening_counts_calls_still_in_the_writers_queue(service: Services,
+                                                           settings: Settings) -> None:
+    """Burst detection and the repeat limit must see the calls of the last seconds, which
+    may not be in the database yet: the screener adds the writer's pending calls."""
+    writer = CallWriter(functools.partial(write_batch, service.db), None)  # never started
+    screener = Screener(service.store, settings, writer)
+    book = CallBook(service.store, settings, writer)
+    for i in range(4):
+        who = screener.caller(f"061100000{i}")
+        at = NOW + timedelta(seconds=i)
+        book.record_call(who, screener.screen(who, at), at=at, sip_call_id=f"c{i}")
+    assert service.store.calls.count() == 0  # all four still queued
+    late = screener.caller("0622000000")
+    assert screener.screen(late, NOW + timedelta(seconds=10)).step == "burst"
+    assert Screener(service.store, settings).screen(late, NOW).step != "burst"  # the queue
+    # Committed meanwhile: counted once (by uid), not twice, and not lost in between.
+    writer.step()
+    assert service.store.calls.count() == 4 and writer.pending_calls() == []
+    decision = screener.screen(late, NOW + timedelta(seconds=10))
+    assert decision.step == "burst" and decision.burst.distinct_callers == 5
