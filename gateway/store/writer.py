@@ -139,6 +139,8 @@ class CallWriter(_Listeners):
         is_transient: Callable[[BaseException], bool] = database_unavailable,
         batch_size: int = 500,
         linger_s: float = 0.05,
+        flood_linger_s: float = 0.25,
+        flood_events: int = 64,
         memory_limit: int = 10_000,
         inbox_limit: int = 50_000,
         retry_min_s: float = 0.5,
@@ -157,6 +159,9 @@ class CallWriter(_Listeners):
         self.is_transient = is_transient
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.flood_linger_s = flood_linger_s
+        self.flood_events = flood_events
+        self._last_batch = 0  # events the previous step took
         self.memory_limit = memory_limit
         self.inbox_limit = inbox_limit
         self.retry_min_s = retry_min_s
@@ -379,7 +384,7 @@ class CallWriter(_Listeners):
                     if flush_now or len(self._inbox) >= self.batch_size:
                         return
                     assert self._first_arrival is not None
-                    timeout = self._first_arrival + self.linger_s - now
+                    timeout = self._first_arrival + self._linger() - now
                 elif self._has_backlog():
                     if flush_now or self._retry_at is None:
                         return
@@ -395,6 +400,11 @@ class CallWriter(_Listeners):
                         return
                 self._cond.wait(timeout)
 
+    def _linger(self) -> float:
+        """How long a batch stays open: longer during a flood, where a row costs most of a
+        random index page (ix_calls_number_at) unless many rows share the commit."""
+        return self.flood_linger_s if self._last_batch >= self.flood_events else self.linger_s
+
     def step(self) -> None:
         """One round: take new events, journal them if the database is failing, and try to
         write the backlog unless a retry delay is running (tests call this directly)."""
@@ -402,6 +412,7 @@ class CallWriter(_Listeners):
             new = list(self._inbox)
             self._inbox.clear()
             self._first_arrival = None
+            self._last_batch = len(new)
             flush_now = self._flush_requests > self._flush_seen
             self._flush_seen = self._flush_requests
             stopping = self._stopping
