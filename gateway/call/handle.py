@@ -15,6 +15,8 @@ from gateway.call.identity import caller_of
 from gateway.call.ports import CallEnvironment
 from gateway.call.record import CallRecord
 from gateway.screening.caller import Caller
+from gateway.screening.decide import Decision, Step
+from gateway.screening.rules import PASS
 from gateway.sip.ua import Call
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,14 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,
                             line=env.line)
         outcome = carry_out(call, decision.action, caller, env, record)
-    except Exception:
+    except Exception as exc:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
+        if record is None and caller is not None:
+            # Screening itself failed: the call is still logged, with what happened to it.
+            failed = Decision(PASS, f"screening failed ({type(exc).__name__}); call let through",
+                              Step.ERROR, unknown=True)
+            record = CallRecord(env.book, caller, failed, at=env.clock(),
+                                sip_call_id=call.call_id, line=env.line)
         try:
             outcome = "failed open: " + (
                 ring_through(call, caller, env, record) if not call.answered else "hung up"

@@ -97,17 +97,20 @@ class CallBook:
     def mark_known(self, number: str) -> None:
         """Remember a caller the owner answered (CANCEL with cause=200) as a known caller.
 
-        Nothing is added when an allow entry already covers the number (a prefix, a pattern);
-        if that cannot be checked now, the writer adds it only where no entry has its number.
+        Nothing is added when an allow entry in force already lets the number through (the
+        number, a prefix, a pattern); if that cannot be checked now, the writer adds it unless
+        an entry in force has the number itself.
         """
+        caller = parse_caller(number, self.settings.home_region)
+        now = utcnow()
         try:
-            candidates = self.store.screening.candidate_entries(
-                parse_caller(number, self.settings.home_region))
+            candidates = self.store.screening.candidate_entries(caller)
         except Exception as exc:
             log.warning("could not check the allow list for %s (%s); adding it unless it is "
                         "listed as is", number, type(exc).__name__)
         else:
-            if any(e.list is ListName.ALLOW for e in candidates):
+            if any(e.list is ListName.ALLOW and e.active(now) and e.matches(caller)
+                   for e in candidates):
                 return
         self.writer.submit(CallerAllowed(number, KNOWN_CALLER_LABEL, "known",
                                          only_if_absent=True))

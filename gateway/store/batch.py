@@ -161,11 +161,13 @@ def _write_voicemails(s: Session, voicemails: list[VoicemailSaved]) -> None:
 
 def _write_allows(s: Session, allows: list[CallerAllowed]) -> bool:
     changed = False
+    now = utcnow()
     for allow in allows:
         row = s.scalar(select(ListEntryRow).where(ListEntryRow.list == ListName.ALLOW.value,
                                                   ListEntryRow.pattern == allow.number))
-        if row is not None and allow.only_if_absent:
-            continue
+        in_force = row is not None and (row.expires_at is None or row.expires_at > now)
+        if in_force and allow.only_if_absent:
+            continue  # the owner's own entry for this number wins
         if row is None:
             row = ListEntryRow(list=ListName.ALLOW.value, pattern=allow.number,
                                created_at=utcnow(), label="")

@@ -8,10 +8,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 
+from gateway.screening.caller import Caller
+from gateway.screening.decide import Decision
 from gateway.screening.ratelimit import History, PastCall
 from gateway.store.db import Database
+from gateway.store.events import call_logged, new_uid
 from gateway.store.models import CallRow
 
 MAX_HISTORY_ROWS = 20_000  # bounds a history load even during a flood
@@ -89,11 +92,44 @@ def call_key(row: Any) -> str | int:
     return str(row.uid) if row.uid is not None else int(row.id)
 
 
+def call_row(caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str | None,
+             line: str | None) -> CallRow:
+    """The log row of a screened call (not yet added to a session), with a fresh uid."""
+    event = call_logged(caller, decision, uid=new_uid(), at=at, sip_call_id=sip_call_id,
+                        line=line)
+    return CallRow(
+        uid=event.uid, at=event.at, line=event.line, sip_call_id=event.sip_call_id,
+        number=event.number, caller_kind=event.caller_kind, display_name=event.display_name,
+        raw_from=event.raw_from, verstat=event.verstat, action=event.action,
+        reason=event.reason, step=event.step, rule=event.rule, unknown=event.unknown,
+        burst=event.burst, screen_ms=event.screen_ms,
+    )
+
+
 class CallLog:
-    """Reads and writes of the `calls` table."""
+    """Reads and writes of the `calls` table.
+
+    The gateway writes through its call writer (`gateway.store.writer`); `record` and `finish`
+    write one row at once, for the CLI and tests.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def record(self, caller: Caller, decision: Decision, *, at: datetime,
+               sip_call_id: str | None = None, line: str | None = None) -> int:
+        """Log a call and its decision now (no hit counted); return the row id."""
+        with self.db.session() as s:
+            row = call_row(caller, decision, at=at, sip_call_id=sip_call_id, line=line)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def finish(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+        """Store how a logged call ended."""
+        with self.db.session() as s:
+            s.execute(update(CallRow).where(CallRow.id == call_row_id)
+                      .values(duration_s=duration_s, outcome=outcome[:60]))
 
     def recent(self, flt: CallFilter = EVERY_CALL, *, limit: int = 50,
                offset: int = 0) -> list[CallRow]:

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from gateway.numbers import list_number, normalize_glob, normalize_prefix
 from gateway.screening.rules import Action, ListEntry, ListName, MatchKind
@@ -219,6 +219,22 @@ class Entries:
                  .order_by(ListEntryRow.id.desc()).limit(limit))
         with self.db.session() as s:
             return [entry_from_row(r) for r in s.scalars(query)]
+
+    def note_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
+        """Count a hit on an entry, deleting it if it was a one-off permission.
+
+        The gateway counts hits in its call writer's batches (`gateway.store.batch`) and uses
+        permits with `use_permit`; this is the one-at-a-time form.
+        """
+        with self.db.session() as s:
+            if consume:
+                s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
+                bump_rules_version(s)
+            else:
+                s.execute(
+                    update(ListEntryRow).where(ListEntryRow.id == entry_id)
+                    .values(hits=ListEntryRow.hits + 1, last_hit_at=at)
+                )
 
     def use_permit(self, entry_id: int) -> bool:
         """Use up a "permit next call" entry: True for the one call that gets it.

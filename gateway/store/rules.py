@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from gateway.numbers import NUMBER_TYPES, is_supported_region
 from gateway.screening.rules import Action, Rule, RuleKind, validate_rule_params
@@ -135,6 +135,11 @@ class RuleStore:
             deleted = rowcount(s.execute(delete(RuleRow).where(RuleRow.id == rule_id)))
             bump_rules_version(s)
         return bool(deleted)
+
+    def note_used(self, rule_id: int) -> None:
+        """Count a hit on a rule (the gateway counts them in its call writer's batches)."""
+        with self.db.session() as s:
+            s.execute(update(RuleRow).where(RuleRow.id == rule_id).values(hits=RuleRow.hits + 1))
 
     def seed_defaults(self) -> bool:
         """Add the default rules once, on a new database; return whether it did."""
