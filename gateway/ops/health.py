@@ -308,12 +308,16 @@ class Metrics:
     latency_sum_s: float = 0.0
     voicemail_bytes: int = 0
     voicemail_cap_bytes: int = 0
+    call_log_pending: int = 0  # events the gateway's call writer holds (memory and journal)
+    call_log_lost: int = 0  # events lost in all (neither the database nor the journal took them)
     version: str = __version__
     schema: str | None = None
 
 
 def collect_metrics(settings: Settings, db: Database) -> Metrics:
     """Read the counters from the database; a database error gives `database_up` 0."""
+    log = call_log_status(settings.data_dir)  # a file: readable when the database is not
+    pending, lost = int(log["pending"]), int(log["dropped_total"])
     try:
         with db.session() as s:
             by_action = {str(a): int(n) for a, n in s.execute(
@@ -331,7 +335,8 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
         schema = current_revision(db.engine)
     except Exception:
         return Metrics(database_up=False,
-                       voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024)
+                       voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
+                       call_log_pending=pending, call_log_lost=lost)
     for line in settings.lines:
         states.setdefault(line.name, "unknown")
     return Metrics(
@@ -344,6 +349,8 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
         voicemail_bytes=int(voicemail or 0),
         voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
         schema=schema,
+        call_log_pending=pending,
+        call_log_lost=lost,
     )
 
 
@@ -404,6 +411,12 @@ def prometheus_text(metrics: Metrics) -> str:
                    [("ringfence_voicemail_bytes", [], metrics.voicemail_bytes)])
     out += _family("ringfence_voicemail_cap_bytes", "gauge", "Configured voicemail cap.",
                    [("ringfence_voicemail_cap_bytes", [], metrics.voicemail_cap_bytes)])
+    out += _family("ringfence_call_log_pending", "gauge",
+                   "Call log events waiting for the database (in memory or the journal).",
+                   [("ringfence_call_log_pending", [], metrics.call_log_pending)])
+    out += _family("ringfence_call_log_lost_total", "counter",
+                   "Call log events lost: neither the database nor the journal took them.",
+                   [("ringfence_call_log_lost_total", [], metrics.call_log_lost)])
     return "\n".join(out) + "\n"
 
 
