@@ -548,11 +548,12 @@ class CallWriter(_Listeners):
             log.info("the call log journal can be written again")
             with self._cond:
                 self._status.journal_error = None
+            self._status_dirty = True
         self._markers.append((end, self._memory[-1].seq))
         self._journal_events += len(self._memory)
         self._memory.clear()
+        # Not a change of state: the counts reach the status file within `status_every_s`.
         self._journal_active = True
-        self._status_dirty = True
         return True
 
     def _limit_memory(self) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import exc, func, select, text
+from sqlalchemy import event, exc, func, select, text
 
 import gateway.store.writer as writer_module
 from gateway.call.record import CallBook
@@ -430,3 +430,25 @@ def test_screening_counts_calls_still_in_the_writers_queue(service: Services,
     assert service.store.calls.count() == 4 and writer.pending_calls() == []
     decision = screener.screen(late, NOW + timedelta(seconds=10))
     assert decision.step == "burst" and decision.burst.distinct_callers == 5
+
+
+def test_a_rejected_call_is_one_insert_in_one_transaction(service: Services,
+                                                          settings: Settings) -> None:
+    """Before: three commits per rejected call (the row, the hit counter, the end)."""
+    writer = CallWriter(functools.partial(write_batch, service.db), None)
+    book = CallBook(service.store, settings, writer)
+    who = service.screener.caller("0162000001")
+    decision = service.screener.screen(who, NOW)
+    commits: list[int] = []
+    statements: list[str] = []
+    event.listen(service.db.engine, "commit", lambda conn: commits.append(1))
+    event.listen(service.db.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, params, context, many: statements.append(
+                     sql.split()[0]))
+    ref = book.record_call(who, decision, at=NOW, sip_call_id="c1")
+    book.finish_call(ref, duration_s=0.01, outcome="rejected 603")
+    writer.step()
+    assert len(commits) == 1
+    assert statements.count("INSERT") == 1 and statements.count("UPDATE") == 1  # + the hit
+    row = service.store.calls.by_uid(ref)
+    assert row is not None and row.outcome == "rejected 603"
