@@ -7,7 +7,6 @@ play a crash; the fixture that made it always stops it.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -127,6 +126,19 @@ def call(port: int, number: str, *, ring_for: float = 2.0, timeout: float = 15.0
         peer.close()
 
 
+def ring(port: int, number: str) -> RawPeer:
+    """Start a call from `number` and leave it ringing (after 100 Trying); close the peer
+    returned to walk away (the gateway ends the call after its ring limit)."""
+    peer = RawPeer(port)
+    try:
+        peer.send(peer.invite(user=number))
+        peer.expect_status(100)
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
 class SqliteLock:
     """A second process holding `BEGIN EXCLUSIVE` on a SQLite file until `release()`."""
 
@@ -170,11 +182,3 @@ def count_calls(path: Path) -> tuple[int, int]:
     finally:
         conn.close()
 
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process id exists."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
