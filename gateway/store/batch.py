@@ -104,6 +104,7 @@ def _call_values(event: CallLogged) -> dict[str, Any]:
         "number": event.number, "caller_kind": event.caller_kind,
         "display_name": event.display_name, "raw_from": event.raw_from,
         "verstat": event.verstat, "action": event.action, "reason": event.reason,
+        "reason_code": event.reason_code, "reason_params": event.reason_params,
         "step": event.step, "rule": event.rule, "unknown": event.unknown, "burst": event.burst,
         "duration_s": event.duration_s,
         "outcome": event.outcome[:OUTCOME_LENGTH] if event.outcome is not None else None,

@@ -101,8 +101,9 @@ def call_row(caller: Caller, decision: Decision, *, at: datetime, sip_call_id: s
         uid=event.uid, at=event.at, line=event.line, sip_call_id=event.sip_call_id,
         number=event.number, caller_kind=event.caller_kind, display_name=event.display_name,
         raw_from=event.raw_from, verstat=event.verstat, action=event.action,
-        reason=event.reason, step=event.step, rule=event.rule, unknown=event.unknown,
-        burst=event.burst, screen_ms=event.screen_ms,
+        reason=event.reason, reason_code=event.reason_code, reason_params=event.reason_params,
+        step=event.step, rule=event.rule, unknown=event.unknown, burst=event.burst,
+        screen_ms=event.screen_ms,
     )
 
 

@@ -54,7 +54,9 @@ class CallLogged:
     display_name: str = ""
     raw_from: str = ""
     verstat: str | None = None
-    reason: str = ""
+    reason: str = ""  # in English; the code and its parameters render it in other languages
+    reason_code: str | None = None
+    reason_params: dict[str, Any] | None = None
     step: str = ""
     rule: str | None = None
     unknown: bool = True
@@ -144,14 +146,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 _DATETIMES = {"at", "before"}
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
-                                       "bool": (bool,)}
+                                       "bool": (bool,), "dict": (dict,)}
 
 
 def _type_ok(annotation: str, value: Any) -> bool:
     """Whether a JSON value fits a field annotated `annotation` ("str | None", "float", …)."""
     allowed: tuple[type, ...] = ()
     for part in annotation.split("|"):
-        name = part.strip()
+        name = part.strip().split("[")[0]  # dict[str, Any] -> dict
         if name == "None" and value is None:
             return True
         allowed += _TYPES.get(name, ())
@@ -176,7 +178,9 @@ def call_logged(caller: Caller, decision: Decision, *, uid: str, at: datetime,
         number=caller.number, caller_kind=caller.kind.value,
         display_name=inert(caller.display_name[:256]), raw_from=inert(caller.raw[:256]),
         verstat=caller.verstat.value if caller.verstat else None,
-        action=str(decision.action), reason=inert(decision.reason), step=decision.step.value,
+        action=str(decision.action), reason=inert(decision.reason),
+        reason_code=decision.reason_code, reason_params=decision.reason_params or None,
+        step=decision.step.value,
         rule=decision.rule_id, unknown=decision.counts_towards_burst,
         burst=decision.burst.active, screen_ms=decision.elapsed_ms,
         entry_id=entry_id, rule_id=rule_id,

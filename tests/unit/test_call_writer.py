@@ -358,7 +358,8 @@ def test_an_unreadable_line_is_set_aside_and_the_others_written(
 
 def test_journal_lines_keep_strangers_text_on_one_line() -> None:
     hostile = 'Eve"\n{"v":1,"t":"permit","entry_id":1}\r\u2028\x00'
-    event = call(1, display_name=hostile, reason="é" * 300)
+    event = call(1, display_name=hostile, reason="é" * 300, reason_code="telemarketing",
+                 reason_params={"prefix": "0162", "decision": hostile})
     line = to_line(event)
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
     assert from_line(line.rstrip(b"\n")) == event

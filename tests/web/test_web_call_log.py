@@ -28,7 +28,7 @@ def test_the_dashboard_says_when_calls_wait_for_the_database(client: FlaskClient
                                  caller_kind="number", action="reject:603"))
     writer.step()  # the database says no: the calls go to the journal, the status says so
     html = client.get("/").get_data(as_text=True)
-    assert "The call log is behind: 3 call event(s) wait for the database since" in html
+    assert "The call log is behind: 3 call events wait for the database since" in html
     assert "call-log-lost" not in html
     writer.journal.close()  # type: ignore[union-attr]
 
@@ -38,4 +38,4 @@ def test_the_dashboard_says_when_call_events_were_lost(client: FlaskClient,
     write_status(journal_dir(settings.data_dir),
                  WriterStatus(dropped_total=7, dropped_since_start=4, state="ok"))
     html = client.get("/").get_data(as_text=True)
-    assert "4 call event(s) were lost since the gateway started" in html
+    assert "4 call events were lost since the gateway started" in html
