@@ -1,7 +1,8 @@
 """Bytes the gateway writes to disk per rejected call, on SQLite; print the numbers.
 
 Starts `ringfence run` as its own process (direct listener, a fresh SQLite database in a
-temporary folder on a real disk, its log into a pipe so that only the database's writes
+temporary folder under `--dir`, which must be a real disk: tmpfs counts no `write_bytes`; its
+log into a pipe so that only the database's writes
 count), optionally fills the log with `--existing` older calls first (a year of calls makes the
 indexes larger, and random numbers then dirty more index pages per row), then places
 `--calls` calls from telemarketing numbers (refused with 603 by the default rules) from
@@ -23,6 +24,7 @@ import argparse
 import os
 import queue
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -40,6 +42,18 @@ from tests.peers import free_port, wait_until  # noqa: E402
 from tests.peers.gateway_process import answers_options, call  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path` (the longest mount point above it)."""
+    target = str(path.resolve())
+    best, kind = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _device, mount_point, fstype, *_ = line.split()
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fstype
+    return kind
 
 
 def proc_io(pid: int) -> dict[str, int]:
@@ -93,10 +107,24 @@ def main() -> int:
                         help="every call from one number (as SIPp floods do)")
     parser.add_argument("--tree", type=Path, default=REPO,
                         help="the checkout whose gateway runs (default: this one)")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where the temporary database goes (a real disk, not tmpfs)")
     args = parser.parse_args()
     tree = args.tree.resolve()
+    if filesystem_type(args.dir) in ("tmpfs", "ramfs"):
+        print(f"{args.dir} is in memory ({filesystem_type(args.dir)}): its writes do not count "
+              "as write_bytes; give --dir on a real disk", file=sys.stderr)
+        return 2
 
-    folder = Path(tempfile.mkdtemp(prefix="ringfence-bench-", dir=REPO.parent))
+    folder = Path(tempfile.mkdtemp(prefix="ringfence-writes-", dir=args.dir))
+    try:
+        return measure(args, tree, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
+    """One measurement in `folder`; print it."""
     port = free_port()
     config = folder / "config.toml"
     config.write_text(f'data_dir = "{folder / "data"}"\nlog_level = "warning"\n'
