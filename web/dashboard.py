@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.ops.health import call_log_status
 from gateway.screening.ratelimit import BurstState, burst_state
 from gateway.screening.rules import BURST_PROFILES, burst_profile
 from gateway.store.calls import CATEGORIES
@@ -84,6 +85,24 @@ def overview(now: datetime | None = None) -> Overview:
         burst_profile=burst_profile(burst.action),
         burst_action=str(burst.action),
     )
+
+
+@dataclass(frozen=True)
+class CallLogLine:
+    """The dashboard's line about the gateway's call writer (from its status file)."""
+
+    waiting: int  # calls and their ends not in the database yet (kept in the journal)
+    waiting_since: datetime | None
+    lost: int  # lost since the gateway started: neither the database nor the journal took them
+
+
+def call_log_line() -> CallLogLine:
+    """What the call writer reports; the gateway is another process, so it reads a file."""
+    info = call_log_status(state().settings.data_dir)
+    since = info.get("waiting_since")
+    return CallLogLine(waiting=int(info["pending"]),
+                       waiting_since=datetime.fromisoformat(since) if since else None,
+                       lost=int(info["dropped_since_start"]))
 
 
 def category_names() -> dict[str, str]:
@@ -160,7 +179,7 @@ def index() -> str:
         unheard=st.store.voicemails.count(unheard_only=True),
         profiles=profile_names(), tops=tops, last_id=st.store.calls.last_id(),
         tops_status=list_statuses(n for group in tops.values() for n, _count, _name in group),
-        **latest_calls(),
+        call_log=call_log_line(), **latest_calls(),
     )
 
 

@@ -5,6 +5,9 @@
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
 `store.lines` (registration states), `store.status` (the gateway's heartbeat) and
 `store.screening` (what a call's screening reads).
+
+The gateway's call flow writes through its call writer instead (`store.writer`: events from
+`store.events`, applied in batches by `store.batch`, spooled to `store.journal`).
 """
 
 from __future__ import annotations
