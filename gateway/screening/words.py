@@ -117,8 +117,8 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
 
 # How a call ended, as the gateway logs it (gateway/call/carry_out.py), in words. An outcome
 # is stored as English text; these are the phrases the UI shows for it, with {duration} the
-# whole call's length. None: the action already says it all (a rejected call).
-OUTCOMES: dict[str, str | None] = {
+# whole call's length; a rejected call's outcome adds nothing to its action ("").
+OUTCOMES: dict[str, str] = {
     "answered elsewhere": N_("answered on another phone"),
     "cancelled by caller": N_("the caller hung up before the answer"),
     "passed: cancelled by caller": N_("rang {duration}, nobody answered"),
@@ -139,6 +139,7 @@ OUTCOMES: dict[str, str | None] = {
                                                  "codec)"),
     "failed open": N_("screening failed: the call rang"),
     "hung up": N_("hung up"),
+    "interrupted: gateway restarted": N_("cut off when the gateway restarted"),
 }
 OUTCOME_MESSAGE = N_("left a {seconds} s message")
 OUTCOME_AFTER_CHALLENGE = N_("pressed the key, then {then}")
@@ -179,10 +180,7 @@ def outcome_words(outcome: str | None, duration_s: float | None, fmt: Formats = 
         return ""
     if outcome not in OUTCOMES:
         return outcome
-    template = OUTCOMES[outcome]
-    if template is None:
-        return ""
-    return fmt.gettext(template).format(duration=duration_words(duration_s or 0.0))
+    return fmt.gettext(OUTCOMES[outcome]).format(duration=duration_words(duration_s or 0.0))
 
 
 # How an entry that decided a call is described inside a reason ({entry}).
