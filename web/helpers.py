@@ -230,11 +230,12 @@ def action_words(action: str | None) -> str:
 
 # Built-in prompts by name, for labels (the prompts page, actions such as announce:closed).
 PROMPT_WORDS = {
-    "greeting": N_("greeting"), "challenge": N_("challenge (press a key)"),
+    "greeting": N_("voicemail greeting (before the beep)"),
+    "challenge": N_("challenge (press a key)"),
     "challenge_passed": N_("challenge passed"),
     "spoof_shield": N_("spoof shield (we did not call you)"),
     "not_in_service": N_("not in service"), "sit": N_("special information tones"),
-    "closed": N_("closed"), "goodbye": N_("goodbye"),
+    "closed": N_("closed: call back later"), "goodbye": N_("goodbye (after a wrong key)"),
     "connecting": N_("connecting you (after a challenge)"),
     "published": N_("our number was just published (press a key)"),
     "beep": N_("beep before the message"),
