@@ -192,8 +192,8 @@ def test_a_real_call_appears_live_and_its_row_follows_the_call(
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
-def test_search_forms_and_several_rows_at_once(stack: Stack, browser: object,
-                                               language: str) -> None:  # noqa: F811
+def test_search_forms_and_several_rows_at_once(
+        stack: Stack, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     words = WORDS[language]
     page = logged_in(stack, browser, language)
     errors = console_errors(page)
@@ -241,8 +241,8 @@ def test_search_forms_and_several_rows_at_once(stack: Stack, browser: object,
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
-def test_the_burst_profile_switch(stack: Stack, browser: object,
-                                  language: str) -> None:  # noqa: F811
+def test_the_burst_profile_switch(
+        stack: Stack, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     words = WORDS[language]
     page = logged_in(stack, browser, language, viewport=DESKTOP)
     page.click("#profile-published")  # type: ignore[attr-defined]
@@ -269,8 +269,8 @@ def test_the_burst_profile_switch(stack: Stack, browser: object,
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
-def test_404_and_500_keep_the_look_language_and_menu(stack: Stack, browser: object,
-                                                     language: str) -> None:  # noqa: F811
+def test_404_and_500_keep_the_look_language_and_menu(
+        stack: Stack, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     words = WORDS[language]
     page = logged_in(stack, browser, language)
     response = page.goto(stack.url + "/no/such/page")  # type: ignore[attr-defined]
@@ -295,9 +295,8 @@ def test_404_and_500_keep_the_look_language_and_menu(stack: Stack, browser: obje
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
-def test_the_phone_menu_folds_and_every_page_fits(stack: Stack, browser: object,
-                                                  language: str) -> None:  # noqa: F811
-    words = WORDS[language]
+def test_the_phone_menu_folds_and_every_page_fits(
+        stack: Stack, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     page = logged_in(stack, browser, language)
     errors = console_errors(page)
     page.goto(stack.url + "/calls")  # type: ignore[attr-defined]
@@ -309,7 +308,7 @@ def test_the_phone_menu_folds_and_every_page_fits(stack: Stack, browser: object,
     page.click("label.nav-button")  # type: ignore[attr-defined]
     assert menu.is_visible() and page.locator("#main-menu a").count() >= 10  # type: ignore[attr-defined]
     shoot(page, f"phone-menu-open-{language}")
-    page.click(f"#main-menu a[href='/rules']")  # type: ignore[attr-defined]
+    page.click("#main-menu a[href='/rules']")  # type: ignore[attr-defined]
     page.wait_for_url("**/rules")  # type: ignore[attr-defined]
     assert not page.locator("#main-menu").is_visible()  # type: ignore[attr-defined]
     for path in ("/", "/calls", "/rules", "/lists/block", "/prompts", "/voicemail",
@@ -338,8 +337,8 @@ DOCS = {("phone", "dashboard", "en"), ("phone", "dashboard", "fr"), ("desktop", 
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])
-def test_screenshots_of_every_page(stack: Stack, browser: object,
-                                   language: str) -> None:  # noqa: F811
+def test_screenshots_of_every_page(
+        stack: Stack, browser: object, language: str) -> None:  # noqa: F811 - fixtures
     ARTIFACTS.mkdir(exist_ok=True)
     docs = os.environ.get("RINGFENCE_DOCS_SCREENSHOTS") == "1"
     if docs:
@@ -347,7 +346,7 @@ def test_screenshots_of_every_page(stack: Stack, browser: object,
     for form, viewport, options in (("phone", PHONE, {}), ("desktop", DESKTOP, {}),
                                     ("dark", PHONE, {"color_scheme": "dark"})):
         page = logged_in(stack, browser, language, viewport=viewport, **options)
-        pages = PAGES if form != "dark" else PAGES[:3] + (("rules", "/rules"),)
+        pages = PAGES if form != "dark" else (*PAGES[:3], ("rules", "/rules"))
         for name, path in pages:
             page.goto(stack.url + path)  # type: ignore[attr-defined]
             shot = f"{form}-{name}-{language}"
