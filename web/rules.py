@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from babel.dates import get_day_names
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.numbers import NUMBER_TYPES, is_supported_region
@@ -77,7 +77,20 @@ PICK_ONE = N_("choose one of the list")
 
 
 def action_choices(current: str | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The action picker: groups of (stored action, words), the current one kept if unusual."""
+    """The action picker: groups of (stored action, words), the current one kept if unusual.
+
+    Built once per request (the rules page has a dozen pickers).
+    """
+    groups: list[tuple[str, list[tuple[str, str]]]] | None = g.get("ringfence_actions")
+    if groups is None:
+        groups = g.ringfence_actions = _action_groups()
+    known = {value for _group, options in groups for value, _text in options}
+    if current and current not in known:
+        return [(_("As set now"), [(current, action_words(current))]), *groups]
+    return groups
+
+
+def _action_groups() -> list[tuple[str, list[tuple[str, str]]]]:
     reject = [(f"reject:{code}", _("refuse with {code} {text}: {meaning}", code=code,
                                    text=gettext(REJECT_CODES[code]),
                                    meaning=gettext(REJECT_EXPLAINED[code])))
@@ -99,9 +112,6 @@ def action_choices(current: str | None = None) -> list[tuple[str, list[tuple[str
                                                     "rings", prompt=prompt_words(p)))
           for p in CHALLENGE_PROMPTS]),
     ]
-    known = {value for _group, options in groups for value, _text in options}
-    if current and current not in known:
-        groups.insert(0, (_("As set now"), [(current, action_words(current))]))
     return groups
 
 

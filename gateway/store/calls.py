@@ -91,10 +91,11 @@ class CallFilter:
         if self.number:
             query = query.where(CallRow.number == self.number)
         if self.number_start:
-            # A range rather than LIKE, so the (number, at) index serves it on both databases:
-            # after the start only digits follow, and ':' sorts right after '9'.
-            query = query.where(CallRow.number >= self.number_start,
-                                CallRow.number < self.number_start + ":")
+            # A range rather than LIKE, so the (number, at) index serves it on both databases.
+            query = query.where(CallRow.number >= self.number_start)
+            end = digits_after(self.number_start)
+            if end is not None:
+                query = query.where(CallRow.number < end)
         if self.number_digits:
             query = query.where(CallRow.number.contains(self.number_digits, autoescape=True))
         if self.name:
@@ -106,6 +107,19 @@ class CallFilter:
         if self.after_id is not None:
             query = query.where(CallRow.id > self.after_id)
         return query
+
+
+def digits_after(start: str) -> str | None:
+    """The first digit string of the same length after every number starting with `start`.
+
+    "+33612" gives "+33613", "+33619" gives "+3362"; None when nothing comes after ("+99").
+    Digits compare the same in every collation (a ':' bound would not, in PostgreSQL's
+    en_US), so the range is right on both databases.
+    """
+    body = start.rstrip("9")
+    if not body or not body[-1].isdigit():
+        return None
+    return body[:-1] + str(int(body[-1]) + 1)
 
 
 EVERY_CALL = CallFilter()
@@ -258,10 +272,10 @@ class CallLog:
         """The numbers that called most in [since, until): (number, calls, a display name).
 
         `blocked` counts only the calls that were blocked (rejected or answered with a
-        message), for "most-blocked numbers".
+        message), for "most-blocked numbers". The names are read for the winners only: taking
+        them in the grouped scan doubled its cost.
         """
-        query = (select(CallRow.number, func.count(CallRow.id).label("n"),
-                        func.max(CallRow.display_name))
+        query = (select(CallRow.number, func.count(CallRow.id))
                  .where(CallRow.at >= since, CallRow.at < until, CallRow.number.is_not(None))
                  .group_by(CallRow.number).order_by(func.count(CallRow.id).desc(),
                                                     CallRow.number).limit(limit))
@@ -269,7 +283,13 @@ class CallLog:
             query = query.where(CallRow.action.startswith("reject")
                                 | CallRow.action.startswith("announce"))
         with self.db.session() as s:
-            return [(str(number), int(n), str(name or "")) for number, n, name in s.execute(query)]
+            top = [(str(number), int(n)) for number, n in s.execute(query)]
+            names = {str(number): name for number, name in s.execute(
+                select(CallRow.number, func.max(CallRow.display_name))
+                .where(CallRow.number.in_([n for n, _count in top]), CallRow.at >= since,
+                       CallRow.at < until)
+                .group_by(CallRow.number))} if top else {}
+        return [(number, n, str(names.get(number) or "")) for number, n in top]
 
     def iter_matching(self, flt: CallFilter = EVERY_CALL) -> Iterator[CallRow]:
         """Every call matching `flt`, newest first, read in batches (an export of the log)."""

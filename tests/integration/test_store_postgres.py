@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 
 from gateway.config import Settings
+from gateway.store.calls import CallFilter
+from gateway.store.models import utcnow
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services
 
@@ -36,5 +38,35 @@ def test_postgres_runs_the_same_screening(postgres_url: str, make_settings) -> N
         assert row.at == NOW + timedelta(minutes=3) and row.at.tzinfo is not None
         # The schema migrates idempotently on PostgreSQL too.
         Services.open(settings).db.dispose()
+    finally:
+        service.db.dispose()
+
+
+def test_postgres_searches_numbers_and_names_and_keeps_the_heartbeat(
+        postgres_url: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(f'database = "{postgres_url}"')
+    service = Services.open(settings)
+    try:
+        store = service.store
+        for number, name in (("0612345678", "Jean DUPONT"), ("0612999999", ""),
+                             ("0619000000", ""), ("0620000000", "")):
+            who = service.screener.caller(number, name)
+            service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
+
+        def found(text: str) -> set[str]:
+            return {r.number or "" for r in store.calls.recent(CallFilter().search(text, "FR"))}
+
+        assert found("06 12") == {"+33612345678", "+33612999999"}
+        assert found("0619") == {"+33619000000"}  # the range ends at +3362, not after it
+        assert found("dupont") == {"+33612345678"}  # ILIKE: any case
+        assert found("3456") == {"+33612345678"}
+        store.entries.add("block", "0612*", confirm=True)
+        assert [e.pattern for e in store.entries.find("block", search="0612345678")] == \
+            ["+33612"]
+        instance = store.status.started(mode="direct", listening=["127.0.0.1:5060"],
+                                        version="0.1.0", at=utcnow())
+        store.status.beat(instance, utcnow())
+        [row] = store.status.all()
+        assert row.listening == ["127.0.0.1:5060"] and row.stopped_at is None
     finally:
         service.db.dispose()

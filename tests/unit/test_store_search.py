@@ -12,7 +12,7 @@ from gateway.numbers import NumberQuery, number_query
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import Action
 from gateway.store import Store
-from gateway.store.calls import CallFilter
+from gateway.store.calls import CallFilter, digits_after
 from gateway.store.csv_cells import cell, uncell
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services, caller
@@ -163,3 +163,9 @@ def test_a_list_export_guards_labels_and_imports_back(store: Store) -> None:
     store.list_files.import_csv(io.StringIO("+33612345678,'=HYPERLINK(\"x\")\n"), "block")
     [entry] = store.entries.find("block")
     assert entry.label == '=HYPERLINK("x")'
+
+
+@pytest.mark.parametrize(("start", "after"), [("+33612", "+33613"), ("+33619", "+3362"),
+                                              ("+3399", "+34"), ("+99", None), ("+", None)])
+def test_a_number_range_ends_at_the_next_digits(start: str, after: str | None) -> None:
+    assert digits_after(start) == after
