@@ -20,7 +20,7 @@ from gateway.store.models import GatewayStatusRow, utcnow
 from gateway.store.status import Liveness, liveness
 from web.calls import ONGOING, list_statuses, live_answer, row_context
 from web.charts import bar_chart
-from web.helpers import _, _n, local_url
+from web.helpers import _, _n, _p, local_url
 from web.state import state
 
 bp = Blueprint("dashboard", __name__)
@@ -107,8 +107,9 @@ def call_log_line() -> CallLogLine:
 
 def category_names() -> dict[str, str]:
     """Chart legend names in the owner's language."""
-    return {"pass": _("rang"), "blocked": _("blocked"), "voicemail": _("sent to voicemail"),
-            "challenge": _("challenged")}
+    # A count's name: French says "envoyés" for the calls, "envoyé" for one call (the log).
+    return {"pass": _("rang"), "blocked": _("blocked"),
+            "voicemail": _p("count", "sent to voicemail"), "challenge": _("challenged")}
 
 
 def profile_names() -> dict[str, tuple[str, str]]:

@@ -127,7 +127,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def logged_in(stack: Stack, browser: object, language: str,  # noqa: F811 - the fixture
               viewport: dict[str, int] = PHONE, **options: object) -> object:
     """A page logged in as the owner, in `language`."""
-    context = browser.new_context(viewport=viewport, **options)  # type: ignore[attr-defined]
+    locale = "fr-FR" if language == "fr" else "en-GB"  # the browser's own words (date fields)
+    context = browser.new_context(viewport=viewport, locale=locale, **options)  # type: ignore[attr-defined]
     page = context.new_page()
     page.goto(stack.url + "/login")
     page.fill("#f-password", PASSWORD)
