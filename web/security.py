@@ -2,8 +2,9 @@
 
 Ringfence has one owner, so there is no user table: the password hash, the API token hash and
 an "auth epoch" live in the `settings` table under `web_` keys (`store.runtime.get_private`).
-Bumping the epoch (on a new password) logs every existing session out, which a signed-cookie
-session cannot do by itself.
+Each login also gets a row in `web_sessions` (`store.web_sessions`), named by a random id in
+the signed cookie: logout deletes the row, a new password bumps the epoch and deletes them all,
+so a copied cookie stops working on the server, not only in the owner's browser.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from pathlib import Path
 
 from gateway.config import Settings
 from gateway.store import Store
+from gateway.store.settings import API_TOKEN_KEY, EPOCH_KEY, PASSWORD_KEY
 
 MIN_PASSWORD_LENGTH = 10
-PASSWORD_KEY = "web_password_hash"
-API_TOKEN_KEY = "web_api_token_hash"
-EPOCH_KEY = "web_auth_epoch"
 LANGUAGE_KEY = "web_language"  # the owner's last chosen UI language, for new sessions
 
 # scrypt with n=2**14, r=8 needs 16 MiB and ~50 ms on a Raspberry Pi 4: slow for a guesser,
@@ -80,6 +79,7 @@ def set_password(store: Store, password: str, confirm: str | None = None) -> Non
     check_new_password(password, confirm)
     store.runtime.set_private(PASSWORD_KEY, hash_password(password))
     store.runtime.set_private(EPOCH_KEY, secrets.token_hex(8))
+    store.web_sessions.end_all()
 
 
 def check_password(store: Store, password: str) -> bool:

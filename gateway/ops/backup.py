@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -53,9 +54,17 @@ from gateway.store.models import (
     SettingRow,
     UTCDateTime,
     VoicemailRow,
+    WebSessionRow,
 )
 from gateway.store.rules import check_rule_params
-from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
+from gateway.store.settings import (
+    API_TOKEN_KEY,
+    CREDENTIAL_KEYS,
+    DEFAULT_SETTINGS,
+    EPOCH_KEY,
+    PASSWORD_KEY,
+    validate_setting,
+)
 
 FORMAT = "ringfence-backup"
 FORMAT_VERSION = 1
@@ -91,12 +100,16 @@ class RestoreReport:
     manifest: dict[str, Any]
     rows: dict[str, int] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    credentials_replaced: bool = False
 
     def summary(self) -> str:
         """One line for the owner."""
         parts = [f"{n} {name}" for name, n in self.rows.items()]
         parts += [f"{n} {_FILE_DIRS[d]} file(s)" for d, n in self.files.items() if n]
-        return "restored " + ", ".join(parts)
+        credentials = ("the web UI password and API token replaced by the backup's"
+                       if self.credentials_replaced
+                       else "the web UI password and API token kept")
+        return "restored " + ", ".join(parts) + "; " + credentials
 
 
 # --------------------------------------------------------------------------- rows <-> JSON
@@ -227,9 +240,13 @@ def _tree_files(folder: Path) -> Iterator[tuple[str, Path]]:
 
 
 def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
-              with_voicemail: bool = False, db: Database | None = None,
-              now: datetime | None = None) -> dict[str, Any]:
-    """Write a backup archive to `path` and return its manifest."""
+              with_voicemail: bool = False, with_credentials: bool = False,
+              db: Database | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Write a backup archive to `path` and return its manifest.
+
+    The web UI's password hash, API token hash and auth epoch stay out of the archive unless
+    `with_credentials` (a CLI-only choice): a backup is copied to places the UI is not.
+    """
     target = Path(path)
     own_db = db is None
     db = db or open_database(settings)  # refuses a database at another schema
@@ -241,7 +258,8 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
             members: list[tuple[str, Path]] = []
 
             with db.session() as s:
-                settings_rows = {r.key: r.value for r in s.scalars(select(SettingRow))}
+                settings_rows = {r.key: r.value for r in s.scalars(select(SettingRow))
+                                 if with_credentials or r.key not in CREDENTIAL_KEYS}
             (staging / "settings.json").write_text(
                 json.dumps(settings_rows, ensure_ascii=False, sort_keys=True, indent=1),
                 encoding="utf-8")
@@ -516,12 +534,15 @@ def _insert_all(session: Session, model: type[Base], rows: Iterator[dict[str, An
     return count
 
 
-def restore_from(path: Path | str, settings: Settings, *,
-                 db: Database | None = None) -> RestoreReport:
+def restore_from(path: Path | str, settings: Settings, *, db: Database | None = None,
+                 with_credentials: bool = False) -> RestoreReport:
     """Restore an archive: lists, rules and settings are replaced in one transaction.
 
     The call log and voicemails are replaced only when the archive holds them. Prompt and
-    voicemail files are written after the database commits.
+    voicemail files are written after the database commits. The web UI's password, API token
+    and sessions are this installation's and stay as they are, whatever the archive holds;
+    only `with_credentials` (the CLI's explicit, confirmed option) takes the archive's
+    password and token, and then every session is logged out.
     """
     own_db = db is None
     db = db or open_database(settings)
@@ -541,7 +562,7 @@ def restore_from(path: Path | str, settings: Settings, *,
                 _extract(tar, members, manifest, staging)
                 _check_writable(staging, settings)
                 report = RestoreReport(manifest=manifest)
-                _restore_rows(db, staging, report)
+                _restore_rows(db, staging, report, with_credentials=with_credentials)
                 for folder in _FILE_DIRS:
                     report.files[folder] = _move_files(staging / folder,
                                                        _destination(folder, settings))
@@ -573,11 +594,31 @@ def _destination(folder: str, settings: Settings) -> Path:
     return settings.data_dir / "prompts"
 
 
-def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
+def _credential_rows(settings_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The archive's password and token as rows to store, with a fresh auth epoch."""
+    found = {row["key"]: row.get("value") for row in settings_rows
+             if row["key"] in CREDENTIAL_KEYS}
+    password = found.get(PASSWORD_KEY)
+    if not isinstance(password, str) or not password.startswith("scrypt$"):
+        raise BackupError("this backup holds no web UI password (it was made without "
+                          "--with-credentials): restore it without --with-credentials")
+    token = found.get(API_TOKEN_KEY)
+    return [{"key": PASSWORD_KEY, "value": password},
+            {"key": API_TOKEN_KEY, "value": token if isinstance(token, str) else None},
+            # A new epoch: sessions opened with the password being replaced end here.
+            {"key": EPOCH_KEY, "value": secrets.token_hex(8)}]
+
+
+def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
+                  with_credentials: bool = False) -> None:
     has_calls = (staging / "calls.jsonl").exists()
     has_voicemails = (staging / "voicemails.jsonl").exists()
     settings_rows = _settings_rows(staging / "settings.json") if (
         staging / "settings.json").exists() else []
+    credentials = _credential_rows(settings_rows) if with_credentials else []
+    # The archive's credentials are never taken by default: they would let its author in and
+    # lock the owner out. Without any in the archive, the owner's stay (no fall back to /setup).
+    settings_rows = [row for row in settings_rows if row["key"] not in CREDENTIAL_KEYS]
     with db.session() as s:
         old_version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
         if has_voicemails or has_calls:
@@ -586,9 +627,13 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             s.execute(delete(CallRow))
         s.execute(delete(ListEntryRow))
         s.execute(delete(RuleRow))
-        s.execute(delete(SettingRow))
-        for row in settings_rows:
+        kept = CREDENTIAL_KEYS if not credentials else ()
+        s.execute(delete(SettingRow).where(SettingRow.key.not_in(kept)))
+        for row in [*settings_rows, *credentials]:
             s.add(SettingRow(key=row["key"], value=row.get("value")))
+        if credentials:
+            s.execute(delete(WebSessionRow))
+            report.credentials_replaced = True
         report.rows["settings"] = len(settings_rows)
         inserted: list[type[Base]] = []
         call_ids: set[int] = set()
