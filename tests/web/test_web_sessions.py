@@ -8,6 +8,7 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gateway.store.models import WebSessionRow
 from tests.helpers import Services
 from tests.web.support import PASSWORD, login, post
 
@@ -72,8 +73,6 @@ def test_a_session_unused_for_its_lifetime_is_over(anonymous: FlaskClient,
 
 def test_the_database_holds_no_usable_session_id(anonymous: FlaskClient,
                                                  service: Services) -> None:
-    from gateway.store.models import WebSessionRow
-
     login(anonymous, service)
     with service.db.session() as s:
         rows = list(s.query(WebSessionRow))
