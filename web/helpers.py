@@ -21,8 +21,15 @@ PAGE_SIZE = 50
 
 
 def local_url(target: str | None, default: str) -> str:
-    """`target` if it is a path on this site, else `default` (no open redirects)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    """`target` if it is a path on this site, else `default` (no open redirects).
+
+    A control character (CR, LF, TAB, NUL…) or a backslash anywhere refuses it too: in a
+    Location header it would be a 500 at best, and browsers drop tabs and newlines from URLs,
+    so "/<TAB>/evil" would become "//evil".
+    """
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target
+            and not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in target)):
         return target
     return default
 

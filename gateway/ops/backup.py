@@ -75,7 +75,14 @@ MAX_DATA_FILE_BYTES = 512 * 1024 * 1024  # lists/calls as JSON lines
 MAX_AUDIO_FILE_BYTES = 64 * 1024 * 1024  # a WAV; 120 s of 8 kHz 16-bit is under 2 MiB
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+# Files read whole, or with few rows: far below what a real installation writes, far above
+# what fits in a web process limited to 256 MiB only if it were read naively.
+MAX_SMALL_FILE_BYTES = {"settings.json": 1024 * 1024, "rules.jsonl": 16 * 1024 * 1024}
+# A JSON line is read with this bound, so a single 400 MiB "line" is refused after 64 KiB
+# instead of being read whole; a real row (a call's reason, a rule's parameters) is < 4 KiB.
+MAX_LINE_BYTES = 64 * 1024
 _BATCH = 5_000
+_BATCH_BYTES = 4 * 1024 * 1024  # rows in one INSERT: bounded by count and by their size
 _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # name in the archive -> the model stored in it, in the order a restore inserts them.
@@ -366,7 +373,8 @@ def check_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
         if len(path.parts) == 1:
             if name != MANIFEST and name not in _TABLE_FILES:
                 raise BackupError(f"unexpected file {name[:80]!r} in the archive")
-            limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_DATA_FILE_BYTES
+            limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_SMALL_FILE_BYTES.get(
+                name, MAX_DATA_FILE_BYTES)
         elif top in _FILE_DIRS:
             limit = MAX_AUDIO_FILE_BYTES
         else:
@@ -437,11 +445,7 @@ def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
         raise BackupError("the archive has no manifest.json: not a Ringfence backup")
     stream = tar.extractfile(info)
     assert stream is not None  # a regular file, checked above
-    try:
-        manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"manifest.json is not valid JSON: {exc}") from None
-    manifest = check_manifest(manifest)
+    manifest = check_manifest(_loads(stream.read(MAX_MANIFEST_BYTES + 1), "manifest.json"))
     listed = set(manifest["files"])
     present = set(members) - {MANIFEST}
     # Without these a restore would empty the lists and re-seed the default rules.
@@ -467,11 +471,14 @@ def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         written = 0
+        lines = _LineBound(name) if name.endswith(".jsonl") else None
         with target.open("wb") as out:
             while chunk := source.read(1 << 20):
                 written += len(chunk)
                 if written > info.size:
                     raise BackupError(f"{name[:80]!r} is longer than its header says")
+                if lines is not None:
+                    lines.feed(chunk)  # a 400 MiB "line" stops here, not on the disk
                 digest.update(chunk)
                 out.write(chunk)
         if not isinstance(expected, dict) or expected.get("sha256") != digest.hexdigest():
@@ -479,24 +486,66 @@ def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
                               "damaged or was edited")
 
 
-def _read_rows(path: Path, model: type[Base], label: str) -> Iterator[dict[str, Any]]:
+class _LineBound:
+    """Refuse a JSON-lines member as soon as one of its lines passes MAX_LINE_BYTES."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.run = 0  # bytes since the last newline
+        self.line = 1
+
+    def feed(self, chunk: bytes) -> None:
+        """Check the next chunk of the member."""
+        parts = chunk.split(b"\n")
+        self.run += len(parts[0])
+        self._check()
+        for part in parts[1:]:
+            self.line += 1
+            self.run = len(part)
+            self._check()
+
+    def _check(self) -> None:
+        if self.run > MAX_LINE_BYTES:
+            raise BackupError(f"{self.name} line {self.line} is longer than {MAX_LINE_BYTES} "
+                              "bytes: not a row Ringfence writes")
+
+
+def _loads(data: str | bytes, where: str) -> Any:
+    """Parse JSON from an archive; anything wrong with it is a BackupError naming `where`."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackupError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:  # e.g. 200,000 nested "[": Python's parser recurses per level
+        raise BackupError(f"{where}: JSON nested too deeply") from None
+
+
+_Row = tuple[dict[str, Any], int]  # a checked row and the size of its line
+
+
+def _read_rows(path: Path, model: type[Base], label: str) -> Iterator[_Row]:
     with path.open(encoding="utf-8") as stream:
-        for line_no, line in enumerate(stream, start=1):
+        line_no = 0
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            line_no += 1
+            where = f"{label} line {line_no}"
+            if len(line) > MAX_LINE_BYTES:
+                raise BackupError(f"{where} is longer than {MAX_LINE_BYTES} characters: "
+                                  "not a row Ringfence writes")
             if not line.strip():
                 continue
-            where = f"{label} line {line_no}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BackupError(f"{where}: not valid JSON ({exc.msg})") from None
-            yield _check_domain(model, _json_to_row(model, data, where), where)
+            data = _loads(line, where)
+            yield _check_domain(model, _json_to_row(model, data, where), where), len(line)
 
 
 def _settings_rows(path: Path) -> list[dict[str, Any]]:
+    if path.stat().st_size > MAX_SMALL_FILE_BYTES["settings.json"]:
+        raise BackupError("settings.json is larger than a backup's settings may be")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"settings.json is not valid JSON: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BackupError(f"settings.json is not valid UTF-8: {exc}") from None
+    data = _loads(text, "settings.json")
     if not isinstance(data, dict):
         raise BackupError("settings.json: expected a JSON object")
     rows = []
@@ -519,15 +568,17 @@ def _reset_sequences(session: Session, models: list[type[Base]]) -> None:
             f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
 
 
-def _insert_all(session: Session, model: type[Base], rows: Iterator[dict[str, Any]]) -> int:
+def _insert_all(session: Session, model: type[Base], rows: Iterator[_Row]) -> int:
     count = 0
     batch: list[dict[str, Any]] = []
-    for row in rows:
+    size = 0
+    for row, row_size in rows:
         batch.append(row)
-        if len(batch) >= _BATCH:
+        size += row_size
+        if len(batch) >= _BATCH or size >= _BATCH_BYTES:
             session.execute(insert(model), batch)
             count += len(batch)
-            batch = []
+            batch, size = [], 0
     if batch:
         session.execute(insert(model), batch)
         count += len(batch)
@@ -648,8 +699,8 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
             elif model is VoicemailRow:
                 # A message whose call is not in the backup (none were backed up, or the call
                 # came in while the backup was being written) keeps the message, not the link.
-                rows = ({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
-                         else None} for r in rows)
+                rows = (({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
+                          else None}, n) for r, n in rows)
             s.flush()
             report.rows[label] = _insert_all(s, model, rows)
             inserted.append(model)
@@ -665,10 +716,10 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
             version_row.value = version
 
 
-def _remember_ids(rows: Iterator[dict[str, Any]], ids: set[int]) -> Iterator[dict[str, Any]]:
-    for row in rows:
+def _remember_ids(rows: Iterator[_Row], ids: set[int]) -> Iterator[_Row]:
+    for row, size in rows:
         ids.add(row["id"])
-        yield row
+        yield row, size
 
 
 def _move_files(source: Path, target: Path) -> int:
