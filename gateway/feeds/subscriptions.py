@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
+from gateway.store.csv_cells import restore
 from gateway.store.db import Database
 from gateway.store.entries import classify_pattern
 from gateway.store.errors import EntryError
@@ -127,7 +128,8 @@ def parse_list(data: bytes) -> list[tuple[str, str]]:
     if head.startswith((b"<!doctype", b"<html", b"<?xml")):
         raise SubscriptionError("the file is a web page, not a list")
     entries: list[tuple[str, str]] = []
-    for fields in csv.reader(iter_lines(data)):
+    for cells in csv.reader(iter_lines(data)):
+        fields = [restore(cell) for cell in cells]  # a list exported by Ringfence reads back
         if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
             continue
         text = fields[0].strip()

@@ -16,8 +16,10 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from gateway import untrusted
 from gateway.numbers import list_number
 from gateway.screening.rules import Action, ListName, MatchKind
+from gateway.store.csv_cells import neutralise, restore
 from gateway.store.db import Database
 from gateway.store.entries import MAX_LABEL_LENGTH, classify_pattern
 from gateway.store.errors import EntryError, entry_error
@@ -27,6 +29,7 @@ from gateway.store.settings import bump_rules_version
 IMPORT_BATCH = 5_000
 MAX_REPORTED_REJECTS = 1_000
 HEADER_WORDS = ("number", "pattern", "numero", "numéro")
+EXPORT_HEADER = ["pattern", "label", "kind", "action", "expires_at"]
 
 
 @dataclass
@@ -191,14 +194,19 @@ class ListFiles:
                 raise entry_error(exc, "action") from None
         report = ImportReport()
         parsed = 0
+        exported = False  # a file export_csv wrote: its label is the second column only
         with self.db.session() as s:
             sink = _ImportSink(s, action=action, source=source, list_name=list_name)
-            for line_no, fields in enumerate(csv.reader(stream), start=1):
+            for line_no, cells in enumerate(csv.reader(stream), start=1):
+                fields = [restore(cell) for cell in cells]  # what export_csv neutralised
                 if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
                 typed = fields[0].strip()
                 if line_no == 1 and typed.lower() in HEADER_WORDS:
+                    exported = fields == EXPORT_HEADER
                     continue  # a header row
+                if exported:
+                    fields = fields[:2]
                 number = list_number(typed, self.home_region)
                 if number is not None:
                     kind, pattern = MatchKind.EXACT, number
@@ -216,17 +224,23 @@ class ListFiles:
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
-        """Write a list as CSV (pattern,label,kind,action,expires_at); return the row count."""
+        """Write a list as CSV (pattern,label,kind,action,expires_at); return the row count.
+
+        Labels come from strangers (subscriptions, vCards, imports): every cell is stripped of
+        control and bidi-override characters and neutralised (`csv_cells`) so no spreadsheet
+        evaluates it; E.164 numbers so come out as ``'+33…``, which a spreadsheet shows as
+        text, keeping the ``+``. `import_csv` reads the file back to the same entries.
+        """
         writer = csv.writer(out)
-        writer.writerow(["pattern", "label", "kind", "action", "expires_at"])
+        writer.writerow(EXPORT_HEADER)
         count = 0
         query = (select(ListEntryRow).where(ListEntryRow.list == ListName(list_name).value)
                  .order_by(ListEntryRow.id).execution_options(yield_per=5000))
         with self.db.session() as s:
             for row in s.scalars(query):
-                writer.writerow([export_pattern(row.kind, row.pattern), row.label, row.kind,
-                                 row.action or "",
-                                 row.expires_at.isoformat() if row.expires_at else ""])
+                cells = [export_pattern(row.kind, row.pattern), row.label, row.kind,
+                         row.action or "", row.expires_at.isoformat() if row.expires_at else ""]
+                writer.writerow([neutralise(untrusted.strip(cell)) for cell in cells])
                 count += 1
         return count
 
