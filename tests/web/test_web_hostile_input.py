@@ -6,8 +6,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gateway.config import Settings
+from gateway.screening.rules import ListName
 from tests.helpers import Services
-from tests.web.support import PASSWORD, post
+from tests.web.support import PASSWORD, log_call, post, save_voicemail
 from web.helpers import local_url
 from web.security import set_password
 
@@ -42,3 +44,16 @@ def test_the_language_switch_ignores_a_hostile_next(client: FlaskClient) -> None
     response = post(client, "/language", {"lang": "fr", "next": "/\r\n//evil"})
     assert response.status_code == 302  # type: ignore[attr-defined]
     assert response.headers["Location"] == "/"  # type: ignore[attr-defined]
+
+
+def test_labels_and_names_reach_no_page_with_controls(client: FlaskClient, service: Services,
+                                                      settings: Settings) -> None:
+    hostile = "\u202eevil\x1b[31m\x00 label"
+    service.store.entries.add(ListName.BLOCK, "0612345678", label=hostile)
+    log_call(service, "+33698765432", name=hostile, reason=f"blocked: {hostile}")
+    save_voicemail(service, settings, "+33698765432", name=hostile)
+    for page in ("/lists/block", "/calls", "/voicemail", "/"):
+        html = client.get(page).get_data(as_text=True)
+        assert "\u202e" not in html and "\x1b" not in html and "\x00" not in html, page
+        assert "evil[31m label" in html, page
+    assert "<bdi>evil[31m label</bdi>" in client.get("/lists/block").get_data(as_text=True)
