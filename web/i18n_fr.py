@@ -28,6 +28,9 @@ FR: dict[str, str] = {
     "Subscribe": "S'abonner",
     "List": "Liste",
     "List subscriptions": "Abonnements à des listes",
+    "LAN source: the list is on my own network (allows a private or local address)":
+        "Source locale : la liste est sur mon propre réseau (adresse privée ou locale permise)",
+    "LAN": "réseau local",
     "Latest notifications": "Dernières notifications",
     "Nothing sent yet.": "Rien n'a encore été envoyé.",
     "No channel is configured.": "Aucun canal n'est configuré.",
