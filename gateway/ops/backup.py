@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from gateway import __version__
 from gateway.config import Settings
+from gateway.files import create_private
 from gateway.screening.rules import Action, RuleKind
 from gateway.store import open_database
 from gateway.store.db import MIGRATIONS, Database, head_revision
@@ -313,6 +314,8 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
             # Written next to the target and renamed, so a failed backup leaves no half file.
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")
+            partial.unlink(missing_ok=True)
+            create_private(partial)  # lists, settings, maybe calls: 0600 whatever the umask
             with tarfile.open(partial, "w:gz") as tar:
                 tar.add(manifest_path, arcname=MANIFEST, recursive=False, filter=_normalise)
                 for name, member_path in members:
@@ -472,6 +475,7 @@ def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
         digest = hashlib.sha256()
         written = 0
         lines = _LineBound(name) if name.endswith(".jsonl") else None
+        create_private(target)  # restored files keep this mode when moved into place
         with target.open("wb") as out:
             while chunk := source.read(1 << 20):
                 written += len(chunk)
