@@ -432,12 +432,14 @@ def _open_archive(path: Path | str) -> Iterator[tarfile.TarFile]:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in the finally below
     except FileNotFoundError:
         raise BackupError(f"{path}: no such file") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BackupError(f"{path}: not a readable .tar.gz archive ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError):
+        raise BackupError(f"{path}: not a .tar.gz archive; choose a file made by Ringfence's "
+                          "backup (ringfence-….tar.gz)") from None
     try:
         yield tar
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BackupError(f"{path}: the archive is damaged ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError):
+        raise BackupError(f"{path}: the archive is damaged or cut short (an interrupted "
+                          "download?); make or download the backup again") from None
     finally:
         tar.close()
 
@@ -448,7 +450,9 @@ def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
         raise BackupError("the archive has no manifest.json: not a Ringfence backup")
     stream = tar.extractfile(info)
     assert stream is not None  # a regular file, checked above
-    manifest = check_manifest(_loads(stream.read(MAX_MANIFEST_BYTES + 1), "manifest.json"))
+    manifest = check_manifest(_loads(
+        stream.read(MAX_MANIFEST_BYTES + 1), "manifest.json",
+        hint=": not a Ringfence backup, or a damaged one"))
     listed = set(manifest["files"])
     present = set(members) - {MANIFEST}
     # Without these a restore would empty the lists and re-seed the default rules.
@@ -514,12 +518,12 @@ class _LineBound:
                               "bytes: not a row Ringfence writes")
 
 
-def _loads(data: str | bytes, where: str) -> Any:
+def _loads(data: str | bytes, where: str, *, hint: str = "") -> Any:
     """Parse JSON from an archive; anything wrong with it is a BackupError naming `where`."""
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"{where}: not valid JSON ({exc})") from None
+        raise BackupError(f"{where} is not valid JSON ({exc}){hint}") from None
     except RecursionError:  # e.g. 200,000 nested "[": Python's parser recurses per level
         raise BackupError(f"{where}: JSON nested too deeply") from None
 

@@ -26,7 +26,7 @@ def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:
         service = Services.open(settings)
         try:
             engine = service.db.engine
-            assert current_revision(engine) == head_revision()
+            assert current_revision(engine) == head_revision()  # 0002 and later
             command.downgrade(_alembic_config(engine), "0001")
             assert "notifications" not in inspect(engine).get_table_names()
             command.upgrade(_alembic_config(engine), "head")

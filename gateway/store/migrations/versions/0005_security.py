@@ -1,7 +1,7 @@
 """web sessions on the server, LAN-source subscriptions
 
 Revision ID: 0005
-Revises: 0002 (to be chained on 0004 when migrations 0003 and 0004 land)
+Revises: 0004
 Create Date: 2026-11-25
 
 `web_sessions` lets a logout end a session for good (a signed cookie alone cannot be
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
