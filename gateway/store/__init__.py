@@ -5,6 +5,9 @@
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
 `store.lines` (registration states), `store.screening` (what a call's screening reads) and
 `store.web_sessions` (the web UI's logged-in sessions).
+
+The gateway's call flow writes through its call writer instead (`store.writer`: events from
+`store.events`, applied in batches by `store.batch`, spooled to `store.journal`).
 """
 
 from __future__ import annotations
