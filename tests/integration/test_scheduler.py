@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import select
 
 from gateway.notify.collect import digest_moment, due_period
 from gateway.notify.notifier import Notifier
-from gateway.scheduler import JOB_CATCH_UP, JOB_DIGEST, digest_trigger, start_scheduler
+from gateway.scheduler import (
+    JOB_CATCH_UP,
+    JOB_DIGEST,
+    RingfenceScheduler,
+    digest_trigger,
+    start_scheduler,
+)
 from gateway.service import open_service
 from gateway.store.models import NotificationRow
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
@@ -207,3 +219,110 @@ def test_an_unreadable_stored_job_does_not_stop_the_start(tmp_path: Path) -> Non
         assert scheduler.next_run(JOB_DIGEST) is not None
     finally:
         scheduler.shutdown()
+
+
+# --------------------------------------------------------------------------- shutdown races
+# APScheduler 3's shutdown() marks the scheduler stopped before it takes the job-store lock
+# that each round of job processing holds. These tests stop the scheduler thread at a chosen
+# point of a round, shut down from another thread, then let the round go on: with the round
+# guard the shutdown waits for the round; without it the thread dies or logs a traceback.
+
+
+class _Gate:
+    """Holds the scheduler thread at one point until released (bounded, never a hang)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.reached.set()
+            self.release.wait(10)
+
+
+def _shut_down_while_held(scheduler: RingfenceScheduler, gate: _Gate) -> None:
+    assert gate.reached.wait(10), "the scheduler thread never reached the gate"
+    stopper = threading.Thread(target=scheduler.shutdown, name="stopper")
+    stopper.start()
+    # Unguarded, shutdown() marks the scheduler stopped at once and then waits for the lock;
+    # guarded, it waits before that. Either way give it the time to get there.
+    deadline = time.monotonic() + 0.5
+    while scheduler.scheduler.state != STATE_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.release.set()
+    stopper.join(15)
+    assert not stopper.is_alive()
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Exceptions that ended a thread, as 'thread: Type'."""
+    errors: list[str] = []
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+
+    monkeypatch.setattr(threading, "excepthook", hook)
+    return errors
+
+
+def _apscheduler_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records
+            if r.name.startswith("apscheduler") and r.levelno >= logging.ERROR]
+
+
+def test_shutdown_during_the_round_that_runs_the_catch_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        thread_errors: list[str]) -> None:
+    # Held between "the catch-up is due" and "a run-once job is removed once submitted".
+    gate = _Gate()
+    gate.armed = True
+    submit = BaseExecutor.submit_job
+
+    def held_submit(self: BaseExecutor, job: Any, run_times: Any) -> None:
+        if job.id == JOB_CATCH_UP:
+            gate.hold()
+        submit(self, job, run_times)
+
+    monkeypatch.setattr(BaseExecutor, "submit_job", held_submit)
+    settings = make_settings(tmp_path)
+    service = open_service(settings)
+    scheduler = start_scheduler(settings, service)
+    _shut_down_while_held(scheduler, gate)
+    assert thread_errors == []  # was: APScheduler: JobLookupError: ... ringfence.catch_up
+    assert _apscheduler_errors(caplog) == []
+    assert scheduler.runs[JOB_CATCH_UP] == 1  # the round finished on a running scheduler
+
+
+def test_shutdown_while_a_round_waits_to_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, thread_errors: list[str]) -> None:
+    # Held at the top of the first round from 08:00 on (the digest is due), before the lock.
+    gate = _Gate()
+    gate.armed = True
+    eight = datetime(2026, 11, 23, 8, 0, tzinfo=PARIS)
+
+    class HoldAtRoundStart(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.getMessage() == "Looking for jobs to run" and datetime.now(UTC) >= eight:
+                gate.hold()
+            return True
+
+    apscheduler_log = logging.getLogger("apscheduler.scheduler")
+    hold = HoldAtRoundStart()
+    caplog.set_level(logging.DEBUG, logger="apscheduler.scheduler")
+    apscheduler_log.addFilter(hold)
+    try:
+        settings = make_settings(tmp_path)
+        service = open_service(settings)
+        with time_machine.travel(datetime(2026, 11, 23, 7, 59, 59, tzinfo=PARIS), tick=True):
+            scheduler = start_scheduler(settings, service)
+            _shut_down_while_held(scheduler, gate)
+    finally:
+        apscheduler_log.removeFilter(hold)
+    assert thread_errors == []
+    assert _apscheduler_errors(caplog) == []  # was: Error submitting job "run_digest ..."
+    assert scheduler.runs[JOB_DIGEST] == 1
