@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -15,7 +16,7 @@ from gateway.config import Settings
 from gateway.screening.rules import ListName
 from gateway.service import ScreeningService
 from gateway.store.models import utcnow
-from tests.web_support import log_call, make_app, save_voicemail, wav_bytes
+from tests.web_support import NOW, log_call, make_app, save_voicemail, wav_bytes
 from web import queries
 from web.security import new_api_token, revoke_api_token, token_hash
 
@@ -102,6 +103,7 @@ def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
         == 200
 
 
+@time_machine.travel(NOW, tick=False)  # "today" starts at midnight in Paris: not a minute ago
 def test_stats_lines_and_calls(api: Api, service: ScreeningService) -> None:
     now = utcnow()
     log_call(service, "0612345678", action="reject:603", at=now - timedelta(minutes=1))
