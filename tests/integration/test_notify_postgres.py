@@ -17,7 +17,7 @@ from gateway.service import open_service
 from gateway.store.db import _alembic_config, current_revision
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.clock]
 
 
 def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:

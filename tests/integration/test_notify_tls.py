@@ -15,6 +15,8 @@ from gateway.notify.notifier import Notifier
 from gateway.service import open_service
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
+pytestmark = pytest.mark.clock
+
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
 
 

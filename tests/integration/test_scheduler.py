@@ -44,6 +44,7 @@ def fire_times(trigger: object, start: datetime, count: int) -> list[datetime]:
     return times
 
 
+@pytest.mark.clock
 def test_spring_forward_digest_at_0230_is_sent_once(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, '[notify]\ndigest_time = "02:30"\n'
@@ -62,6 +63,7 @@ def test_spring_forward_digest_at_0230_is_sent_once(tmp_path: Path) -> None:
         assert "29 Mar" in sink.messages[0]["Subject"]
 
 
+@pytest.mark.clock
 def test_fall_back_day_fires_twice_but_sends_once(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, '[notify]\ndigest_time = "02:30"\n'
@@ -88,6 +90,7 @@ def digests(service: object) -> list[tuple[str, str]]:
             select(NotificationRow).where(NotificationRow.kind == "digest"))]
 
 
+@pytest.mark.clock
 def test_missed_digest_is_sent_once_on_start_and_not_again_after_restart(
         tmp_path: Path) -> None:
     with smtp_server() as sink:
@@ -114,6 +117,7 @@ def test_missed_digest_is_sent_once_on_start_and_not_again_after_restart(
             2026, 11, 24, 8, 0, tzinfo=PARIS)
 
 
+@pytest.mark.clock
 def test_stored_job_keeps_its_missed_run_across_a_restart(tmp_path: Path) -> None:
     with smtp_server() as sink:
         settings = make_settings(tmp_path, smtp_toml(sink.port))
@@ -138,6 +142,7 @@ def test_stored_job_keeps_its_missed_run_across_a_restart(tmp_path: Path) -> Non
     assert len(sink.messages) == 2
 
 
+@pytest.mark.clock
 def test_scheduler_starts_with_no_channel(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     service = open_service(settings)
@@ -203,6 +208,7 @@ def test_two_processes_racing_send_one_email(tmp_path: Path) -> None:
     assert [s for _, s in digests(open_service(settings))] == ["sent"]
 
 
+@pytest.mark.clock
 def test_an_unreadable_stored_job_does_not_stop_the_start(tmp_path: Path) -> None:
     from sqlalchemy import text
 
@@ -275,6 +281,7 @@ def _apscheduler_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
             if r.name.startswith("apscheduler") and r.levelno >= logging.ERROR]
 
 
+@pytest.mark.clock
 def test_shutdown_during_the_round_that_runs_the_catch_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         thread_errors: list[str]) -> None:
@@ -298,6 +305,7 @@ def test_shutdown_during_the_round_that_runs_the_catch_up(
     assert scheduler.runs[JOB_CATCH_UP] == 1  # the round finished on a running scheduler
 
 
+@pytest.mark.clock
 def test_shutdown_while_a_round_waits_to_start(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, thread_errors: list[str]) -> None:
     # Held at the top of the first round from 08:00 on (the digest is due), before the lock.

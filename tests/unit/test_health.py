@@ -19,6 +19,8 @@ from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
 from gateway.service import ScreeningService, open_service
 
+pytestmark = pytest.mark.clock
+
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LINE = """
 [[lines]]

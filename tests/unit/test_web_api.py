@@ -103,6 +103,7 @@ def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
         == 200
 
 
+@pytest.mark.clock
 @time_machine.travel(NOW, tick=False)  # "today" starts at midnight in Paris: not a minute ago
 def test_stats_lines_and_calls(api: Api, service: ScreeningService) -> None:
     now = utcnow()
@@ -121,6 +122,7 @@ def test_stats_lines_and_calls(api: Api, service: ScreeningService) -> None:
     assert api("GET", "/api/calls?limit=x").get_json()["field"] == "limit"
 
 
+@pytest.mark.clock
 def test_screen_matches_the_service(api: Api, service: ScreeningService) -> None:
     service.repo.add_entry(ListName.BLOCK, "0162*", action="announce:sit")
     result = api("POST", "/api/screen", json={"number": "+33 1 62 00 00 00",
@@ -201,6 +203,7 @@ def test_rules_and_settings(api: Api, service: ScreeningService) -> None:
     assert api("GET", "/api/settings").get_json()["burst"]["distinct_callers"] == 5
 
 
+@pytest.mark.clock
 def test_pause_and_resume(api: Api, service: ScreeningService) -> None:
     paused = api("POST", "/api/pause", json={"minutes": 45}).get_json()
     assert paused["paused_until"] and service.repo.get_setting("paused_until")

@@ -44,6 +44,7 @@ def text(response: object) -> str:
 # ---------------------------------------------------------------------------- dashboard
 
 
+@pytest.mark.clock
 def test_dashboard_counts_charts_lines_and_voicemail(client: FlaskClient, settings: Settings,
                                                      service: ScreeningService) -> None:
     now = utcnow()
@@ -61,6 +62,7 @@ def test_dashboard_counts_charts_lines_and_voicemail(client: FlaskClient, settin
     assert data == {"pass": 1, "blocked": 1, "voicemail": 1, "challenge": 0}
 
 
+@pytest.mark.clock
 def test_dashboard_shows_burst_mode_and_when_it_started(client: FlaskClient,
                                                         service: ScreeningService) -> None:
     start = utcnow() - timedelta(minutes=8)
@@ -70,6 +72,7 @@ def test_dashboard_shows_burst_mode_and_when_it_started(client: FlaskClient,
     assert "ON since" in html and "5 different unknown callers" in html
 
 
+@pytest.mark.clock
 def test_dashboard_shows_the_pause(client: FlaskClient, service: ScreeningService) -> None:
     service.repo.set_setting("paused_until", (utcnow() + timedelta(hours=1)).isoformat())
     assert "Screening is paused until" in text(client.get("/"))
@@ -78,6 +81,7 @@ def test_dashboard_shows_the_pause(client: FlaskClient, service: ScreeningServic
 # ---------------------------------------------------------------------------- call log
 
 
+@pytest.mark.clock
 def test_call_log_paginates_with_a_count(client: FlaskClient, service: ScreeningService) -> None:
     for i in range(120):
         log_call(service, f"0612{i:06d}", at=NOW - timedelta(minutes=i))
@@ -90,6 +94,7 @@ def test_call_log_paginates_with_a_count(client: FlaskClient, service: Screening
     assert text(client.get("/calls?page=99")).count('class="row"') == 20  # clamped
 
 
+@pytest.mark.clock
 def test_call_log_filters_by_action_number_and_date(client: FlaskClient,
                                                     service: ScreeningService) -> None:
     log_call(service, "+33612345678", action="reject:603", at=NOW)
@@ -324,6 +329,7 @@ def test_save_settings_and_errors(client: FlaskClient, service: ScreeningService
     assert service.repo.all_settings()["burst"]["distinct_callers"] == 6  # nothing half-saved
 
 
+@pytest.mark.clock
 def test_pause_and_resume(client: FlaskClient, service: ScreeningService) -> None:
     assert post(client, "/pause", {"amount": "2", "unit": "hours"}).status_code == 302
     until = datetime.fromisoformat(service.repo.get_setting("paused_until"))
@@ -339,6 +345,7 @@ def test_pause_and_resume(client: FlaskClient, service: ScreeningService) -> Non
 # ---------------------------------------------------------------------------- test a number
 
 
+@pytest.mark.clock
 def test_test_a_number_gives_the_screen_answer(client: FlaskClient,
                                                service: ScreeningService) -> None:
     service.repo.add_entry(ListName.BLOCK, "0612345678", action="announce:sit")
@@ -350,11 +357,13 @@ def test_test_a_number_gives_the_screen_answer(client: FlaskClient,
     assert 'id="e-at"' in html and 'value="0162000000"' in html
 
 
+@pytest.mark.clock
 def test_test_a_number_handles_withheld_and_hostile_names(client: FlaskClient) -> None:
     html = text(client.get("/test", query_string={"number": "anonymous", "name": HOSTILE}))
     assert "withheld" in html and HOSTILE not in html
 
 
+@pytest.mark.clock
 def test_dashboard_buckets_follow_local_days_across_a_dst_change(
         service: ScreeningService) -> None:
     # Paris left summer time on 25 October 2026 at 03:00: that local day lasts 25 hours.
