@@ -24,11 +24,12 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway import untrusted
 from gateway.numbers import number_query, to_e164
 from gateway.screening.caller import Caller
 from gateway.screening.rules import ListEntry, ListName, MatchKind
 from gateway.store.calls import CallFilter
-from gateway.store.csv_cells import cell
+from gateway.store.csv_cells import neutralise
 from gateway.store.models import CallRow, utcnow
 from web.helpers import (
     ONGOING_SECONDS,
@@ -208,14 +209,15 @@ EXPORT_COLUMNS = ("time", "number", "name", "caller_kind", "action", "what_happe
 
 
 def export_calls(rows: Iterable[CallRow], out: IO[str], timezone: str) -> int:
-    """Write calls as CSV, every stranger's text neutralised (`csv_cells.cell`)."""
+    """Write calls as CSV like the list exports: no control or bidi character, and no cell a
+    spreadsheet would evaluate (`untrusted.strip_controls`, `csv_cells.neutralise`)."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     zone = ZoneInfo(timezone)
     count = 0
     for row in rows:
         at = row.at.astimezone(zone)
-        writer.writerow([cell(value) for value in (
+        writer.writerow([neutralise(untrusted.strip_controls(str(value))) for value in (
             at.isoformat(timespec="seconds"), row.number or "", row.display_name,
             row.caller_kind, row.action, outcome_text(row), row.outcome or "",
             "" if row.duration_s is None else f"{row.duration_s:.1f}", reason_words(row),

@@ -1,33 +1,31 @@
-"""CSV cells a spreadsheet will not run: strangers' text stays text when an export is opened.
+"""The one place that turns a value into a CSV cell a spreadsheet will not evaluate, and back.
 
-A display name such as ``=HYPERLINK("http://…")`` or ``@SUM(…)`` in a call log export would be
-a formula in Excel or LibreOffice (CSV injection, CWE-1236). `cell` puts an apostrophe before
-such a cell, which spreadsheets show as text. Cells of digits and pattern signs only
-(``+33612345678``, ``+33162*``, ``-5``) are left alone: a formula that does harm needs a
-function name or a ``|``. `uncell` undoes it, so an exported list imports back as it
-was.
+OWASP's CSV-injection rule: a cell that begins with ``=``, ``+``, ``-``, ``@``, TAB or CR (and
+NUL, as ASVS 1.2.10 adds) is a formula to Excel, LibreOffice and Google Sheets; prefixing it
+with ``'`` makes it text (the quote is not shown). An export passes every cell through
+`neutralise`; an import passes every field through `restore`, which undoes exactly that and
+nothing else: ``restore(neutralise(x)) == x`` for every string, so exported lists re-import
+unchanged. A value that itself begins with ``'`` before one of those characters (or a second
+``'``) gets one more quote, which is what keeps the pair exact.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
-_HARMLESS = re.compile(r"[0-9+\-*?\[\] .,]*")
+FORMULA_START = frozenset("=+-@\t\r\x00")
+_QUOTE = "'"
+_ESCAPED = FORMULA_START | {_QUOTE}
 
 
-def cell(value: Any) -> str:
-    """`value` as a CSV cell that no spreadsheet evaluates."""
-    text = "" if value is None else str(value)
-    first = text.lstrip(" ")[:1]
-    if first and first in TRIGGERS and not _HARMLESS.fullmatch(text):
-        return "'" + text
-    return text
+def neutralise(cell: str) -> str:
+    """The cell as a spreadsheet must show it: text, never a formula."""
+    first = cell[:1]
+    if first in FORMULA_START or (first == _QUOTE and cell[1:2] in _ESCAPED and cell[1:2]):
+        return _QUOTE + cell
+    return cell
 
 
-def uncell(text: str) -> str:
-    """A cell as `cell` received it: the apostrophe it added is dropped."""
-    if len(text) > 1 and text[0] == "'" and text[1:].lstrip(" ")[:1] in TRIGGERS:
-        return text[1:]
-    return text
+def restore(cell: str) -> str:
+    """Undo `neutralise` (only its quote: other cells come back as they are)."""
+    if cell[:1] == _QUOTE and cell[1:2] and cell[1:2] in _ESCAPED:
+        return cell[1:]
+    return cell

