@@ -15,6 +15,13 @@ from typing import Any, Protocol
 from gateway.config import PassBehaviour, Settings
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
+from gateway.sip.transaction import Timers
+from gateway.sip.workers import LoadCounters, Slots, WorkerPool
+
+MAX_RINGING = 1000
+"""Calls ringing silently at once. A ring holds no thread and no media, only a few KB of memory
+(the INVITE and its transaction); past this a pass leaves the fork with 480 (the owner's phone
+still rings), so a flood of never-cancelled INVITEs cannot grow the gateway without bound."""
 
 
 class Recording(Protocol):
@@ -109,6 +116,24 @@ PromptResolver = Callable[[str], Path]
 
 
 @dataclass
+class Capacity:
+    """What every call of one gateway process shares: workers, timers, slots and counters."""
+
+    work: WorkerPool
+    timers: Timers
+    media: Slots  # calls with media at once: `[gateway] max_calls`
+    ringing: Slots = field(default_factory=lambda: Slots(MAX_RINGING))
+    counters: LoadCounters = field(default_factory=LoadCounters)
+
+    def __post_init__(self) -> None:
+        self.counters.gauge("queued", self.work.queued)
+        self.counters.gauge("workers_busy", self.work.busy)
+        self.counters.gauge("media_calls", lambda: self.media.active)
+        self.counters.gauge("media_slots", lambda: self.media.limit)
+        self.counters.gauge("ringing", lambda: self.ringing.active)
+
+
+@dataclass
 class CallEnvironment:
     """What a call needs besides itself: settings, screening, the log, media, line choices."""
 
@@ -117,6 +142,7 @@ class CallEnvironment:
     book: Records
     media_factory: MediaFactory
     prompt: PromptResolver
+    capacity: Capacity
     line: str | None = None
     pass_behaviour: PassBehaviour = "ring"
     redirect_to: str = ""
