@@ -30,6 +30,7 @@ WITHHELD_NAMES = frozenset(
 
 _VERSTAT = re.compile(r"verstat=([A-Za-z-]+)", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s.\-()/]")
+_GLOB_SETS = re.compile(r"(\[[^\]]*\])")  # split keeps each [...] set as its own part
 MAX_RAW_LENGTH = 256  # a stranger's header; nothing legitimate is longer
 
 
@@ -152,7 +153,9 @@ def normalize_prefix(text: str, home_region: str) -> str:
 
 def normalize_glob(text: str, home_region: str) -> str:
     """Normalise the literal start of a glob ("0162*", "+33 6 ?? ?? ?? ??") to E.164 form."""
-    pattern = _SEPARATORS.sub("", text.strip())
+    # Separators go, except a '-' inside [...], where it is a range ("[2-5]"), not punctuation.
+    pattern = "".join(part if part.startswith("[") else _SEPARATORS.sub("", part)
+                      for part in _GLOB_SETS.split(text.strip()))
     if not pattern or not re.fullmatch(r"\+?[0-9*?\[\]!-]+", pattern):
         raise ValueError(
             f"{text!r} is not a number pattern: use digits with * (any digits), ? (one digit) "

@@ -19,7 +19,8 @@ from gateway.call.identity import caller_of
 from gateway.call.ports import CallEnvironment
 from gateway.call.record import CallRecord
 from gateway.screening.caller import Caller
-from gateway.screening.rules import Action, ActionKind
+from gateway.screening.decide import Decision, Step
+from gateway.screening.rules import PASS, Action, ActionKind
 from gateway.sip.ua import Call
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,16 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
                  decision.action, decision.reason)
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,
                             line=env.line)
-    except Exception:
+    except Exception as exc:
         log.exception("call %s: error while screening the call; failing open", call.call_id)
-        fail_open(call, caller, env, None, finisher(call, None, started))
+        failed_record = None
+        if caller is not None:
+            # Screening itself failed: the call is still logged, with what happened to it.
+            failed = Decision(PASS, f"screening failed ({type(exc).__name__}); call let through",
+                              Step.ERROR, unknown=True)
+            failed_record = CallRecord(env.book, caller, failed, at=env.clock(),
+                                       sip_call_id=call.call_id, line=env.line)
+        fail_open(call, caller, env, failed_record, finisher(call, failed_record, started))
         return
     done = finisher(call, record, started)
     try:

@@ -15,8 +15,7 @@ from typing import Any, Protocol
 from gateway.config import PassBehaviour, Settings
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
-from gateway.sip.transaction import Timers
-from gateway.sip.workers import LoadCounters, Slots, WorkerPool
+from gateway.sip.workers import LoadCounters, Slots
 
 MAX_RINGING = 1000
 """Calls ringing silently at once. A ring holds no thread and no media, only a few KB of memory
@@ -115,22 +114,35 @@ MediaFactory = Callable[[str, str, str], Media]
 PromptResolver = Callable[[str], Path]
 
 
+class Work(Protocol):
+    """Where the rest of a call runs (`gateway.sip.workers.WorkerPool`)."""
+
+    def follow_up(self, task: Callable[[], None]) -> None:
+        """Run `task` soon on a worker (how a parked ring ended: its log row)."""
+
+    def spawn(self, name: str, task: Callable[[], None]) -> object:
+        """Run `task` on a thread of its own (a call with media, for minutes)."""
+
+
+class Scheduler(Protocol):
+    """Callbacks at a later time (`gateway.sip.transaction.Timers`)."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        """Run `callback` after `delay` seconds; a handle for `cancel`."""
+
+    def cancel(self, handle: int | None) -> None:
+        """Forget a pending callback."""
+
+
 @dataclass
 class Capacity:
     """What every call of one gateway process shares: workers, timers, slots and counters."""
 
-    work: WorkerPool
-    timers: Timers
+    work: Work
+    timers: Scheduler
     media: Slots  # calls with media at once: `[gateway] max_calls`
     ringing: Slots = field(default_factory=lambda: Slots(MAX_RINGING))
     counters: LoadCounters = field(default_factory=LoadCounters)
-
-    def __post_init__(self) -> None:
-        self.counters.gauge("queued", self.work.queued)
-        self.counters.gauge("workers_busy", self.work.busy)
-        self.counters.gauge("media_calls", lambda: self.media.active)
-        self.counters.gauge("media_slots", lambda: self.media.limit)
-        self.counters.gauge("ringing", lambda: self.ringing.active)
 
 
 @dataclass

@@ -89,7 +89,14 @@ class Gateway:
         self.timers = Timers()
         # Shared by every line: the workers that screen, the media slots (`max_calls`: calls
         # answered at once), the ring count and the counters `load` reports.
-        self.capacity = Capacity(WorkerPool(), self.timers, Slots(settings.gateway.max_calls))
+        self.work = WorkerPool()
+        self.capacity = Capacity(self.work, self.timers, Slots(settings.gateway.max_calls))
+        load = self.capacity.counters
+        load.gauge("queued", self.work.queued)
+        load.gauge("workers_busy", self.work.busy)
+        load.gauge("media_calls", lambda: self.capacity.media.active)
+        load.gauge("media_slots", lambda: self.capacity.media.limit)
+        load.gauge("ringing", lambda: self.capacity.ringing.active)
         self.uas: list[UserAgent] = []
         self.registrations: list[Registration] = []
 
@@ -123,8 +130,8 @@ class Gateway:
 
     def start(self) -> None:
         """Bind every listener and start registering; OSError if an address is taken."""
-        self.capacity.work.start()
-        work, counters = self.capacity.work, self.capacity.counters
+        self.work.start()
+        work, counters = self.work, self.capacity.counters
         try:
             if not self.settings.lines:
                 gw = self.settings.gateway
@@ -168,7 +175,7 @@ class Gateway:
                 log.exception("line %s: error while unregistering", registration.line.name)
         for ua in self.uas:
             ua.end_calls()
-        self.capacity.work.stop(grace)  # media threads hear the hang-up; rings log their end
+        self.work.stop(grace)  # media threads hear the hang-up; rings log their end
         for ua in self.uas:
             ua.close()
         self.timers.stop()

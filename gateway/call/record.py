@@ -91,9 +91,11 @@ class CallBook:
 
     def mark_known(self, number: str) -> None:
         """Remember a caller the owner answered (CANCEL with cause=200) as a known caller."""
-        candidates = self.store.screening.candidate_entries(
-            parse_caller(number, self.settings.home_region))
-        if not any(e.list is ListName.ALLOW for e in candidates):
+        caller = parse_caller(number, self.settings.home_region)
+        now = utcnow()
+        allowed = [e for e in self.store.screening.candidate_entries(caller)
+                   if e.list is ListName.ALLOW and e.active(now) and e.matches(caller)]
+        if not allowed:
             self.store.entries.add(ListName.ALLOW, number, kind="exact",
                                    label=KNOWN_CALLER_LABEL, source="known")
 

@@ -61,8 +61,11 @@ def validate_setting(key: str, value: Any) -> Any:
     default = DEFAULT_SETTINGS[key]
     try:
         if key == "paused_until":
-            if value is not None:
-                datetime.fromisoformat(str(value))
+            if value is not None and datetime.fromisoformat(str(value)).tzinfo is None:
+                # A naive time cannot be compared with the aware time of a call: every call
+                # would fail open and the block list would be ignored.
+                raise ValueError("expected a time with its UTC offset, "
+                                 "e.g. 2026-11-24T16:00+01:00")
             return value
         if key == "block_action":
             return str(Action.parse(str(value)))

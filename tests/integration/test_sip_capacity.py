@@ -62,7 +62,7 @@ def test_silent_rings_take_no_media_slot_and_a_full_house_refuses_with_600(
     wait_until(lambda: gateway.capacity.ringing.active == 6, 10, "six calls ringing")
     # More calls ring than there are media slots, and none holds a slot or a thread.
     assert gateway.capacity.media.active == 0
-    assert gateway.capacity.work.spawned() == 0
+    assert gateway.work.spawned() == 0
     assert not [t for t in threading.enumerate()
                 if t.name.startswith("call-") and not t.name.startswith("call-work-")]
 

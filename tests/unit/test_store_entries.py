@@ -1,0 +1,436 @@
+"""The allow and block lists on SQLite: what the owner types becomes an entry (`classify_pattern`),
+every change bumps the rules version the screener watches, and CSV files go in and out whole."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from gateway.screening import ListName, MatchKind
+from gateway.screening.decide import Step
+from gateway.store import EntryError, Store
+from gateway.store.entries import MAX_LABEL_LENGTH, MAX_PATTERN_LENGTH, classify_pattern
+from gateway.store.list_files import iter_lines
+from gateway.store.models import ListEntryRow
+from tests.helpers import TUESDAY_AFTERNOON as NOW
+from tests.helpers import Services, caller
+
+# --------------------------------------------------------------------------- classify_pattern
+
+
+@pytest.mark.parametrize(("typed", "kind", "expected"), [
+    ("0612345678", None, (MatchKind.EXACT, "+33612345678")),
+    ("+33 6 12 34 56 78", None, (MatchKind.EXACT, "+33612345678")),
+    ("06.12.34.56.78", None, (MatchKind.EXACT, "+33612345678")),
+    ("+1 202 555 0100", None, (MatchKind.EXACT, "+12025550100")),
+    ("0162*", None, (MatchKind.PREFIX, "+33162")),
+    ("0162", None, (MatchKind.PREFIX, "+33162")),
+    ("+44", None, (MatchKind.PREFIX, "+44")),
+    ("06 ?? ?? ?? 99", None, (MatchKind.GLOB, "+336??????99")),
+    ("12*34*", None, (MatchKind.GLOB, "+12*34*")),
+    ("*99", None, (MatchKind.GLOB, "*99")),
+    (r"re:^\+336", None, (MatchKind.REGEX, r"^\+336")),
+    (r"^\+33", "regex", (MatchKind.REGEX, r"^\+33")),
+    ("0612345678", "prefix", (MatchKind.PREFIX, "+33612345678")),
+    ("0612345678", "glob", (MatchKind.GLOB, "+33612345678")),
+    ("  0612345678  ", "exact", (MatchKind.EXACT, "+33612345678")),
+])
+def test_classify_pattern(typed: str, kind: str | None, expected: tuple[MatchKind, str]) -> None:
+    assert classify_pattern(typed, "FR", kind) == expected
+
+
+@pytest.mark.parametrize(("typed", "kind", "field", "message"), [
+    ("", None, "pattern", "empty"),
+    ("   ", None, "pattern", "empty"),
+    ("1" * (MAX_PATTERN_LENGTH + 1), None, "pattern", "longer than"),
+    ("hello", None, "pattern", "neither a phone number nor a prefix"),
+    ("re:(", None, "pattern", "not a valid regular expression"),
+    ("*", None, "pattern", "not a number prefix"),
+    ("06a*", None, "pattern", "not a number"),
+    ("06a?", None, "pattern", "not a number pattern"),
+    ("0162*", "exact", "pattern", "not a possible phone number"),
+    ("0612345678", "fuzzy", "kind", "expected exact, prefix, glob or regex"),
+])
+def test_classify_pattern_errors_name_their_field(typed: str, kind: str | None, field: str,
+                                                 message: str) -> None:
+    with pytest.raises(EntryError, match=message) as caught:
+        classify_pattern(typed, "FR", kind)
+    assert caught.value.field == field
+
+
+def test_a_glob_set_keeps_its_range(service: Services) -> None:
+    assert classify_pattern("01[2-5]*", "FR") == (MatchKind.GLOB, "+331[2-5]*")
+    service.store.entries.add("block", "01[2-5]*")
+    decision = service.screener.screen(caller("0130000000"), NOW)
+    assert decision.step is Step.BLOCK
+
+
+# --------------------------------------------------------------------------- Entries
+
+
+@pytest.fixture
+def store(service: Services) -> Store:
+    return service.store
+
+
+def version(store: Store) -> int:
+    return store.runtime.version()
+
+
+def test_add_stores_the_normalised_entry(store: Store) -> None:
+    entry = store.entries.add("block", "06 12 34 56 78", label="pest", action="reject:404",
+                              expires_at=NOW + timedelta(days=1))
+    assert (entry.list, entry.kind, entry.pattern) == (ListName.BLOCK, MatchKind.EXACT,
+                                                       "+33612345678")
+    assert (entry.label, str(entry.action), entry.source) == ("pest", "reject:404", "manual")
+    assert entry.expires_at == NOW + timedelta(days=1)
+    assert store.entries.get(entry.id) == entry
+
+
+def test_adding_the_same_pattern_again_updates_the_entry(store: Store) -> None:
+    first = store.entries.add("block", "0612345678", label="pest")
+    second = store.entries.add("block", "+33 6 12 34 56 78", action="announce:sit")
+    assert second.id == first.id
+    assert second.label == "pest"  # no new label: the old one stays
+    assert str(second.action) == "announce:sit"
+    assert store.entries.count("block") == 1
+
+
+def test_the_same_number_on_both_lists_is_two_entries(store: Store) -> None:
+    allowed = store.entries.add("allow", "0612345678")
+    blocked = store.entries.add("block", "0612345678")
+    assert allowed.id != blocked.id
+    assert store.entries.count() == 2
+
+
+@pytest.mark.parametrize(("list_name", "options", "field"), [
+    ("allow", {"action": "reject:603"}, "action"),
+    ("block", {"action": "explode"}, "action"),
+    ("block", {"action": "reject:999"}, "action"),
+    ("block", {"label": "x" * (MAX_LABEL_LENGTH + 1)}, "label"),
+    ("block", {"kind": "fuzzy"}, "kind"),
+])
+def test_add_errors_name_their_field(store: Store, list_name: str, options: dict[str, Any],
+                                     field: str) -> None:
+    before = version(store)
+    with pytest.raises(EntryError) as caught:
+        store.entries.add(list_name, "0612345678", **options)
+    assert caught.value.field == field
+    assert store.entries.count() == 0 and version(store) == before
+
+
+def test_remove_by_id(store: Store) -> None:
+    entry = store.entries.add("block", "0612345678")
+    assert store.entries.remove(entry.id)
+    assert not store.entries.remove(entry.id)
+    assert store.entries.get(entry.id) is None
+
+
+def test_remove_pattern_takes_what_the_owner_typed(store: Store) -> None:
+    store.entries.add("block", "0612345678")
+    store.entries.add("allow", "0612345678")
+    assert store.entries.remove_pattern("block", "06 12 34 56 78")
+    assert not store.entries.remove_pattern("block", "0612345678")
+    assert [e.list for e in store.entries.find()] == [ListName.ALLOW]
+
+
+def test_find_is_newest_first_and_filters(store: Store) -> None:
+    a = store.entries.add("block", "0611111111", label="alpha")
+    b = store.entries.add("block", "0622222222", label="beta", source="subscription:1")
+    c = store.entries.add("allow", "0633333333", label="gamma")
+    assert [e.id for e in store.entries.find()] == [c.id, b.id, a.id]
+    assert [e.id for e in store.entries.find("block")] == [b.id, a.id]
+    assert [e.id for e in store.entries.find(source="subscription:1")] == [b.id]
+    assert [e.id for e in store.entries.find(search="alp")] == [a.id]
+    assert [e.id for e in store.entries.find(search="+3363")] == [c.id]
+    assert [e.id for e in store.entries.find(limit=1, offset=1)] == [b.id]
+
+
+def test_count_by_list_and_search(store: Store) -> None:
+    store.entries.add("block", "0611111111", label="plumber")
+    store.entries.add("block", "0622222222", label="pest")
+    store.entries.add("allow", "0633333333", label="plumber's friend")
+    assert store.entries.count() == 3
+    assert store.entries.count("block") == 2
+    assert store.entries.count("block", search="plumb") == 1
+    assert store.entries.count(search="plumb") == 2
+
+
+def test_pending_permits_are_unused_once_entries_of_the_allow_list(store: Store) -> None:
+    permit = store.entries.add("allow", "0611111111", once=True)
+    store.entries.add("allow", "0622222222")
+    store.entries.add("block", "0633333333", once=True)
+    assert [e.id for e in store.entries.pending_permits()] == [permit.id]
+
+
+def hits(store: Store, entry_id: int) -> tuple[int, Any]:
+    with store.db.session() as s:
+        row = s.get(ListEntryRow, entry_id)
+        assert row is not None
+        return row.hits, row.last_hit_at
+
+
+def test_note_used_counts_hits_without_bumping_the_version(store: Store) -> None:
+    entry = store.entries.add("block", "0612345678")
+    before = version(store)
+    store.entries.note_used(entry.id, consume=False, at=NOW)
+    store.entries.note_used(entry.id, consume=False, at=NOW + timedelta(minutes=1))
+    assert hits(store, entry.id) == (2, NOW + timedelta(minutes=1))
+    assert version(store) == before
+
+
+def test_note_used_with_consume_deletes_a_permit(store: Store) -> None:
+    permit = store.entries.add("allow", "0612345678", once=True)
+    before = version(store)
+    store.entries.note_used(permit.id, consume=True, at=NOW)
+    assert store.entries.get(permit.id) is None
+    assert version(store) > before
+
+
+def test_purge_expired_deletes_only_what_has_expired(store: Store) -> None:
+    store.entries.add("block", "0611111111", expires_at=NOW - timedelta(minutes=1))
+    store.entries.add("block", "0622222222", expires_at=NOW)  # expires exactly now: gone
+    keep = store.entries.add("block", "0633333333", expires_at=NOW + timedelta(minutes=1))
+    forever = store.entries.add("block", "0644444444")
+    assert store.entries.purge_expired(NOW) == 2
+    assert {e.id for e in store.entries.find()} == {keep.id, forever.id}
+
+
+def test_purging_nothing_leaves_the_version_alone(store: Store) -> None:
+    store.entries.add("block", "0611111111", expires_at=NOW + timedelta(days=1))
+    before = version(store)
+    assert store.entries.purge_expired(NOW) == 0
+    assert version(store) == before
+
+
+CHANGES: dict[str, Callable[[Store], object]] = {
+    "add": lambda s: s.entries.add("block", "0699999999"),
+    "update": lambda s: s.entries.add("block", "0611111111", label="changed"),
+    "remove": lambda s: s.entries.remove(s.entries.find()[0].id),
+    "remove_pattern": lambda s: s.entries.remove_pattern("block", "0611111111"),
+    "consume": lambda s: s.entries.note_used(s.entries.find()[0].id, consume=True, at=NOW),
+    "purge_expired": lambda s: s.entries.purge_expired(NOW + timedelta(days=2)),
+    "import_csv": lambda s: s.list_files.import_csv(io.StringIO("0688888888\n"), "block"),
+    "replace_source": lambda s: s.list_files.replace_source("block", "subscription:1", []),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_every_list_change_bumps_the_rules_version(store: Store,
+                                                   change: Callable[[Store], object]) -> None:
+    store.entries.add("block", "0611111111", expires_at=NOW + timedelta(days=1))
+    before = version(store)
+    change(store)
+    assert version(store) > before
+
+
+def test_the_screener_sees_a_list_change_on_the_next_call(service: Services) -> None:
+    who = caller("0612345678")
+    assert service.screener.screen(who, NOW).action.is_pass
+    entry = service.store.entries.add("block", "0612345678")
+    assert service.screener.screen(who, NOW).step is Step.BLOCK
+    service.store.entries.add("block", "0612345678", action="announce:sit")
+    assert str(service.screener.screen(who, NOW).action) == "announce:sit"
+    service.store.entries.remove(entry.id)
+    assert service.screener.screen(who, NOW).action.is_pass
+
+
+def test_the_screener_sees_a_glob_added_after_it_cached_the_globs(service: Services) -> None:
+    who = caller("0612345678")
+    service.store.entries.add("block", "07 ?? ?? ?? ??")  # caches the glob index
+    assert service.screener.screen(who, NOW).action.is_pass
+    service.store.entries.add("block", "06 ?? ?? ?? 78")
+    assert service.screener.screen(who, NOW).step is Step.BLOCK
+
+
+# --------------------------------------------------------------------------- ListFiles
+
+
+def import_text(store: Store, text: str, list_name: str = "block", **options: Any) -> Any:
+    return store.list_files.import_csv(io.StringIO(text), list_name, **options)
+
+
+def test_import_reports_rejected_lines_by_number(store: Store) -> None:
+    report = import_text(store, "\n".join([
+        "number,label",  # 1: header
+        "0611111111,first",  # 2
+        "# a comment",  # 3
+        "",  # 4
+        "not a number",  # 5
+        "0622222222",  # 6
+        "re:(",  # 7
+    ]))
+    assert (report.added, report.duplicates, report.rejected_count) == (2, 0, 2)
+    assert [(line, text) for line, text, _why in report.rejected] == [
+        (5, "not a number"), (7, "re:(")]
+    assert "not a valid regular expression" in report.rejected[1][2]
+    assert report.summary() == "2 added, 0 already present, 2 rejected"
+
+
+@pytest.mark.parametrize("header", ["number", "Pattern", "NUMÉRO", "numero,label"])
+def test_a_header_row_on_the_first_line_is_skipped(store: Store, header: str) -> None:
+    report = import_text(store, f"{header}\n0611111111\n")
+    assert (report.added, report.rejected_count) == (1, 0)
+
+
+def test_a_header_word_further_down_is_a_bad_line(store: Store) -> None:
+    report = import_text(store, "0611111111\nnumber\n")
+    assert [line for line, _, _ in report.rejected] == [2]
+
+
+def test_import_counts_duplicates_in_the_file_and_in_the_list(store: Store) -> None:
+    store.entries.add("block", "0611111111", label="already")
+    report = import_text(store, "0611111111\n0622222222\n06 22 22 22 22\n")
+    assert (report.added, report.duplicates) == (1, 2)
+    assert store.entries.find(search="already")  # the existing entry is left as it was
+
+
+def test_import_keeps_labels_kinds_source_and_action(store: Store) -> None:
+    import_text(store, '0611111111,"Smith, plumber"\n0162*,telemarketing\n',
+                source="import", action="reject:607")
+    by_pattern = {e.pattern: e for e in store.entries.find()}
+    assert by_pattern["+33611111111"].label == "Smith, plumber"
+    assert by_pattern["+33162"].kind is MatchKind.PREFIX
+    assert {e.source for e in by_pattern.values()} == {"import"}
+    assert {str(e.action) for e in by_pattern.values()} == {"reject:607"}
+
+
+def test_import_with_a_bad_action_names_the_field(store: Store) -> None:
+    with pytest.raises(EntryError) as caught:
+        import_text(store, "0611111111\n", action="explode")
+    assert caught.value.field == "action"
+    assert store.entries.count() == 0
+
+
+def test_uploaded_bytes_are_decoded_with_or_without_bom_or_as_latin_1() -> None:
+    assert list(iter_lines("\ufeffnuméro\n06\n".encode())) == ["numéro\n", "06\n"]
+    assert list(iter_lines("numéro\n".encode("latin-1"))) == ["numéro\n"]
+
+
+def test_export_writes_patterns_as_the_owner_types_them(store: Store) -> None:
+    store.entries.add("block", "0611111111", label="pest", action="reject:404",
+                      expires_at=NOW + timedelta(days=1))
+    store.entries.add("block", "0162*", label="tm")
+    store.entries.add("block", r"re:^\+4420")
+    store.entries.add("block", "06 ?? ?? ?? 99")
+    store.entries.add("allow", "0699999999")
+    out = io.StringIO()
+    assert store.list_files.export_csv("block", out) == 4
+    assert out.getvalue().splitlines() == [
+        "pattern,label,kind,action,expires_at",
+        f"+33611111111,pest,exact,reject:404,{(NOW + timedelta(days=1)).isoformat()}",
+        "+33162*,tm,prefix,,",
+        r"re:^\+4420,,regex,,",
+        "+336??????99,,glob,,",
+    ]
+
+
+def test_an_export_imports_again_as_the_same_entries(store: Store) -> None:
+    for typed in ("0611111111", "0162*", r"re:^\+4420", "06 ?? ?? ?? 99"):
+        store.entries.add("block", typed)
+    before = {(e.kind, e.pattern) for e in store.entries.find()}
+    out = io.StringIO()
+    store.list_files.export_csv("block", out)
+    for entry in store.entries.find():
+        store.entries.remove(entry.id)
+    report = import_text(store, out.getvalue())
+    assert report.added == 4 and report.rejected_count == 0
+    assert {(e.kind, e.pattern) for e in store.entries.find()} == before
+
+
+def test_replace_source_swaps_a_subscriptions_entries(store: Store) -> None:
+    store.entries.add("block", "0611111111", label="mine")
+    store.list_files.replace_source("block", "subscription:1",
+                                    [("0622222222", "a"), ("0633333333", "b")])
+    report = store.list_files.replace_source(
+        "block", "subscription:1",
+        [("0644444444", "c"), ("06 44 44 44 44", "again"), ("junk", ""), ("0655555555", "")])
+    assert (report.added, report.duplicates) == (2, 1)
+    assert [(line, text) for line, text, _ in report.rejected] == [(3, "junk")]
+    assert {e.pattern: e.source for e in store.entries.find()} == {
+        "+33611111111": "manual", "+33644444444": "subscription:1",
+        "+33655555555": "subscription:1"}
+
+
+def test_replace_source_leaves_the_list_as_it_was_when_reading_fails(store: Store) -> None:
+    store.list_files.replace_source("block", "subscription:1", [("0622222222", "a")])
+    before = version(store)
+
+    def feed() -> Iterator[tuple[str, str]]:
+        yield ("0633333333", "b")
+        raise OSError("connection reset (test)")
+
+    with pytest.raises(OSError):
+        store.list_files.replace_source("block", "subscription:1", feed())
+    assert [e.pattern for e in store.entries.find()] == ["+33622222222"]
+    assert version(store) == before
+
+
+def test_replace_source_rolls_back_when_writing_fails(store: Store,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    store.list_files.replace_source("block", "subscription:1", [("0622222222", "a")])
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("disk full (test)")
+
+    monkeypatch.setattr("gateway.store.list_files.insert_ignoring_duplicates", broken)
+    with pytest.raises(RuntimeError):
+        store.list_files.replace_source("block", "subscription:1", [("0633333333", "b")])
+    assert [e.pattern for e in store.entries.find()] == ["+33622222222"]
+
+
+# --------------------------------------------------------------------------- ScreeningReads
+
+
+def patterns(entries: list[Any]) -> set[str]:
+    return {e.pattern for e in entries}
+
+
+def test_candidates_are_the_number_its_prefixes_and_nearby_patterns(store: Store) -> None:
+    for list_name, typed in [
+        ("block", "0612345678"), ("block", "061*"), ("allow", "+33*"), ("block", "0622*"),
+        ("block", "06 ?? ?? ?? 78"), ("block", "07 ?? ?? ?? 78"), ("allow", r"re:.*78"),
+        ("block", "*78"),
+    ]:
+        store.entries.add(list_name, typed)
+    found = patterns(store.screening.candidate_entries(caller("0612345678")))
+    assert found == {"+33612345678", "+3361", "+33", "+336??????78", ".*78", "*78"}
+
+
+def test_a_caller_without_a_number_only_gets_unanchored_patterns(store: Store) -> None:
+    store.entries.add("block", "0612345678")
+    store.entries.add("block", "06 ?? ?? ?? 78")
+    store.entries.add("block", r"re:.*")
+    withheld = caller("anonymous", privacy="id")
+    assert patterns(store.screening.candidate_entries(withheld)) == {".*"}
+
+
+def sneak_in_glob(store: Store, pattern: str) -> None:
+    """Write an entry as a buggy writer would: without bumping the rules version."""
+    with store.db.session() as s:
+        s.add(ListEntryRow(list="block", kind="glob", pattern=pattern, created_at=NOW))
+
+
+def test_the_glob_and_regex_index_is_reloaded_only_when_the_version_changes(store: Store) -> None:
+    who = caller("0612345678")
+    store.entries.add("block", "06 ?? ?? ?? 78")
+    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78"}
+    sneak_in_glob(store, "+336*")
+    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78"}  # cached
+    store.runtime.set("challenge_digit", "7")  # any change bumps the version
+    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78", "+336*"}
+
+
+def test_the_policy_is_cached_per_version(store: Store) -> None:
+    who = caller("0612345678")
+    version_1, policy_1, _ = store.screening.rules_for(who)
+    again, policy_again, _ = store.screening.rules_for(who)
+    assert again == version_1 and policy_again is policy_1  # not rebuilt
+    store.runtime.set("block_action", "announce:sit")
+    version_2, policy_2, _ = store.screening.rules_for(who)
+    assert version_2 > version_1
+    assert str(policy_2.block_action) == "announce:sit"
