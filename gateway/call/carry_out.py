@@ -22,8 +22,10 @@ from gateway.prompts import challenge_prompt_name
 from gateway.screening.caller import Caller
 from gateway.screening.rules import REJECT_CODES, Action, ActionKind
 from gateway.sip.ua import Call
+from gateway.sip.workers import Occasional
 
 log = logging.getLogger(__name__)
+_ringing_full = Occasional()
 
 RING_LIMIT_SECONDS = 300.0  # a pass that nobody cancels still ends (480) after this
 DIGIT_TIMEOUT_SECONDS = 10.0
@@ -105,8 +107,8 @@ def ring_through(
         # Memory is the only thing a ring holds, but it must stay bounded: leave the fork
         # (a 4xx keeps the owner's phone ringing, which is what a pass means).
         capacity.counters.add("left_fork_ringing_full")
-        log.warning("call %s: %d calls ringing already -> 480", call.call_id,
-                    capacity.ringing.limit)
+        _ringing_full.warn(log, "call %s: %d calls ringing already -> 480", call.call_id,
+                           capacity.ringing.limit)
         sent = call.reject(480, "Temporarily Unavailable")
         done(f"passed: 480, {capacity.ringing.limit} calls ringing already" if sent
              else cancelled_outcome(call))

@@ -22,8 +22,10 @@ from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, Action, ActionKind
 from gateway.sip.ua import Call
+from gateway.sip.workers import Occasional
 
 log = logging.getLogger(__name__)
+_full_house = Occasional()  # a spoof storm would log this once per call
 
 NO_MEDIA_SLOT = (600, "Busy Everywhere")
 """What a call gets that would be answered (announce, voicemail, challenge) when every media
@@ -79,8 +81,8 @@ def dispatch(call: Call, action: Action, caller: Caller, env: CallEnvironment,
             # A full house never turns a decision that keeps the caller away into a ring.
             capacity.counters.add("refused_no_media_slot")
             status, reason = NO_MEDIA_SLOT
-            log.warning("call %s: all %d media slots busy; %s -> %d", call.call_id,
-                        capacity.media.limit, action, status)
+            _full_house.warn(log, "call %s: all %d media slots busy; %s -> %d", call.call_id,
+                             capacity.media.limit, action, status)
             sent = call.reject(status, reason)
             done(f"refused {status}: all {capacity.media.limit} media slots busy ({action})"
                  if sent else cancelled_outcome(call))

@@ -39,7 +39,7 @@ from gateway.sip.transaction import (
     wait_for_final,
 )
 from gateway.sip.transport import SipTransport, Source, Target, TcpConnection
-from gateway.sip.workers import LoadCounters, WorkerPool
+from gateway.sip.workers import LoadCounters, Occasional, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # option tags we implement (Req
 REQUEST_TIMEOUT = 40.0  # longer than timer F (32 s): the transaction reports first
 BYE_WAIT = 4.0  # a caller that never answers our BYE must not hold a call slot for 32 s
 SHED_RETRY_AFTER = 5  # seconds, in the 503 of a call shed by a full work queue
-SHED_LOG_SECONDS = 10.0  # one warning per this long about shed calls, with the count
 REASONS = {400: "Bad Request", 416: "Unsupported URI Scheme", 505: "Version Not Supported"}
 
 
@@ -392,8 +391,7 @@ class UserAgent:
         self.dialogs: dict[tuple[str, str, str], Call] = {}  # (Call-ID, our tag, their tag)
         self.lock = threading.Lock()
         self.stopping = False
-        self._shed_logged = 0.0  # when the last "shedding" warning went out
-        self._shed_unlogged = 0  # calls shed since
+        self._shed_warning = Occasional()
 
     # --- lifecycle
     @property
@@ -576,19 +574,10 @@ class UserAgent:
             # says "not now" without ending the owner's branch in a fork (a 6xx would let a
             # flood block every call); counted, and logged now and then, never per call.
             self.counters.add("shed")
-            self._note_shed()
+            self._shed_warning.warn(log, "call %s: work queue full; shed with 503, not screened "
+                                    "(%d shed in all)", invite.call_id, self.counters.get("shed"))
             call.reject(503, "Service Unavailable",
                         [("Retry-After", str(SHED_RETRY_AFTER))], why="shed")
-
-    def _note_shed(self) -> None:
-        now = time.monotonic()
-        with self.lock:
-            self._shed_unlogged += 1
-            if now - self._shed_logged < SHED_LOG_SECONDS:
-                return
-            count, self._shed_unlogged, self._shed_logged = self._shed_unlogged, 0, now
-        log.warning("work queue full: %d call(s) shed with 503 (not screened); %d in total",
-                    count, self.counters.get("shed"))
 
     def _run_call(self, call: Call) -> None:
         """On a worker: the call flow; it returns once the call needs no worker any more."""

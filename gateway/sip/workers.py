@@ -28,6 +28,31 @@ QUEUE_LIMIT = 256
 Task = Callable[[], None]
 
 
+class Occasional:
+    """A warning that a flood would repeat per call: the first goes out at once, then at most
+    one every `interval` seconds saying how many it stands for (journald writes to the SD card)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = -interval
+        self._unlogged = 0
+
+    def warn(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Log `message % args` now or fold it into the next one."""
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += 1
+            if now - self._last < self.interval:
+                return
+            count, self._unlogged, self._last = self._unlogged, 0, now
+        if count > 1:
+            logger.warning(message + " (and %d more like it since the last such line)", *args,
+                           count - 1)
+        else:
+            logger.warning(message, *args)
+
+
 class LoadCounters:
     """Counts of what the gateway did under load, for `ringfence status` and `/metrics`."""
 

@@ -86,6 +86,11 @@ class RawPeer:
 
     def receive(self, timeout: float = 5.0) -> SipRequest | SipResponse | None:
         """The next message, or None after `timeout`."""
+        data = self.receive_bytes(timeout)
+        return None if data is None else parse_message(data, stream=self.transport == "tcp")
+
+    def receive_bytes(self, timeout: float = 5.0) -> bytes | None:
+        """The next datagram or TCP frame as sent (even one our parser would refuse)."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -97,11 +102,10 @@ class RawPeer:
                     frame = self._tcp_frame()
                     if frame is None:
                         continue
-                    return parse_message(frame, stream=True)
-                data = self.sock.recv(65536)
+                    return frame
+                return self.sock.recv(65536)
             except (TimeoutError, OSError):
                 return None
-            return parse_message(data)
 
     def _tcp_frame(self) -> bytes | None:
         frame, rest, error = split_stream_frame(self.buffer)

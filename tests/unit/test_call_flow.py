@@ -724,3 +724,11 @@ def test_voicemail_path_never_overwrites(tmp_path: Path) -> None:
     second.write_bytes(b"two")
     assert voicemail_path(tmp_path, stranger(CALLER), AT).name.endswith("-3.wav")
     assert first.read_bytes() == b"one"
+
+
+def test_control_characters_never_reach_the_callers_display_name() -> None:
+    """RFC 4475 "intmeth" escapes NUL, BEL and DEL in a display name: valid SIP, but nothing
+    the call log, a mail or PostgreSQL (which refuses NUL in text) should receive."""
+    invite = parsed_invite()
+    invite.set("From", '"Bad\\\x00 \\\x07Name\\\x7f" <sip:+33612345678@192.0.2.9>;tag=x')
+    assert identity_of(invite) == ("sip:+33612345678@192.0.2.9", "Bad Name")
