@@ -19,9 +19,11 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-WORKERS = 4
-"""Threads screening calls and carrying out short actions: screening is mostly CPU under the
-GIL, so more threads would only add database connections and context switches."""
+WORKERS = 8
+"""Threads screening calls and carrying out short actions. Screening is mostly CPU under the
+GIL, but each call's log row still waits on a database commit, so a few more than the cores
+keep screening going meanwhile; with `max_calls` media threads and the scheduler's two they
+stay within SQLAlchemy's default pool (5 + 10 overflow), which a thread per INVITE exhausted."""
 QUEUE_LIMIT = 256
 """New calls waiting for a worker; a full queue sheds (about a quarter of a second of work)."""
 
