@@ -18,9 +18,10 @@ from gateway.screening.decide import Decision
 from gateway.sip.workers import LoadCounters, Slots
 
 MAX_RINGING = 1000
-"""Calls ringing silently at once. A ring holds no thread and no media, only a few KB of memory
-(the INVITE and its transaction); past this a pass leaves the fork with 480 (the owner's phone
-still rings), so a flood of never-cancelled INVITEs cannot grow the gateway without bound."""
+"""Calls ringing silently at once. A ring holds no thread and no media, only memory (the INVITE
+and its transaction: about 13 KiB measured); past this a pass leaves the fork with 480 (the
+owner's phone still rings), so a flood of never-cancelled INVITEs cannot grow the gateway
+without bound."""
 
 
 class Recording(Protocol):
