@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -423,12 +422,9 @@ class UserAgent:
         if self._own_timers:
             self.timers.stop()
 
-    def stop(self, grace: float = 5.0) -> None:
-        """End every call, give their work `grace` seconds to finish, then close."""
+    def stop(self) -> None:
+        """End every call and close (whoever owns the worker pool stops it in between)."""
         self.end_calls()
-        deadline = time.monotonic() + grace
-        while self.calls and time.monotonic() < deadline:
-            time.sleep(0.05)  # bounded: calls end on their own threads once hung up
         self.close()
 
     # --- addresses
@@ -480,8 +476,8 @@ class UserAgent:
         """Answer a request the parser refused (400, 416, 505) along its Via, or to where it
         came from when even the Via is unreadable; statelessly: one answer per copy."""
         request = error.request
-        if request is None or request.method.upper() == "ACK":
-            return  # an ACK is never answered (RFC 3261 §17.2.1)
+        if request is None or request.method.upper() == "ACK" or not request.get_all("Via"):
+            return  # an ACK is never answered (RFC 3261 §17.2.1); without Via none can match
         reason = REASONS.get(error.status, "Bad Request")
         headers = [("Warning", f'399 ringfence "{_warning_text(str(error))}"')]
         if error.status == 505:
@@ -489,10 +485,9 @@ class UserAgent:
         response = make_response(request, error.status, reason, to_tag=new_tag(),
                                  headers=headers)
         route: TcpConnection | Target | None = None
-        if request.get_all("Via"):
-            with contextlib.suppress(SipParseError):
-                request.top_via()
-                route = self.transport.response_route(response, source)
+        with contextlib.suppress(SipParseError):
+            request.top_via()
+            route = self.transport.response_route(response, source)
         if route is None and source.connection is None:
             route = Target("udp", source.host, source.port)
         elif route is None:
