@@ -8,15 +8,22 @@ CONFIG ?= config.example.toml
 APT_RUN := espeak-ng sox
 APT_TEST := kamailio kamailio-sqlite-modules baresip sip-tester chromium postgresql systemd
 
-.PHONY: run test venv deps prompts lint typecheck bench clean
+.PHONY: run test venv venv-test deps prompts translations lint typecheck bench clean
 
+# `make run` installs only what runs (a Pi has no use for Playwright, mypy or ruff: the test
+# extras are ~400 MB); `make test` adds the test extras on top of the same venv.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
 
 # Installs Debian packages when they are missing (needs root or sudo; skipped when present).
 deps:
@@ -36,11 +43,28 @@ run: deps venv prompts
 	$(PY) -m gateway --config $(CONFIG) check-config
 	bash scripts/run-both.sh $(PY) $(CONFIG)
 
-test: deps venv prompts
+test: deps venv-test prompts
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Re-extract the messages, merge them into the French catalogs and compile them. The .po and
+# .mo files are committed (a fresh clone, `make run` and `make install` need no build step);
+# run this after changing a message, translate what `msgstr ""` it leaves, run it again.
+# tests/unit/test_catalogs.py fails on a message without French or a .mo older than its .po.
+BABEL_KEYWORDS := -k _n:1,2 -k _p:1c,2 -k Nn_:1,2
+translations: venv
+	@for pkg in gateway web; do \
+	  $(VENV)/bin/pybabel -q extract -F $$pkg/translations/babel.cfg $(BABEL_KEYWORDS) \
+	    --no-location --sort-output --project Ringfence -o $$pkg/translations/messages.pot . && \
+	  if [ -f $$pkg/translations/fr/LC_MESSAGES/messages.po ]; then \
+	    $(VENV)/bin/pybabel -q update -i $$pkg/translations/messages.pot -d $$pkg/translations \
+	      -l fr --no-fuzzy-matching --ignore-pot-creation-date --ignore-obsolete; \
+	  else $(VENV)/bin/pybabel -q init -i $$pkg/translations/messages.pot \
+	      -d $$pkg/translations -l fr; fi && \
+	  $(VENV)/bin/pybabel compile -d $$pkg/translations -l fr --statistics; \
+	done
 
 bench: venv
 	$(PY) bench/decide.py

@@ -8,6 +8,7 @@ what is allowed, in one line, because that line is all an owner sees in `journal
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import os
 import tomllib
@@ -40,6 +41,28 @@ class HostPort:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def cannot_listen(what: str, address: HostPort, exc: OSError, setting: str) -> str:
+    """Why `address` could not be bound, in words, naming the address and the setting to change.
+
+    "Address already in use" alone sends the owner hunting; the usual cause is a second copy
+    of Ringfence (a second `make run`, or the systemd service next to a manual start).
+    """
+    if exc.errno == errno.EADDRINUSE:
+        why = ("the address is already in use: another Ringfence (or another program) is "
+               "probably listening there already. Stop it (`systemctl stop ringfence-gateway "
+               "ringfence-web`, or Ctrl-C in the terminal of the other `make run`) or change "
+               f"{setting} in the configuration")
+    elif exc.errno == errno.EACCES:
+        why = (f"permission denied (ports below 1024 need extra rights); change {setting} "
+               "in the configuration")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = (f"this machine has no address {address.host}; change {setting} in the "
+               "configuration")
+    else:
+        why = exc.strerror or str(exc)
+    return f"cannot listen for {what} on {address}: {why}"
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> HostPort:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from gateway.screening.caller import Caller, CallerKind, Verstat
+from gateway.screening.rules import InvalidField
+from gateway.screening.words import N_
 
 # User parts and display names that mean "number withheld" (docs/domain.md). 266696687 spells
 # ANONYMOUS on a keypad; some carriers send it instead of the word.
@@ -302,3 +305,197 @@ def list_number(text: str, home_region: str) -> str | None:
                     return "+" + international
                 break
     return to_e164(text, home_region)
+
+
+# ------------------------------------------------------------------ how far an entry reaches
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How many numbers a prefix or a pattern can match, and which countries it takes whole."""
+
+    numbers: int
+    countries: tuple[str, ...] = ()  # region codes covered entirely (FR for +33*)
+    codes: tuple[int, ...] = ()  # their calling codes (33)
+
+
+def _calling_code(digits: str) -> int | None:
+    """The country calling code `digits` starts with (1 to 3 digits), or None."""
+    for length in (1, 2, 3):
+        known = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+        if len(digits) >= length and int(digits[:length]) in known:
+            return int(digits[:length])
+    return None
+
+
+def _codes_starting(digits: str) -> list[int]:
+    """Every calling code that begins with `digits` (a prefix shorter than a calling code)."""
+    return [cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+            if str(cc).startswith(digits) and cc != 0]
+
+
+def _regions(code: int) -> tuple[str, ...]:
+    return tuple(r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+                 if r != "001")  # 001: non-geographic entities share no country
+
+
+def _every_number(code: int) -> int:
+    return sum(10**length for length in _possible_lengths(code))
+
+
+def unknown_calling_code(digits: str) -> InvalidField:
+    """The error for digits after '+' that no country calling code starts."""
+    return InvalidField("pattern", N_("+{code} is not a country calling code: no number "
+                                      "starts with it"), code=digits[:3])
+
+
+def prefix_reach(prefix: str) -> Reach:
+    """How far an E.164 prefix ("+33612") reaches; InvalidField if no number can start so."""
+    digits = prefix.lstrip("+")
+    code = _calling_code(digits)
+    if code is None:
+        codes = _codes_starting(digits)
+        if not codes:
+            raise unknown_calling_code(digits)
+        # Shorter than a calling code ("+3", "+"): every country whose code starts so.
+        return Reach(sum(_every_number(c) for c in codes),
+                     tuple(sorted({r for c in codes for r in _regions(c)})), tuple(codes))
+    national = len(digits) - len(str(code))
+    numbers = sum(10 ** (length - national) for length in _possible_lengths(code)
+                  if length >= national)
+    if numbers == 0:
+        raise InvalidField("pattern", N_("{prefix} is longer than any phone number of its "
+                                         "country"), prefix=prefix)
+    return Reach(numbers, *((_regions(code), (code,)) if national == 0 else ((), ())))
+
+
+def _glob_tokens(pattern: str) -> list[frozenset[str] | None]:
+    """A digits-only glob as tokens: a set of digits for one position, None for `*`."""
+    digits = frozenset("0123456789")
+    tokens: list[frozenset[str] | None] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if not tokens or tokens[-1] is not None:  # "**" is "*"
+                tokens.append(None)
+        elif char == "?":
+            tokens.append(digits)
+        elif char == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
+            body = pattern[i + 1:end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            chosen: set[str] = set()
+            j = 0
+            while j < len(body):
+                if j + 2 < len(body) and body[j + 1] == "-":
+                    chosen |= {d for d in digits if body[j] <= d <= body[j + 2]}
+                    j += 3
+                else:
+                    chosen |= {body[j]} & digits
+                    j += 1
+            tokens.append(frozenset(digits - chosen if negate else chosen))
+            i = end
+        else:
+            tokens.append(frozenset(char) & digits)
+        i += 1
+    return tokens
+
+
+def glob_matches_count(pattern: str, length: int) -> int:
+    """How many digit strings of `length` the glob matches (exactly: overlaps counted once).
+
+    The glob is run as an automaton over sets of positions (a subset construction), so a
+    pattern with several `*` does not count the same number twice.
+    """
+    tokens = _glob_tokens(pattern)
+    end = len(tokens)
+
+    def closure(states: set[int]) -> frozenset[int]:
+        grown = set(states)
+        for i in sorted(states):
+            while i < end and tokens[i] is None:  # a `*` may match nothing
+                i += 1
+                grown.add(i)
+        return frozenset(grown)
+
+    @cache
+    def count(states: frozenset[int], remaining: int) -> int:
+        if remaining == 0:
+            return int(end in states)
+        total = 0
+        for digit in "0123456789":
+            after: set[int] = set()
+            for i in states:
+                if i == end:
+                    continue
+                token = tokens[i]
+                if token is None:
+                    after.add(i)
+                elif digit in token:
+                    after.add(i + 1)
+            if after:
+                total += count(closure(after), remaining - 1)
+        return total
+
+    result = count(closure({0}), length)
+    count.cache_clear()
+    return result
+
+
+def glob_reach(pattern: str) -> Reach:
+    """How far a normalised glob ("+336??????99", "*99") reaches."""
+    body = pattern.lstrip("+")
+    cut = next((i for i, c in enumerate(body) if c in "*?["), len(body))
+    code = _calling_code(body[:cut])
+    if code is None:
+        codes = _codes_starting(body[:cut])
+        if not codes:
+            raise unknown_calling_code(body[:cut])
+        # The country is not fixed: count over every calling code the literal start allows.
+        return Reach(sum(sum(glob_matches_count(body, len(str(c)) + length)
+                             for length in _possible_lengths(c)) for c in codes),
+                     tuple(sorted({r for c in codes for r in _regions(c)})), tuple(codes))
+    rest = body[len(str(code)):]
+    numbers = sum(glob_matches_count(rest, length) for length in _possible_lengths(code))
+    if numbers == 0:
+        raise InvalidField("pattern", N_("{pattern} cannot match any phone number of its "
+                                         "country (wrong length?)"), pattern=pattern)
+    whole = numbers >= _every_number(code)
+    return Reach(numbers, *((_regions(code), (code,)) if whole else ((), ())))
+
+
+def why_not_a_number(text: str, home_region: str) -> InvalidField:
+    """The reason what the owner typed is not a possible phone number, in words."""
+    compact = _digits_form(text.strip())
+    if compact is None:
+        return InvalidField("pattern", N_("{text} is neither a phone number nor a pattern: a "
+                                          "prefix ends with * (0162*), a pattern uses ? or * "
+                                          "(06 ?? ?? ?? 99), a regular expression starts with "
+                                          "re:"), text=text.strip())
+    international: str | None = None
+    if compact.startswith("+00"):
+        international = compact[3:]
+    elif compact.startswith("+"):
+        international = compact[1:]
+    elif compact.startswith("00"):
+        international = compact[2:]
+    if international is not None and _calling_code(international) is None:
+        return unknown_calling_code(international)
+    try:
+        parsed = phonenumbers.parse(f"+{international}" if international is not None
+                                    else compact, home_region)
+        result = phonenumbers.is_possible_number_with_reason(parsed)
+    except phonenumbers.NumberParseException:
+        result = phonenumbers.ValidationResult.INVALID_LENGTH
+    if result == phonenumbers.ValidationResult.TOO_LONG:
+        return InvalidField("pattern", N_("{text} has too many digits to be a phone number"),
+                            text=text.strip())
+    if result == phonenumbers.ValidationResult.INVALID_COUNTRY_CODE:
+        return unknown_calling_code(international or compact)
+    # Too short, or a length no number of its country has: the classic "06 12" typo for a
+    # prefix. Say how to write the prefix rather than guess it.
+    return InvalidField("pattern", N_("{text} is not a complete phone number (too few digits). "
+                                      "To cover every number that starts with it, type "
+                                      "{text}*"), text=text.strip())

@@ -14,7 +14,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.screening.rules import ListEntry, ListName, Rule
-from gateway.store.errors import EntryError
+from gateway.store.decode import FileProblem
+from gateway.store.errors import BroadEntry, EntryError
 from gateway.store.models import CallRow, VoicemailRow
 from gateway.store.settings import validate_setting
 from web.calls import parse_filter
@@ -37,15 +38,35 @@ MAX_PAGE = 500
 class ApiError(Exception):
     """An API failure with its status and the field it is about."""
 
-    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+    def __init__(self, message: str, status: int = 400, field: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.field = field
+        self.extra = extra or {}
 
 
-def fail(message: str, status: int = 400, field: str | None = None) -> NoReturn:
-    """Stop with a JSON error."""
-    raise ApiError(message, status, field)
+def fail(message: str, status: int = 400, field: str | None = None,
+         extra: dict[str, Any] | None = None) -> NoReturn:
+    """Stop with a JSON error (`extra` adds fields to the error object)."""
+    raise ApiError(message, status, field, extra)
+
+
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        fail(f"{key}: expected true or false", field=key)
+    return value
+
+
+def _query_flag(key: str) -> bool:
+    return request.args.get(key, "").strip().lower() in ("1", "true", "yes")
+
+
+def broad_json(exc: BroadEntry) -> dict[str, Any]:
+    """What a 409 for an unconfirmed broad entry says besides the message."""
+    return {"covers": exc.reach.numbers, "countries": list(exc.reach.countries),
+            "confirm": "send the same request with \"confirm\": true to add it"}
 
 
 @bp.errorhandler(ApiError)
@@ -53,6 +74,7 @@ def _api_error(exc: ApiError) -> tuple[Response, int]:
     body: dict[str, Any] = {"error": str(exc)}
     if exc.field:
         body["field"] = exc.field
+    body.update(exc.extra)
     return jsonify(body), exc.status
 
 
@@ -121,7 +143,8 @@ def call_json(row: CallRow) -> dict[str, Any]:
     """A logged call as JSON."""
     return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
             "caller_kind": row.caller_kind, "name": row.display_name or None,
-            "action": row.action, "reason": row.reason, "step": row.step, "rule": row.rule,
+            "action": row.action, "reason": row.reason, "reason_code": row.reason_code,
+            "reason_params": row.reason_params, "step": row.step, "rule": row.rule,
             "line": row.line, "outcome": row.outcome, "duration_s": row.duration_s}
 
 
@@ -227,7 +250,8 @@ def _entry_from_body(list_name: str, data: dict[str, Any]) -> dict[str, Any]:
         fail(str(exc), field=exc.field)
     kind = _text(data, "kind").strip() or None
     return {"text": _text(data, "pattern"), "kind": kind, "label": _text(data, "label").strip(),
-            "action": action, "expires_at": expires, "once": once and list_name == "allow"}
+            "action": action, "expires_at": expires, "once": once and list_name == "allow",
+            "confirm": _flag(data, "confirm")}
 
 
 @bp.post("/lists/<name>")
@@ -237,6 +261,10 @@ def add_entry(name: str) -> tuple[Response, int]:
     fields = _entry_from_body(list_name, body())
     try:
         entry = state().store.entries.add(list_name, source="api", **fields)
+    except BroadEntry as exc:
+        # 409: the request is fine but reaches a whole country or more than a million
+        # numbers; the same request with "confirm": true adds it.
+        fail(str(exc), 409, exc.field, broad_json(exc))
     except EntryError as exc:
         fail(str(exc), field=exc.field)
     return jsonify(entry_json(entry)), 201
@@ -279,19 +307,29 @@ def permit() -> tuple[Response, int]:
 
 @bp.post("/lists/<name>/import")
 def import_list(name: str) -> Response:
-    """Import a CSV body (number_or_pattern[,label] per line) into a list."""
+    """Import a CSV body (number_or_pattern[,label] per line) into a list.
+
+    Any encoding and separator `gateway.store.decode` knows; `?confirm=1` also imports the
+    entries that reach a whole country or more than a million numbers (else "unconfirmed").
+    """
     list_name = _list_arg(name)
     action = request.args.get("action") or None
     if action and list_name == "allow":
         fail("allow entries take no action", field="action")
     try:
-        report = import_csv_bytes(state().store, request.get_data(), list_name, action)
+        report = import_csv_bytes(state().store, request.get_data(), list_name, action,
+                                  confirm=_query_flag("confirm"))
+    except FileProblem as exc:
+        fail(str(exc), field="body")
     except ValueError as exc:
         fail(str(exc), field="action")
     return jsonify({"added": report.added, "duplicates": report.duplicates,
-                    "rejected": [{"line": n, "text": t, "error": e}
-                                 for n, t, e in report.rejected[:1000]],
-                    "rejected_count": len(report.rejected)})
+                    "rejected": [{"line": r.line, "text": r.text, "error": r.why}
+                                 for r in report.rejected[:1000]],
+                    "rejected_count": report.rejected_count,
+                    "unconfirmed": [{"line": r.line, "text": r.text, "error": r.why}
+                                    for r in report.unconfirmed[:1000]],
+                    "encoding": report.encoding, "delimiter": report.delimiter})
 
 
 @bp.get("/lists/<name>/export")
@@ -312,8 +350,8 @@ def contacts() -> Response:
         fail("the body has no vCard in it", field="body")
     report = import_contacts(state().store, text)
     return jsonify({"cards": report.cards, "added": report.added,
-                    "rejected": [{"line": n, "text": t, "error": e}
-                                 for n, t, e in report.rejected]})
+                    "rejected": [{"line": r.line, "text": r.text, "error": r.why}
+                                 for r in report.rejected]})
 
 
 # ---------------------------------------------------------------------------- rules, settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import waitress
 
-from gateway.config import Settings
+from gateway.config import Settings, cannot_listen
 from gateway.store import Store, open_store
 from web import create_app
 from web.security import PasswordError, new_api_token, password_is_set, set_password
@@ -41,9 +41,15 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     if not password_is_set(app.extensions["ringfence"].store):
         log.warning("no password is set: open http://%s/ to choose one, or run "
                     "`ringfence set-password`", listen)
+    try:
+        server = waitress.create_server(app, host=listen.host, port=listen.port,
+                                        threads=WEB_THREADS, ident="ringfence",
+                                        clear_untrusted_proxy_headers=True)
+    except OSError as exc:
+        log.error("%s", cannot_listen("the web UI", listen, exc, "[web] listen"))
+        return 1
     log.info("web UI on http://%s/", listen)
-    waitress.serve(app, host=listen.host, port=listen.port, threads=WEB_THREADS,
-                   ident="ringfence", clear_untrusted_proxy_headers=True)
+    server.run()
     return 0
 
 

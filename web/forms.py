@@ -8,16 +8,14 @@ from zoneinfo import ZoneInfo
 
 from gateway.cli.common import UsageError, parse_expiry
 from gateway.config import Settings
-from gateway.screening.rules import ListEntry, MatchKind
-from gateway.store.errors import EntryError
+from gateway.screening.rules import InvalidField, ListEntry, MatchKind
+from gateway.screening.words import N_
+from web.helpers import error_words
 
 
-class FieldError(ValueError):
-    """A form value is wrong: `field` names the input, the message says why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class FieldError(InvalidField):
+    """A form value is wrong: `field` names the input, the message (a template filled from
+    `params`, translated by `helpers.error_words`) says why."""
 
 
 def parse_expires(text: str, settings: Settings) -> datetime | None:
@@ -28,10 +26,10 @@ def parse_expires(text: str, settings: Settings) -> datetime | None:
     try:
         value = parse_expiry(text, settings)
     except (UsageError, ValueError):
-        raise FieldError("expires", f"{text!r} is neither a duration (30m, 2h, 7d) nor a "
-                         "date and time (2026-12-31T18:00)") from None
+        raise FieldError("expires", N_("{text} is neither a duration (30m, 2h, 7d) nor a "
+                                       "date and time (2026-12-31T18:00)"), text=text) from None
     if value is not None and value <= datetime.now(UTC):
-        raise FieldError("expires", f"{text!r} is in the past")
+        raise FieldError("expires", N_("{text} is in the past"), text=text)
     return value
 
 
@@ -39,7 +37,8 @@ def entry_fields(form: Any, settings: Settings, list_name: str) -> dict[str, Any
     """Read and check an entry form; raise FieldError naming the first bad field."""
     kind = (form.get("kind") or "").strip() or None
     if kind is not None and kind not in {k.value for k in MatchKind}:
-        raise FieldError("kind", f"kind {kind!r}: expected exact, prefix, glob or regex")
+        raise FieldError("kind", N_("kind {kind}: expected exact, prefix, glob or regex"),
+                         kind=kind)
     action = (form.get("action") or "").strip() or None
     if list_name == "allow":
         action = None
@@ -50,6 +49,8 @@ def entry_fields(form: Any, settings: Settings, list_name: str) -> dict[str, Any
         "action": action,
         "expires_at": parse_expires(form.get("expires", ""), settings),
         "once": list_name == "allow" and bool(form.get("once")),
+        # Set by the confirmation step for an entry that reaches a country or a million numbers.
+        "confirm": form.get("confirm") == "1",
     }
 
 
@@ -70,9 +71,7 @@ def entry_as_form(entry: ListEntry, timezone: str) -> dict[str, str]:
 
 
 def error_for(exc: Exception) -> tuple[str, str]:
-    """The (field, message) of a FieldError or EntryError."""
-    if isinstance(exc, FieldError):
-        return exc.field, str(exc)
-    if isinstance(exc, EntryError):
-        return exc.field, str(exc)
-    return "pattern", str(exc)
+    """The (field, message in the reader's language) of a FieldError or EntryError."""
+    if isinstance(exc, InvalidField):
+        return exc.field, error_words(exc)
+    return "pattern", error_words(exc)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Flask, g, request, session
+from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup, escape
 
 from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
-from web.i18n import LANGUAGES, translate
+from gateway.screening.words import (
+    CALLER_KINDS,
+    N_,
+    SYSTEM_LABELS,
+    label_words,
+    number_type_words,
+    render,
+    render_reason,
+    source_words,
+)
+from web.i18n import LANGUAGES, formats, gettext, init_babel, ngettext, pgettext
+from web.labels import words
 from web.security import LANGUAGE_KEY, new_csrf_token
 from web.state import state
 
@@ -41,8 +53,87 @@ def current_language() -> str:
 
 
 def _(message: str, /, **values: Any) -> str:
-    """Translate `message` into the session's language and fill in `values`."""
-    return translate(message, current_language(), **values)
+    """Translate `message` into the session's language and fill in `{name}` placeholders."""
+    text = gettext(message)
+    return text.format(**values) if values else text
+
+
+def _n(singular: str, plural: str, n: int, /, **values: Any) -> str:
+    """The right plural form for `n` in the session's language; `{n}` and `values` filled."""
+    return ngettext(singular, plural, n).format(n=n, **values)
+
+
+def _p(context: str, message: str, /, **values: Any) -> str:
+    """Translate `message` in the meaning `context` names ("list name", "country mode")."""
+    text = pgettext(context, message)
+    return text.format(**values) if values else text
+
+
+def reason_words(row: Any) -> str:
+    """A call's reason in the reader's language (rows from before reason codes: as stored).
+
+    `row` is a call row or a decision as a mapping (the "test a number" result).
+    """
+    def get(key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
+    return render_reason(get("reason_code"), get("reason_params"), get("reason") or "",
+                         formats(current_language()))
+
+
+def why_words(rejected: Any) -> str:
+    """Why an import left a line out (a `list_files.Rejected`), in the reader's language."""
+    if rejected.params:
+        return render(rejected.template, rejected.params, formats(current_language()))
+    return gettext(rejected.template or rejected.why)
+
+
+def decimal(value: float, digits: int = 1) -> str:
+    """A number with `digits` decimals, the reader's way (1,5 in French)."""
+    return str(format_decimal(value, "#,##0." + "0" * digits))
+
+
+def error_words(exc: Exception) -> str:
+    """An error the store or the core raised, in the reader's language when it has a template."""
+    template = getattr(exc, "template", None)
+    params = getattr(exc, "params", None)
+    if template and params:
+        return render(template, params, formats(current_language()))
+    return gettext(template or str(exc))
+
+
+def label(text: str) -> str:
+    """An entry's or a rule's label: translated when Ringfence wrote it, else as typed."""
+    return label_words(text or "", formats(current_language()))
+
+
+def stored_label(typed: str) -> str:
+    """A label typed in a form, as stored: a system label shown translated goes back to English.
+
+    The rules form shows "les numéros masqués laissent un message"; saving it unchanged must
+    keep the English label, or the rule's reasons would stay French in the English UI.
+    """
+    typed = typed.strip()[:200]
+    fmt = formats(current_language())
+    for system in SYSTEM_LABELS:
+        if typed == label_words(system, fmt):
+            return system
+    return typed
+
+
+def source(text: str) -> str:
+    """Where an entry came from, in words."""
+    return source_words(text or "", formats(current_language()))
+
+
+def caller_kind(kind: str) -> str:
+    """"withheld number" or "invalid number" in the reader's language."""
+    return gettext(CALLER_KINDS.get(kind, kind))
+
+
+def number_type(value: str | None) -> str:
+    """A number type (PREMIUM_RATE) in words."""
+    return number_type_words(value, formats(current_language())) if value else ""
 
 
 def csrf_token() -> str:
@@ -58,12 +149,11 @@ def csrf_field() -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
 
 
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Format an aware time in the configured time zone."""
-
+def local_time(value: datetime | None, fmt: str = "short") -> str:
+    """An aware time in the configured time zone, the reader's way (24/11/2026 15:00)."""
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(state().settings.timezone)).strftime(fmt)
+    return str(format_datetime(value, fmt))
 
 
 def phone(value: str | None) -> str:
@@ -83,14 +173,33 @@ def action_words(action: str | None) -> str:
         return _("rang through")
     if kind == "reject":
         code = int(param) if param.isdigit() else 603
-        return _("rejected ({code} {text})", code=code, text=REJECT_CODES.get(code, ""))
+        return _("rejected ({code} {text})", code=code, text=gettext(REJECT_CODES.get(code, "")))
     if kind == "announce":
-        return _("message played ({prompt})", prompt=param or "not_in_service")
+        return _("message played ({prompt})", prompt=prompt_words(param or "not_in_service"))
     if kind == "voicemail":
-        return _("sent to voicemail") + (f" ({param})" if param else "")
+        return _("sent to voicemail") + (f" ({prompt_words(param)})" if param else "")
     if kind == "challenge":
         return _("challenged (press a key)")
     return action
+
+
+# Built-in prompts by name, for labels (the prompts page, actions such as announce:closed).
+PROMPT_WORDS = {
+    "greeting": N_("greeting"), "challenge": N_("challenge (press a key)"),
+    "challenge_passed": N_("challenge passed"),
+    "spoof_shield": N_("spoof shield (we did not call you)"),
+    "not_in_service": N_("not in service"), "sit": N_("special information tones"),
+    "closed": N_("closed"), "goodbye": N_("goodbye"),
+    "connecting": N_("connecting you (after a challenge)"),
+}
+
+
+def prompt_words(name: str) -> str:
+    """A prompt's name in words (challenge_5 is the challenge asking for digit 5)."""
+    if name.startswith("challenge_") and name[10:].isdigit():
+        return _("challenge asking for the key {digit}", digit=name[10:])
+    known = PROMPT_WORDS.get(name)
+    return gettext(known) if known else name
 
 
 def duration(seconds: float | None) -> str:
@@ -143,11 +252,15 @@ def paginate(total: int, size: int = PAGE_SIZE) -> Page:
 
 def install_template_helpers(app: Flask) -> None:
     """Expose translation, CSRF and formatting helpers to every template."""
+    init_babel(app, current_language, lambda: state().settings.timezone)
     app.jinja_env.autoescape = True
-    app.jinja_env.globals.update(_=_, csrf_field=csrf_field, csrf_token=csrf_token,
-                                 lang=current_language)
+    app.jinja_env.globals.update(_=_, _n=_n, _p=_p, csrf_field=csrf_field,
+                                 csrf_token=csrf_token, lang=current_language)
     app.jinja_env.filters.update(localtime=local_time, phone=phone, action_words=action_words,
-                                 duration=duration)
+                                 duration=duration, reason=reason_words, error=error_words,
+                                 label=label, source=source, caller_kind=caller_kind,
+                                 number_type=number_type, prompt=prompt_words, words=words,
+                                 why=why_words, decimal=decimal)
 
     @app.context_processor
     def _nav() -> dict[str, Any]:

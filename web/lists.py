@@ -9,10 +9,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.numbers import to_e164
-from gateway.screening.rules import ListName, MatchKind
-from gateway.store.errors import EntryError
+from gateway.screening.rules import ListEntry, ListName, MatchKind
+from gateway.screening.words import entry_words
+from gateway.store.errors import BroadEntry, EntryError
 from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
-from web.helpers import _, local_url, paginate
+from web.helpers import _, _p, current_language, error_words, local_url, paginate
+from web.i18n import formats
 from web.state import state
 
 bp = Blueprint("lists", __name__)
@@ -25,7 +27,7 @@ def _list_name(name: str) -> str:
 
 
 def _render_list(list_name: str, form: dict[str, Any], errors: dict[str, str],
-                 status: int = 200) -> tuple[str, int]:
+                 status: int = 200, broad: str = "") -> tuple[str, int]:
     st = state()
     search = request.args.get("q", "").strip()
     page = paginate(st.store.entries.count(list_name, search))
@@ -34,7 +36,7 @@ def _render_list(list_name: str, form: dict[str, Any], errors: dict[str, str],
     return render_template(
         "list.html", list_name=list_name, entries=entries, page=page, search=search,
         form=form, errors=errors, kinds=[k.value for k in MatchKind],
-        block_action=st.store.runtime.get("block_action"),
+        block_action=st.store.runtime.get("block_action"), broad=broad,
     ), status
 
 
@@ -52,11 +54,28 @@ def add(name: str) -> BaseResponse | tuple[str, int]:
     try:
         fields = entry_fields(request.form, st.settings, list_name)
         entry = st.store.entries.add(list_name, source="manual", **fields)
+    except BroadEntry as exc:
+        # Not an error: a confirmation step that says how far the entry reaches.
+        return _render_list(list_name, dict(request.form), {}, 409, broad=error_words(exc))
     except (FieldError, EntryError) as exc:
         field, message = error_for(exc)
         return _render_list(list_name, dict(request.form), {field: message}, 400)
-    flash(_("{pattern} added to the {list} list.", pattern=entry.pattern, list=_(list_name)))
+    flash(added_message(list_name, entry.pattern))
     return redirect(url_for("lists.show", name=list_name))
+
+
+def added_message(list_name: str, pattern: str) -> str:
+    """"… added to the block list.": one whole sentence per list, never a list-name word."""
+    if list_name == "block":
+        return _("{pattern} added to the block list.", pattern=pattern)
+    return _("{pattern} added to the allow list.", pattern=pattern)
+
+
+def removed_message(list_name: str, pattern: str) -> str:
+    """"… removed from the block list.", one sentence per list."""
+    if list_name == "block":
+        return _("{pattern} removed from the block list.", pattern=pattern)
+    return _("{pattern} removed from the allow list.", pattern=pattern)
 
 
 @bp.route("/lists/entry/<int:entry_id>/edit", methods=["GET", "POST"])
@@ -75,6 +94,10 @@ def edit(entry_id: int) -> BaseResponse | tuple[str, int]:
     try:
         fields = entry_fields(request.form, st.settings, list_name)
         saved = store.entries.add(list_name, source=entry.source, **fields)
+    except BroadEntry as exc:
+        return render_template("entry_edit.html", entry=entry, form=dict(request.form),
+                               errors={}, kinds=[k.value for k in MatchKind],
+                               broad=error_words(exc)), 409
     except (FieldError, EntryError) as exc:
         field, message = error_for(exc)
         return render_template("entry_edit.html", entry=entry, form=dict(request.form),
@@ -93,10 +116,20 @@ def delete(entry_id: int) -> BaseResponse:
     if entry is None:
         abort(404)
     store.entries.remove(entry_id)
-    flash(_("{pattern} removed from the {list} list.", pattern=entry.pattern,
-            list=_(entry.list.value)))
+    flash(removed_message(entry.list.value, entry.pattern))
     return redirect(local_url(request.form.get("back"),
                               url_for("lists.show", name=entry.list.value)))
+
+
+def list_word(name: str) -> str:
+    """"blanche"/"noire": a list's name as a word in a sentence ("the {list} list")."""
+    return _p("list", "block") if name == "block" else _p("list", "allow")
+
+
+def entry_text(entry: ListEntry) -> str:
+    """An entry in words, in the reader's language."""
+    return entry_words(entry.kind.value, entry.pattern, entry.label,
+                       formats(current_language()))
 
 
 def describe_change(list_name: str, number: str) -> dict[str, Any]:
@@ -116,19 +149,19 @@ def describe_change(list_name: str, number: str) -> dict[str, Any]:
                    "through.", number=number)
     notes = []
     if on_other:
-        notes.append(_("It will be removed from the {list} list.", list=_(other)))
+        notes.append(_("It will be removed from the {list} list.", list=list_word(other)))
     if on_same:
         notes.append(_("It is already on the {list} list; the entry will be updated.",
-                       list=_(list_name)))
+                       list=list_word(list_name)))
     for e in (e for e in existing if e.kind is not MatchKind.EXACT):
         if list_name == "block" and e.list is ListName.ALLOW:
             # The allow list is checked first (docs/architecture.md, "How a decision is made"):
             # say the block will not bite.
             notes.append(_("Warning: it also matches {entry} on the allow list, which is "
-                           "checked first, so its calls will still ring.", entry=e.describe()))
+                           "checked first, so its calls will still ring.", entry=entry_text(e)))
         else:
-            notes.append(_("It also matches {entry} on the {list} list.", entry=e.describe(),
-                           list=_(e.list.value)))
+            notes.append(_("It also matches {entry} on the {list} list.", entry=entry_text(e),
+                           list=list_word(e.list.value)))
     return {"effect": effect, "notes": notes, "on_other": on_other}
 
 
@@ -148,7 +181,8 @@ def confirm() -> BaseResponse | tuple[str, int]:
         return render_template("confirm.html", list_name=list_name, number=number,
                                change=change, back=back), 200
     store = state().store
-    label = source.get("label", "").strip()[:200] or _("from the call log")
+    # Stored in English (a system label), shown in the reader's language (helpers.label).
+    label = source.get("label", "").strip()[:200] or "from the call log"
     store.entries.add(list_name, number, kind="exact", label=label, source="manual")
     for entry in change["on_other"]:
         store.entries.remove(entry.id)
@@ -169,12 +203,12 @@ def permit() -> BaseResponse | tuple[str, int]:
                 datetime.now(UTC) + timedelta(days=1))
             entry = st.store.entries.add(
                 ListName.ALLOW, form.get("number", ""), kind="exact",
-                label=form.get("label", "").strip() or _("permit next call"),
+                label=form.get("label", "").strip() or "permit next call",
                 once=True, expires_at=expires)
         except FieldError as exc:
-            errors[exc.field] = str(exc)
+            errors[exc.field] = error_words(exc)
         except EntryError as exc:
-            errors["number"] = str(exc)
+            errors["number"] = error_words(exc)
         else:
             flash(_("The next call from {number} will ring.", number=entry.pattern))
             return redirect(url_for("lists.permit"))

@@ -15,7 +15,7 @@ from gateway.screening.telemarketing import RANGES
 from gateway.store.errors import EntryError
 from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
 from web.forms import FieldError
-from web.helpers import _
+from web.helpers import _, label, stored_label
 from web.state import state
 
 bp = Blueprint("rules", __name__)
@@ -71,7 +71,7 @@ def rule_error_field(exc: EntryError, kind: str) -> str:
 def rule_as_form(rule: Any) -> dict[str, Any]:
     """Show a stored rule's values the way the form expects them."""
     form: dict[str, Any] = {"action": str(rule.action), "priority": str(rule.priority),
-                            "label": rule.label, "enabled": "1" if rule.enabled else ""}
+                            "label": label(rule.label), "enabled": "1" if rule.enabled else ""}
     for name, shape in PARAM_FIELDS.get(rule.kind.value, ()):
         value = rule.params.get(name)
         if shape in ("list", "days"):
@@ -170,7 +170,7 @@ def update(rule_id: int) -> BaseResponse | tuple[str, int]:
             "enabled": bool(form.get("enabled")),
             "action": form.get("action", "").strip(),
             "priority": _int(form, "priority"),
-            "label": form.get("label", "").strip()[:200],
+            "label": stored_label(form.get("label", "")),
         }
         if rule.kind.value in PARAM_FIELDS:
             changes["params"] = params_from_form(rule.kind.value, form)
@@ -195,7 +195,7 @@ def add() -> BaseResponse | tuple[str, int]:
     try:
         params = params_from_form(kind, form)
         store.rules.add(kind, form.get("action", "").strip(), params,
-                      priority=_int(form, "priority"), label=form.get("label", "").strip()[:200])
+                      priority=_int(form, "priority"), label=stored_label(form.get("label", "")))
     except FieldError as exc:
         return _render(new_rule=dict(form), new_errors={exc.field: str(exc)}, status=400)
     except EntryError as exc:

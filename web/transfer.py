@@ -15,8 +15,9 @@ from gateway.feeds.vcard import parse_vcards
 from gateway.ops.backup import BackupError, backup_to, restore_from
 from gateway.screening.rules import ListName
 from gateway.store import EntryError, ImportReport, Store
-from gateway.store.list_files import iter_lines
-from web.helpers import _
+from gateway.store.decode import FileProblem
+from gateway.store.list_files import Rejected, iter_lines
+from web.helpers import _, error_words
 from web.state import state
 
 bp = Blueprint("transfer", __name__)
@@ -30,7 +31,7 @@ class ContactReport:
 
     cards: int = 0
     added: int = 0
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def import_contacts(store: Store, text: str) -> ContactReport:
@@ -43,18 +44,20 @@ def import_contacts(store: Store, text: str) -> ContactReport:
                 store.entries.add(ListName.ALLOW, number, kind="exact",
                                label=(contact.name or number)[:200], source="contact")
             except EntryError as exc:
-                report.rejected.append((contact.line, f"{contact.name}: {number}"[:80],
-                                        str(exc)))
+                report.rejected.append(Rejected(contact.line, f"{contact.name}: {number}"[:80],
+                                                str(exc), exc.template, exc.params))
             else:
                 report.added += 1
     return report
 
 
-def import_csv_bytes(store: Store, data: bytes, list_name: str,
-                     action: str | None) -> ImportReport:
-    """Import an uploaded CSV (UTF-8 or Latin-1) into a list."""
-    stream = io.StringIO("".join(iter_lines(data)))
-    return store.list_files.import_csv(stream, list_name, action=action)
+def import_csv_bytes(store: Store, data: bytes, list_name: str, action: str | None, *,
+                     confirm: bool = False) -> ImportReport:
+    """Import an uploaded list file (any encoding and separator) into a list.
+
+    Raises FileProblem when the file as a whole is unusable, EntryError for a bad action.
+    """
+    return store.list_files.import_file(data, list_name, action=action, confirm=confirm)
 
 
 def _render(status: int = 200, **context: object) -> tuple[str, int]:
@@ -85,9 +88,43 @@ def import_file() -> tuple[str, int]:
         action = None
     try:
         report = import_csv_bytes(store, upload.read(), form["list"], action)
+    except FileProblem as exc:  # not a list at all: binary, empty
+        return _render(form=form, errors={"file": error_words(exc)}, status=400)
     except ValueError as exc:  # a bad action for the whole file
-        return _render(form=form, errors={"action": str(exc)}, status=400)
+        return _render(form=form, errors={"action": error_words(exc)}, status=400)
     return _render(form=form, report=report, report_name=upload.filename)
+
+
+@dataclass
+class ConfirmReport:
+    """What adding the confirmed broad lines of an import did."""
+
+    added: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@bp.route("/transfer/import/confirm", methods=["POST"])
+def confirm_import() -> tuple[str, int]:
+    """Add the lines an import held back because they reach a country or a million numbers."""
+    store = state().store
+    list_name = request.form.get("list", "")
+    if list_name not in ("allow", "block"):
+        return _render(errors={"list": _("Choose the allow or block list.")}, status=400)
+    action = (request.form.get("action") or "").strip() or None
+    if list_name == "allow":
+        action = None
+    labels = request.form.getlist("label")
+    report = ConfirmReport()
+    for index, typed in enumerate(request.form.getlist("pattern")[:MAX_REPORTED]):
+        label = labels[index] if index < len(labels) else ""
+        try:
+            store.entries.add(list_name, typed, label=label[:200], action=action,
+                              source="manual", confirm=True)
+        except EntryError as exc:
+            report.rejected.append(Rejected(0, typed[:80], str(exc), exc.template, exc.params))
+        else:
+            report.added += 1
+    return _render(form={"list": list_name, "action": action or ""}, confirmed=report)
 
 
 @bp.route("/transfer/contacts", methods=["POST"])
@@ -96,7 +133,7 @@ def import_vcard() -> tuple[str, int]:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _render(errors={"vcf": _("Choose a .vcf file.")}, status=400)
-    text = "".join(iter_lines(upload.read()))
+    text = "".join(iter_lines(upload.read()))  # UTF-16 and Windows-1252 cards read too
     if "BEGIN:VCARD" not in text.upper():
         return _render(errors={"vcf": _("This file has no vCard in it.")}, status=400)
     report = import_contacts(state().store, text)
@@ -168,5 +205,7 @@ def restore() -> tuple[str, int]:
         try:
             report = restore_from(path, web.settings, db=web.store.db)
         except BackupError as exc:
-            return _render(errors={"restore": str(exc)}, status=400)
+            # The owner uploaded "their file", not our temporary copy: name it so.
+            message = str(exc).replace(path, upload.filename).replace(folder, "")
+            return _render(errors={"restore": message}, status=400)
     return _render(restored=report.summary())

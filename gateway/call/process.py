@@ -25,7 +25,7 @@ from gateway.call.ports import (
 )
 from gateway.call.record import CallBook
 from gateway.call.screen import Screener
-from gateway.config import LineConfig, Settings
+from gateway.config import HostPort, LineConfig, Settings, cannot_listen
 from gateway.media.sdp import parse_sdp
 from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
@@ -36,6 +36,10 @@ from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(OSError):
+    """A SIP listener could not bind: the message names the address, the cause and the fix."""
 
 
 def default_media_factory(settings: Settings) -> MediaFactory:
@@ -141,8 +145,7 @@ class Gateway:
                     counters=counters, timers=self.timers, name="direct", t1=self.t1,
                     identity=UaIdentity("ringfence", gw.public_address),
                 )
-                ua.start()
-                self.uas.append(ua)
+                self._start_ua(ua, gw.listen, "[gateway] listen")
                 return
             for line in self.settings.lines:
                 handle = self._handler(line)
@@ -152,8 +155,7 @@ class Gateway:
                     t1=self.t1,
                     identity=UaIdentity(line.username, self.settings.gateway.public_address),
                 )
-                ua.start()
-                self.uas.append(ua)
+                self._start_ua(ua, line.listen, f"listen of line {line.name!r}")
                 registration = Registration(ua, line, self._line_state,
                                             backoff_start=self.backoff_start)
                 registration.start()
@@ -161,6 +163,13 @@ class Gateway:
         except Exception:
             self.stop()
             raise
+
+    def _start_ua(self, ua: UserAgent, address: HostPort, setting: str) -> None:
+        try:
+            ua.start()
+        except OSError as exc:
+            raise ListenError(cannot_listen("SIP", address, exc, setting)) from exc
+        self.uas.append(ua)
 
     def _line_state(self, name: str, state: str, error: str | None) -> None:
         if self.line_states is not None:
@@ -217,7 +226,8 @@ def run_gateway(settings: Settings) -> int:
     try:
         gateway.start()
     except OSError as exc:
-        log.error("cannot listen for SIP: %s", exc)
+        # ListenError already says which address and why; anything else still names the cause.
+        log.error("%s", exc if isinstance(exc, ListenError) else f"cannot listen for SIP: {exc}")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         return 1

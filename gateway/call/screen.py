@@ -19,6 +19,7 @@ from gateway.screening.decide import (
     Decision,
     Rules,
     Step,
+    because,
     decide_rate_limits,
     decide_without_history,
 )
@@ -62,6 +63,6 @@ class Screener:
             decision = replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
         except Exception as exc:
             log.exception("screening failed for %s; letting the call ring", caller.describe())
-            return Decision(PASS, f"screening failed ({type(exc).__name__}); call let through",
-                            Step.ERROR, unknown=True)
+            return Decision(PASS, step=Step.ERROR, unknown=True,
+                            **because("screening_failed", error=type(exc).__name__))
         return decision

@@ -29,6 +29,8 @@ from gateway.screening.decide import Decision, Rules, decide
 from gateway.screening.ratelimit import History, PastCall
 from gateway.screening.rules import ListEntry, ListName
 from gateway.store.calls import CallFilter
+from gateway.store.decode import FileProblem
+from gateway.store.errors import BroadEntry
 
 
 def entry_json(entry: ListEntry) -> dict[str, Any]:
@@ -47,11 +49,15 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     entries = owner_store(settings).entries
     list_name = ListName(args.command)
     if args.list_command == "add":
-        entry = entries.add(
-            list_name, args.pattern, kind=args.kind, label=args.label or "",
-            action=getattr(args, "action", None), expires_at=parse_expiry(args.expires, settings),
-            once=getattr(args, "once", False),
-        )
+        try:
+            entry = entries.add(
+                list_name, args.pattern, kind=args.kind, label=args.label or "",
+                action=getattr(args, "action", None),
+                expires_at=parse_expiry(args.expires, settings),
+                once=getattr(args, "once", False), confirm=args.yes,
+            )
+        except BroadEntry as exc:
+            raise UsageError(f"{exc}: add --yes to do it") from None
         print_json({"added": entry_json(entry)})
     elif args.list_command == "remove":
         target = args.pattern
@@ -156,17 +162,30 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     list_files = owner_store(settings).list_files
     path = Path(args.file)
     try:
-        stream = path.open(encoding="utf-8-sig", newline="")
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    with stream:
-        report = list_files.import_csv(stream, args.list, action=args.action)
-    for line_no, text, why in report.rejected[:200]:
-        print(f"{path.name}:{line_no}: {text!r} rejected: {why}", file=sys.stderr)
-    if len(report.rejected) > 200:
-        print(f"... and {len(report.rejected) - 200} more rejected lines", file=sys.stderr)
-    print(f"{args.list} list: {report.summary()}")
+    try:
+        report = list_files.import_file(data, args.list, action=args.action, confirm=args.yes)
+    except FileProblem as exc:
+        raise UsageError(f"{path.name}: {exc}") from None
+    for rejected in report.rejected[:200]:
+        print(f"{path.name}:{rejected.line}: '{rejected.text}' rejected: {rejected.why}",
+              file=sys.stderr)
+    if report.rejected_count > 200:
+        print(f"... and {report.rejected_count - 200} more rejected lines", file=sys.stderr)
+    for held in report.unconfirmed[:200]:
+        print(f"{path.name}:{held.line}: '{held.text}' left out: {held.why}", file=sys.stderr)
+    if report.unconfirmed:
+        print(f"{len(report.unconfirmed)} entries reaching a whole country or more than a "
+              "million numbers were left out: import again with --yes to add them too",
+              file=sys.stderr)
+    print(f"{args.list} list: {report.summary()} (read as {report.encoding}, separated by "
+          f"{_SEPARATOR_NAMES.get(report.delimiter, report.delimiter)!s})")
     return 0
+
+
+_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,6 +294,9 @@ def register_commands(sub: Any) -> None:
         add.add_argument("--label", "-l")
         add.add_argument("--kind", choices=["exact", "prefix", "glob", "regex"])
         add.add_argument("--expires", help="a duration (2h, 7d) or an ISO time")
+        add.add_argument("--yes", "--confirm", action="store_true",
+                         help="add it even if it reaches a whole country or more than a "
+                         "million numbers")
         if name == "block":
             add.add_argument("--action", help="e.g. reject:603, announce:sit, voicemail")
         else:
@@ -323,6 +345,9 @@ def register_commands(sub: Any) -> None:
     imp.add_argument("file")
     imp.add_argument("--list", choices=["allow", "block"], default="block")
     imp.add_argument("--action", help="action for imported block entries")
+    imp.add_argument("--yes", "--confirm", action="store_true",
+                     help="also import entries that reach a whole country or more than a "
+                     "million numbers (left out otherwise)")
     imp.set_defaults(handler=cmd_import)
     exp = sub.add_parser("export", help="export a list as CSV")
     exp.add_argument("file", nargs="?")

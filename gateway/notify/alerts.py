@@ -26,10 +26,11 @@ from gateway.notify.collect import (
     merge_triggers,
     shielded_calls,
 )
-from gateway.notify.digest import format_duration, gsm7, inert, sms_length, words
+from gateway.notify.digest import Words, format_duration, gsm7, inert, sms_length, words
 from gateway.notify.message import Message
 from gateway.notify.outbox import Outbox
 from gateway.numbers import national_format
+from gateway.screening.words import N_
 from gateway.store.db import Database
 from gateway.store.models import LineStateRow, NotificationRow, VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
@@ -41,42 +42,34 @@ BURST_LOOKBACK = timedelta(hours=6)
 LINE_UP_STATE = "registered"
 LINE_DOWN_STATES = frozenset({"failed", "registering"})
 
+# English message ids; French in gateway/translations.
 _TEXT = {
-    "en": {
-        "vm_subject": "New voicemail from {who} ({length})",
-        "vm_body": "{who} left a {length} message at {time}.",
-        "burst_subject": "Burst mode on: {callers} unknown callers",
-        "burst_body": "Since {time}, {callers} different unknown numbers called within "
-                      "{window} min. Unknown callers now hear the spoof-shield message; "
-                      "allowed callers still ring through.",
-        "burst_end_subject": "Burst mode over after {duration}",
-        "burst_end_body": "The burst that started at {time} is over after {duration}; "
-                          "{calls} calls met the shield.",
-        "down_subject": "Line {line} not registered for {minutes} min",
-        "down_body": "Line {line} has not been registered since {time}. Last error: {error}. "
-                     "Calls on this line ring without screening, or not at all.",
-        "up_subject": "Line {line} registered again",
-        "up_body": "Line {line} is registered again after {duration}.",
-        "none": "none",
-    },
-    "fr": {
-        "vm_subject": "Nouveau message de {who} ({length})",
-        "vm_body": "{who} a laissé un message de {length} à {time}.",
-        "burst_subject": "Mode rafale : {callers} appelants inconnus",
-        "burst_body": "Depuis {time}, {callers} numéros inconnus différents ont appelé en "
-                      "{window} min. Les inconnus entendent maintenant le message "
-                      "anti-usurpation ; les appelants autorisés sonnent toujours.",
-        "burst_end_subject": "Fin du mode rafale après {duration}",
-        "burst_end_body": "La rafale commencée à {time} est terminée après {duration} ; "
-                          "{calls} appels ont été filtrés.",
-        "down_subject": "Ligne {line} non enregistrée depuis {minutes} min",
-        "down_body": "La ligne {line} n'est plus enregistrée depuis {time}. Dernière erreur : "
-                     "{error}. Les appels sur cette ligne sonnent sans filtrage, ou pas du tout.",
-        "up_subject": "Ligne {line} de nouveau enregistrée",
-        "up_body": "La ligne {line} est de nouveau enregistrée après {duration}.",
-        "none": "aucune",
-    },
+    "vm_subject": N_("New voicemail from {who} ({length})"),
+    "vm_body": N_("{who} left a {length} message at {time}."),
+    "burst_subject": N_("Burst mode on: {callers} unknown callers"),
+    "burst_body": N_("Since {time}, {callers} different unknown numbers called within {window} "
+                     "min. Unknown callers now hear the spoof-shield message; allowed callers "
+                     "still ring through."),
+    "burst_end_subject": N_("Burst mode over after {duration}"),
+    "burst_end_body": N_("The burst that started at {time} is over after {duration}; {calls} "
+                         "calls met the shield."),
+    "down_subject": N_("Line {line} not registered for {minutes} min"),
+    "down_body": N_("Line {line} has not been registered since {time}. Last error: {error}. "
+                    "Calls on this line ring without screening, or not at all."),
+    "up_subject": N_("Line {line} registered again"),
+    "up_body": N_("Line {line} is registered again after {duration}."),
+    "none": N_("none"),
 }
+
+
+class _Text:
+    """The alerts' phrases in one language."""
+
+    def __init__(self, w: Words) -> None:
+        self.w = w
+
+    def __getitem__(self, key: str) -> str:
+        return self.w.text(_TEXT[key])
 
 
 def alert_message(kind: str, subject: str, body: str, attachments: tuple[str, ...] = ()
@@ -97,8 +90,8 @@ class AlertWatcher:
         self.settings = settings
         self.outbox = outbox
         self.zone = ZoneInfo(settings.timezone)
-        self.text = _TEXT.get(settings.language, _TEXT["en"])
         self.words = words(settings.language)
+        self.text = _Text(self.words)
         # When each line was first seen down. Kept in memory: the scheduler runs in the
         # gateway process, which is the one registering; a restart restarts the count.
         self._down_since: dict[str, datetime] = {}
@@ -152,7 +145,7 @@ class AlertWatcher:
             except Exception:
                 who = row.number
         else:
-            who = self.words["withheld"]
+            who = self.words("withheld")
         who = inert(who, 30)
         if row.display_name:
             who = f"{who} ({inert(row.display_name)})"

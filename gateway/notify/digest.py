@@ -13,7 +13,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from gateway.notify.catalog import formats
+from gateway.screening.words import N_, RULE_KINDS, SYSTEM_LABELS, Nn_, label_words, source_words
 
 Language = Literal["fr", "en"]
 
@@ -201,95 +204,89 @@ def split_sms(head: str, pieces: Sequence[str], max_parts: int, sep: str = ", ")
 
 # --------------------------------------------------------------------------- words
 
-_WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "subject": "Ringfence: {calls} calls, {blocked} screened, {vm} ({date})",
-        "title": "Ringfence daily digest",
-        "window": "From {start} to {end}",
-        "calls": "Calls",
-        "no_calls": "No calls.",
-        "total": "{n} calls in all",
-        "pass": "rang through", "reject": "rejected", "announce": "answered with a message",
-        "voicemail": "sent to voicemail", "challenge": "challenged",
-        "top_blocked": "Most screened numbers",
-        "voicemails": "New voicemails",
-        "no_voicemails": "No new voicemail.",
-        "bursts": "Bursts of unknown callers",
-        "burst_line": "{start} for {duration}: {callers} distinct callers, {calls} calls shielded",
-        "burst_on": "{start}, still on: {callers} distinct callers, {calls} calls shielded",
-        "look": "Numbers worth a look",
-        "repeat": "called {n} times, unknown",
-        "challenge_passed": "passed the challenge",
-        "auto": "allowed automatically",
-        "changes": "Changes to lists and rules",
-        "entry_added": "added to the {list} list",
-        "subscription": "subscription {label}: {n} entries",
-        "rule_added": "rule added", "rule_removed": "rule removed", "rule_changed": "rule changed",
-        "setting": "setting changed",
-        "first": "(first digest: rule changes will be shown from the next one)",
-        "no_changes": "No changes.",
-        "allow": "allow", "block": "block",
-        "withheld": "withheld", "invalid": "invalid number",
-        "more": "… and {n} more",
-        "times": "\u00d7{n}",
-        "sms_head": "Ringfence {date}:",
-        "sms_calls": "{n} calls", "sms_blocked": "{n} screened", "sms_vm": "{n} voicemails",
-        "sms_bursts": "{n} bursts", "sms_look": "check {items}",
-        "sms_calls_1": "1 call", "sms_vm_1": "1 voicemail", "sms_bursts_1": "1 burst",
-        "footer": "Sent by Ringfence. Change what is sent in config.toml, section [notify].",
-    },
-    "fr": {
-        "subject": "Ringfence : {calls} appels, {blocked} filtrés, {vm} ({date})",
-        "title": "Ringfence, résumé du jour",
-        "window": "Du {start} au {end}",
-        "calls": "Appels",
-        "no_calls": "Aucun appel.",
-        "total": "{n} appels en tout",
-        "pass": "ont sonné", "reject": "rejetés", "announce": "ont entendu une annonce",
-        "voicemail": "envoyés sur la messagerie", "challenge": "soumis au test",
-        "top_blocked": "Numéros les plus filtrés",
-        "voicemails": "Nouveaux messages",
-        "no_voicemails": "Aucun nouveau message.",
-        "bursts": "Rafales d'appels inconnus",
-        "burst_line": "{start} pendant {duration} : {callers} appelants distincts, "
-                      "{calls} appels filtrés",
-        "burst_on": "{start}, toujours en cours : {callers} appelants distincts, "
-                    "{calls} appels filtrés",
-        "look": "Numéros à regarder",
-        "repeat": "a appelé {n} fois, inconnu",
-        "challenge_passed": "a réussi le test",
-        "auto": "autorisé automatiquement",
-        "changes": "Changements des listes et des règles",
-        "entry_added": "ajouté à la liste {list}",
-        "subscription": "abonnement {label} : {n} entrées",
-        "rule_added": "règle ajoutée", "rule_removed": "règle supprimée",
-        "rule_changed": "règle modifiée", "setting": "réglage modifié",
-        "first": "(premier résumé : les changements de règles apparaîtront dès le prochain)",
-        "no_changes": "Aucun changement.",
-        "allow": "d'autorisation", "block": "de blocage",
-        "withheld": "masqué", "invalid": "numéro invalide",
-        "more": "… et {n} de plus",
-        "times": "\u00d7{n}",
-        "sms_head": "Ringfence {date} :",
-        "sms_calls": "{n} appels", "sms_blocked": "{n} filtrés", "sms_vm": "{n} messages",
-        "sms_bursts": "{n} rafales", "sms_look": "à voir {items}",
-        "sms_calls_1": "1 appel", "sms_blocked_1": "1 filtré", "sms_vm_1": "1 message",
-        "sms_bursts_1": "1 rafale",
-        "footer": "Envoyé par Ringfence. Réglez les envois dans config.toml, section [notify].",
-    },
+# The digest's phrases: English message ids, French in gateway/translations (`make translations`).
+_PHRASES: dict[str, str] = {
+    "subject": N_("Ringfence: {calls} calls, {blocked} screened, {vm} ({date})"),
+    "title": N_("Ringfence daily digest"),
+    "window": N_("From {start} to {end}"),
+    "calls": N_("Calls"),
+    "no_calls": N_("No calls."),
+    "top_blocked": N_("Most screened numbers"),
+    "voicemails": N_("New voicemails"),
+    "no_voicemails": N_("No new voicemail."),
+    "bursts": N_("Bursts of unknown callers"),
+    "look": N_("Numbers worth a look"),
+    "challenge_passed": N_("passed the challenge"),
+    "auto": N_("allowed automatically"),
+    "changes": N_("Changes to lists and rules"),
+    "entry_added_allow": N_("added to the allow list"),
+    "entry_added_block": N_("added to the block list"),
+    "rule_added": N_("rule added"), "rule_removed": N_("rule removed"),
+    "rule_changed": N_("rule changed"), "setting": N_("setting changed"),
+    "first": N_("(first digest: rule changes will be shown from the next one)"),
+    "no_changes": N_("No changes."),
+    "withheld": N_("withheld"), "invalid": N_("invalid number"),
+    "times": "\u00d7{n}",
+    "sms_head": N_("Ringfence {date}:"),
+    "sms_look": N_("check {items}"),
+    "footer": N_("Sent by Ringfence. Change what is sent in config.toml, section [notify]."),
+}
+# Phrases with a count: (singular, plural); French says "1 a sonné" but "2 ont sonné".
+_COUNTED: dict[str, tuple[str, str]] = {
+    "total": Nn_("{n} call in all", "{n} calls in all"),
+    "pass": Nn_("{n} rang through", "{n} rang through"),
+    "reject": Nn_("{n} rejected", "{n} rejected"),
+    "announce": Nn_("{n} answered with a message", "{n} answered with a message"),
+    "voicemail": Nn_("{n} sent to voicemail", "{n} sent to voicemail"),
+    "challenge": Nn_("{n} challenged", "{n} challenged"),
+    "repeat": Nn_("called {n} time, unknown", "called {n} times, unknown"),
+    "burst_line": Nn_("{start} for {duration}: {callers} distinct caller, {calls} calls "
+                      "shielded", "{start} for {duration}: {callers} distinct callers, "
+                      "{calls} calls shielded"),
+    "burst_on": Nn_("{start}, still on: {callers} distinct caller, {calls} calls shielded",
+                    "{start}, still on: {callers} distinct callers, {calls} calls shielded"),
+    "subscription": Nn_("subscription {label}: {n} entry", "subscription {label}: {n} entries"),
+    "more": Nn_("… and {n} more", "… and {n} more"),
+    "sms_calls": Nn_("{n} call", "{n} calls"),
+    "sms_blocked": Nn_("{n} screened", "{n} screened"),
+    "sms_vm": Nn_("{n} voicemail", "{n} voicemails"),
+    "sms_bursts": Nn_("{n} burst", "{n} bursts"),
 }
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 ACTION_ORDER = ("pass", "reject", "announce", "voicemail", "challenge")
 
 
-def counted(w: dict[str, str], key: str, n: int) -> str:
-    """A phrase with a count, singular when there is a singular form and n is 1."""
-    return (w.get(f"{key}_1") if n == 1 else None) or w[key].format(n=n)
+class Words:
+    """The digest's and the alerts' phrases in one language (English for anything unknown)."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language if language in ("fr", "en") else "en"
+        self.fmt = formats(self.language)
+
+    def __call__(self, key: str, /, **values: Any) -> str:
+        """The phrase `key`, filled in."""
+        text = self.fmt.gettext(_PHRASES[key])
+        return text.format(**values) if values else text
+
+    def text(self, message: str, /, **values: Any) -> str:
+        """Any marked message (not a phrase key) in this language, filled in."""
+        text = self.fmt.gettext(message)
+        return text.format(**values) if values else text
+
+    def counted(self, key: str, n: int, /, **values: Any) -> str:
+        """The phrase `key` in its singular or plural form for `n`."""
+        singular, plural = _COUNTED[key]
+        return self.fmt.ngettext(singular, plural, n).format(n=n, **values)
 
 
-def words(language: str) -> dict[str, str]:
+def counted(w: Words, key: str, n: int) -> str:
+    """A phrase with a count, in the right plural form."""
+    return w.counted(key, n)
+
+
+def words(language: str) -> Words:
     """The phrase book for `language` (English for anything unknown)."""
-    return _WORDS.get(language, _WORDS["en"])
+    return Words(language)
 
 
 def format_day(moment: datetime, language: str) -> str:
@@ -315,8 +312,8 @@ def format_duration(seconds: float, language: str) -> str:
     return f"{minutes // 60} h {minutes % 60:02d}"
 
 
-def _who(caller: str, name: str, w: dict[str, str]) -> str:
-    shown = w.get(caller, caller) if caller in ("withheld", "invalid") else caller
+def _who(caller: str, name: str, w: Words) -> str:
+    shown = w(caller) if caller in ("withheld", "invalid") else caller
     shown, name = inert(shown, 30), inert(name)
     return f"{shown} ({name})" if name else shown
 
@@ -331,65 +328,83 @@ class _Section:
     empty: str = ""
 
 
-def _capped(lines: list[str], total: int, w: dict[str, str]) -> tuple[str, ...]:
+def _capped(lines: list[str], total: int, w: Words) -> tuple[str, ...]:
     if total > len(lines):
-        lines = [*lines, w["more"].format(n=total - len(lines))]
+        lines = [*lines, w.counted("more", total - len(lines))]
     return tuple(lines)
 
 
 def _sections(data: DigestData, lang: str) -> list[_Section]:
     w = words(lang)
     counts = dict(data.by_action)
-    call_lines = [f"{counts[a]} {w[a]}" for a in ACTION_ORDER if counts.get(a)]
+    call_lines = [w.counted(a, counts[a]) for a in ACTION_ORDER if counts.get(a)]
     call_lines += [f"{n} {inert(a)}" for a, n in data.by_action if a not in ACTION_ORDER]
     if data.total_calls:
-        call_lines.append(w["total"].format(n=data.total_calls))
-    sections = [_Section(w["calls"], tuple(call_lines), w["no_calls"])]
+        call_lines.append(w.counted("total", data.total_calls))
+    sections = [_Section(w("calls"), tuple(call_lines), w("no_calls"))]
 
     vm_lines = [
         f"{format_moment(v.at, lang)}  {_who(v.caller, v.name, w)}  "
         f"{format_duration(v.duration_s, lang)}"
         for v in data.voicemails[:SHOW_LIMIT]
     ]
-    sections.append(_Section(w["voicemails"], _capped(vm_lines, len(data.voicemails), w),
-                             w["no_voicemails"]))
+    sections.append(_Section(w("voicemails"), _capped(vm_lines, len(data.voicemails), w),
+                             w("no_voicemails")))
     if data.top_blocked:
-        lines = [f"{_who(c.caller, c.name, w)}  {w['times'].format(n=c.count)}"
+        lines = [f"{_who(c.caller, c.name, w)}  {w('times', n=c.count)}"
                  for c in data.top_blocked[:SHOW_LIMIT]]
-        sections.append(_Section(w["top_blocked"], tuple(lines)))
+        sections.append(_Section(w("top_blocked"), tuple(lines)))
     if data.bursts:
         lines = []
         for b in data.bursts[:SHOW_LIMIT]:
             start = format_moment(b.started_at, lang)
             if b.ended_at is None:
-                lines.append(w["burst_on"].format(start=start, callers=b.callers, calls=b.calls))
+                lines.append(w.counted("burst_on", b.callers, start=start, callers=b.callers,
+                                       calls=b.calls))
             else:
                 duration = format_duration((b.ended_at - b.started_at).total_seconds(), lang)
-                lines.append(w["burst_line"].format(start=start, duration=duration,
-                                                    callers=b.callers, calls=b.calls))
-        sections.append(_Section(w["bursts"], _capped(lines, len(data.bursts), w)))
+                lines.append(w.counted("burst_line", b.callers, start=start, duration=duration,
+                                       callers=b.callers, calls=b.calls))
+        sections.append(_Section(w("bursts"), _capped(lines, len(data.bursts), w)))
     if data.worth_a_look:
-        why = {"repeat": w["repeat"], "challenge": w["challenge_passed"], "auto": w["auto"]}
-        lines = [f"{_who(item.caller, item.name, w)}: {why[item.why].format(n=item.count)}"
-                 for item in data.worth_a_look[:SHOW_LIMIT]]
-        sections.append(_Section(w["look"], _capped(lines, len(data.worth_a_look), w)))
+        lines = []
+        for item in data.worth_a_look[:SHOW_LIMIT]:
+            name = label_words(item.name, w.fmt) if item.why == "auto" else item.name
+            why = (w.counted("repeat", item.count) if item.why == "repeat"
+                   else w("challenge_passed") if item.why == "challenge" else w("auto"))
+            lines.append(f"{_who(item.caller, name, w)}: {why}")
+        sections.append(_Section(w("look"), _capped(lines, len(data.worth_a_look), w)))
 
     change_lines = [
         f"{inert(e.pattern, 30)}"
-        + (f" ({inert(e.label)})" if e.label else "")
-        + f": {w['entry_added'].format(list=w.get(e.list, e.list))}"
+        + (f" ({inert(label_words(e.label, w.fmt))})" if e.label else "")
+        + f": {w('entry_added_allow' if e.list == 'allow' else 'entry_added_block')}"
+        + (f" ({source_words(e.source, w.fmt)})" if e.source not in ("", "manual") else "")
         for e in data.new_entries[:SHOW_LIMIT]
     ]
     change_lines = list(_capped(change_lines, len(data.new_entries), w))
-    change_lines += [w["subscription"].format(label=inert(label), n=n)
+    change_lines += [w.counted("subscription", n, label=inert(label))
                      for label, n in data.subscription_entries]
-    rule_word = {"added": w["rule_added"], "removed": w["rule_removed"],
-                 "changed": w["rule_changed"], "setting": w["setting"]}
-    change_lines += [f"{rule_word[c.change]}: {inert(c.text, 120)}" for c in data.rule_changes]
+    rule_word = {"added": w("rule_added"), "removed": w("rule_removed"),
+                 "changed": w("rule_changed"), "setting": w("setting")}
+    change_lines += [f"{rule_word[c.change]}: {inert(rule_change_words(c.text, w), 120)}"
+                     for c in data.rule_changes]
     if data.first_digest:
-        change_lines.append(w["first"])
-    sections.append(_Section(w["changes"], tuple(change_lines), w["no_changes"]))
+        change_lines.append(w("first"))
+    sections.append(_Section(w("changes"), tuple(change_lines), w("no_changes")))
     return sections
+
+
+def rule_change_words(text: str, w: Words) -> str:
+    """A rule change's description with the labels Ringfence wrote in the reader's language."""
+    kind, space, rest = text.partition(" ")
+    if kind in RULE_KINDS:
+        text = w.text(RULE_KINDS[kind]) + space + rest
+    for label in SYSTEM_LABELS:
+        quoted = f'"{label}"'
+        if quoted in text:
+            text = text.replace(quoted, f'"{label_words(label, w.fmt)}"')
+    return text.replace(" (off)", " (" + w.text(N_("off")) + ")")
 
 
 # --------------------------------------------------------------------------- rendering
@@ -398,16 +413,15 @@ def _sections(data: DigestData, lang: str) -> list[_Section]:
 def render_subject(data: DigestData, language: str) -> str:
     """The email subject / push title."""
     w = words(language)
-    return w["subject"].format(calls=data.total_calls, blocked=data.blocked,
-                               vm=counted(w, "sms_vm", len(data.voicemails)),
-                               date=format_day(data.end, language))
+    return w("subject", calls=data.total_calls, blocked=data.blocked,
+             vm=counted(w, "sms_vm", len(data.voicemails)), date=format_day(data.end, language))
 
 
 def render_text(data: DigestData, language: str) -> str:
     """The plain-text digest."""
     w = words(language)
-    out = [w["title"], w["window"].format(start=format_moment(data.start, language),
-                                          end=format_moment(data.end, language)), ""]
+    out = [w("title"), w("window", start=format_moment(data.start, language),
+                         end=format_moment(data.end, language)), ""]
     for section in _sections(data, language):
         out.append(section.title)
         out.append("-" * len(section.title))
@@ -416,7 +430,7 @@ def render_text(data: DigestData, language: str) -> str:
         else:
             out.append(section.empty)
         out.append("")
-    out.append(w["footer"])
+    out.append(w("footer"))
     return "\n".join(out) + "\n"
 
 
@@ -437,11 +451,12 @@ def render_html(data: DigestData, language: str) -> str:
         "<!DOCTYPE html>",
         f'<html lang="{esc(language)}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{esc(w['title'])}</title><style>{_HTML_STYLE}</style></head>",
+        f"<title>{esc(w('title'))}</title><style>{_HTML_STYLE}</style></head>",
         '<body><div style="max-width:600px;margin:0 auto">',
-        f"<h1>{esc(w['title'])}</h1>",
-        '<p class="muted">' + esc(w["window"].format(
-            start=format_moment(data.start, language), end=format_moment(data.end, language)))
+        f"<h1>{esc(w('title'))}</h1>",
+        '<p class="muted">' + esc(w(
+            "window", start=format_moment(data.start, language),
+            end=format_moment(data.end, language)))
         + "</p>",
     ]
     for section in _sections(data, language):
@@ -451,7 +466,7 @@ def render_html(data: DigestData, language: str) -> str:
                          + "</ul>")
         else:
             parts.append(f'<p class="muted">{esc(section.empty)}</p>')
-    parts.append(f'<p class="muted">{esc(w["footer"])}</p></div></body></html>')
+    parts.append(f'<p class="muted">{esc(w("footer"))}</p></div></body></html>')
     return "\n".join(parts) + "\n"
 
 
@@ -467,9 +482,8 @@ def render_sms(data: DigestData, language: str, max_parts: int = 2) -> tuple[str
         pieces.append(counted(w, "sms_bursts", len(data.bursts)))
     look = [inert(item.caller, 20) for item in data.worth_a_look[:3]]
     if look:
-        pieces.append(w["sms_look"].format(items=" / ".join(look)))
-    return split_sms(w["sms_head"].format(date=format_day(data.end, language)), pieces,
-                     max_parts)
+        pieces.append(w("sms_look", items=" / ".join(look)))
+    return split_sms(w("sms_head", date=format_day(data.end, language)), pieces, max_parts)
 
 
 def build_digest(data: DigestData, language: str, sms_max_parts: int = 2) -> RenderedDigest:

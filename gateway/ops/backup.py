@@ -403,12 +403,14 @@ def _open_archive(path: Path | str) -> Iterator[tarfile.TarFile]:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in the finally below
     except FileNotFoundError:
         raise BackupError(f"{path}: no such file") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BackupError(f"{path}: not a readable .tar.gz archive ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError):
+        raise BackupError(f"{path}: not a .tar.gz archive; choose a file made by Ringfence's "
+                          "backup (ringfence-….tar.gz)") from None
     try:
         yield tar
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BackupError(f"{path}: the archive is damaged ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError):
+        raise BackupError(f"{path}: the archive is damaged or cut short (an interrupted "
+                          "download?); make or download the backup again") from None
     finally:
         tar.close()
 
@@ -422,7 +424,8 @@ def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
     try:
         manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"manifest.json is not valid JSON: {exc}") from None
+        raise BackupError(f"manifest.json is not valid JSON ({exc}): not a Ringfence "
+                          "backup, or a damaged one") from None
     manifest = check_manifest(manifest)
     listed = set(manifest["files"])
     present = set(members) - {MANIFEST}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.screening.caller import Caller, CallerKind, Verstat
@@ -31,6 +32,7 @@ from gateway.screening.telemarketing import (
     telemarketing_prefix,
     within_legal_hours,
 )
+from gateway.screening.words import render_reason
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class Step(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a call and why, in words the owner reads in the log."""
+    """What to do with a call and why: `reason` in English, and as a code with parameters
+    (`reason_code`, `reason_params`) that the UI, the digest and the SMS render in the reader's
+    language (gateway/screening/words.py)."""
 
     action: Action
     reason: str
@@ -67,6 +71,8 @@ class Decision:
     consume_entry_id: int | None = None  # a "permit next call" entry this call used up
     burst: BurstState = BurstState(active=False)
     elapsed_ms: float | None = None  # how long loading and deciding took (set by the screener)
+    reason_code: str | None = None  # a key of words.REASONS; None for a free-text reason
+    reason_params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step", Step(self.step))
@@ -95,11 +101,23 @@ class Decision:
         return {
             "action": str(self.action),
             "reason": self.reason,
+            "reason_code": self.reason_code,
+            "reason_params": self.reason_params,
             "step": self.step.value,
             "rule": self.rule_id,
             "unknown": self.unknown,
             "burst": self.burst.active,
         }
+
+
+def because(code: str, **params: Any) -> dict[str, Any]:
+    """The reason fields of a Decision: the English text, the code and its parameters."""
+    return {"reason": render_reason(code, params, code), "reason_code": code,
+            "reason_params": params}
+
+
+def _entry(entry: ListEntry) -> dict[str, str]:
+    return {"kind": entry.kind.value, "pattern": entry.pattern, "label": entry.label}
 
 
 _SPECIFICITY = {MatchKind.EXACT: 0, MatchKind.PREFIX: 1, MatchKind.GLOB: 2, MatchKind.REGEX: 3}
@@ -118,16 +136,19 @@ def _matching(rules: Rules, caller: Caller, list_name: ListName, now: datetime) 
     ]
 
 
-def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
-    """The reason `rule` applies to `caller`, or None when it does not."""
+Reason = tuple[str, dict[str, Any]]  # a code of words.REASONS and its parameters
+
+
+def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
+    """Why `rule` applies to `caller` (a reason code and its parameters), or None."""
     params = rule.params
     if rule.kind is RuleKind.WITHHELD:
-        return "the caller withheld their number" if caller.kind is CallerKind.WITHHELD else None
+        return ("withheld", {}) if caller.kind is CallerKind.WITHHELD else None
     if rule.kind is RuleKind.INVALID:
         if caller.kind is CallerKind.INVALID:
-            return f"{caller.raw!r} is not a phone number"
+            return "not_a_number", {"raw": caller.raw}
         if caller.kind is CallerKind.NUMBER and not caller.valid:
-            return f"{caller.number} is outside the numbering plan (often a spoofed number)"
+            return "outside_plan", {"number": caller.number}
         return None
     # The remaining rules look at a number; a withheld caller cannot match them, except
     # quiet hours, which are about the clock.
@@ -135,17 +156,19 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         return None
     if rule.kind is RuleKind.NUMBER_TYPE:
         if caller.number_type in params.get("types", ()):
-            kind = (caller.number_type or "").replace("_", " ").lower()
-            return f"{caller.number} is a {kind} number"
+            return "number_type", {"number": caller.number, "number_type": caller.number_type}
         return None
     if rule.kind is RuleKind.COUNTRY:
         regions = params.get("regions", ())
         if params.get("mode", "block") == "allow_only":
             if caller.region not in regions:
-                origin = caller.region or "an unknown country"
-                return f"calls from {origin} are not in the allowed countries"
+                if not caller.region:
+                    return "country_unknown", {}
+                return "country_not_allowed", {"country": caller.region}
             return None
-        return f"calls from {caller.region} are blocked" if caller.region in regions else None
+        if caller.region in regions:
+            return "country_blocked", {"country": caller.region}
+        return None
     if rule.kind is RuleKind.TELEMARKETING:
         country = params.get("country", "FR")
         prefix = telemarketing_prefix(caller.number or "", country)
@@ -154,18 +177,11 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         legal = within_legal_hours(local, country)
         if legal and params.get("outside_hours_only", False):
             return None
-        where = (
-            f"{national_range(prefix)} is a range ARCEP reserves for telemarketing and "
-            "automated calls (decision 2022-1583)"
-        )
-        hours = (
-            "" if legal
-            else "; it is also outside legal calling hours (Mon-Fri 10-13h, 14-20h, no holidays)"
-        )
-        return where + hours
+        return ("telemarketing" if legal else "telemarketing_hours",
+                {"range": national_range(prefix)})
     if rule.kind is RuleKind.VERSTAT_FAILED:
         if caller.verstat is Verstat.FAILED:
-            return "the network could not verify the caller's number (STIR/SHAKEN failed)"
+            return "verstat_failed", {}
         return None
     if rule.kind is RuleKind.QUIET_HOURS:
         start = parse_hh_mm(params.get("start", "22:00"))
@@ -180,9 +196,13 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> str | None:
         else:
             inside, day = clock < end, (local.weekday() - 1) % 7
         if inside and day in days:
-            return f"quiet hours ({start:%H:%M}-{end:%H:%M})"
+            return "quiet_hours", {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}"}
         return None
     return None  # pragma: no cover - every kind is handled above
+
+
+def _caller_param(caller: Caller) -> str:
+    return caller.number or caller.kind.value
 
 
 def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Decision:
@@ -203,17 +223,17 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     # 1. Screening paused by the owner.
     if policy.paused_until is not None and now < policy.paused_until:
         until = policy.paused_until.astimezone(ZoneInfo(policy.timezone))
-        return Decision(PASS, f"screening is paused until {until:%d/%m %H:%M}", Step.PAUSE,
-                        unknown=False)
+        return Decision(PASS, step=Step.PAUSE, unknown=False,
+                        **because("paused", until_at=until.isoformat()))
 
     # 2. Allow list: beats everything after it.
     allowed = _matching(rules, caller, ListName.ALLOW, now)
     if allowed:
         entry = _most_specific(allowed)
-        why = "permitted once" if entry.once else "on the allow list"
         return Decision(
-            PASS, f"{why}: {entry.describe()}", Step.ALLOW, entry.id,
+            PASS, step=Step.ALLOW, ref=entry.id,
             unknown=False, consume_entry_id=entry.id if entry.once else None,
+            **because("allow_once" if entry.once else "allow", entry=_entry(entry)),
         )
 
     # 3. Block list, each entry with its own action.
@@ -221,8 +241,8 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     if blocked:
         entry = _most_specific(blocked)
         return Decision(
-            entry.action or policy.block_action, f"on the block list: {entry.describe()}",
-            Step.BLOCK, entry.id,
+            entry.action or policy.block_action, step=Step.BLOCK, ref=entry.id,
+            **because("block", entry=_entry(entry)),
         )
 
     # 4. Rules in priority order.
@@ -231,8 +251,10 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
             continue
         reason = _rule_reason(rule, caller, local)
         if reason is not None:
-            label = f" [{rule.label}]" if rule.label else ""
-            return Decision(rule.action, reason + label, Step.RULE, rule.id)
+            code, params = reason
+            if rule.label:
+                params["rule_label"] = rule.label
+            return Decision(rule.action, step=Step.RULE, ref=rule.id, **because(code, **params))
 
     return None
 
@@ -247,10 +269,9 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
         earlier = repeat_count(history, caller.key, now, timedelta(minutes=repeat.window_minutes))
         if earlier >= repeat.max_calls:
             return Decision(
-                repeat.action,
-                f"{caller.number} already called {earlier} times in {repeat.window_minutes} min "
-                f"(limit {repeat.max_calls})",
-                Step.REPEAT,
+                repeat.action, step=Step.REPEAT,
+                **because("repeat", number=caller.number, count=earlier,
+                          window=repeat.window_minutes, limit=repeat.max_calls),
             )
     burst = BurstState(active=False)
     if policy.burst.enabled:
@@ -264,11 +285,9 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
         if burst.active:
             started = (burst.started_at or now).astimezone(ZoneInfo(policy.timezone))
             return Decision(
-                policy.burst.action,
-                f"burst mode since {started:%H:%M}: {burst.distinct_callers} unknown callers "
-                f"within {policy.burst.window_minutes} min; unknown callers hear the "
-                "spoof-shield message",
-                Step.BURST, burst=burst,
+                policy.burst.action, step=Step.BURST, burst=burst,
+                **because("burst", since_time=started.isoformat(),
+                          callers=burst.distinct_callers, window=policy.burst.window_minutes),
             )
 
     # 6. Default for unknown callers.
@@ -277,20 +296,17 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
         too_soon = timedelta(minutes=policy.greylist_min_minutes)
         earlier_calls = history.calls_from(caller.key, now - window, now - too_soon)
         if earlier_calls:
-            return Decision(
-                PASS, f"greylist: {caller.describe()} called back after a first try",
-                Step.GREYLIST,
-            )
+            return Decision(PASS, step=Step.GREYLIST,
+                            **because("greylist_back", caller=_caller_param(caller)))
         return Decision(
-            policy.greylist_action,
-            f"greylist: first call from {caller.describe()}; a call back within "
-            f"{policy.greylist_window_minutes} min rings",
-            Step.GREYLIST,
+            policy.greylist_action, step=Step.GREYLIST,
+            **because("greylist_first", caller=_caller_param(caller),
+                      window=policy.greylist_window_minutes),
         )
     if policy.default is DefaultMode.CHALLENGE:
-        return Decision(Action.parse("challenge"), "unknown caller: asked to press a digit",
-                        Step.DEFAULT)
+        return Decision(Action.parse("challenge"), step=Step.DEFAULT,
+                        **because("default_challenge"))
     if policy.default is DefaultMode.VOICEMAIL:
-        return Decision(Action.parse("voicemail"), "unknown caller: sent to voicemail",
-                        Step.DEFAULT)
-    return Decision(PASS, "no rule matched", Step.DEFAULT)
+        return Decision(Action.parse("voicemail"), step=Step.DEFAULT,
+                        **because("default_voicemail"))
+    return Decision(PASS, step=Step.DEFAULT, **because("default_pass"))

@@ -13,15 +13,20 @@ from typing import Any
 
 from gateway.screening.caller import Caller, CallerKind
 from gateway.screening.telemarketing import RANGES
+from gateway.screening.words import N_, render
 
 
 class InvalidField(ValueError):
     """A value that cannot be used: `field` names it (a form input, a setting or rule parameter),
     the message says why in words the owner can act on."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, /, **params: Any) -> None:
+        # `message` may be a template with {name} placeholders filled from `params`: the UI
+        # then translates the template (a catalog msgid) and fills it in the reader's way.
+        super().__init__(render(message, params) if params else message)
         self.field = field
+        self.template = message
+        self.params = params
 
 
 class ActionKind(StrEnum):
@@ -41,16 +46,16 @@ DEFAULT_PROMPT = {
     ActionKind.VOICEMAIL: "greeting",
     ActionKind.CHALLENGE: "challenge",
 }
-REJECT_CODES = {
-    404: "Not Found",
-    410: "Gone",
-    433: "Anonymity Disallowed",
-    480: "Temporarily Unavailable",
-    486: "Busy Here",
-    600: "Busy Everywhere",
-    603: "Decline",
-    604: "Does Not Exist Anywhere",
-    607: "Unwanted",
+REJECT_CODES = {  # the SIP reason phrases, marked for the UI's catalog
+    404: N_("Not Found"),
+    410: N_("Gone"),
+    433: N_("Anonymity Disallowed"),
+    480: N_("Temporarily Unavailable"),
+    486: N_("Busy Here"),
+    600: N_("Busy Everywhere"),
+    603: N_("Decline"),
+    604: N_("Does Not Exist Anywhere"),
+    607: N_("Unwanted"),
 }
 
 

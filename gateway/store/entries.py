@@ -13,10 +13,19 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from gateway.numbers import list_number, normalize_glob, normalize_prefix
+from gateway.numbers import (
+    Reach,
+    glob_reach,
+    list_number,
+    normalize_glob,
+    normalize_prefix,
+    prefix_reach,
+    why_not_a_number,
+)
 from gateway.screening.rules import Action, ListEntry, ListName, MatchKind
+from gateway.screening.words import N_
 from gateway.store.db import Database, rowcount
-from gateway.store.errors import EntryError, entry_error
+from gateway.store.errors import BroadEntry, EntryError, entry_error
 from gateway.store.models import ListEntryRow, utcnow
 from gateway.store.settings import bump_rules_version
 
@@ -58,56 +67,101 @@ def entry_from_mapping(row: Any) -> ListEntry:
     )
 
 
+BROAD_NUMBERS = 1_000_000  # an entry reaching more numbers than this asks for confirmation
+
+
 def classify_pattern(text: str, home_region: str, kind: str | None = None) -> tuple[MatchKind, str]:
     """Work out an entry's kind and normalised pattern from what the owner typed.
 
-    ``re:…`` is a regex; ``*``/``?``/``[`` make a glob, except a lone trailing ``*``, which is a
-    prefix (indexed, so faster); a possible number is exact; other digits are a prefix.
+    ``re:…`` is a regex; a lone trailing ``*`` makes a prefix (indexed, so faster); other
+    ``*``/``?``/``[`` make a glob; anything else must be a possible phone number. A prefix is
+    never guessed: ``06 12`` is refused with a hint to type ``06 12*`` (it used to become the
+    prefix +33612 and block a million numbers). Digits no number can start with (``+999…``)
+    are refused with the reason. How far an entry reaches is `entry_reach`'s question.
     """
     text = text.strip()
     if not text:
-        raise EntryError("the number or pattern is empty")
+        raise EntryError(N_("the number or pattern is empty"))
     if len(text) > MAX_PATTERN_LENGTH:
-        raise EntryError(f"the number or pattern is longer than {MAX_PATTERN_LENGTH} characters")
+        raise EntryError(N_("the number or pattern is longer than {limit} characters"),
+                         limit=MAX_PATTERN_LENGTH)
     try:
         wanted = MatchKind(kind) if kind else None
     except ValueError:
-        raise EntryError(f"kind {kind!r}: expected exact, prefix, glob or regex", "kind") from None
+        raise EntryError(N_("kind {kind}: expected exact, prefix, glob or regex"), "kind",
+                         kind=kind) from None
     if wanted is MatchKind.REGEX or (wanted is None and text.startswith("re:")):
         pattern = text[3:] if text.startswith("re:") else text
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise EntryError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+            raise EntryError(N_("{pattern} is not a valid regular expression: {error}"),
+                             pattern=pattern, error=str(exc)) from None
         return MatchKind.REGEX, pattern
     try:
         if wanted is MatchKind.PREFIX or (
             wanted is None and text.endswith("*") and not any(c in text[:-1] for c in "*?[")
         ):
-            return MatchKind.PREFIX, normalize_prefix(text.rstrip("*"), home_region)
+            if not text.rstrip("*").strip():
+                raise EntryError(N_("a prefix needs digits before the *, such as 0162*"))
+            prefix = normalize_prefix(text.rstrip("*").strip(), home_region)
+            prefix_reach(prefix)  # refuses digits no number starts with (+999*)
+            return MatchKind.PREFIX, prefix
         if wanted is MatchKind.GLOB or (wanted is None and any(c in text for c in "*?[")):
-            return MatchKind.GLOB, normalize_glob(text, home_region)
+            pattern = normalize_glob(text, home_region)
+            glob_reach(pattern)
+            return MatchKind.GLOB, pattern
     except ValueError as exc:
-        raise EntryError(str(exc)) from None
+        raise entry_error(exc, "pattern") from None
     number = list_number(text, home_region)
     if number is not None:
         return MatchKind.EXACT, number
-    if wanted is MatchKind.EXACT:
-        raise EntryError(f"{text!r} is not a possible phone number")
-    try:
-        return MatchKind.PREFIX, normalize_prefix(text, home_region)
-    except ValueError:
-        raise EntryError(
-            f"{text!r} is neither a phone number nor a prefix; patterns use * and ?, "
-            "regular expressions start with re:"
-        ) from None
+    if wanted is MatchKind.EXACT and any(c in text for c in "*?["):
+        raise EntryError(N_("{text} is not a possible phone number: an exact number has no "
+                            "*, ? or ["), text=text)
+    raise entry_error(why_not_a_number(text, home_region), "pattern")
+
+
+def entry_reach(kind: MatchKind, pattern: str) -> Reach | None:
+    """How many numbers a classified entry reaches; None when it cannot be told (a regex)."""
+    if kind is MatchKind.EXACT:
+        return Reach(1)
+    if kind is MatchKind.PREFIX:
+        return prefix_reach(pattern)
+    if kind is MatchKind.GLOB:
+        return glob_reach(pattern)
+    return None
+
+
+def is_broad(reach: Reach | None) -> bool:
+    """Whether an entry reaches a whole country or more than BROAD_NUMBERS numbers."""
+    return reach is not None and (bool(reach.countries) or reach.numbers > BROAD_NUMBERS)
+
+
+def check_breadth(kind: MatchKind, pattern: str, typed: str, *, confirm: bool) -> None:
+    """Raise BroadEntry unless the entry is narrow or the owner confirmed it."""
+    reach = entry_reach(kind, pattern)
+    if confirm or reach is None or not is_broad(reach):
+        return
+    if len(reach.codes) == 1:
+        raise BroadEntry(N_("{typed} covers every number with the calling code +{code} "
+                            "({countries}), about {count} numbers: confirm to add it"), reach,
+                         typed=typed, code=reach.codes[0], countries=list(reach.countries),
+                         count=reach.numbers)
+    if reach.codes:
+        raise BroadEntry(N_("{typed} covers every number of {n} calling codes, about {count} "
+                            "numbers: confirm to add it"), reach, typed=typed,
+                         n=len(reach.codes), count=reach.numbers)
+    raise BroadEntry(N_("{typed} covers about {count} numbers: confirm to add it"), reach,
+                     typed=typed, count=reach.numbers)
 
 
 def _parse_action(list_name: ListName, action: str | None) -> str | None:
     if action is None:
         return None
     if list_name is ListName.ALLOW:
-        raise EntryError("allow entries take no action: an allowed call always rings", "action")
+        raise EntryError(N_("allow entries take no action: an allowed call always rings"),
+                         "action")
     try:
         return str(Action.parse(action))
     except ValueError as exc:
@@ -140,13 +194,20 @@ class Entries:
         expires_at: datetime | None = None,
         once: bool = False,
         source: str = "manual",
+        confirm: bool = False,
     ) -> ListEntry:
-        """Add an entry (or update the one with the same pattern); raise EntryError if bad."""
+        """Add an entry (or update the one with the same pattern); raise EntryError if bad.
+
+        An entry reaching a whole country or more than BROAD_NUMBERS numbers raises
+        BroadEntry (an EntryError that says how many) unless `confirm` is true.
+        """
         list_name = ListName(list_name)
         match_kind, pattern = self.classify(text, kind)
         action = _parse_action(list_name, action)
         if len(label) > MAX_LABEL_LENGTH:
-            raise EntryError(f"the label is longer than {MAX_LABEL_LENGTH} characters", "label")
+            raise EntryError(N_("the label is longer than {limit} characters"), "label",
+                             limit=MAX_LABEL_LENGTH)
+        check_breadth(match_kind, pattern, text.strip(), confirm=confirm)
         with self.db.session() as s:
             row = s.scalar(
                 select(ListEntryRow).where(
@@ -170,8 +231,15 @@ class Entries:
         return bool(deleted)
 
     def remove_pattern(self, list_name: ListName | str, text: str) -> bool:
-        """Delete the entry matching what the owner typed; False if there was none."""
-        _, pattern = self.classify(text)
+        """Delete the entry matching what the owner typed; False if there was none.
+
+        Lenient where adding is strict: ``0162`` removes the prefix entry +33162 too, since
+        removing cannot block anybody by mistake.
+        """
+        try:
+            _, pattern = self.classify(text)
+        except EntryError:
+            _, pattern = self.classify(text, MatchKind.PREFIX.value)
         with self.db.session() as s:
             deleted = rowcount(s.execute(
                 delete(ListEntryRow).where(

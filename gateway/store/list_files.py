@@ -7,7 +7,6 @@ interrupted import leaves the list as it was. Bad lines are reported with their 
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
@@ -18,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from gateway.numbers import list_number
 from gateway.screening.rules import Action, ListName, MatchKind
+from gateway.screening.words import N_
 from gateway.store.db import Database
-from gateway.store.entries import MAX_LABEL_LENGTH, classify_pattern
-from gateway.store.errors import EntryError, entry_error
+from gateway.store.decode import FileProblem, csv_rows, read_text_file, shown_text
+from gateway.store.entries import MAX_LABEL_LENGTH, check_breadth, classify_pattern
+from gateway.store.errors import BroadEntry, EntryError, entry_error
 from gateway.store.models import ListEntryRow, UTCDateTime, utcnow
 from gateway.store.settings import bump_rules_version
 
@@ -29,34 +30,83 @@ MAX_REPORTED_REJECTS = 1_000
 HEADER_WORDS = ("number", "pattern", "numero", "numéro")
 
 
+class Rejected(tuple[int, str, str]):
+    """A line an import did not take: (line number, text, why in English), unpacked as a
+    triple; `template` and `params` say why again for the UI to render in the reader's
+    language, `label` keeps the line's label for lines held back for confirmation."""
+
+    template: str
+    params: dict[str, Any]
+    label: str
+
+    def __new__(cls, line: int, text: str, why: str, template: str = "",
+                params: dict[str, Any] | None = None, label: str = "") -> Rejected:
+        """A rejected line."""
+        self = super().__new__(cls, (line, text, why))
+        self.template, self.params, self.label = template or why, dict(params or {}), label
+        return self
+
+    @property
+    def line(self) -> int:
+        """The line number in the file (1 is the first line)."""
+        return self[0]
+
+    @property
+    def text(self) -> str:
+        """The line's first field, as the report shows it."""
+        return self[1]
+
+    @property
+    def why(self) -> str:
+        """Why, in English."""
+        return self[2]
+
+
 @dataclass
 class ImportReport:
     """What an import did: counts, and each rejected line with its number and reason."""
 
     added: int = 0
     duplicates: int = 0
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, why)
+    rejected: list[Rejected] = field(default_factory=list)
     rejected_count: int = 0  # all rejected lines; `rejected` keeps only the first ones
+    # Lines that reach a whole country or more than a million numbers, left out until the
+    # owner confirms them (import again with confirm, or add them one by one).
+    unconfirmed: list[Rejected] = field(default_factory=list)
+    encoding: str = ""  # how the file was read, when it came as bytes
+    delimiter: str = ","
 
-    def reject(self, line_no: int, text: str, why: str) -> None:
+    def reject(self, line_no: int, text: str, why: str | ValueError) -> None:
         """Note a bad line (keeping the first MAX_REPORTED_REJECTS in detail)."""
         self.rejected_count += 1
         if len(self.rejected) < MAX_REPORTED_REJECTS:
-            self.rejected.append((line_no, text[:80], why))
+            self.rejected.append(_rejected(line_no, text, why))
+
+    def hold(self, line_no: int, text: str, why: BroadEntry, label: str = "") -> None:
+        """Note a broad line that waits for the owner's confirmation."""
+        if len(self.unconfirmed) < MAX_REPORTED_REJECTS:
+            self.unconfirmed.append(_rejected(line_no, text, why, label))
 
     def summary(self) -> str:
         """One line for the owner."""
+        held = f", {len(self.unconfirmed)} waiting for confirmation" if self.unconfirmed else ""
         return (f"{self.added} added, {self.duplicates} already present, "
-                f"{self.rejected_count} rejected")
+                f"{self.rejected_count} rejected{held}")
+
+
+def _rejected(line_no: int, text: str, why: str | ValueError, label: str = "") -> Rejected:
+    template = getattr(why, "template", "") if isinstance(why, ValueError) else ""
+    params = getattr(why, "params", {}) if isinstance(why, ValueError) else {}
+    return Rejected(line_no, shown_text(text), str(why), template or str(why), dict(params),
+                    label)
 
 
 def iter_lines(data: bytes) -> Iterator[str]:
-    """Decode an uploaded file's bytes (UTF-8 with or without BOM, else Latin-1) to lines."""
+    """Decode an uploaded file's bytes (any encoding `decode.read_text_file` knows) to lines."""
     try:
-        decoded = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        decoded = data.decode("latin-1")
-    yield from io.StringIO(decoded)
+        yield from read_text_file(data).lines
+    except FileProblem:
+        return
 
 
 # An expanding parameter keeps one cached statement for every batch size (a literal IN list
@@ -179,40 +229,70 @@ class ListFiles:
         self.home_region = home_region
 
     def import_csv(
-        self, stream: TextIO, list_name: ListName | str, *, source: str = "manual",
-        action: str | None = None,
+        self, stream: TextIO | Iterable[str], list_name: ListName | str, *,
+        source: str = "manual", action: str | None = None, delimiter: str = ",",
+        confirm: bool = False,
     ) -> ImportReport:
-        """Import "number_or_pattern[,label]" lines; bad lines are reported, good ones kept."""
+        """Import "number_or_pattern[,label]" lines; bad lines are reported, good ones kept.
+
+        Entries that reach a whole country or more than a million numbers are held back in
+        `report.unconfirmed` unless `confirm` is true (the same rule as adding one entry).
+        """
         list_name = ListName(list_name)
         if action is not None:
             try:
                 action = str(Action.parse(action))
             except ValueError as exc:
                 raise entry_error(exc, "action") from None
-        report = ImportReport()
+        report = ImportReport(delimiter=delimiter)
         parsed = 0
         with self.db.session() as s:
             sink = _ImportSink(s, action=action, source=source, list_name=list_name)
-            for line_no, fields in enumerate(csv.reader(stream), start=1):
+            for line_no, fields, problem in csv_rows(iter(stream), delimiter):
+                if fields is None:
+                    report.reject(line_no, "", EntryError(
+                        N_("this line cannot be read as CSV ({error})"), error=problem))
+                    continue
                 if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
                 typed = fields[0].strip()
-                if line_no == 1 and typed.lower() in HEADER_WORDS:
-                    continue  # a header row
+                if line_no == 1 and (typed.lower() in HEADER_WORDS
+                                     or not any(c.isdigit() for c in typed)):
+                    continue  # a header row ("number", "Numéro de téléphone"…)
+                label = delimiter.join(fields[1:]).strip()[:MAX_LABEL_LENGTH]
                 number = list_number(typed, self.home_region)
                 if number is not None:
                     kind, pattern = MatchKind.EXACT, number
                 else:
                     try:
                         kind, pattern = classify_pattern(typed, self.home_region)
-                    except EntryError as exc:
-                        report.reject(line_no, typed, str(exc))
+                        check_breadth(kind, pattern, typed, confirm=confirm)
+                    except BroadEntry as exc:
+                        report.hold(line_no, typed, exc, label)
                         continue
-                sink.add(kind.value, pattern, ",".join(fields[1:]).strip()[:MAX_LABEL_LENGTH])
+                    except EntryError as exc:
+                        report.reject(line_no, typed, exc)
+                        continue
+                sink.add(kind.value, pattern, label)
                 parsed += 1
             report.added = sink.finish()
             report.duplicates = parsed - report.added
             bump_rules_version(s)
+        return report
+
+    def import_file(
+        self, data: bytes, list_name: ListName | str, *, source: str = "manual",
+        action: str | None = None, confirm: bool = False,
+    ) -> ImportReport:
+        """Import an uploaded file's bytes: encoding and separator are worked out first.
+
+        Raises FileProblem (the whole file is unusable: binary, empty) or EntryError (a bad
+        action); anything wrong with a line is in the report, with its line number.
+        """
+        text = read_text_file(data)
+        report = self.import_csv(text.lines, list_name, source=source, action=action,
+                                 delimiter=text.delimiter, confirm=confirm)
+        report.encoding = text.encoding_shown
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
@@ -241,8 +321,10 @@ class ListFiles:
         for line_no, (typed, label) in enumerate(entries, start=1):
             try:
                 kind, pattern = classify_pattern(typed, self.home_region)
+                # A subscribed list cannot confirm anything: a whole country stays out.
+                check_breadth(kind, pattern, typed, confirm=False)
             except EntryError as exc:
-                report.reject(line_no, typed, str(exc))
+                report.reject(line_no, typed, exc)
                 continue
             if pattern in seen:
                 report.duplicates += 1

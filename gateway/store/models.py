@@ -107,7 +107,11 @@ class CallRow(Base):
     raw_from: Mapped[str] = mapped_column(String(256), default="")
     verstat: Mapped[str | None] = mapped_column(String(30), default=None)
     action: Mapped[str] = mapped_column(String(40), index=True)
-    reason: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")  # English; rows before 0004 only this
+    # The reason as a code and parameters (gateway/screening/words.py), rendered in the
+    # reader's language; None on rows written before migration 0004.
+    reason_code: Mapped[str | None] = mapped_column(String(40), default=None)
+    reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     step: Mapped[str] = mapped_column(String(12), default="")
     rule: Mapped[str | None] = mapped_column(String(40), default=None)
     # An unknown caller no list or rule handled: what burst detection counts.

@@ -76,7 +76,7 @@ def test_lists_add_list_remove(config: Path) -> None:
 
 def test_bad_input_gets_one_clear_line(config: Path) -> None:
     ringfence(config, "db", "upgrade")
-    bad = ringfence(config, "block", "add", "0612", "--action", "explode", check=False)
+    bad = ringfence(config, "block", "add", "0612*", "--action", "explode", check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
         "ringfence block: unknown action 'explode': expected pass, reject:CODE, "
@@ -88,6 +88,55 @@ def test_bad_input_gets_one_clear_line(config: Path) -> None:
     assert broken.stderr.strip() == (
         "ringfence: configuration error: config.toml: timezone = 'Paris': expected an IANA "
         "zone such as 'Europe/Paris'")
+
+
+def test_typos_never_block_a_range_silently(config: Path, tmp_path: Path) -> None:
+    ringfence(config, "db", "upgrade")
+    # "06 12" used to become the prefix +33612 (a million numbers), "+999123" was accepted.
+    short = ringfence(config, "block", "add", "06 12", check=False)
+    assert short.returncode == 2
+    assert "06 12 is not a complete phone number" in short.stderr and "06 12*" in short.stderr
+    impossible = ringfence(config, "block", "add", "+999123", check=False)
+    assert impossible.returncode == 2 and "+999 is not a country calling code" in \
+        impossible.stderr
+    # "+33*" is all of France: refused until confirmed, and the message says how many.
+    country = ringfence(config, "block", "add", "+33*", check=False)
+    assert country.returncode == 2
+    assert "calling code +33 (FR), about 1,000,000,000 numbers" in country.stderr
+    assert "--yes" in country.stderr
+    assert json.loads(ringfence(config, "block", "add", "+33*", "--yes").stdout)["added"][
+        "pattern"] == "+33"
+    assert json.loads(ringfence(config, "allow", "add", "+44*", "--confirm").stdout)["added"][
+        "kind"] == "prefix"
+    # An explicit prefix of a million numbers or fewer needs nothing more (the README's 0162*).
+    assert ringfence(config, "block", "add", "0162*").returncode == 0
+    # The same rules in an import: broad lines are left out until --yes.
+    csv_file = tmp_path / "typos.csv"
+    csv_file.write_text("06 12\n+49*\n+999123\n0612345678\n", encoding="utf-8")
+    result = ringfence(config, "import", str(csv_file))
+    assert "block list: 1 added, 0 already present, 2 rejected, 1 waiting for confirmation" \
+        in result.stdout
+    assert "typos.csv:2: '+49*' left out" in result.stderr and "--yes" in result.stderr
+    again = ringfence(config, "import", str(csv_file), "--yes")
+    assert "1 added, 1 already present, 2 rejected" in again.stdout
+
+
+def test_import_reads_french_excel_and_utf16(config: Path, tmp_path: Path) -> None:
+    ringfence(config, "db", "upgrade")
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("Numéro;Libellé\r0612345678;Zoé, plombier\r".encode("cp1252"))
+    result = ringfence(config, "import", str(excel), "--list", "allow")
+    assert "1 added" in result.stdout and "Windows-1252, separated by semicolons" in result.stdout
+    listed = json.loads(ringfence(config, "allow", "list").stdout.splitlines()[0])
+    assert listed["label"] == "Zoé, plombier"
+    unicode = tmp_path / "unicode.txt"
+    unicode.write_bytes("0698765432\tMarc\n".encode("utf-16"))
+    assert "1 added" in ringfence(config, "import", str(unicode), "--list", "allow").stdout
+    picture = tmp_path / "photo.csv"
+    picture.write_bytes(bytes(range(256)) * 8)
+    refused = ringfence(config, "import", str(picture), check=False)
+    assert refused.returncode == 2 and "not a text (CSV) file" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_commands_refuse_a_database_without_schema(config: Path) -> None:

@@ -69,7 +69,7 @@ def test_backup_from_sqlite_restores_into_postgresql(postgres_url: str, tmp_path
     store.entries.add(ListName.BLOCK, "0162000001", label="Démarcheur « énergie »",
                    action="reject:404")
     store.entries.add(ListName.BLOCK, "0948*", label="plage ARCEP")
-    store.entries.add(ListName.BLOCK, "+3327?12345", label="glob")
+    store.entries.add(ListName.BLOCK, "+3327?123456", label="glob")  # 9 digits after +33
     store.entries.add(ListName.BLOCK, "re:^\\+44", label="regex", action="voicemail")
     store.entries.add(ListName.ALLOW, "0612345678", label="école", once=True,
                    expires_at=NOW + timedelta(days=1))

@@ -70,4 +70,30 @@ def test_run_exits_1_when_the_sip_port_is_taken(tmp_path: Path) -> None:
             cwd=Path(__file__).resolve().parents[2],
         )
     assert result.returncode == 1
-    assert "cannot listen for SIP" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    # The address, the cause in words and what to do: a second `make run` is the usual case.
+    assert f"cannot listen for SIP on 127.0.0.1:{port}: the address is already in use" in output
+    assert "another Ringfence" in output and "[gateway] listen" in output
+    assert "Errno" not in output and "Traceback" not in output
+
+
+def test_web_exits_1_naming_the_address_when_its_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    repo = Path(__file__).resolve().parents[2]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.toml"
+        config.write_text(f'data_dir = "data"\n[web]\nlisten = "127.0.0.1:{port}"\n')
+        subprocess.run([sys.executable, "-m", "gateway", "--config", str(config), "db",
+                        "upgrade"], check=True, capture_output=True, cwd=repo, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(config), "web"],
+            capture_output=True, text=True, timeout=60, cwd=repo)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"cannot listen for the web UI on 127.0.0.1:{port}: the address is already in use" \
+        in output
+    assert "[web] listen" in output and "Traceback" not in output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -49,13 +50,13 @@ def test_entries_round_trip_and_errors(service: Services) -> None:
     assert exact.pattern == "+33612345678" and exact.kind.value == "exact"
     assert exact.expires_at == NOW + timedelta(days=1)
     assert store.entries.add("block", "0162*").kind.value == "prefix"
-    assert store.entries.add("block", "+33 9 ?? ?? ?? ?1").kind.value == "glob"
+    assert store.entries.add("block", "+33 9 ?? ?? ?? ?1", confirm=True).kind.value == "glob"
     assert store.entries.add("block", r"re:^\+4420.*").kind.value == "regex"
     # Adding the same number again updates instead of duplicating.
     store.entries.add("block", "+33612345678", label="new label", action="reject:404")
     assert store.entries.count("block") == 4
     assert store.entries.find("block", search="new label")[0].action is not None
-    with pytest.raises(EntryError, match="neither a phone number nor a prefix"):
+    with pytest.raises(EntryError, match="neither a phone number nor a pattern"):
         store.entries.add("block", "hello")
     with pytest.raises(EntryError, match="not a valid regular expression"):
         store.entries.add("block", "re:(")
@@ -68,8 +69,8 @@ def test_entries_round_trip_and_errors(service: Services) -> None:
 def test_candidates_use_index_and_cached_patterns(service: Services) -> None:
     store = service.store
     store.entries.add("block", "0612345678")
-    store.entries.add("block", "061*")
-    store.entries.add("block", "+44*")
+    store.entries.add("block", "061*", confirm=True)
+    store.entries.add("block", "+44*", confirm=True)
     store.entries.add("block", "06 ?? ?? ?? 78")
     store.entries.add("allow", "re:.*78")
     who = service.screener.caller("0612345678")
@@ -143,9 +144,8 @@ def test_import_reports_bad_lines_and_keeps_good_ones(service: Services) -> None
     report = service.store.list_files.import_csv(data, "block")
     assert report.added == 3 and report.duplicates == 1
     assert [(line, why.split(":")[0]) for line, _, why in report.rejected] == [
-        (3, "'not a number' is neither a phone number nor a prefix; patterns use * and ?, "
-            "regular expressions start with re"),
-        (8, "'(' is not a valid regular expression"),
+        (3, "not a number is neither a phone number nor a pattern"),
+        (8, "( is not a valid regular expression"),
     ]
     out = io.StringIO()
     assert service.store.list_files.export_csv("block", out) == 3
@@ -239,3 +239,23 @@ def test_unknown_call_timeline_sees_calls_logged_elsewhere(settings: Settings) -
     assert decision.step == "burst"  # 4 logged elsewhere + this one = 5 distinct strangers
     # A window that moves back in time (a replay) reloads instead of trusting the cache.
     assert gateway.screener.screen(late, NOW - timedelta(hours=3)).action.is_pass
+
+
+def test_migration_0004_keeps_old_reasons_and_adds_the_codes(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from gateway.store.db import _alembic_config, upgrade
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_alembic_config(engine), "0002")  # a database from before reason codes
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO calls (at, caller_kind, display_name, raw_from, action, reason, step, "
+            "unknown, burst) VALUES ('2026-11-24 14:00:00', 'number', '', '', 'pass', "
+            "'no rule matched', 'default', 1, 0)"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT reason, reason_code, reason_params FROM calls")).one()
+    assert tuple(row) == ("no rule matched", None, None)  # shown as stored
+    engine.dispose()

@@ -144,7 +144,7 @@ def test_mark_known_adds_a_known_caller_once(service: Services) -> None:
 @pytest.mark.parametrize("allowed", [NUMBER, "+3361*", "06 ?? ?? ?? 78"])
 def test_mark_known_leaves_an_already_allowed_caller_alone(service: Services,
                                                            allowed: str) -> None:
-    service.store.entries.add("allow", allowed, label="mine")
+    service.store.entries.add("allow", allowed, label="mine", confirm=True)
     service.book.mark_known(NUMBER)
     assert [e.label for e in service.store.entries.find("allow")] == ["mine"]
 

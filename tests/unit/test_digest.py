@@ -47,8 +47,9 @@ def sample(**overrides: object) -> DigestData:
 @pytest.mark.parametrize("language", ["en", "fr"])
 def test_digest_has_every_section(language: str) -> None:
     digest = build_digest(sample(), language)
+    rule_kind = "quiet hours" if language == "en" else "heures calmes"  # never quiet_hours
     for needle in ("06 12 34 56 78", "0:42", "01 62 00 00 01", "06 98 76 54 32",
-                   "07 11 22 33 44", "+33162000001", "quiet_hours"):
+                   "07 11 22 33 44", "+33162000001", rule_kind):
         assert needle in digest.text
         assert needle in digest.html
     assert "14" in digest.subject
@@ -78,7 +79,7 @@ def test_empty_day_reads_well() -> None:
                       end=datetime(2026, 11, 23, 8, tzinfo=PARIS), first_digest=True)
     digest = build_digest(data, "fr")
     assert "Aucun appel." in digest.text and "Aucun nouveau message." in digest.text
-    assert digest.sms == ("Ringfence 23/11 : 0 appels",)
+    assert digest.sms == ("Ringfence 23/11 : 0 appel",)  # French: zero takes the singular
 
 
 @pytest.mark.parametrize("language", ["en", "fr"])

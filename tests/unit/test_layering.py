@@ -66,7 +66,8 @@ def test_the_gateway_process_loads_neither_flask_nor_alembic_nor_pyvoip(tmp_path
         build_parser(with_web=False)
         store = open_store(load_settings({str(config)!r}))
         store.close()
-        heavy = ("flask", "werkzeug", "alembic", "pyVoIP", "web", "waitress")
+        heavy = ("flask", "werkzeug", "alembic", "pyVoIP", "web", "waitress", "babel",
+                 "flask_babel")
         print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
     """)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

@@ -28,8 +28,8 @@ from tests.helpers import Services, caller
     ("06.12.34.56.78", None, (MatchKind.EXACT, "+33612345678")),
     ("+1 202 555 0100", None, (MatchKind.EXACT, "+12025550100")),
     ("0162*", None, (MatchKind.PREFIX, "+33162")),
-    ("0162", None, (MatchKind.PREFIX, "+33162")),
-    ("+44", None, (MatchKind.PREFIX, "+44")),
+    ("0162", "prefix", (MatchKind.PREFIX, "+33162")),  # without *, only when asked for
+    ("+44*", None, (MatchKind.PREFIX, "+44")),
     ("06 ?? ?? ?? 99", None, (MatchKind.GLOB, "+336??????99")),
     ("12*34*", None, (MatchKind.GLOB, "+12*34*")),
     ("*99", None, (MatchKind.GLOB, "*99")),
@@ -47,9 +47,14 @@ def test_classify_pattern(typed: str, kind: str | None, expected: tuple[MatchKin
     ("", None, "pattern", "empty"),
     ("   ", None, "pattern", "empty"),
     ("1" * (MAX_PATTERN_LENGTH + 1), None, "pattern", "longer than"),
-    ("hello", None, "pattern", "neither a phone number nor a prefix"),
+    ("hello", None, "pattern", "neither a phone number nor a pattern"),
+    ("0162", None, "pattern", r"not a complete phone number .* type 0162\*"),  # the old trap
+    ("06 12", None, "pattern", r"type 06 12\*"),
+    ("+999123", None, "pattern", r"\+999 is not a country calling code"),
+    ("+999*", None, "pattern", r"\+999 is not a country calling code"),
+    ("0612345678901234", None, "pattern", "too many digits"),
     ("re:(", None, "pattern", "not a valid regular expression"),
-    ("*", None, "pattern", "not a number prefix"),
+    ("*", None, "pattern", "a prefix needs digits"),
     ("06a*", None, "pattern", "not a number"),
     ("06a?", None, "pattern", "not a number pattern"),
     ("0162*", "exact", "pattern", "not a possible phone number"),
@@ -64,7 +69,7 @@ def test_classify_pattern_errors_name_their_field(typed: str, kind: str | None, 
 
 def test_a_glob_set_keeps_its_range(service: Services) -> None:
     assert classify_pattern("01[2-5]*", "FR") == (MatchKind.GLOB, "+331[2-5]*")
-    service.store.entries.add("block", "01[2-5]*")
+    service.store.entries.add("block", "01[2-5]*", confirm=True)  # 40 million numbers
     decision = service.screener.screen(caller("0130000000"), NOW)
     assert decision.step is Step.BLOCK
 
@@ -241,7 +246,7 @@ def test_the_screener_sees_a_list_change_on_the_next_call(service: Services) -> 
 
 def test_the_screener_sees_a_glob_added_after_it_cached_the_globs(service: Services) -> None:
     who = caller("0612345678")
-    service.store.entries.add("block", "07 ?? ?? ?? ??")  # caches the glob index
+    service.store.entries.add("block", "07 ?? ?? ?? ??", confirm=True)  # caches the globs
     assert service.screener.screen(who, NOW).action.is_pass
     service.store.entries.add("block", "06 ?? ?? ?? 78")
     assert service.screener.screen(who, NOW).step is Step.BLOCK
@@ -396,7 +401,7 @@ def test_candidates_are_the_number_its_prefixes_and_nearby_patterns(store: Store
         ("block", "06 ?? ?? ?? 78"), ("block", "07 ?? ?? ?? 78"), ("allow", r"re:.*78"),
         ("block", "*78"),
     ]:
-        store.entries.add(list_name, typed)
+        store.entries.add(list_name, typed, confirm=True)
     found = patterns(store.screening.candidate_entries(caller("0612345678")))
     assert found == {"+33612345678", "+3361", "+33", "+336??????78", ".*78", "*78"}
 

@@ -29,7 +29,7 @@ def test_voicemail_list_audio_range_download(client: FlaskClient, settings: Sett
     html = text(client.get("/voicemail"))
     assert f'src="/voicemail/{vm}/audio"' in html and "<audio controls" in html
     assert "06 12 34 56 78" in html and "0:01" in html
-    assert "1 messages, 0.0 MB of 500 MB used" in html
+    assert "1 message, 0.0 MB of 500 MB used" in html
     response = client.get(f"/voicemail/{vm}/audio")
     assert response.status_code == 200 and response.mimetype == "audio/wav"
     assert response.data[:4] == b"RIFF"

@@ -74,12 +74,12 @@ def test_call_log_filters_by_action_number_and_date(client: FlaskClient,
     log_call(service, "+33612345678", action="reject:603", at=NOW)
     log_call(service, "+33612345678", action="pass", at=NOW - timedelta(days=1))
     log_call(service, "+33698765432", action="voicemail", at=NOW)
-    assert "1 calls" in text(client.get("/calls?action=reject"))
+    assert ">1 call</p>" in text(client.get("/calls?action=reject"))  # not "1 calls"
     assert "2 calls" in text(client.get("/calls?number=06 12 34 56 78"))
     assert "2 calls" in text(client.get("/calls?number=0033612345678"))
     assert "2 calls" in text(client.get(f"/calls?date={NOW.date().isoformat()}"))
     html = text(client.get("/calls?number=%2B33612345678&action=pass"))
-    assert "1 calls" in html and "rang through" in html
+    assert ">1 call</p>" in html and "rang through" in html
 
 
 def test_call_log_row_shows_national_e164_name_action_and_reason(
@@ -177,7 +177,7 @@ def test_add_entry_and_errors_next_to_the_field_with_values_kept(
     response = post(client, "/lists/block/add", {"pattern": "call me maybe", "label": "typed"})
     html = text(response)
     assert response.status_code == 400
-    assert "neither a phone number nor a prefix" in html
+    assert "neither a phone number nor a pattern" in html
     assert 'value="call me maybe"' in html and 'value="typed"' in html
     assert re.search(r'has-error">\s*<label for="f-pattern"', html)
     response = post(client, "/lists/block/add", {"pattern": "0612345678", "action": "explode"})
@@ -198,7 +198,7 @@ def test_edit_search_paginate_and_remove_entries(client: FlaskClient,
         service.store.entries.add(ListName.BLOCK, f"06120000{i:02d}", label=f"spam {i}")
     html = text(client.get("/lists/block"))
     assert "60 entries" in html and "Page 1 of 2" in html
-    assert "1 entries" in text(client.get("/lists/block?q=spam 42"))
+    assert "1 entry" in text(client.get("/lists/block?q=spam 42"))  # a real singular
     entry = service.store.entries.find("block", search="spam 42")[0]
     service.store.entries.add(ListName.BLOCK, "0612000042", label="spam 42",
                            expires_at=datetime(2027, 1, 1, 11, 0, tzinfo=UTC))

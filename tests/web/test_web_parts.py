@@ -1,8 +1,8 @@
-"""Pure parts of the web UI: vCard reader, WAV check, SVG chart, translations, CLI commands."""
+"""Pure parts of the web UI: vCard reader, WAV check, SVG chart, CLI commands (the catalogs:
+tests/unit/test_catalogs.py)."""
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +16,6 @@ from gateway.store.calls import category
 from tests.helpers import Services
 from tests.web.support import wav_bytes
 from web.charts import bar_chart
-from web.i18n import translate
-from web.i18n_fr import FR
 from web.security import API_TOKEN_KEY, check_api_token, check_password
 from web.wav import WavError, check_pcm_wav
 
@@ -61,30 +59,6 @@ def test_categories() -> None:
     assert [category(a) for a in ("pass", "reject:603", "announce:sit", "voicemail:spoof_shield",
                                   "challenge")] == ["pass", "blocked", "blocked", "voicemail",
                                                     "challenge"]
-
-
-def test_translation_fills_values_and_falls_back() -> None:
-    assert translate("{n} calls", "fr", n=3) == "3 appels"
-    assert translate("{n} calls", "en", n=3) == "3 calls"
-    assert translate("untranslated words", "fr") == "untranslated words"
-
-
-def _used_strings() -> set[str]:
-    found: set[str] = set()
-    pattern = re.compile(r"""\b_\(\s*((?:"[^"]*"\s*)+|'[^']*')""")
-    for path in [*WEB.glob("*.py"), *(WEB / "templates").glob("*.html")]:
-        for match in pattern.finditer(path.read_text(encoding="utf-8")):
-            parts = re.findall(r"""["']([^"']*)["']""", match.group(1))
-            found.add("".join(parts))
-    return found
-
-
-def test_every_ui_string_has_a_french_translation() -> None:
-    missing = sorted(s for s in _used_strings() if s not in FR and s.strip() != "mode")
-    assert not missing, missing
-    for english, french in FR.items():  # placeholders must survive translation
-        assert set(re.findall(r"\{\w+\}", english)) == set(re.findall(r"\{\w+\}", french)), \
-            english
 
 
 def _config(tmp_path: Path) -> Path:

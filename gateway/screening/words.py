@@ -1,0 +1,230 @@
+"""What Ringfence says about a call, as codes with parameters, rendered in the reader's language.
+
+A reason is stored as a code and its parameters (``("country_blocked", {"country": "DE"})``) so
+that the call log, the digest and the SMS can show it in French or English whenever they are
+read: switching the UI's language re-renders old rows too. The English templates below are
+the gettext message ids; `N_` only marks them for extraction (``make translations``), the
+catalogs under gateway/translations and web/translations hold the French.
+
+Pure: no I/O and no gettext here. Whoever renders passes its own `gettext`/`ngettext` and a
+`Formats` that knows the reader's locale (dates, numbers, country names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def N_(message: str) -> str:
+    """Mark `message` for extraction into the catalogs; return it unchanged."""
+    return message
+
+
+def Nn_(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a singular and plural pair for extraction; return them unchanged."""
+    return singular, plural
+
+
+Gettext = Callable[[str], str]
+Ngettext = Callable[[str, str, int], str]
+
+
+def _same(message: str) -> str:
+    return message
+
+
+def _english_plural(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+def _iso_time(value: Any) -> str:
+    try:
+        return f"{datetime.fromisoformat(str(value)):%H:%M}"
+    except ValueError:
+        return str(value)
+
+
+def _iso_moment(value: Any) -> str:
+    try:
+        return f"{datetime.fromisoformat(str(value)):%d/%m %H:%M}"
+    except ValueError:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """How one reader sees values: the defaults are the English text stored with each call."""
+
+    gettext: Gettext = _same
+    ngettext: Ngettext = _english_plural
+    moment: Callable[[Any], str] = _iso_moment  # an ISO date-time, shown as date and time
+    clock: Callable[[Any], str] = _iso_time  # an ISO date-time, shown as a time of day
+    number: Callable[[int], str] = "{:,}".format  # a count, grouped in the reader's locale
+    country: Callable[[str], str] = _same  # a region code (a country name in the UI)
+
+
+ENGLISH = Formats()
+
+# --------------------------------------------------------------------------- reasons
+
+# code -> English template (the msgid). A tuple is (singular, plural, the count's parameter).
+REASONS: dict[str, str | tuple[str, str, str]] = {
+    "paused": N_("screening is paused until {until_at}"),
+    "allow": N_("on the allow list: {entry}"),
+    "allow_once": N_("permitted once: {entry}"),
+    "block": N_("on the block list: {entry}"),
+    "withheld": N_("the caller withheld their number"),
+    "not_a_number": N_("'{raw}' is not a phone number"),
+    "outside_plan": N_("{number} is outside the numbering plan (often a spoofed number)"),
+    "number_type": N_("{number} is a {number_type} number"),
+    "country_not_allowed": N_("calls from {country} are not in the allowed countries"),
+    "country_unknown": N_("calls from an unknown country are not in the allowed countries"),
+    "country_blocked": N_("calls from {country} are blocked"),
+    "telemarketing": N_("{range} is a range ARCEP reserves for telemarketing and automated "
+                        "calls (decision 2022-1583)"),
+    "telemarketing_hours": N_("{range} is a range ARCEP reserves for telemarketing and "
+                              "automated calls (decision 2022-1583); it is also outside legal "
+                              "calling hours (Mon-Fri 10-13h, 14-20h, no holidays)"),
+    "verstat_failed": N_("the network could not verify the caller's number (STIR/SHAKEN "
+                         "failed)"),
+    "quiet_hours": N_("quiet hours ({start}-{end})"),
+    "repeat": (*Nn_("{number} already called {count} time in {window} min (limit {limit})",
+                    "{number} already called {count} times in {window} min (limit {limit})"),
+               "count"),
+    "burst": N_("burst mode since {since_time}: {callers} unknown callers within {window} min; "
+                "unknown callers hear the spoof-shield message"),
+    "greylist_back": N_("greylist: {caller} called back after a first try"),
+    "greylist_first": N_("greylist: first call from {caller}; a call back within {window} min "
+                         "rings"),
+    "default_challenge": N_("unknown caller: asked to press a digit"),
+    "default_voicemail": N_("unknown caller: sent to voicemail"),
+    "default_pass": N_("no rule matched"),
+    "screening_failed": N_("screening failed ({error}); call let through"),
+}
+
+# How an entry that decided a call is described inside a reason ({entry}).
+ENTRY_FORMS = {
+    "exact": "{pattern}",
+    "prefix": N_("numbers starting {pattern}"),
+    "glob": N_("pattern {pattern}"),
+    "regex": N_("regex {pattern}"),
+}
+
+# Labels and words Ringfence writes itself: stored in English, shown in the reader's language.
+# An owner's own label is shown as typed, even when it happens to be one of these.
+SYSTEM_LABELS = frozenset({
+    # default rules (gateway/store/rules.py)
+    N_("withheld numbers leave a message"), N_("invalid numbers leave a message"),
+    N_("failed STIR/SHAKEN"), N_("premium rate"), N_("foreign numbers"), N_("night"),
+    N_("telemarketing ranges"),
+    # entries the gateway and the UI add by themselves
+    N_("passed challenge"), N_("answered by owner"), N_("permit next call"),
+    N_("from the call log"),
+})
+
+RULE_KINDS = {
+    "withheld": N_("withheld number"), "invalid": N_("invalid number"),
+    "number_type": N_("number type"), "country": N_("countries"),
+    "telemarketing": N_("telemarketing"), "verstat_failed": N_("failed STIR/SHAKEN"),
+    "quiet_hours": N_("quiet hours"),
+}
+
+CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number")}
+
+NUMBER_TYPES = {
+    "FIXED_LINE": N_("fixed line"), "MOBILE": N_("mobile"),
+    "FIXED_LINE_OR_MOBILE": N_("fixed line or mobile"), "TOLL_FREE": N_("toll free"),
+    "PREMIUM_RATE": N_("premium rate"), "SHARED_COST": N_("shared cost"),
+    "VOIP": N_("internet telephony (VoIP)"), "PERSONAL_NUMBER": N_("personal number"),
+    "PAGER": N_("pager"), "UAN": N_("universal access number"), "VOICEMAIL": N_("voicemail"),
+    "UNKNOWN": N_("unknown type"),
+}
+
+# Where an entry came from (ListEntry.source); "subscription:N" shows as a subscription.
+SOURCES = {
+    "manual": N_("added by hand"), "contact": N_("from your contacts"),
+    "auto": N_("passed the challenge"), "known": N_("answered by you"),
+    "api": N_("added through the API"), "subscription": N_("from a subscribed list"),
+}
+
+
+def label_words(label: str, fmt: Formats = ENGLISH) -> str:
+    """A label in the reader's language when Ringfence wrote it, else as the owner typed it."""
+    return fmt.gettext(label) if label in SYSTEM_LABELS else label
+
+
+def source_words(source: str, fmt: Formats = ENGLISH) -> str:
+    """Where an entry came from, in words."""
+    key = source.partition(":")[0]
+    return fmt.gettext(SOURCES[key]) if key in SOURCES else source
+
+
+def number_type_words(number_type: str, fmt: Formats = ENGLISH) -> str:
+    """A phonenumbers type name (PREMIUM_RATE) in words."""
+    known = NUMBER_TYPES.get(number_type)
+    return fmt.gettext(known) if known else number_type.replace("_", " ").lower()
+
+
+def entry_words(kind: str, pattern: str, label: str = "", fmt: Formats = ENGLISH) -> str:
+    """An allow or block entry in words, with its label."""
+    form = ENTRY_FORMS.get(kind, ENTRY_FORMS["exact"])
+    text = fmt.gettext(form).format(pattern=pattern)
+    return f"{text} ({label_words(label, fmt)})" if label else text
+
+
+def _value(key: str, value: Any, fmt: Formats) -> Any:
+    """One parameter as the reader sees it, chosen by the parameter's name."""
+    if key == "entry" and isinstance(value, Mapping):
+        return entry_words(str(value.get("kind", "exact")), str(value.get("pattern", "")),
+                           str(value.get("label", "")), fmt)
+    if key.endswith("_at"):
+        return fmt.moment(value)
+    if key.endswith("_time"):
+        return fmt.clock(value)
+    if key == "country":
+        return fmt.country(str(value))
+    if key == "countries" and isinstance(value, list | tuple):
+        return ", ".join(fmt.country(str(v)) for v in value)
+    if key == "number_type":
+        return number_type_words(str(value), fmt)
+    if key == "caller" and value in CALLER_KINDS:
+        return fmt.gettext(CALLER_KINDS[str(value)])
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1000:
+        return fmt.number(value)
+    return value
+
+
+def render(template: str, params: Mapping[str, Any], fmt: Formats = ENGLISH) -> str:
+    """Translate `template` and fill in `params`, each shown the reader's way."""
+    shown = {k: _value(k, v, fmt) for k, v in params.items()}
+    try:
+        return fmt.gettext(template).format(**shown)
+    except (KeyError, IndexError, ValueError):  # a catalog entry that lost a placeholder
+        return template.format(**shown)
+
+
+def render_reason(code: str | None, params: Mapping[str, Any] | None, fallback: str,
+                  fmt: Formats = ENGLISH) -> str:
+    """A stored reason in the reader's language; `fallback` (the stored text) if unknown.
+
+    Rows written before reasons had codes, or by a newer version, keep their English text.
+    """
+    template = REASONS.get(code or "")
+    if template is None:
+        return fallback
+    params = dict(params or {})
+    label = params.pop("rule_label", "")
+    try:
+        if isinstance(template, tuple):
+            singular, plural, count = template
+            n = int(params.get(count, 0))
+            text = fmt.ngettext(singular, plural, n).format(
+                **{k: _value(k, v, fmt) for k, v in params.items()})
+        else:
+            text = render(template, params, fmt)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return fallback
+    return f"{text} [{label_words(str(label), fmt)}]" if label else text
