@@ -235,17 +235,17 @@ class StubService:
         return Decision(Action(ActionKind.PASS), "bench", "default")
 
     def record_call(self, caller: Caller, decision: Decision, *, at: datetime,
-                    sip_call_id: str, line: str | None) -> int:
+                    sip_call_id: str, line: str | None) -> str:
         """Pretend to log."""
-        return 1
+        return "1"
 
-    def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+    def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         """Pretend to log."""
 
-    def save_voicemail(self, call_row_id: int | None, path: Path, duration_s: float,
-                       size_bytes: int, *, caller: Caller | None = None) -> int:
+    def save_voicemail(self, call_ref: str | None, path: Path, duration_s: float,
+                       size_bytes: int, *, caller: Caller | None = None) -> str:
         """Pretend to log."""
-        return 1
+        return "1"
 
     def voicemail_space_left(self) -> int:
         """Plenty."""

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, render_template
 
+from gateway.ops.health import call_log_status
 from gateway.screening.ratelimit import BurstState, burst_state
 from gateway.store.calls import CATEGORIES
 from gateway.store.models import utcnow
@@ -68,6 +69,24 @@ def overview(now: datetime | None = None) -> Overview:
     )
 
 
+@dataclass(frozen=True)
+class CallLogLine:
+    """The dashboard's line about the gateway's call writer (from its status file)."""
+
+    waiting: int  # calls and their ends not in the database yet (kept in the journal)
+    waiting_since: datetime | None
+    lost: int  # lost since the gateway started: neither the database nor the journal took them
+
+
+def call_log_line() -> CallLogLine:
+    """What the call writer reports; the gateway is another process, so it reads a file."""
+    info = call_log_status(state().settings.data_dir)
+    since = info.get("waiting_since")
+    return CallLogLine(waiting=int(info["pending"]),
+                       waiting_since=datetime.fromisoformat(since) if since else None,
+                       lost=int(info["dropped_since_start"]))
+
+
 def category_names() -> dict[str, str]:
     """Chart legend names in the owner's language."""
     return {"pass": _("rang"), "blocked": _("blocked"), "voicemail": _("voicemail"),
@@ -96,4 +115,5 @@ def index() -> str:
         lines=st.store.lines.all(),
         voicemails=st.store.voicemails.recent(limit=5),
         unheard=st.store.voicemails.count(unheard_only=True),
+        call_log=call_log_line(),
     )

@@ -73,22 +73,26 @@ class Screens(Protocol):
 
 
 class Records(Protocol):
-    """What the call flow writes (`gateway.call.record.CallBook`)."""
+    """What the call flow writes (`gateway.call.record.CallBook`).
+
+    Writes may reach the database later, in a batch (`gateway.store.writer`): a call is
+    referred to by the reference `record_call` returns (the row's `uid`), never by a row id.
+    """
 
     def record_call(
         self, caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str,
         line: str | None,
-    ) -> int:
-        """Log the call; return its row id."""
+    ) -> str:
+        """Log the call; return its reference for `finish_call` and `save_voicemail`."""
 
-    def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+    def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         """Complete the call's log row."""
 
     def save_voicemail(
-        self, call_row_id: int | None, path: Path, duration_s: float, size_bytes: int, *,
+        self, call_ref: str | None, path: Path, duration_s: float, size_bytes: int, *,
         caller: Caller | None = None,
-    ) -> int:
-        """Register a recording."""
+    ) -> str:
+        """Register a recording; return its reference."""
 
     def voicemail_space_left(self) -> int:
         """Bytes left under the voicemail cap."""

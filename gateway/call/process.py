@@ -1,7 +1,9 @@
 """The gateway process: one SIP user agent per line (or one direct listener), until a signal.
 
-`run_gateway` opens the store, starts the user agents and registrations with `handle_call` as
-the call handler, starts the scheduler, and stops everything cleanly on SIGTERM/SIGINT.
+`run_gateway` opens the store, starts the call writer (which first writes what its journal
+kept from an earlier run, and closes the calls that run left open), starts the user agents and
+registrations with `handle_call` as the call handler, starts the scheduler, and stops
+everything cleanly on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from gateway.sip.transaction import T1, Timers
 from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent
 from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
+from gateway.store.models import utcnow
+from gateway.store.writer import CallWriter
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +225,12 @@ def run_gateway(settings: Settings) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    book = CallBook(store, settings)
-    gateway = Gateway(settings, Screener(store, settings), book, line_states=book)
+    # Before the first call: the journal of an earlier run is written first (if the database
+    # takes it), and calls that run left without an outcome are closed as interrupted.
+    writer = CallWriter.open(store.db, settings.data_dir)
+    writer.start(close_before=utcnow())
+    book = CallBook(store, settings, writer)
+    gateway = Gateway(settings, Screener(store, settings, writer), book, line_states=book)
     try:
         gateway.start()
     except OSError as exc:
@@ -230,6 +238,7 @@ def run_gateway(settings: Settings) -> int:
         log.error("%s", exc if isinstance(exc, ListenError) else f"cannot listen for SIP: {exc}")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        writer.stop()
         return 1
     scheduler = _start_scheduler(settings, store)
     if scheduler is not None:
@@ -244,5 +253,6 @@ def run_gateway(settings: Settings) -> int:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         gateway.stop()
+        writer.stop()  # after the calls: their last rows are written or journaled
         log.info("Ringfence gateway stopped")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -28,9 +29,13 @@ from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision, Rules, decide
 from gateway.screening.ratelimit import History, PastCall
 from gateway.screening.rules import ListEntry, ListName
+from gateway.store.batch import write_batch
 from gateway.store.calls import CallFilter
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry
+from gateway.store.writer import CallWriter
+
+REPLAY_FLUSH_S = 30.0  # how long `replay --record` waits for the database at the end
 
 
 def entry_json(entry: ListEntry) -> dict[str, Any]:
@@ -249,8 +254,13 @@ def _replay_rows(file: str, settings: Settings) -> list[tuple[datetime, str, str
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a CSV of calls (time,number[,name]) in order, with the history they build."""
     store = owner_store(settings)
-    screener = Screener(store, settings)
-    book = CallBook(store, settings)
+    # With --record the calls go through a batched writer (no journal: a command that cannot
+    # write says so and fails); the screener sees the ones not committed yet.
+    writer = CallWriter(functools.partial(write_batch, store.db), None) if args.record else None
+    if writer is not None:
+        writer.start()
+    screener = Screener(store, settings, writer)
+    book = CallBook(store, settings, writer)
     policy = store.screening.policy()
     past: list[PastCall] = []
     consumed: set[int] = set()
@@ -258,7 +268,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         caller = screener.caller(number, name)
         if args.record:
             decision = screener.screen(caller, at)
-            book.record_call(caller, decision, at=at, line="replay")
+            ref = book.record_call(caller, decision, at=at, line="replay")
+            # A replayed call has no real end; an outcome keeps it from looking in progress.
+            book.finish_call(ref, duration_s=0.0, outcome="replayed")
         else:
             entries = [e for e in store.screening.candidate_entries(caller)
                        if e.id not in consumed]
@@ -268,6 +280,14 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             past.append(PastCall(at=at, key=caller.key, unknown=decision.counts_towards_burst,
                                  action=str(decision.action)))
         print_json({"time": at.isoformat(), **screen_json(caller, decision, settings)})
+    if writer is not None:
+        written = writer.flush(REPLAY_FLUSH_S)
+        writer.stop(timeout=1.0)
+        status = writer.status()
+        if not written or status.dropped_since_start or status.rejected_total:
+            print(f"the database did not take every replayed call "
+                  f"({status.last_error or 'refused or timed out'})", file=sys.stderr)
+            return 1
     return 0
 
 

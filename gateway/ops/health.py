@@ -2,7 +2,8 @@
 
 Everything is read from the database and the data folder, so the web UI and the CLI report
 the gateway's state without talking to the gateway process: the gateway writes each line's
-registration state to `line_states`, and every call with its screening time to `calls`.
+registration state to `line_states`, every call with its screening time to `calls`, and its
+call writer's state (rows waiting for the database, rows lost) to `<data_dir>/journal/`.
 `collect_status` and `collect_metrics` do the reading; `render_text` and `prometheus_text`
 are pure and unit-tested on hand-made values.
 """
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 from gateway import __version__
 from gateway.config import Settings
 from gateway.store.db import Database, SchemaError, check_schema, current_revision, head_revision
+from gateway.store.journal import REJECTED_FILE, journal_backlog, journal_dir, read_status
 from gateway.store.models import CallRow, LineStateRow, VoicemailRow
 
 # Below this much free space on the data folder's disk, recording and logging are at risk.
@@ -118,6 +120,28 @@ def disk_status(path: Path) -> dict[str, Any]:
             "ok": usage.free >= MIN_FREE_BYTES}
 
 
+def call_log_status(data_dir: Path) -> dict[str, Any]:
+    """The call writer's state from its status file, and the events left in its journal."""
+    folder = journal_dir(data_dir)
+    written = read_status(folder)
+    in_journal = journal_backlog(folder)
+    if written is None:  # no gateway has run here since the writer exists
+        return {"state": "unknown", "pending": in_journal, "in_journal": in_journal,
+                "waiting_since": None, "last_error": None, "journal_error": None,
+                "dropped_total": 0, "dropped_since_start": 0, "last_dropped_at": None,
+                "rejected_total": 0, "updated_at": None, "ok": in_journal == 0}
+    pending = in_journal if written.state == "stopped" else max(written.pending, in_journal)
+    return {
+        "state": written.state, "pending": pending, "in_journal": in_journal,
+        "waiting_since": written.waiting_since, "last_error": written.last_error,
+        "journal_error": written.journal_error, "dropped_total": written.dropped_total,
+        "dropped_since_start": written.dropped_since_start,
+        "last_dropped_at": written.last_dropped_at, "rejected_total": written.rejected_total,
+        "updated_at": written.updated_at,
+        "ok": pending == 0 and written.dropped_since_start == 0,
+    }
+
+
 def collect_status(settings: Settings, db: Database | None = None,
                    *, now: datetime | None = None) -> dict[str, Any]:
     """Gather the installation's health as a JSON-ready dict with `ok` and `problems`."""
@@ -135,6 +159,7 @@ def collect_status(settings: Settings, db: Database | None = None,
             "calls_24h": None,
             "disk": disk_status(settings.data_dir),
             "voicemail": None,
+            "call_log": call_log_status(settings.data_dir),
         }
         if db is not None and status["database"]["ok"]:
             status["lines"] = _line_status(db, settings)
@@ -175,6 +200,9 @@ def _judge(status: dict[str, Any]) -> tuple[list[str], list[str]]:
     disk = status["disk"]
     if not disk["ok"]:
         problems.append(f"disk: only {_human_bytes(disk['free_bytes'])} free on {disk['path']}")
+    log_problems, log_warnings = _judge_call_log(status["call_log"])
+    problems += log_problems
+    warnings += log_warnings
     voicemail = status["voicemail"]
     if voicemail is not None:
         if not voicemail["ok"]:
@@ -182,6 +210,36 @@ def _judge(status: dict[str, Any]) -> tuple[list[str], list[str]]:
                             "recorded until some are deleted")
         elif voicemail["ratio"] is not None and voicemail["ratio"] >= VOICEMAIL_WARN_RATIO:
             warnings.append(f"voicemail: {voicemail['ratio']:.0%} of the cap used")
+    return problems, warnings
+
+
+def _judge_call_log(log: dict[str, Any]) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if log["pending"]:
+        if log["state"] == "stopped" or log["state"] == "unknown":
+            problems.append(f"call log: {log['pending']} event(s) wait in the journal; the "
+                            "gateway writes them when it starts")
+        else:
+            # The database's own message stays out of `problems` (shown without login by
+            # /healthz); `render_text` prints it.
+            since = f" since {log['waiting_since']}" if log.get("waiting_since") else ""
+            where = ("in memory only: the journal cannot be written"
+                     if log.get("journal_error") else "kept in the journal")
+            problems.append(f"call log: {log['pending']} event(s) wait for the database{since}; "
+                            f"{where}")
+    if log["dropped_since_start"]:
+        problems.append(f"call log: {log['dropped_since_start']} event(s) lost since the gateway "
+                        f"started (last at {log['last_dropped_at']}): neither the database nor "
+                        "the journal could take them")
+    earlier = log["dropped_total"] - log["dropped_since_start"]
+    if earlier > 0:
+        warnings.append(f"call log: {earlier} event(s) lost before the gateway last started")
+    if log.get("journal_error") and not log["pending"]:
+        warnings.append(f"call log: {log['journal_error']}")
+    if log["rejected_total"]:
+        warnings.append(f"call log: {log['rejected_total']} event(s) refused by the database, "
+                        f"kept in journal/{REJECTED_FILE}")
     return problems, warnings
 
 
@@ -213,6 +271,15 @@ def render_text(status: dict[str, Any]) -> str:
     if status["calls_24h"] is not None:
         out.append(f"  last call  {status['last_call'] or 'never'}; "
                    f"{status['calls_24h']} in the last 24 h")
+    log = status["call_log"]
+    if log["pending"]:
+        since = f" since {log['waiting_since']}" if log.get("waiting_since") else ""
+        error = f": {log['last_error']}" if log.get("last_error") else ""
+        out.append(f"  call log   WAITING: {log['pending']} event(s) not in the database yet, "
+                   f"{log['in_journal']} in the journal{since}{error}")
+    else:
+        lost = f"; {log['dropped_total']} event(s) lost" if log["dropped_total"] else ""
+        out.append(f"  call log   OK, nothing waiting{lost}")
     disk = status["disk"]
     out.append(f"  disk       {_human_bytes(disk['free_bytes'])} free of "
                f"{_human_bytes(disk['total_bytes'])} ({disk['path']})")
@@ -241,12 +308,16 @@ class Metrics:
     latency_sum_s: float = 0.0
     voicemail_bytes: int = 0
     voicemail_cap_bytes: int = 0
+    call_log_pending: int = 0  # events the gateway's call writer holds (memory and journal)
+    call_log_lost: int = 0  # events lost in all (neither the database nor the journal took them)
     version: str = __version__
     schema: str | None = None
 
 
 def collect_metrics(settings: Settings, db: Database) -> Metrics:
     """Read the counters from the database; a database error gives `database_up` 0."""
+    log = call_log_status(settings.data_dir)  # a file: readable when the database is not
+    pending, lost = int(log["pending"]), int(log["dropped_total"])
     try:
         with db.session() as s:
             by_action = {str(a): int(n) for a, n in s.execute(
@@ -264,7 +335,8 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
         schema = current_revision(db.engine)
     except Exception:
         return Metrics(database_up=False,
-                       voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024)
+                       voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
+                       call_log_pending=pending, call_log_lost=lost)
     for line in settings.lines:
         states.setdefault(line.name, "unknown")
     return Metrics(
@@ -277,6 +349,8 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
         voicemail_bytes=int(voicemail or 0),
         voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
         schema=schema,
+        call_log_pending=pending,
+        call_log_lost=lost,
     )
 
 
@@ -337,6 +411,12 @@ def prometheus_text(metrics: Metrics) -> str:
                    [("ringfence_voicemail_bytes", [], metrics.voicemail_bytes)])
     out += _family("ringfence_voicemail_cap_bytes", "gauge", "Configured voicemail cap.",
                    [("ringfence_voicemail_cap_bytes", [], metrics.voicemail_cap_bytes)])
+    out += _family("ringfence_call_log_pending", "gauge",
+                   "Call log events waiting for the database (in memory or the journal).",
+                   [("ringfence_call_log_pending", [], metrics.call_log_pending)])
+    out += _family("ringfence_call_log_lost_total", "counter",
+                   "Call log events lost: neither the database nor the journal took them.",
+                   [("ringfence_call_log_lost_total", [], metrics.call_log_lost)])
     return "\n".join(out) + "\n"
 
 
@@ -352,5 +432,6 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         "last_call": status["last_call"],
         "disk_ok": status["disk"]["ok"],
         "voicemail_ok": None if status["voicemail"] is None else status["voicemail"]["ok"],
+        "call_log_ok": status["call_log"]["ok"],
         "problems": status["problems"],
     }

@@ -4,6 +4,9 @@
 `store.entries` (allow/block lists), `store.list_files` (CSV in and out), `store.rules`,
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
 `store.lines` (registration states) and `store.screening` (what a call's screening reads).
+
+The gateway's call flow writes through its call writer instead (`store.writer`: events from
+`store.events`, applied in batches by `store.batch`, spooled to `store.journal`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
 from gateway.screening.ratelimit import History, PastCall
 from gateway.store.db import Database
+from gateway.store.events import call_logged, new_uid
 from gateway.store.models import CallRow
 
 MAX_HISTORY_ROWS = 20_000  # bounds a history load even during a flood
@@ -75,8 +76,8 @@ class CallFilter:
 EVERY_CALL = CallFilter()
 
 # What the rate limits read of a logged call.
-PAST_CALL_COLUMNS = select(CallRow.id, CallRow.at, CallRow.number, CallRow.caller_kind,
-                           CallRow.unknown, CallRow.action)
+PAST_CALL_COLUMNS = select(CallRow.id, CallRow.uid, CallRow.at, CallRow.number,
+                           CallRow.caller_kind, CallRow.unknown, CallRow.action)
 
 
 def past_call(row: Any) -> PastCall:
@@ -85,32 +86,40 @@ def past_call(row: Any) -> PastCall:
                     action=row.action)
 
 
+def call_key(row: Any) -> str | int:
+    """What identifies a call read with PAST_CALL_COLUMNS across the database and the call
+    writer's queue: its uid (rows older than migration 0003 have none: their id)."""
+    return str(row.uid) if row.uid is not None else int(row.id)
+
+
 def call_row(caller: Caller, decision: Decision, *, at: datetime, sip_call_id: str | None,
              line: str | None) -> CallRow:
-    """The log row of a screened call (not yet added to a session)."""
+    """The log row of a screened call (not yet added to a session), with a fresh uid."""
+    event = call_logged(caller, decision, uid=new_uid(), at=at, sip_call_id=sip_call_id,
+                        line=line)
     return CallRow(
-        at=at, line=line or caller.line, sip_call_id=(sip_call_id or "")[:200] or None,
-        number=caller.number, caller_kind=caller.kind.value,
-        display_name=caller.display_name[:256], raw_from=caller.raw[:256],
-        verstat=caller.verstat.value if caller.verstat else None,
-        action=str(decision.action), reason=decision.reason,
-        reason_code=decision.reason_code, reason_params=decision.reason_params or None,
-        step=decision.step.value,
-        rule=decision.rule_id, unknown=decision.counts_towards_burst,
-        burst=decision.burst.active,
-        screen_ms=decision.elapsed_ms,
+        uid=event.uid, at=event.at, line=event.line, sip_call_id=event.sip_call_id,
+        number=event.number, caller_kind=event.caller_kind, display_name=event.display_name,
+        raw_from=event.raw_from, verstat=event.verstat, action=event.action,
+        reason=event.reason, reason_code=event.reason_code, reason_params=event.reason_params,
+        step=event.step, rule=event.rule, unknown=event.unknown, burst=event.burst,
+        screen_ms=event.screen_ms,
     )
 
 
 class CallLog:
-    """Reads and writes of the `calls` table."""
+    """Reads and writes of the `calls` table.
+
+    The gateway writes through its call writer (`gateway.store.writer`); `record` and `finish`
+    write one row at once, for the CLI and tests.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def record(self, caller: Caller, decision: Decision, *, at: datetime,
                sip_call_id: str | None = None, line: str | None = None) -> int:
-        """Log a call and its decision; return the row id."""
+        """Log a call and its decision now (no hit counted); return the row id."""
         with self.db.session() as s:
             row = call_row(caller, decision, at=at, sip_call_id=sip_call_id, line=line)
             s.add(row)
@@ -139,6 +148,11 @@ class CallLog:
         """One call by id."""
         with self.db.session() as s:
             return s.get(CallRow, call_id)
+
+    def by_uid(self, uid: str) -> CallRow | None:
+        """One call by the uid the gateway gave it (what `CallBook.record_call` returns)."""
+        with self.db.session() as s:
+            return s.scalar(select(CallRow).where(CallRow.uid == uid))
 
     def history(self, now: datetime, window: timedelta) -> History:
         """Calls in the `window` before `now`, as the rate limits see them."""

@@ -29,27 +29,41 @@ class SchemaError(RuntimeError):
     """The database schema is missing, older or newer than this code."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the web UI read while the gateway writes; NORMAL sync is safe with WAL and
-    # writes the SD card far less than FULL; a busy timeout rides out the other process's commit.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+BUSY_TIMEOUT_S = 5.0
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL mode and its folder is created."""
+def _sqlite_pragmas(busy_timeout_s: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets the web UI read while the gateway writes; NORMAL sync is safe with WAL and
+        # writes the SD card far less than FULL; a busy timeout rides out the other process's
+        # commit.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def make_engine(url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
+    """Create an engine; SQLite gets WAL mode and its folder is created.
+
+    `busy_timeout_s` bounds how long a statement waits for another process's lock (SQLite) or
+    for a connection to the server (PostgreSQL, unless the URL sets `connect_timeout`).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 5})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if busy_timeout_s == BUSY_TIMEOUT_S or "connect_timeout" in parsed.query:
+        return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True,
+                         connect_args={"connect_timeout": max(1, round(busy_timeout_s))})
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
@@ -141,9 +155,9 @@ def check_schema(engine: Engine) -> None:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout_s=busy_timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -289,7 +289,11 @@ class Entries:
             return [entry_from_row(r) for r in s.scalars(query)]
 
     def note_used(self, entry_id: int, *, consume: bool, at: datetime) -> None:
-        """Count a hit on an entry, deleting it if it was a one-off permission."""
+        """Count a hit on an entry, deleting it if it was a one-off permission.
+
+        The gateway counts hits in its call writer's batches (`gateway.store.batch`) and uses
+        permits with `use_permit`; this is the one-at-a-time form.
+        """
         with self.db.session() as s:
             if consume:
                 s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
@@ -299,6 +303,19 @@ class Entries:
                     update(ListEntryRow).where(ListEntryRow.id == entry_id)
                     .values(hits=ListEntryRow.hits + 1, last_hit_at=at)
                 )
+
+    def use_permit(self, entry_id: int) -> bool:
+        """Use up a "permit next call" entry: True for the one call that gets it.
+
+        A conditional DELETE, so two simultaneous calls cannot both pass on one permission:
+        the database lets exactly one of them delete the row, the other sees 0 rows.
+        """
+        with self.db.session() as s:
+            used = rowcount(s.execute(delete(ListEntryRow).where(
+                ListEntryRow.id == entry_id, ListEntryRow.once.is_(True)))) == 1
+            if used:
+                bump_rules_version(s)
+        return used
 
     def purge_expired(self, now: datetime) -> int:
         """Delete entries whose expiry has passed; return how many."""

@@ -95,9 +95,13 @@ class CallRow(Base):
     """One incoming call and what Ringfence did with it."""
 
     __tablename__ = "calls"
-    __table_args__ = (Index("ix_calls_number_at", "number", "at"),)
+    __table_args__ = (Index("ix_calls_number_at", "number", "at"),
+                      Index("ix_calls_uid", "uid", unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The gateway's own identifier of the call (gateway/store/events.py, `new_uid`): the call
+    # flow refers to the row by it before the writer has committed it; NULL on older rows.
+    uid: Mapped[str | None] = mapped_column(String(32), default=None)
     at: Mapped[datetime] = mapped_column(index=True)
     line: Mapped[str | None] = mapped_column(String(60), default=None)
     sip_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -126,8 +130,10 @@ class VoicemailRow(Base):
     """A recorded message; the WAV lives on disk under the voicemail folder."""
 
     __tablename__ = "voicemails"
+    __table_args__ = (Index("ix_voicemails_uid", "uid", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(32), default=None)
     call_id: Mapped[int | None] = mapped_column(
         ForeignKey("calls.id", ondelete="SET NULL"), default=None, index=True
     )

@@ -137,7 +137,7 @@ class RuleStore:
         return bool(deleted)
 
     def note_used(self, rule_id: int) -> None:
-        """Count a hit on a rule."""
+        """Count a hit on a rule (the gateway counts them in its call writer's batches)."""
         with self.db.session() as s:
             s.execute(update(RuleRow).where(RuleRow.id == rule_id).values(hits=RuleRow.hits + 1))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from gateway.screening.rules import (
     RepeatLimit,
     Rule,
 )
-from gateway.store.calls import MAX_HISTORY_ROWS, PAST_CALL_COLUMNS, past_call
+from gateway.store.calls import MAX_HISTORY_ROWS, PAST_CALL_COLUMNS, call_key, past_call
 from gateway.store.db import Database
 from gateway.store.entries import entry_from_mapping, entry_from_row
 from gateway.store.models import CallRow, ListEntryRow, UTCDateTime
@@ -131,23 +132,24 @@ class _UnknownCallTimeline:
         self._since: datetime | None = None
         self._version = -1
         self._last_id = 0
-        self._rows: list[tuple[datetime, int, PastCall]] = []  # sorted by (at, id)
+        # Sorted by (at, id); the key is the row's uid (or id), as `call_key` gives it.
+        self._rows: list[tuple[datetime, int, str | int, PastCall]] = []
 
     def between(self, conn: Connection, since: datetime, until: datetime,
-                version: int) -> list[tuple[int, PastCall]]:
-        """(row id, call) for unknown calls with `since` <= at <= `until`."""
+                version: int) -> list[tuple[str | int, PastCall]]:
+        """(key, call) for unknown calls with `since` <= at <= `until`."""
         with self._lock:
             if self._since is None or since < self._since or version != self._version:
                 # One snapshot: the rows and the highest id come from the same transaction.
                 rows = conn.execute(_UNKNOWN_SINCE, {"since": since}).all()
                 self._last_id = int(conn.execute(_MAX_CALL_ID).scalar() or 0)
-                self._rows = sorted((r.at, r.id, past_call(r)) for r in rows)
+                self._rows = sorted((r.at, r.id, call_key(r), past_call(r)) for r in rows)
                 self._since, self._version = since, version
             else:
                 for r in conn.execute(_CALLS_AFTER_ID, {"last_id": self._last_id}):
                     self._last_id = max(self._last_id, r.id)
                     if r.unknown and r.at >= self._since:
-                        bisect.insort(self._rows, (r.at, r.id, past_call(r)))
+                        bisect.insort(self._rows, (r.at, r.id, call_key(r), past_call(r)))
                 if since > self._since:
                     del self._rows[:bisect.bisect_left(self._rows, (since,))]
                     self._since = since
@@ -155,7 +157,7 @@ class _UnknownCallTimeline:
                     del self._rows[:len(self._rows) - MAX_HISTORY_ROWS]
             low = bisect.bisect_left(self._rows, (since,))
             high = bisect.bisect_right(self._rows, (until, float("inf")))
-            return [(row_id, call) for _, row_id, call in self._rows[low:high]]
+            return [(key, call) for _, _, key, call in self._rows[low:high]]
 
 
 class ScreeningReads:
@@ -211,17 +213,26 @@ class ScreeningReads:
         return self.rules_for(caller)[2]
 
     def recent_history(self, caller: Caller, now: datetime, window: timedelta,
-                       version: int = 0) -> History:
+                       version: int = 0,
+                       pending: Sequence[tuple[str, PastCall]] = ()) -> History:
         """What the rate limits need: this caller's own calls, and every unknown caller's.
 
         The unknown calls come from the in-memory timeline, so a flood of thousands of
-        strangers is read from the database once, not once per call.
+        strangers is read from the database once, not once per call. `pending` are the calls
+        the call writer holds but has not committed (uid, call): taken before these reads, so
+        a call committed in between is found in both and counted once, by its uid, and none
+        falls between the two.
         """
         since = now - window
+        calls: dict[str | int, PastCall] = {
+            uid: call for uid, call in pending
+            if since <= call.at <= now and (call.unknown or (
+                caller.number is not None and call.key == caller.number))
+        }
         with self.db.engine.connect() as conn:
-            calls = dict(self._unknown_calls.between(conn, since, now, version))
+            calls.update(self._unknown_calls.between(conn, since, now, version))
             if caller.number:
                 rows = conn.execute(_OWN_CALLS, {"number": caller.number, "since": since,
                                                  "until": now})
-                calls.update((r.id, past_call(r)) for r in rows)
+                calls.update((call_key(r), past_call(r)) for r in rows)
         return History.of(calls.values())

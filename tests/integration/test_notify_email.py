@@ -29,8 +29,11 @@ def log_calls(service: Services) -> None:
     ]):
         caller = service.screener.caller(number, name)
         decision = Decision(Action.parse(action), "test", "rule", unknown=True)
-        row = service.book.record_call(caller, decision, at=at + timedelta(minutes=i))
+        ref = service.book.record_call(caller, decision, at=at + timedelta(minutes=i))
         if action == "voicemail":
+            logged = service.store.calls.by_uid(ref)
+            assert logged is not None
+            row = logged.id
             vm = service.settings.voicemail_dir / "a.wav"
             vm.parent.mkdir(parents=True, exist_ok=True)
             vm.write_bytes(b"RIFF....WAVE")

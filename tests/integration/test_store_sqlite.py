@@ -94,11 +94,12 @@ def test_permit_next_call_is_used_up(service: Services) -> None:
     service.store.entries.add("block", "0612345678")
     service.store.entries.add("allow", "0612345678", once=True)
     who = service.screener.caller("0612345678")
-    first = service.screener.screen(who, NOW)
-    assert first.action.is_pass
-    assert service.screener.screen(who, NOW).action.is_pass  # screening alone writes nothing
-    service.book.record_call(who, first, at=NOW)  # the gateway logs the call: permission used up
-    assert not service.screener.screen(who, NOW).action.is_pass
+    assert service.screener.evaluate(who, NOW).action.is_pass  # a dry run uses up nothing
+    first = service.screener.screen(who, NOW)  # a real call: the permission is used up now
+    assert first.action.is_pass and first.step == "allow"
+    second = service.screener.screen(who, NOW)
+    assert str(second.action) == "reject:603"
+    assert service.store.entries.pending_permits() == []
 
 
 def test_history_feeds_the_repeat_limit(service: Services) -> None:

@@ -53,22 +53,22 @@ class FakeService:
         return Decision(self.action, reason="set by the test", step="rule")
 
     def record_call(self, caller: Caller, decision: Decision, *, at: datetime,
-                    sip_call_id: str, line: str | None) -> int:
+                    sip_call_id: str, line: str | None) -> str:
         with self.finished:
             self.calls.append(CallLog(caller, decision, sip_call_id, line))
-            return len(self.calls)
+            return str(len(self.calls))
 
-    def finish_call(self, call_row_id: int, *, duration_s: float, outcome: str) -> None:
+    def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         with self.finished:
-            self.calls[call_row_id - 1].outcome = outcome
-            self.calls[call_row_id - 1].duration_s = duration_s
+            self.calls[int(call_ref) - 1].outcome = outcome
+            self.calls[int(call_ref) - 1].duration_s = duration_s
             self.finished.notify_all()
 
-    def save_voicemail(self, call_row_id: int | None, path: Path, duration_s: float,
-                       size_bytes: int, *, caller: Caller | None = None) -> int:
-        assert call_row_id is not None
-        self.calls[call_row_id - 1].voicemail = (path, duration_s, size_bytes)
-        return call_row_id
+    def save_voicemail(self, call_ref: str | None, path: Path, duration_s: float,
+                       size_bytes: int, *, caller: Caller | None = None) -> str:
+        assert call_ref is not None
+        self.calls[int(call_ref) - 1].voicemail = (path, duration_s, size_bytes)
+        return call_ref
 
     def voicemail_space_left(self) -> int:
         return self.space_left

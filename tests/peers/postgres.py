@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests: `with running_postgres() as url: ...`.
+"""A throwaway PostgreSQL server for tests: `with running_postgres() as url: ...`, or
+`with postgres_server() as server:` to stop and start it during the test.
 
 It uses Debian's server binaries (`/usr/lib/postgresql/<version>/bin`), keeps the cluster and
 its unix socket in a temporary folder, listens on 127.0.0.1 at a free port, trusts local
@@ -59,48 +60,84 @@ def _run(argv: Sequence[str], what: str) -> None:
         raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr.strip()}")
 
 
-@contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
-    """Start a private PostgreSQL server; yield a `postgresql+psycopg://` URL to a new database."""
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        raise PostgresUnavailable("PostgreSQL server binaries not found "
-                                  "(apt-get install postgresql)")
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            raise PostgresUnavailable("running as root but there is no `postgres` user") from None
-    tmp = Path(tempfile.mkdtemp(prefix="ringfence-pg-"))
-    data, log = tmp / "data", tmp / "server.log"
-    port = free_port()
-    started = False
-    try:
+class PostgresServer:
+    """A private cluster in a temporary folder that a test may stop and start again."""
+
+    def __init__(self) -> None:
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise PostgresUnavailable("PostgreSQL server binaries not found "
+                                      "(apt-get install postgresql)")
+        self.bin_dir = bin_dir
+        self.owner: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
-            os.chown(tmp, owner.pw_uid, owner.pw_gid)
-        _run([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
+            try:
+                self.owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresUnavailable(
+                    "running as root but there is no `postgres` user") from None
+        self.tmp = Path(tempfile.mkdtemp(prefix="ringfence-pg-"))
+        self.data, self.log = self.tmp / "data", self.tmp / "server.log"
+        self.port = free_port()
+        self.running = False
+        self.url = f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def create(self) -> None:
+        """initdb, start, and create the database."""
+        if self.owner is not None:
+            os.chown(self.tmp, self.owner.pw_uid, self.owner.pw_gid)
+        _run([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust",
               "-E", "UTF8", "--no-sync", "--no-instructions"], "initdb")
+        self.start()
+        _run([str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+              USER, DATABASE], "createdb")
+
+    def start(self) -> None:
+        """Start the server on its port and wait until it accepts connections."""
         # fsync off: a test cluster that is thrown away needs no durability, and it is faster.
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off"
-        _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-              "-W", "start"], "pg_ctl start")
-        started = True
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.tmp} -c fsync=off"
+        _run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o",
+              options, "-W", "start"], "pg_ctl start")
+        self.running = True
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             ready = subprocess.run(
-                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", USER],
-                capture_output=True, check=False)
+                [str(self.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+                 "-U", USER], capture_output=True, check=False)
             if ready.returncode == 0:
-                break
+                return
             if time.monotonic() > deadline:
-                text = log.read_text(errors="replace") if log.exists() else ""
+                text = self.log.read_text(errors="replace") if self.log.exists() else ""
                 raise RuntimeError(f"PostgreSQL did not become ready; its log:\n{text[-2000:]}")
             time.sleep(0.1)
-        _run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER,
-              DATABASE], "createdb")
-        yield f"postgresql+psycopg://{USER}@127.0.0.1:{port}/{DATABASE}"
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: clients are disconnected)."""
+        if self.running:
+            subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                                         "-m", "fast", "-w", "stop"]),
+                           capture_output=True, check=False)
+            self.running = False
+
+    def remove(self) -> None:
+        """Stop and delete the cluster."""
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a private PostgreSQL server; always stopped and deleted afterwards."""
+    server = PostgresServer()
+    try:
+        server.create()
+        yield server
     finally:
-        if started:
-            subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                         "-w", "stop"]), capture_output=True, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        server.remove()
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a private PostgreSQL server; yield a `postgresql+psycopg://` URL to a new database."""
+    with postgres_server() as server:
+        yield server.url

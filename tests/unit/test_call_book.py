@@ -1,18 +1,23 @@
 """`CallBook`, the call flow's writing side, on the real store: the row, the hit counters, the
-permit used up, the saved voicemail and its alert, callers allowed or remembered."""
+permit used up, the saved voicemail and its alert, callers allowed or remembered. The book
+here writes through a `DirectWriter` (at once); the gateway's batched writer is tested in
+test_call_writer.py."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from gateway.call.record import AUTO_ALLOW_LABEL, KNOWN_CALLER_LABEL
+from gateway.call.record import AUTO_ALLOW_LABEL, KNOWN_CALLER_LABEL, CallBook
 from gateway.config import Settings
 from gateway.screening.decide import Step
+from gateway.store.batch import write_batch
 from gateway.store.models import ListEntryRow, RuleRow
+from gateway.store.writer import CallWriter
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services, caller
 
@@ -29,8 +34,8 @@ def test_record_call_logs_the_row_and_counts_the_deciding_entry(service: Service
     who = caller(NUMBER)
     decision = service.screener.screen(who, NOW)
     assert decision.step is Step.BLOCK
-    row_id = service.book.record_call(who, decision, at=NOW, sip_call_id="c1", line="home")
-    row = service.store.calls.get(row_id)
+    ref = service.book.record_call(who, decision, at=NOW, sip_call_id="c1", line="home")
+    row = service.store.calls.by_uid(ref)
     assert row is not None and (row.action, row.rule, row.line) == (
         "reject:603", f"block:{entry.id}", "home")
     assert entry_hits(service, entry.id) == 1
@@ -45,40 +50,37 @@ def test_record_call_counts_the_deciding_rule(service: Services) -> None:
         assert s.scalar(select(RuleRow.hits).where(RuleRow.id == decision.ref)) == 1
 
 
-def test_screening_alone_writes_nothing_and_the_logged_call_uses_the_permit(
-    service: Services,
-) -> None:
+def test_the_screened_call_uses_the_permit_and_a_dry_run_does_not(service: Services) -> None:
     service.store.entries.add("block", NUMBER)
     permit = service.store.entries.add("allow", NUMBER, once=True)
     who = caller(NUMBER)
-    first = service.screener.screen(who, NOW)
+    assert service.screener.evaluate(who, NOW).consume_entry_id == permit.id
+    assert service.store.entries.get(permit.id) is not None  # evaluate() writes nothing
+    first = service.screener.screen(who, NOW)  # a real call: used up when it is decided
     assert first.action.is_pass and first.consume_entry_id == permit.id
-    assert service.screener.screen(who, NOW).action.is_pass  # still there
-    service.book.record_call(who, first, at=NOW)
     assert service.store.entries.get(permit.id) is None
+    service.book.record_call(who, first, at=NOW)  # logging it changes nothing more
     assert service.screener.screen(who, NOW).step is Step.BLOCK
 
 
-def test_a_failure_counting_the_hit_still_logs_the_call(
-    service: Services, monkeypatch: pytest.MonkeyPatch,
+def test_record_call_returns_at_once_and_the_writer_writes_the_row_and_hit_together(
+    service: Services, settings: Settings,
 ) -> None:
-    service.store.entries.add("block", NUMBER)
+    entry = service.store.entries.add("block", NUMBER)
+    writer = CallWriter(functools.partial(write_batch, service.db), None)  # stepped by hand
+    book = CallBook(service.store, settings, writer)
     who = caller(NUMBER)
-    decision = service.screener.screen(who, NOW)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("locked (test)")
-
-    monkeypatch.setattr(service.store.entries, "note_used", broken)
-    row_id = service.book.record_call(who, decision, at=NOW)
-    assert service.store.calls.get(row_id) is not None
+    ref = book.record_call(who, service.screener.screen(who, NOW), at=NOW)
+    assert service.store.calls.by_uid(ref) is None and entry_hits(service, entry.id) == 0
+    writer.step()  # one transaction: the row and the entry's hit
+    assert service.store.calls.by_uid(ref) is not None and entry_hits(service, entry.id) == 1
 
 
 def test_finish_call_stores_the_outcome(service: Services) -> None:
     who = caller(NUMBER)
-    row_id = service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
-    service.book.finish_call(row_id, duration_s=3.25, outcome="rejected 603")
-    row = service.store.calls.get(row_id)
+    ref = service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
+    service.book.finish_call(ref, duration_s=3.25, outcome="rejected 603")
+    row = service.store.calls.by_uid(ref)
     assert row is not None and (row.duration_s, row.outcome) == (3.25, "rejected 603")
 
 
@@ -88,13 +90,14 @@ def test_save_voicemail_stores_the_relative_path_and_wakes_the_alerts(
     woken: list[str] = []
     service.book.on_voicemail = lambda: woken.append("now")
     who = caller(NUMBER, name="Jean")
-    row_id = service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
+    ref = service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
     path = settings.voicemail_dir / "20261124-150000-+33612345678.wav"
-    vm_id = service.book.save_voicemail(row_id, path, 4.0, 32_000, caller=who)
-    vm = service.store.voicemails.get(vm_id)
-    assert vm is not None
+    vm_ref = service.book.save_voicemail(ref, path, 4.0, 32_000, caller=who)
+    [vm] = service.store.voicemails.recent()
+    row = service.store.calls.by_uid(ref)
+    assert row is not None and vm.uid == vm_ref
     assert (vm.call_id, vm.path, vm.number, vm.display_name, vm.size_bytes) == (
-        row_id, path.name, NUMBER, "Jean", 32_000)
+        row.id, path.name, NUMBER, "Jean", 32_000)
     assert woken == ["now"]
 
 
@@ -104,9 +107,9 @@ def test_a_failing_alert_does_not_lose_the_voicemail(service: Services,
         raise RuntimeError("scheduler gone (test)")
 
     service.book.on_voicemail = broken
-    vm_id = service.book.save_voicemail(None, settings.voicemail_dir / "a.wav", 1.0, 10)
-    vm = service.store.voicemails.get(vm_id)
-    assert vm is not None and vm.call_id is None and vm.number is None
+    service.book.save_voicemail(None, settings.voicemail_dir / "a.wav", 1.0, 10)
+    [vm] = service.store.voicemails.recent()
+    assert vm.call_id is None and vm.number is None
 
 
 def test_voicemail_space_left_is_the_cap_minus_what_is_stored(

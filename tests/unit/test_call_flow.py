@@ -346,7 +346,7 @@ def test_voicemail_greets_beeps_records_and_saves_under_the_calls_row(
         ("record", vm.max_seconds, vm.silence_seconds),
     ]
     assert row.outcome == "voicemail 4 s"
-    assert row.voicemail is not None  # save_voicemail(call_row_id=1, ...) landed on this row
+    assert row.voicemail is not None  # save_voicemail(call_ref="1", ...) landed on this row
     path, duration, size = row.voicemail
     assert path.parent == settings.voicemail_dir
     assert path.name == f"{NOW:%Y%m%d-%H%M%S}-{CALLER}.wav"
@@ -537,18 +537,18 @@ def test_an_error_before_answering_rings_through(rig: Rig) -> None:
 class BrokenBook(FakeService):
     """A call book whose database is gone: every write raises."""
 
-    saved: list[int | None] = field(default_factory=list)
+    saved: list[str | None] = field(default_factory=list)
 
-    def record_call(self, *args: Any, **kwargs: Any) -> int:
+    def record_call(self, *args: Any, **kwargs: Any) -> str:
         raise RuntimeError("database is locked (test)")
 
     def finish_call(self, *args: Any, **kwargs: Any) -> None:
         raise AssertionError("no row was written, so there is none to finish")
 
-    def save_voicemail(self, call_row_id: int | None, path: Path, duration_s: float,
-                       size_bytes: int, *, caller: Caller | None = None) -> int:
-        self.saved.append(call_row_id)
-        return 1
+    def save_voicemail(self, call_ref: str | None, path: Path, duration_s: float,
+                       size_bytes: int, *, caller: Caller | None = None) -> str:
+        self.saved.append(call_ref)
+        return "1"
 
 
 def test_a_call_book_that_cannot_write_does_not_stop_a_reject(settings: Settings) -> None:
@@ -570,7 +570,7 @@ def test_a_call_book_that_cannot_write_does_not_stop_a_message(settings: Setting
 
 def test_finishing_the_row_failing_is_only_logged(rig: Rig,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(call_row_id: int, *, duration_s: float, outcome: str) -> None:
+    def broken(call_ref: str, *, duration_s: float, outcome: str) -> None:
         raise RuntimeError("disk full (test)")
 
     monkeypatch.setattr(rig.service, "finish_call", broken)
@@ -606,8 +606,8 @@ def test_carry_out_returns_the_outcome_and_leaves_finishing_to_the_caller(rig: R
 def test_call_record_writes_its_row_once(rig: Rig) -> None:
     record = CallRecord(rig.service, caller(CALLER), Decision(PASS, "t", Step.DEFAULT), at=NOW,
                         sip_call_id="x", line="home")
-    assert record.ensure() == 1
-    assert record.ensure() == 1
+    assert record.ensure() == "1"
+    assert record.ensure() == "1"
     record.finish(duration_s=1.0, outcome="done")
     assert len(rig.service.calls) == 1 and rig.service.calls[0].outcome == "done"
 
@@ -616,7 +616,7 @@ def test_call_record_does_not_retry_a_failed_write() -> None:
     attempts: list[int] = []
 
     class Flaky(FakeService):
-        def record_call(self, *args: Any, **kwargs: Any) -> int:
+        def record_call(self, *args: Any, **kwargs: Any) -> str:
             attempts.append(1)
             raise RuntimeError("locked (test)")
 

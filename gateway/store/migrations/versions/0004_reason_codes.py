@@ -1,7 +1,7 @@
 """calls: the reason as a code with parameters, so old rows follow a language switch
 
 Revision ID: 0004
-Revises: 0003 (chained on 0002 until 0003, the calls' uid column, lands; see below)
+Revises: 0003
 Create Date: 2026-12-01
 
 `reason` keeps the English text: rows written before this migration have only that and are
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
