@@ -170,6 +170,7 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
         if not call.answer(media.answer_sdp()):
             media.close()
             raise NotAnswered(cancelled_outcome(call))
+        record.ensure()  # the caller has had our 200 OK: the call shows in the log from now
         # No RTP before the ACK: the SDP of an INVITE nobody confirms may name anybody (a
         # reflection attack). Without an ACK within 64*T1 the call hangs itself up.
         if not call.wait_confirmed(64 * call.ua.layer.t1 + ACK_GRACE_SECONDS):
@@ -182,7 +183,6 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
     except Exception:
         media.close()
         raise
-    record.ensure()
     return media
 
 

@@ -33,7 +33,7 @@ from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
 from gateway.sip.register import Registration
 from gateway.sip.transaction import T1, Timers
-from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent
+from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent, set_product
 from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
@@ -94,6 +94,7 @@ class Gateway:
         self.prompts = prompts or default_prompts(settings)
         self.backoff_start = backoff_start
         self.t1 = t1  # RFC 3261 T1; every SIP timer scales with it (tests shrink it)
+        set_product(settings.gateway.user_agent)
         self.timers = Timers()
         # Shared by every line: the workers that screen, the media slots (`max_calls`: calls
         # answered at once), the ring count and the counters `load` reports.
