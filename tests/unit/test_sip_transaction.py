@@ -282,10 +282,6 @@ def test_an_unacked_invite_transaction_is_forgotten_after_64_t1(sip: Layer) -> N
     assert sip.layer.find_server(request()) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timer H only drops the transaction from the table: the timer G retransmission keeps "
-    "rescheduling itself every T2 (its handle, tx.timer, is never cancelled and nothing but "
-    "an ACK stops it), so an INVITE rejected and never ACKed is resent forever"))
 def test_resending_stops_when_timer_h_fires_without_an_ack(sip: Layer) -> None:
     tx = sip.layer.new_server(request(), UDP_PEER)
     respond(tx, 486, "Busy Here")
