@@ -235,6 +235,7 @@ class ClientTransaction:
     on_final: ResponseCallback
     on_provisional: Callable[[SipResponse], None] | None = None
     done: bool = False
+    proceeding: bool = False  # a provisional answer came: resend every T2 (RFC 3261 §17.1.2.2)
     retransmit_timer: int | None = None
     timeout_timer: int | None = None
 
@@ -270,8 +271,13 @@ class ClientTransaction:
         if self.done:
             return
         if response.status < 200:
-            # A provisional answer stops retransmissions at T1 (RFC 3261 §17.1.2.2: slow to T2).
-            self.layer.timers.cancel(self.retransmit_timer)
+            # Proceeding (RFC 3261 §17.1.2.2): keep resending, but every T2 rather than at the
+            # doubling interval, so a lost final answer over UDP is still asked for again.
+            if not self.proceeding:
+                self.proceeding = True
+                self.layer.timers.cancel(self.retransmit_timer)
+                if self.target.transport == "udp":
+                    self._arm_retransmit(self.layer.t2, self.request.to_bytes())
             if self.on_provisional is not None:
                 self.on_provisional(response)
             return

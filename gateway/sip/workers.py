@@ -177,8 +177,10 @@ class WorkerPool:
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         with self._cond:
+            # Started while the set is locked: `stop` must never see (and join) an unstarted
+            # thread, which raises RuntimeError.
             self._spawned.add(thread)
-        thread.start()
+            thread.start()
         return thread
 
     def queued(self) -> int:

@@ -403,10 +403,6 @@ def test_a_provisional_response_is_passed_on_and_the_request_still_times_out(
     assert finals == [None]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RFC 3261 §17.1.2.2: in Proceeding, timer E still fires every T2; ClientTransaction."
-    "received() cancels the retransmission timer on a provisional and never re-arms it, so a "
-    "lost final response over UDP is never asked for again and the request times out (F)"))
 def test_after_a_provisional_response_the_request_is_resent_every_t2(sip: Layer) -> None:
     register = request("REGISTER")
     tx = sip.layer.send_request(register, REGISTRAR, lambda r: None)
