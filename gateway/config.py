@@ -288,6 +288,28 @@ class SubscriptionsConfig:
 
 
 @dataclass(frozen=True)
+class MessagesConfig:
+    """Text messages (SIP MESSAGE): forwarding and rate limits."""
+
+    forward: bool = field(default=False, metadata=_help(
+        "send each accepted text to the owner's channels (email, apprise); held and refused "
+        "texts are only counted in the digest"))
+    per_sender: int = field(default=5, metadata=_help(
+        "texts one sender not on the allow list may send within window_minutes; more get 486"))
+    window_minutes: int = field(default=10, metadata=_help("the per-sender window, minutes"))
+    burst_senders: int = field(default=5, metadata=_help(
+        "this many distinct unknown senders within burst_minutes hold strangers' texts "
+        "(kept, not forwarded)"))
+    burst_minutes: int = field(default=10, metadata=_help("the burst window, minutes"))
+
+    def __post_init__(self) -> None:
+        for name in ("per_sender", "window_minutes", "burst_senders", "burst_minutes"):
+            value = getattr(self, name)
+            if not 1 <= value <= 10_000:
+                raise ConfigError(f"messages.{name} = {value}: expected 1 to 10000")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `config.toml` says, validated."""
 
@@ -311,6 +333,9 @@ class Settings:
     )
     subscriptions: SubscriptionsConfig = field(
         default_factory=SubscriptionsConfig, metadata=_help("list subscription limits")
+    )
+    messages: MessagesConfig = field(
+        default_factory=MessagesConfig, metadata=_help("text messages (SIP MESSAGE)")
     )
     source: Path | None = field(default=None, metadata={"internal": "1"})
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from gateway.config import PassBehaviour, Settings
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
+from gateway.screening.texts import TextDecision
 from gateway.sip.workers import LoadCounters, Slots
 
 MAX_RINGING = 1000
@@ -70,6 +71,22 @@ class Screens(Protocol):
 
     def screen(self, caller: Caller, now: datetime) -> Decision:
         """Decide what to do with `caller`; never raises (fails open)."""
+
+
+class ScreensTexts(Protocol):
+    """Screening of texts (`gateway.call.screen.Screener.screen_text`)."""
+
+    def screen_text(self, caller: Caller, now: datetime) -> TextDecision:
+        """Decide what to do with a text from `caller`; never raises (fails open)."""
+
+
+class KeepsTexts(Protocol):
+    """Where texts are stored (`gateway.store.messages.Messages`)."""
+
+    def add(self, caller: Caller, decision: TextDecision, *, at: datetime, body: str,
+            charset: str = "utf-8", sip_call_id: str | None = None,
+            line: str | None = None) -> str:
+        """Store one text now; return its reference. Raises if the database does not take it."""
 
 
 class Records(Protocol):
@@ -165,3 +182,17 @@ class CallEnvironment:
     redirect_to: str = ""
     refer_to: str = ""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass
+class TextEnvironment:
+    """What a text needs: settings, screening, where it is kept, and who to wake after."""
+
+    settings: Settings
+    screener: ScreensTexts
+    keeper: KeepsTexts
+    line: str | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Called after an accepted text is stored: the gateway points it at the scheduler, so a
+    # forwarded text goes out now rather than at the next minute's alert tick.
+    on_accepted: Callable[[], None] | None = None

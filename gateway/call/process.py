@@ -21,22 +21,34 @@ from gateway.call.handle import handle_call
 from gateway.call.ports import (
     CallEnvironment,
     Capacity,
+    KeepsTexts,
     Media,
     MediaFactory,
     PromptResolver,
     Records,
     ReportsLines,
     Screens,
+    ScreensTexts,
+    TextEnvironment,
 )
 from gateway.call.record import CallBook
 from gateway.call.screen import Screener
+from gateway.call.text import handle_text
 from gateway.config import HostPort, LineConfig, Settings, cannot_listen
 from gateway.media.sdp import parse_sdp
 from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
 from gateway.sip.register import Registration
 from gateway.sip.transaction import T1, Timers
-from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent, set_product
+from gateway.sip.ua import (
+    Call,
+    CallHandler,
+    TextHandler,
+    TextMessage,
+    UaIdentity,
+    UserAgent,
+    set_product,
+)
 from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
@@ -89,10 +101,16 @@ class Gateway:
         prompts: PromptResolver | None = None,
         backoff_start: float = 2.0,
         t1: float = T1,
+        text_screener: ScreensTexts | None = None,
+        texts: KeepsTexts | None = None,
     ) -> None:
         self.settings = settings
         self.screener = screener
         self.book = book
+        # Texts (SIP MESSAGE) are taken when both are given; without them MESSAGE gets 405.
+        self.text_screener = text_screener
+        self.texts = texts
+        self.on_text: Callable[[], None] | None = None  # after an accepted text is stored
         self.line_states = line_states
         self.media_factory = media_factory or default_media_factory(settings)
         self.prompts = prompts or default_prompts(settings)
@@ -141,6 +159,22 @@ class Gateway:
 
         return handle
 
+    def _text_handler(self, line: LineConfig | None) -> TextHandler | None:
+        if self.text_screener is None or self.texts is None:
+            return None
+        env = TextEnvironment(self.settings, self.text_screener, self.texts,
+                              line=line.name if line is not None else None,
+                              on_accepted=self._text_accepted)
+
+        def handle(text: TextMessage) -> None:
+            handle_text(text, env)
+
+        return handle
+
+    def _text_accepted(self) -> None:
+        if self.on_text is not None:
+            self.on_text()
+
     def start(self) -> None:
         """Bind every listener and start registering; OSError if an address is taken."""
         self.work.start()
@@ -153,6 +187,7 @@ class Gateway:
                     gw.listen.host, gw.listen.port, call_handler=handle, work=work,
                     counters=counters, timers=self.timers, name="direct", t1=self.t1,
                     identity=UaIdentity("ringfence", gw.public_address),
+                    text_handler=self._text_handler(None),
                 )
                 self._start_ua(ua, gw.listen, "[gateway] listen")
                 return
@@ -163,6 +198,7 @@ class Gateway:
                     counters=counters, timers=self.timers, name=f"line {line.name}",
                     t1=self.t1,
                     identity=UaIdentity(line.username, self.settings.gateway.public_address),
+                    text_handler=self._text_handler(line),
                 )
                 self._start_ua(ua, line.listen, f"listen of line {line.name!r}")
                 registration = Registration(ua, line, self._line_state,
@@ -235,7 +271,9 @@ def run_gateway(settings: Settings) -> int:
     writer = CallWriter.open(store.db, settings.data_dir)
     writer.start(close_before=utcnow())
     book = CallBook(store, settings, writer)
-    gateway = Gateway(settings, Screener(store, settings, writer), book, line_states=book)
+    screener = Screener(store, settings, writer)
+    gateway = Gateway(settings, screener, book, line_states=book, text_screener=screener,
+                      texts=store.messages)
     try:
         gateway.start()
     except OSError as exc:
@@ -248,6 +286,7 @@ def run_gateway(settings: Settings) -> int:
     scheduler = _start_scheduler(settings, store)
     if scheduler is not None:
         book.on_voicemail = scheduler.poke
+        gateway.on_text = scheduler.poke
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
     heartbeat = Heartbeat(store, settings)
     try:

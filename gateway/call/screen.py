@@ -29,6 +29,13 @@ from gateway.screening.decide import (
     decide_without_history,
 )
 from gateway.screening.rules import PASS
+from gateway.screening.texts import (
+    ACCEPTED_STATUS,
+    TextDecision,
+    TextLimits,
+    TextVerdict,
+    decide_text,
+)
 from gateway.store import Store
 from gateway.store.events import PermitUsed
 from gateway.store.models import utcnow
@@ -107,3 +114,28 @@ class Screener:
             lost.add(entry_id)
             decision = self.evaluate(caller, now, without=frozenset(lost))
         return decision
+
+    def text_limits(self) -> TextLimits:
+        """The rate limits of texts, from `[messages]`."""
+        cfg = self.settings.messages
+        return TextLimits(per_sender=cfg.per_sender, window_minutes=cfg.window_minutes,
+                          burst_senders=cfg.burst_senders, burst_minutes=cfg.burst_minutes)
+
+    def evaluate_text(self, caller: Caller, now: datetime) -> TextDecision:
+        """Load rules, entries and earlier texts, and decide for a text. Raises on failure."""
+        _version, policy, entries = self.store.screening.rules_for(caller)
+        limits = self.text_limits()
+        window = timedelta(minutes=max(limits.window_minutes, 2 * limits.burst_minutes))
+        history = self.store.messages.history(now, window)
+        return decide_text(caller, Rules(policy, entries), history, now, limits)
+
+    def screen_text(self, caller: Caller, now: datetime | None = None) -> TextDecision:
+        """Decide for a real text: never raises (fails open: the text is accepted)."""
+        now = now or utcnow()
+        try:
+            return self.evaluate_text(caller, now)
+        except Exception as exc:
+            log.exception("screening failed for a text from %s; accepting it",
+                          caller.describe())
+            return TextDecision(TextVerdict.ACCEPTED, ACCEPTED_STATUS, step=Step.ERROR.value,
+                                **because("text_screening_failed", error=type(exc).__name__))

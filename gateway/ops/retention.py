@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from gateway.config import Settings
 from gateway.store.db import Database
 from gateway.store.entries import Entries
-from gateway.store.models import CallRow, NotificationRow, VoicemailRow, utcnow
+from gateway.store.models import CallRow, MessageRow, NotificationRow, VoicemailRow, utcnow
 from gateway.store.voicemail import resolve_voicemail_path
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ def run_retention(db: Database, settings: Settings, now: datetime | None = None
     if keep.calls_days:
         report.calls = _delete_in_batches(db, CallRow.id, CallRow.at,
                                           now - timedelta(days=keep.calls_days))
+        # Texts are kept as long as calls: they are the same log, of another kind.
+        report.calls += _delete_in_batches(db, MessageRow.id, MessageRow.at,
+                                           now - timedelta(days=keep.calls_days))
     if keep.notifications_days:
         report.notifications = _delete_in_batches(
             db, NotificationRow.id, NotificationRow.created_at,

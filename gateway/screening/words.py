@@ -111,6 +111,14 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
     "default_voicemail": N_("unknown caller: sent to voicemail"),
     "default_pass": N_("no rule matched"),
     "screening_failed": N_("screening failed ({error}); call let through"),
+    # Texts (SIP MESSAGE, gateway/screening/texts.py).
+    "text_rate": (*Nn_("{number} already sent {count} text in {window} min (limit {limit})",
+                       "{number} already sent {count} texts in {window} min (limit {limit})"),
+                  "count"),
+    "text_burst": N_("{senders} unknown senders texted within {window} min: strangers' texts "
+                     "are kept, not forwarded one by one"),
+    "text_held": N_("unknown sender: the text is kept, not forwarded"),
+    "text_screening_failed": N_("screening failed ({error}); text accepted"),
 }
 
 # --------------------------------------------------------------------------- outcomes

@@ -29,6 +29,7 @@ from gateway.sip.message import (
     parse_name_addr,
 )
 from gateway.sip.scanners import SCANNED_METHODS, scanner_signature
+from gateway.sip.text import IncomingText, TextRefused, read_text
 from gateway.sip.transaction import (
     T1,
     T2,
@@ -59,7 +60,7 @@ def product() -> str:
     """The current Server / User-Agent value ("" when none is sent)."""
     return _product[0]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE, MESSAGE"
 # Methods registered with IANA: one of these we do not take gets 405, anything else 501
 # (RFC 3261 §8.2.1).
 KNOWN_METHODS = frozenset({
@@ -370,6 +371,31 @@ class MediaCloser(Protocol):
 CallHandler = Callable[[Call], None]
 
 
+class TextMessage:
+    """One MESSAGE outside a dialog (RFC 3428), its decoded body, and how to answer it once."""
+
+    def __init__(self, request: SipRequest, tx: ServerTransaction, body: IncomingText) -> None:
+        self.request = request
+        self.tx = tx
+        self.body = body
+        self.call_id = request.call_id
+        self._lock = threading.Lock()
+        self.status: int | None = None  # what it was answered, once it is
+
+    def answer(self, status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -> bool:
+        """Send the final response (202 Accepted, a refusal); False if it had one already."""
+        with self._lock:
+            if self.status is not None:
+                return False
+            self.status = status
+            self.tx.respond(make_response(self.request, status, reason, to_tag=new_tag(),
+                                          headers=headers))
+        return True
+
+
+TextHandler = Callable[[TextMessage], None]
+
+
 @dataclass
 class UaIdentity:
     """How the UA names itself in Contact headers."""
@@ -393,10 +419,12 @@ class UserAgent:
         timers: Timers | None = None,
         name: str = "direct",
         t1: float = T1,
+        text_handler: TextHandler | None = None,
     ) -> None:
         self.name = name
         self.identity = identity or UaIdentity()
         self.call_handler = call_handler
+        self.text_handler = text_handler
         self.work = work
         self.counters = counters or LoadCounters()
         self.transport = SipTransport(host, port, self._on_message)
@@ -555,8 +583,44 @@ class UserAgent:
             ])
         elif method in ("BYE", "NOTIFY", "INFO", "UPDATE", "PRACK"):
             self._reply(request, source, 481, "Call/Transaction Does Not Exist")
+        elif method == "MESSAGE" and self.text_handler is not None:
+            self._on_text(request, source)
         else:
             self._reply(request, source, 405, "Method Not Allowed", [("Allow", ALLOW)])
+
+    def _on_text(self, request: SipRequest, source: Source) -> None:
+        """A MESSAGE outside a dialog: refuse what we cannot take at once (size, media type),
+        hand the rest to a worker (screening reads the database), shed with 503 if none."""
+        try:
+            body = read_text(request)
+        except TextRefused as refused:
+            log.info("text %s from %s:%s refused %d: %s", request.call_id, source.host,
+                     source.port, refused.status, refused)
+            self._reply(request, source, refused.status, refused.reason, refused.headers)
+            return
+        if self.stopping:
+            self._reply(request, source, 503, "Service Unavailable",
+                        [("Retry-After", str(SHED_RETRY_AFTER))])
+            return
+        self.counters.add("texts")
+        text = TextMessage(request, self.layer.new_server(request, source), body)
+        handler = self.text_handler
+        assert handler is not None
+
+        def run() -> None:
+            try:
+                handler(text)
+            except Exception:
+                log.exception("text %s: handler failed", text.call_id)
+                # 500 with Retry-After: the sender keeps the text and tries again (RFC 3428
+                # §7), so nothing is lost to a bug here.
+                text.answer(500, "Server Internal Error", [("Retry-After", "60")])
+
+        if not self.work.offer(run):
+            self.counters.add("shed")
+            self._shed_warning.warn(log, "text %s: work queue full; shed with 503",
+                                    request.call_id)
+            text.answer(503, "Service Unavailable", [("Retry-After", str(SHED_RETRY_AFTER))])
 
     def _drop_scanner(self, signature: str, source: Source) -> None:
         # No response at all: a scanner learns nothing, not even that a device is here, and

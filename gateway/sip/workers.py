@@ -63,6 +63,7 @@ class LoadCounters:
         "shed",  # refused with 503 because the work queue was full: never screened
         "refused_no_media_slot",  # kept away with a 6xx: all media slots busy
         "left_fork_ringing_full",  # a pass answered 480: too many calls ringing already
+        "texts",  # text messages (SIP MESSAGE) handed to screening
     )
 
     def __init__(self) -> None:

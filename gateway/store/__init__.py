@@ -2,7 +2,8 @@
 
 `Store` gathers them for one database; the CLI, the web UI and the gateway all go through it:
 `store.entries` (allow/block lists), `store.list_files` (CSV in and out), `store.rules`,
-`store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
+`store.runtime` (run-time settings), `store.calls` (the call log), `store.messages` (the
+text log), `store.voicemails`,
 `store.lines` (registration states), `store.status` (the gateway's heartbeat),
 `store.screening` (what a call's screening reads) and `store.web_sessions` (the web UI's
 logged-in sessions).
@@ -22,6 +23,7 @@ from gateway.store.entries import Entries
 from gateway.store.errors import EntryError
 from gateway.store.lines import LineStates
 from gateway.store.list_files import ImportReport, ListFiles
+from gateway.store.messages import Messages
 from gateway.store.rules import RuleStore
 from gateway.store.screening import ScreeningReads
 from gateway.store.sessions import WebSessions
@@ -45,6 +47,7 @@ class Store:
         self.list_files = ListFiles(db, home_region)
         self.rules = RuleStore(db, home_region)
         self.calls = CallLog(db)
+        self.messages = Messages(db)
         self.voicemails = Voicemails(db, voicemail_dir)
         self.lines = LineStates(db)
         self.status = GatewayStatus(db)

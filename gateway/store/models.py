@@ -146,6 +146,35 @@ class VoicemailRow(Base):
     heard: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class MessageRow(Base):
+    """One text message (SIP MESSAGE) and what Ringfence did with it (migration 0007)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_number_at", "number", "at"),
+                      Index("ix_messages_uid", "uid", unique=True))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(index=True)
+    line: Mapped[str | None] = mapped_column(String(60), default=None)
+    sip_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    number: Mapped[str | None] = mapped_column(String(20), default=None)  # E.164
+    sender_kind: Mapped[str] = mapped_column(String(10))  # number | withheld | invalid
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    raw_from: Mapped[str] = mapped_column(String(256), default="")
+    body: Mapped[str] = mapped_column(Text, default="")  # as decoded; NUL replaced
+    charset: Mapped[str] = mapped_column(String(40), default="utf-8")
+    verdict: Mapped[str] = mapped_column(String(10), index=True)  # accepted | held | refused
+    status: Mapped[int] = mapped_column(Integer)  # the SIP answer: 202, 486, 603…
+    action: Mapped[str] = mapped_column(String(40), default="pass")
+    step: Mapped[str] = mapped_column(String(12), default="")
+    rule: Mapped[str | None] = mapped_column(String(40), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    reason_code: Mapped[str | None] = mapped_column(String(40), default=None)
+    reason_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    unknown: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class SettingRow(Base):
     """A key/value setting the owner changes at run time (thresholds, pause, default…)."""
 

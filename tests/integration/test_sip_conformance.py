@@ -192,7 +192,7 @@ def test_an_invite_requiring_an_extension_is_screened_first(
         ((b"SIP/2.0\r\nVia: SIP/2.0", b"SIP/7.0\r\nVia: SIP/7.0"), 505, "Version Not Supported"),
         ((b"OPTIONS sip:", b"OPTIONS nobodyKnowsThisScheme:"), 416, "Unsupported URI Scheme"),
         ((b"OPTIONS", b"FOOBAR"), 501, "Not Implemented"),
-        ((b"OPTIONS", b"MESSAGE"), 405, "Method Not Allowed"),
+        ((b"OPTIONS", b"PUBLISH"), 405, "Method Not Allowed"),
     ],
     ids=["SIP/7.0", "scheme", "unknown-method", "known-method"],
 )

@@ -107,19 +107,21 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
             **settings_overrides,  # type: ignore[arg-type]
         )
         chosen = service or fake_service
+        texts: dict[str, Any] = {}
         if isinstance(chosen, Services):  # the real store behind the real call flow
             screener: Any = chosen.screener
             book: Any = chosen.book
+            texts = {"text_screener": chosen.screener, "texts": chosen.store.messages}
         else:  # the stand-in decides, records and takes line states
             screener = book = chosen
         timing = {} if t1 is None else {"t1": t1}
         if real_media:
             gateway = Gateway(settings, screener, book, line_states=book, backoff_start=0.5,
-                              **timing)
+                              **timing, **texts)
         else:
             gateway = Gateway(settings, screener, book, line_states=book,
                               media_factory=media_factory or SilentMedia,
-                              prompts=prompt_stub, backoff_start=0.5, **timing)
+                              prompts=prompt_stub, backoff_start=0.5, **timing, **texts)
         started.append(gateway)
         gateway.start()
         return gateway
