@@ -24,6 +24,7 @@ from web import (
     dashboard,
     health,
     lists,
+    messages,
     notifications,
     rules,
     screen,
@@ -129,8 +130,8 @@ def create_app(settings: Settings, store: Store | None = None,
     for code in (404, 405):
         app.register_error_handler(code, _http_error)
     app.register_error_handler(500, _server_error)
-    for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer,
-                   notifications):
+    for module in (auth, dashboard, calls, messages, lists, rules, screen, voicemail,
+                   transfer, notifications):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp, settings=settings)

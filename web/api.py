@@ -17,7 +17,8 @@ from gateway.feeds.subscriptions import SubscriptionError, add_subscription, lis
 from gateway.screening.rules import BURST_PROFILES, ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry, EntryError
-from gateway.store.models import CallRow, SubscriptionRow, VoicemailRow
+from gateway.store.messages import VERDICTS, MessageFilter
+from gateway.store.models import CallRow, MessageRow, SubscriptionRow, VoicemailRow
 from gateway.store.settings import validate_setting
 from web.calls import export_file as calls_export_file
 from web.calls import parse_filter
@@ -177,6 +178,7 @@ def stats() -> Response:
         "paused_until": data.paused_until.isoformat() if data.paused_until else None,
         # Messages actually left; "voicemail" above counts the calls sent there.
         "messages": data.messages,
+        "texts": data.texts,  # text messages (SIP MESSAGE) received
     })
 
 
@@ -207,6 +209,30 @@ def calls() -> Response:
                     "calls": [call_json(r) for r in store.calls.recent(parsed.flt,
                                                                         limit=limit,
                                                                         offset=offset)]})
+
+
+def message_json(row: MessageRow) -> dict[str, Any]:
+    """A text message as JSON (the text as received: JSON escapes it)."""
+    return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
+            "sender_kind": row.sender_kind, "name": row.display_name or None,
+            "text": row.body, "verdict": row.verdict, "status": row.status,
+            "action": row.action, "reason": row.reason, "reason_code": row.reason_code,
+            "reason_params": row.reason_params, "step": row.step, "rule": row.rule,
+            "line": row.line}
+
+
+@bp.get("/messages")
+def messages() -> Response:
+    """Text messages, newest first; `verdict` (accepted, held, refused); limit/offset."""
+    verdict = request.args.get("verdict", "").strip()
+    if verdict and verdict not in VERDICTS:
+        fail(f"verdict {verdict!r}: expected accepted, held or refused", field="verdict")
+    flt = MessageFilter(verdict=verdict or None)
+    limit, offset = _page_args()
+    store = state().store
+    return jsonify({"total": store.messages.count(flt), "limit": limit, "offset": offset,
+                    "messages": [message_json(r) for r in store.messages.recent(
+                        flt, limit=limit, offset=offset)]})
 
 
 @bp.get("/calls/export")

@@ -16,6 +16,7 @@ from gateway.ops.health import call_log_status
 from gateway.screening.ratelimit import BurstState, burst_state
 from gateway.screening.rules import BURST_PROFILES, burst_profile
 from gateway.store.calls import CATEGORIES
+from gateway.store.messages import MessageFilter
 from gateway.store.models import GatewayStatusRow, utcnow
 from gateway.store.status import Liveness, liveness
 from web.calls import ONGOING, list_statuses, live_answer, row_context
@@ -44,6 +45,8 @@ class Overview:
     # Messages actually left, apart from the calls sent to voicemail (a caller may hang up
     # during the greeting): {"today": n, "week": n}.
     messages: dict[str, int] = field(default_factory=dict)
+    # Text messages (SIP MESSAGE) received: {"today": n, "week": n}.
+    texts: dict[str, int] = field(default_factory=dict)
     burst_profile: str | None = None  # a key of BURST_PROFILES, None for an action set by hand
     burst_action: str = ""
 
@@ -82,6 +85,8 @@ def overview(now: datetime | None = None) -> Overview:
         paused_until=paused,
         messages={"today": store.voicemails.count(since=today_start),
                   "week": store.voicemails.count(since=week_start)},
+        texts={"today": store.messages.count(MessageFilter(since=today_start)),
+               "week": store.messages.count(MessageFilter(since=week_start))},
         burst_profile=burst_profile(burst.action),
         burst_action=str(burst.action),
     )

@@ -33,6 +33,7 @@ from gateway.store.batch import write_batch
 from gateway.store.calls import CallFilter
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry
+from gateway.store.messages import VERDICTS, MessageFilter
 from gateway.store.writer import CallWriter
 
 REPLAY_FLUSH_S = 30.0  # how long `replay --record` waits for the database at the end
@@ -304,6 +305,21 @@ def cmd_calls(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_messages(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the most recent texts as JSON lines (strangers' text as sent: JSON escapes it)."""
+    messages = owner_store(settings).messages
+    zone = ZoneInfo(settings.timezone)
+    for row in messages.recent(MessageFilter(verdict=args.verdict), limit=args.limit):
+        print_json({
+            "time": row.at.astimezone(zone).isoformat(),
+            "sender": row.number or row.sender_kind, "name": row.display_name or None,
+            "text": row.body, "verdict": row.verdict, "status": row.status,
+            "action": row.action, "reason": row.reason, "reason_code": row.reason_code,
+            "rule": row.rule, "line": row.line,
+        })
+    return 0
+
+
 def register_commands(sub: Any) -> None:
     """Add the lists, rules and screening commands to the `ringfence` parser."""
     for name in ("allow", "block"):
@@ -387,3 +403,9 @@ def register_commands(sub: Any) -> None:
     calls.add_argument("--limit", type=int, default=20)
     calls.add_argument("--action")
     calls.set_defaults(handler=cmd_calls)
+
+    messages = sub.add_parser("messages", help="recent text messages (SIP MESSAGE)")
+    messages.add_argument("--limit", type=int, default=20)
+    messages.add_argument("--verdict", choices=list(VERDICTS),
+                          help="only accepted, held or refused texts")
+    messages.set_defaults(handler=cmd_messages)

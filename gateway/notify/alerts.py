@@ -30,9 +30,10 @@ from gateway.notify.digest import Words, format_duration, gsm7, inert, sms_lengt
 from gateway.notify.message import Message
 from gateway.notify.outbox import Outbox
 from gateway.numbers import national_format
+from gateway.screening.texts import TextVerdict
 from gateway.screening.words import N_
 from gateway.store.db import Database
-from gateway.store.models import LineStateRow, NotificationRow, VoicemailRow
+from gateway.store.models import LineStateRow, MessageRow, NotificationRow, VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ _TEXT = {
     "up_subject": N_("Line {line} registered again"),
     "up_body": N_("Line {line} is registered again after {duration}."),
     "none": N_("none"),
+    "text_subject": N_("Text from {who}"),
+    "text_body": N_("{who} sent this text at {time}:"),
 }
+TEXT_LIMIT = 1000  # characters of a forwarded text (an SMS of 6-7 parts); the rest is cut
 
 
 class _Text:
@@ -119,6 +123,8 @@ class AlertWatcher:
             checks.append(self.check_bursts)
         if notify.alert_line_down_minutes:
             checks.append(self.check_lines)
+        if self.settings.messages.forward:
+            checks.append(self.check_texts)
         for check in checks:
             try:
                 check(now)
@@ -160,6 +166,45 @@ class AlertWatcher:
             except ValueError:
                 log.warning("voicemail %s has a path outside the voicemail folder", row.id)
         return alert_message("voicemail", subject, body, attachments)
+
+    # ------------------------------------------------------------------ texts
+
+    def check_texts(self, now: datetime) -> None:
+        """Forward once each text accepted in the last half hour (`[messages] forward`).
+
+        Held and refused texts are never pushed: the digest counts them. The claim in
+        `notifications` (kind "text", the text's uid) keeps each to one send per channel.
+        """
+        with self.db.session() as s:
+            rows = list(s.scalars(select(MessageRow).where(
+                MessageRow.at >= now - VOICEMAIL_LOOKBACK,
+                MessageRow.verdict == TextVerdict.ACCEPTED.value).order_by(MessageRow.at)))
+        done = self._claimed("text", [r.uid for r in rows])
+        for row in rows:
+            if row.uid not in done:
+                self.outbox.deliver("text", row.uid, self.text_message(row), now)
+
+    def text_message(self, row: MessageRow) -> Message:
+        """A forwarded text: who sent it, when, and the text itself, made inert."""
+        who = self._who(row.number, row.display_name)
+        subject = self.text["text_subject"].format(who=who)
+        text = inert(row.body, TEXT_LIMIT)
+        body = self.text["text_body"].format(who=who, time=self._local(row.at)) + "\n" + text
+        # The SMS is the text itself after the sender: what the owner would have read.
+        sms = gsm7(f"{who}: {text}")
+        return Message(kind="text", subject=subject, text=body + "\n",
+                       sms=(sms if sms_length(sms) <= 160 else sms[:157] + "...",))
+
+    def _who(self, number: str | None, name: str) -> str:
+        if number:
+            try:
+                who = national_format(number, self.settings.home_region)
+            except Exception:
+                who = number
+        else:
+            who = self.words("withheld")
+        who = inert(who, 30)
+        return f"{who} ({inert(name)})" if name else who
 
     # ------------------------------------------------------------------ bursts
 

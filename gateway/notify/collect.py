@@ -36,6 +36,7 @@ from gateway.store.models import (
     CallRow,
     DigestSnapshotRow,
     ListEntryRow,
+    MessageRow,
     RuleRow,
     SettingRow,
     SubscriptionRow,
@@ -350,6 +351,11 @@ def collect_digest(db: Database, settings: Settings, day: date, *,
             for sub in s.scalars(select(SubscriptionRow).where(
                 SubscriptionRow.last_success_at >= start, SubscriptionRow.last_success_at < end))
         ]
+        texts = sorted(
+            ((str(verdict), int(n)) for verdict, n in s.execute(
+                select(MessageRow.verdict, func.count()).where(
+                    MessageRow.at >= start, MessageRow.at < end).group_by(MessageRow.verdict))),
+            key=lambda vn: vn[0])
         previous = _previous_snapshot(s, period_key(day))
         before = (previous.rules, previous.settings) if previous is not None else None
         current = s.get(DigestSnapshotRow, period_key(day))
@@ -372,6 +378,6 @@ def collect_digest(db: Database, settings: Settings, day: date, *,
         total_calls=total, by_action=by_action, top_blocked=tuple(top_blocked),
         voicemails=tuple(voicemails), bursts=tuple(bursts), worth_a_look=tuple(look),
         new_entries=tuple(new_entries), subscription_entries=tuple(subscriptions),
-        rule_changes=tuple(rule_changes), first_digest=before is None,
+        rule_changes=tuple(rule_changes), first_digest=before is None, texts=tuple(texts),
     )
 

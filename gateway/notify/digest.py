@@ -111,6 +111,12 @@ class DigestData:
     subscription_entries: tuple[tuple[str, int], ...] = ()  # subscription label -> entries
     rule_changes: tuple[RuleChange, ...] = ()
     first_digest: bool = False  # no earlier snapshot: rule changes cannot be told
+    texts: tuple[tuple[str, int], ...] = ()  # text messages: verdict -> how many
+
+    @property
+    def total_texts(self) -> int:
+        """Text messages received in the period."""
+        return sum(n for _verdict, n in self.texts)
 
     @property
     def blocked(self) -> int:
@@ -218,6 +224,7 @@ _PHRASES: dict[str, str] = {
     "no_calls": N_("No calls."),
     "top_blocked": N_("Most screened numbers"),
     "voicemails": N_("New voicemails"),
+    "texts": N_("Text messages"),
     "no_voicemails": N_("No new voicemail."),
     "bursts": N_("Bursts of unknown callers"),
     "look": N_("Numbers worth a look"),
@@ -256,7 +263,13 @@ _COUNTED: dict[str, tuple[str, str]] = {
     "sms_blocked": Nn_("{n} screened", "{n} screened"),
     "sms_vm": Nn_("{n} voicemail", "{n} voicemails"),
     "sms_bursts": Nn_("{n} burst", "{n} bursts"),
+    "sms_texts": Nn_("{n} text", "{n} texts"),
+    "text_accepted": Nn_("{n} accepted", "{n} accepted"),
+    "text_held": Nn_("{n} held: kept on the Messages page, not forwarded",
+                     "{n} held: kept on the Messages page, not forwarded"),
+    "text_refused": Nn_("{n} refused", "{n} refused"),
 }
+TEXT_VERDICT_ORDER = ("accepted", "held", "refused")
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 ACTION_ORDER = ("pass", "reject", "announce", "voicemail", "challenge")
 
@@ -355,6 +368,11 @@ def _sections(data: DigestData, lang: str) -> list[_Section]:
     ]
     sections.append(_Section(w("voicemails"), _capped(vm_lines, len(data.voicemails), w),
                              w("no_voicemails")))
+    if data.texts:
+        by_verdict = dict(data.texts)
+        lines = [w.counted(f"text_{v}", by_verdict[v]) for v in TEXT_VERDICT_ORDER
+                 if by_verdict.get(v)]
+        sections.append(_Section(w("texts"), tuple(lines)))
     if data.top_blocked:
         lines = [f"{_who(c.caller, c.name, w)}  {w('times', n=c.count)}"
                  for c in data.top_blocked[:SHOW_LIMIT]]
@@ -485,6 +503,8 @@ def render_sms(data: DigestData, language: str, max_parts: int = 2) -> tuple[str
         pieces.append(counted(w, "sms_vm", len(data.voicemails)))
     if data.bursts:
         pieces.append(counted(w, "sms_bursts", len(data.bursts)))
+    if data.total_texts:
+        pieces.append(counted(w, "sms_texts", data.total_texts))
     look = [inert(item.caller, 20) for item in data.worth_a_look[:3]]
     if look:
         pieces.append(w("sms_look", items=" / ".join(look)))

@@ -12,7 +12,7 @@ ERROR_LIMIT = 500  # characters of a channel's error kept in the notifications t
 class Message:
     """One notification, in every form a channel may want."""
 
-    kind: str  # digest | voicemail | burst_start | burst_end | line_down | line_up | test
+    kind: str  # digest | voicemail | text | burst_start | burst_end | line_down | line_up | test
     subject: str
     text: str
     html: str | None = None

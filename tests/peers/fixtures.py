@@ -114,7 +114,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
             texts = {"text_screener": chosen.screener, "texts": chosen.store.messages}
         else:  # the stand-in decides, records and takes line states
             screener = book = chosen
-        timing = {} if t1 is None else {"t1": t1}
+        timing: dict[str, Any] = {} if t1 is None else {"t1": t1}
         if real_media:
             gateway = Gateway(settings, screener, book, line_states=book, backoff_start=0.5,
                               **timing, **texts)

@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.screening import Action, DefaultMode, History, PastCall, Policy, Rules
-from gateway.screening.texts import TextLimits, TextVerdict, decide_text
+from gateway.screening import (
+    Action,
+    DefaultMode,
+    History,
+    ListEntry,
+    PastCall,
+    Policy,
+    Rules,
+)
+from gateway.screening.texts import TextDecision, TextLimits, TextVerdict, decide_text
 from gateway.sip.message import SipRequest
 from gateway.sip.text import MAX_TEXT_BYTES, TextRefused, read_text
 from tests.helpers import TUESDAY_AFTERNOON as NOW
@@ -21,8 +29,8 @@ pytestmark = pytest.mark.clock
 LIMITS = TextLimits(per_sender=3, window_minutes=10, burst_senders=4, burst_minutes=10)
 
 
-def run(text: str, *, policy: Policy | None = None, entries: tuple = (),
-        history: History | None = None, now: datetime = NOW):
+def run(text: str, *, policy: Policy | None = None, entries: tuple[ListEntry, ...] = (),
+        history: History | None = None, now: datetime = NOW) -> TextDecision:
     return decide_text(caller(text), Rules(policy or Policy(), entries),
                        history or History(), now, LIMITS)
 
