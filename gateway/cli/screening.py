@@ -1,4 +1,5 @@
-"""The owner's screening commands: lists, permit, pause, rules, import/export, screen, calls."""
+"""The owner's screening commands: lists, permit, pause, rules, import/export, screen, calls,
+messages, and the telemarketing complaint report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,15 @@ from gateway.cli.common import (
 )
 from gateway.config import Settings
 from gateway.numbers import national_format
+from gateway.ops.report import (
+    FORMATS,
+    Language,
+    build_report,
+    period,
+    render_csv,
+    render_json,
+    render_text,
+)
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision, Rules, decide
 from gateway.screening.ratelimit import History, PastCall
@@ -320,6 +330,35 @@ def cmd_messages(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report_date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: expected a date as YYYY-MM-DD") from None
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the telemarketing complaint report (text to paste, CSV or JSON)."""
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    try:
+        since, until = period(_report_date(args.since, "--since"),
+                              _report_date(args.until, "--until"), today)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report = build_report(owner_store(settings), since, until, timezone=settings.timezone,
+                          home_region=settings.home_region)
+    language: Language = "en" if args.language == "en" else "fr"
+    if args.format == "json":
+        print_json(render_json(report, language))
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(report, language))
+    else:
+        sys.stdout.write(render_text(report, language))
+    return 0
+
+
 def register_commands(sub: Any) -> None:
     """Add the lists, rules and screening commands to the `ringfence` parser."""
     for name in ("allow", "block"):
@@ -409,3 +448,15 @@ def register_commands(sub: Any) -> None:
     messages.add_argument("--verdict", choices=list(VERDICTS),
                           help="only accepted, held or refused texts")
     messages.set_defaults(handler=cmd_messages)
+
+    report = sub.add_parser("report", help="reports to act on: telemarketing complaints")
+    rep_sub = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    tm = rep_sub.add_parser(
+        "telemarketing", help="per calling number: unlawful or suspicious calls and texts, "
+        "ready for SignalConso, the operator or 33700")
+    tm.add_argument("--since", help="first local date, YYYY-MM-DD (default: 30 days ago)")
+    tm.add_argument("--until", help="last local date, YYYY-MM-DD (default: today)")
+    tm.add_argument("--format", choices=list(FORMATS), default="text")
+    tm.add_argument("--language", choices=["fr", "en"],
+                    help="language of the words (default: fr, for a French authority)")
+    tm.set_defaults(handler=cmd_report)

@@ -3,7 +3,8 @@
 France: ARCEP decision 2022-1583 (in force 1 January 2023) reserves these ranges for
 telemarketing / automated calls. Decree 2022-1313 limits telemarketing calls to Monday–Friday,
 10:00–13:00 and 14:00–20:00, never on public holidays (since 1 March 2023); from 11 August 2026
-only with prior consent. 0937–0939 are delivery drivers and ride-hailing: never in a range here.
+only with prior consent (law 2025-594 of 30 June 2025, Code de la consommation art. L. 223-1:
+`CONSENT_REQUIRED_FROM`). 0937–0939 are delivery drivers and ride-hailing: never in a range here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ RANGES: dict[str, tuple[str, ...]] = {
 
 # Ranges that a preset must never cover, whatever its table says (ARCEP: 0937–0939).
 PROTECTED: dict[str, tuple[str, ...]] = {"FR": ("+33937", "+33938", "+33939")}
+
+# Since this date telemarketing needs the consumer's prior consent, at any hour (France).
+CONSENT_REQUIRED_FROM = date(2026, 8, 11)
 
 LEGAL_WINDOWS: dict[str, tuple[tuple[time, time], ...]] = {
     "FR": ((time(10, 0), time(13, 0)), (time(14, 0), time(20, 0))),
@@ -65,12 +69,20 @@ def french_public_holidays(year: int) -> frozenset[date]:
     return frozenset([date(year, m, d) for m, d in fixed] + moving)
 
 
-def within_legal_hours(local: datetime, country: str) -> bool:
-    """Whether telemarketing is allowed at `local` (a local wall-clock time) in `country`."""
+def legal_hours_breach(local: datetime, country: str) -> str | None:
+    """Why telemarketing is not allowed at `local` (a local wall-clock time) in `country`:
+    "weekend", "holiday" or "hours"; None when it is allowed (or the country has no rule)."""
     windows = LEGAL_WINDOWS.get(country)
     if windows is None:
-        return True
-    if local.weekday() >= 5 or local.date() in french_public_holidays(local.year):
-        return False
+        return None
+    if local.weekday() >= 5:
+        return "weekend"
+    if local.date() in french_public_holidays(local.year):
+        return "holiday"
     clock = local.time()
-    return any(start <= clock < end for start, end in windows)
+    return None if any(start <= clock < end for start, end in windows) else "hours"
+
+
+def within_legal_hours(local: datetime, country: str) -> bool:
+    """Whether telemarketing is allowed at `local` (a local wall-clock time) in `country`."""
+    return legal_hours_breach(local, country) is None
