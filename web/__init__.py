@@ -26,6 +26,7 @@ from web import (
     lists,
     messages,
     notifications,
+    report,
     rules,
     screen,
     transfer,
@@ -131,7 +132,7 @@ def create_app(settings: Settings, store: Store | None = None,
         app.register_error_handler(code, _http_error)
     app.register_error_handler(500, _server_error)
     for module in (auth, dashboard, calls, messages, lists, rules, screen, voicemail,
-                   transfer, notifications):
+                   transfer, notifications, report):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp, settings=settings)
