@@ -51,6 +51,7 @@ from gateway.store.models import (
     Base,
     CallRow,
     ListEntryRow,
+    MessageRow,
     RuleRow,
     SettingRow,
     UTCDateTime,
@@ -93,6 +94,7 @@ _TABLE_FILES: dict[str, type[Base]] = {
     "lists.jsonl": ListEntryRow,
     "calls.jsonl": CallRow,
     "voicemails.jsonl": VoicemailRow,
+    "messages.jsonl": MessageRow,  # text messages, with the calls (--with-calls)
 }
 _FILE_DIRS = {"prompts": "prompts", "owner_prompts": "owner prompts", "voicemail": "voicemail"}
 
@@ -278,6 +280,7 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
                 ("rules.jsonl", RuleRow, "rules"), ("lists.jsonl", ListEntryRow, "lists")]
             if with_calls:
                 tables.append(("calls.jsonl", CallRow, "calls"))
+                tables.append(("messages.jsonl", MessageRow, "messages"))
             if with_voicemail:
                 tables.append(("voicemails.jsonl", VoicemailRow, "voicemails"))
             for name, model, label in tables:
@@ -671,6 +674,7 @@ def _credential_rows(settings_rows: list[dict[str, Any]]) -> list[dict[str, Any]
 def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
                   with_credentials: bool = False) -> None:
     has_calls = (staging / "calls.jsonl").exists()
+    has_messages = (staging / "messages.jsonl").exists()
     has_voicemails = (staging / "voicemails.jsonl").exists()
     settings_rows = _settings_rows(staging / "settings.json") if (
         staging / "settings.json").exists() else []
@@ -684,6 +688,8 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
             s.execute(delete(VoicemailRow))
         if has_calls:
             s.execute(delete(CallRow))
+        if has_messages:
+            s.execute(delete(MessageRow))
         s.execute(delete(ListEntryRow))
         s.execute(delete(RuleRow))
         kept = CREDENTIAL_KEYS if not credentials else ()
@@ -697,7 +703,8 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
         inserted: list[type[Base]] = []
         call_ids: set[int] = set()
         for name, label in (("rules.jsonl", "rules"), ("lists.jsonl", "list entries"),
-                            ("calls.jsonl", "calls"), ("voicemails.jsonl", "voicemails")):
+                            ("calls.jsonl", "calls"), ("voicemails.jsonl", "voicemails"),
+                            ("messages.jsonl", "messages")):
             model = _TABLE_FILES[name]
             if not (staging / name).exists():
                 continue

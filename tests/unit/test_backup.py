@@ -50,6 +50,8 @@ def populated(settings: Settings) -> Services:
     vm_dir.mkdir(parents=True)
     (vm_dir / "msg1.wav").write_bytes(b"RIFF-fake-wav")
     service.book.save_voicemail(call_id, vm_dir / "msg1.wav", 3.5, 13, caller=caller)
+    service.store.messages.add(caller, service.screener.screen_text(caller, NOW), at=NOW,
+                               body="Offre spéciale", line="home")
     prompts = settings.data_dir / "prompts" / "fr"
     prompts.mkdir(parents=True)
     (prompts / "greeting.wav").write_bytes(b"owner greeting")
@@ -79,6 +81,7 @@ def test_backup_restore_round_trip_into_a_new_installation(tmp_path: Path) -> No
     assert manifest["created_at"] == NOW.isoformat()
     assert manifest["contents"]["lists"] == 5
     assert manifest["contents"]["calls"] == 1
+    assert manifest["contents"]["messages"] == 1
     assert manifest["contents"]["voicemail_files"] == 1
     with tarfile.open(archive) as tar:
         names = tar.getnames()
@@ -94,6 +97,8 @@ def test_backup_restore_round_trip_into_a_new_installation(tmp_path: Path) -> No
     assert report.rows["list entries"] == 5
     assert snapshot(service) == before
     assert [c.number for c in service.store.calls.recent()] == ["+33162123456"]
+    assert [(m.number, m.body) for m in service.store.messages.recent()] == [
+        ("+33162123456", "Offre spéciale")]  # texts travel with the calls
     (vm,) = service.store.voicemails.recent()
     assert vm.call_id == service.store.calls.recent()[0].id
     assert (target.voicemail_dir / vm.path).read_bytes() == b"RIFF-fake-wav"
