@@ -6,14 +6,16 @@ browser never sends the Authorization header by itself, so a forged request carr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.feeds.subscriptions import SubscriptionError, add_subscription, list_subscriptions
+from gateway.ops.report import Language, build_report, period, render_csv, render_json
 from gateway.screening.rules import BURST_PROFILES, ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry, EntryError
@@ -233,6 +235,37 @@ def messages() -> Response:
     return jsonify({"total": store.messages.count(flt), "limit": limit, "offset": offset,
                     "messages": [message_json(r) for r in store.messages.recent(
                         flt, limit=limit, offset=offset)]})
+
+
+def _report_date(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        fail(f"{name} {raw[:40]!r}: expected a date as YYYY-MM-DD", field=name)
+
+
+@bp.get("/report/telemarketing")
+def telemarketing_report() -> BaseResponse:
+    """The complaint report (as `ringfence report telemarketing`): JSON, or CSV."""
+    st = state()
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv"):
+        fail(f"format {fmt[:20]!r}: expected json or csv", field="format")
+    language: Language = "en" if request.args.get("language") == "en" else "fr"
+    today = datetime.now(ZoneInfo(st.settings.timezone)).date()
+    try:
+        since, until = period(_report_date("since"), _report_date("until"), today)
+    except ValueError as exc:
+        fail(str(exc).replace("--", ""), field="since")
+    report = build_report(st.store, since, until, timezone=st.settings.timezone,
+                          home_region=st.settings.home_region)
+    if fmt == "csv":
+        return BaseResponse(render_csv(report, language), mimetype="text/csv", headers={
+            "Content-Disposition": "attachment; filename=ringfence-report.csv"})
+    return jsonify(render_json(report, language))
 
 
 @bp.get("/calls/export")

@@ -13,6 +13,7 @@ from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
 from gateway.screening.texts import TextDecision, TextVerdict
 from tests.helpers import Services
+from web.security import new_api_token
 
 pytestmark = pytest.mark.clock
 
@@ -56,3 +57,21 @@ def test_the_csv_download_is_neutralised(client: FlaskClient, service: Services)
     [sms] = [r for r in rows if r[2] == "text"]
     assert sms[9].startswith("'=cmd")  # text to a spreadsheet, never a formula
     assert "\u202e" not in sms[9] and "\x1b" not in sms[9]
+
+
+def test_the_api_gives_json_or_csv_and_names_a_bad_field(client: FlaskClient,
+                                                         service: Services) -> None:
+    seed(service)
+    auth = {"Authorization": f"Bearer {new_api_token(service.store)}"}
+    data = client.get("/api/report/telemarketing?since=2026-11-01&until=2026-11-30"
+                      "&language=en", headers=auth).get_json()
+    assert data["totals"]["numbers"] == 1 and data["since"] == "2026-11-01"
+    [number] = data["numbers"]
+    assert [f["basis"] for f in number["calls"][0]["facts"]] == ["law", "law"]
+    csv_answer = client.get("/api/report/telemarketing?since=2026-11-01&format=csv",
+                            headers=auth)
+    assert csv_answer.mimetype == "text/csv"
+    for query, field in (("since=01/11/2026", "since"), ("format=pdf", "format"),
+                         ("since=2026-11-30&until=2026-11-01", "since")):
+        bad = client.get(f"/api/report/telemarketing?{query}", headers=auth)
+        assert bad.status_code == 400 and bad.get_json()["field"] == field, query
