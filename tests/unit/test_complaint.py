@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.ops.report import build_report, period, render_csv, render_json, render_text
@@ -168,3 +170,19 @@ def test_the_default_period_is_the_last_30_local_days() -> None:
     assert period(None, None, today) == (date(2026, 11, 1), date(2026, 11, 30))
     with pytest.raises(ValueError, match="after --until"):
         period(date(2026, 11, 2), date(2026, 11, 1), today)
+
+
+@given(st.lists(st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31),
+                             timezones=st.just(UTC)), min_size=1, max_size=12),
+       st.sampled_from(["Europe/Paris", "America/Cayenne", "Pacific/Noumea"]))
+def test_outside_hours_is_told_exactly_when_the_screening_rule_says_so(
+    moments: list[datetime], zone: str,
+) -> None:
+    [finding] = analyse([call(m) for m in moments], zone)  # a reserved range: always reported
+    assert len(finding.calls) == len(moments)
+    for c in finding.calls:
+        outside = any(f.code == "outside_hours" for f in c.facts)
+        assert outside is not within_legal_hours(c.local, "FR")
+        assert c.local.utcoffset() == c.call.at.astimezone(ZoneInfo(zone)).utcoffset()
+        assert all(f.basis is Basis.LAW for f in c.facts)
+    assert 1 <= most_within(sorted(moments), timedelta(days=7)) <= len(moments)
