@@ -312,7 +312,8 @@ def test_the_phone_menu_folds_and_every_page_fits(
     page.wait_for_url("**/rules")  # type: ignore[attr-defined]
     assert not page.locator("#main-menu").is_visible()  # type: ignore[attr-defined]
     for path in ("/", "/calls", "/rules", "/lists/block", "/prompts", "/voicemail",
-                 "/transfer", "/notifications", "/account", "/test", "/permit"):
+                 "/transfer", "/notifications", "/account", "/test", "/permit", "/messages",
+                 "/report"):
         page.goto(stack.url + path)  # type: ignore[attr-defined]
         width = page.evaluate("document.documentElement.scrollWidth")  # type: ignore[attr-defined]
         assert width <= PHONE["width"], (path, width)
@@ -329,6 +330,7 @@ PAGES = (("dashboard", "/"), ("calls", "/calls"), ("calls-search", "/calls?q=06%
          ("rules", "/rules"), ("test", "/test?number=0162000000"), ("voicemail", "/voicemail"),
          ("prompts", "/prompts"), ("transfer", "/transfer"), ("notifications", "/notifications"),
          ("account", "/account"), ("confirm", "/lists/confirm?list=block&number=0611111111"),
+         ("messages", "/messages"), ("report", "/report"),
          ("not-found", "/nothing-here"))
 # The ones docs/web.md and the README show (the visible screen only: small files).
 DOCS = {("phone", "dashboard", "fr"), ("phone", "rules", "fr"), ("desktop", "calls", "fr"),
