@@ -21,7 +21,7 @@ from gateway.media.sdp import parse_sdp
 from gateway.prompts import challenge_prompt_name
 from gateway.screening.caller import Caller
 from gateway.screening.rules import REJECT_CODES, Action, ActionKind
-from gateway.sip.ua import Call
+from gateway.sip.ua import Call, reason_causes
 from gateway.sip.workers import Occasional
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,44 @@ def _carry_out(
     raise ValueError(f"unknown action {action}")  # pragma: no cover - enum is closed
 
 
+DECLINED = frozenset({486, 600, 603, 604, 607})  # SIP causes: another phone said no
+NOT_ANSWERED = frozenset({408, 480})  # SIP causes: a proxy gave up on every phone
+Q850_DECLINED = frozenset({17, 21})  # user busy, call rejected
+Q850_NOT_ANSWERED = frozenset({18, 19})  # no user responding, no answer
+
+
+def cancel_words(reason: str | None) -> str | None:
+    """What a CANCEL's Reason says happened elsewhere, in a few words; None for a plain
+    cancel (no Reason, or Q.850 cause 16, normal clearing: the caller hung up).
+
+    The owner declining on their own phone reaches us this way from a proxy that cancels the
+    other branches on a 6xx; a 486 from the phone usually ends nothing (docs/actions.md).
+    """
+    causes = reason_causes(reason)
+    for protocol, cause in causes:  # a SIP cause says more than a Q.850 one
+        if protocol != "SIP":
+            continue
+        if cause == 200:
+            return "answered elsewhere"
+        if cause in DECLINED:
+            return f"declined elsewhere (SIP {cause})"
+        if cause in NOT_ANSWERED:
+            return f"not answered elsewhere (SIP {cause})"
+        return f"cancelled by the network (SIP {cause})"
+    for protocol, cause in causes:
+        if protocol != "Q.850" or cause == 16:
+            continue
+        if cause in Q850_DECLINED:
+            return f"declined elsewhere (Q.850 {cause})"
+        if cause in Q850_NOT_ANSWERED:
+            return f"not answered elsewhere (Q.850 {cause})"
+        return f"cancelled by the network (Q.850 {cause})"
+    return None
+
+
 def cancelled_outcome(call: Call) -> str:
-    """How a call that the caller cancelled is logged."""
-    if call.cancelled_by_answer_elsewhere():
-        return "answered elsewhere"
-    return "cancelled by caller"
+    """How a call that was cancelled before our answer is logged."""
+    return cancel_words(call.cancel_reason) or "cancelled by caller"
 
 
 def ring_through(
@@ -139,7 +172,7 @@ def rang(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
             except Exception:
                 log.exception("call %s: could not mark %s as known", call.call_id, caller.number)
         return "answered elsewhere"
-    return "passed: cancelled by caller"
+    return "passed: " + (cancel_words(call.cancel_reason) or "cancelled by caller")
 
 
 class NotAnswered(Exception):
