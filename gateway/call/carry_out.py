@@ -18,7 +18,7 @@ from pathlib import Path
 from gateway.call.ports import CallEnvironment, Media
 from gateway.call.record import AUTO_ALLOW_LABEL, CallRecord
 from gateway.media.sdp import parse_sdp
-from gateway.prompts import challenge_prompt_name
+from gateway.prompts import KEYED_PROMPTS, keyed_prompt_name
 from gateway.screening.caller import Caller
 from gateway.screening.rules import REJECT_CODES, Action, ActionKind
 from gateway.sip.ua import Call, reason_causes
@@ -318,11 +318,12 @@ def challenge(
 
 
 def challenge_prompt(prompt: str, key: str) -> str:
-    """The default "press 5" prompt names the owner's key; a chosen prompt stays as is."""
-    if prompt != "challenge":
+    """A prompt that asks for a key ("press 5", "our number was published… press 5") names the
+    owner's key; any other chosen prompt stays as is."""
+    if prompt not in KEYED_PROMPTS:
         return prompt
     try:
-        return challenge_prompt_name(key)
+        return keyed_prompt_name(prompt, key)
     except ValueError:
         return prompt
 

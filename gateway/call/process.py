@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from gateway import __version__
 from gateway.call.handle import handle_call
 from gateway.call.ports import (
     CallEnvironment,
@@ -37,6 +40,7 @@ from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent, set_product
 from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
+from gateway.store.status import HEARTBEAT_SECONDS
 from gateway.store.writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -245,9 +249,10 @@ def run_gateway(settings: Settings) -> int:
     if scheduler is not None:
         book.on_voicemail = scheduler.poke
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
+    heartbeat = Heartbeat(store, settings)
     try:
         while not stop.wait(1.0):
-            pass
+            heartbeat.tick()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -255,5 +260,52 @@ def run_gateway(settings: Settings) -> int:
             scheduler.shutdown(wait=False)
         gateway.stop()
         writer.stop()  # after the calls: their last rows are written or journaled
+        heartbeat.stopped()
         log.info("Ringfence gateway stopped")
     return 0
+
+
+def listening_addresses(settings: Settings) -> list[str]:
+    """Where the gateway takes calls, as the UI shows it: "127.0.0.1:5060" or per line."""
+    if not settings.lines:
+        return [str(settings.gateway.listen)]
+    return [f"{line.name} {line.listen}" for line in settings.lines]
+
+
+class Heartbeat:
+    """The gateway's row in `gateway_status`: written at start, every few minutes, at stop.
+
+    A failed write is logged and never stops the gateway: the UI would only say it is unsure.
+    """
+
+    def __init__(self, store: Store, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self.instance: str | None = None
+        self.last = clock()
+        try:
+            self.instance = store.status.started(
+                mode="lines" if settings.lines else "direct",
+                listening=listening_addresses(settings), version=__version__, at=utcnow())
+        except Exception:
+            log.exception("could not write the gateway's heartbeat")
+
+    def tick(self) -> None:
+        """Write a beat when HEARTBEAT_SECONDS have passed since the last one."""
+        if self.instance is None or self.clock() - self.last < HEARTBEAT_SECONDS:
+            return
+        self.last = self.clock()
+        try:
+            self.store.status.beat(self.instance, utcnow())
+        except Exception:
+            log.exception("could not write the gateway's heartbeat")
+
+    def stopped(self) -> None:
+        """Record a clean stop."""
+        if self.instance is None:
+            return
+        try:
+            self.store.status.stopped(self.instance, utcnow())
+        except Exception:
+            log.exception("could not record the gateway's stop")
