@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.numbers import is_supported_region
+from gateway.screening.caller import InternalNumbers
 
 CONFIG_ENV = "RINGFENCE_CONFIG"
 
@@ -154,6 +155,16 @@ class GatewayConfig:
         default="Ringfence",
         metadata=_help("the Server and User-Agent header value (empty: none); no version, "
                        "which would only help a scanner"),
+    )
+    internal_prefixes: tuple[str, ...] = field(
+        default=("**",),
+        metadata=_help("callers whose number starts so are the router's own (Fritz!Box **610, "
+                       "**9): internal calls always ring, unscreened ([] for none)"),
+    )
+    internal_max_digits: int = field(
+        default=3,
+        metadata=_help("callers with a number of at most this many digits are internal "
+                       "extensions (0: none)"),
     )
 
 
@@ -320,6 +331,12 @@ class Settings:
         return self.database or f"sqlite:///{self.data_dir / 'ringfence.db'}"
 
     @property
+    def internal_numbers(self) -> InternalNumbers:
+        """The home router's own numbers (`[gateway] internal_prefixes`, `internal_max_digits`)."""
+        gw = self.gateway
+        return InternalNumbers(gw.internal_prefixes, gw.internal_max_digits)
+
+    @property
     def voicemail_dir(self) -> Path:
         """Where recordings are kept."""
         return self.data_dir / "voicemail"
@@ -460,6 +477,13 @@ def _validate(settings: Settings) -> None:
             f"gateway.rtp_ports = {settings.gateway.rtp_ports!r}: expected 'low-high' "
             "with 1024 <= low < high <= 65535"
         )
+    for i, prefix in enumerate(settings.gateway.internal_prefixes):
+        if not prefix.strip() or len(prefix) > 20:
+            raise ConfigError(f"gateway.internal_prefixes[{i}] = {prefix!r}: expected the start "
+                              "of a router's internal number, e.g. '**'")
+    if settings.gateway.internal_max_digits > 6:
+        raise ConfigError(f"gateway.internal_max_digits = {settings.gateway.internal_max_digits}"
+                          ": expected 0 to 6 (a longer number is a real phone number)")
     if settings.gateway.max_calls < 1:
         raise ConfigError("gateway.max_calls = 0: must be at least 1")
     names = set()

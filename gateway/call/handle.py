@@ -10,6 +10,7 @@ there, and the call is still logged with what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -42,9 +43,14 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     started = time.monotonic()
     caller: Caller | None = None
     try:
-        caller = caller_of(call.invite, env.settings.home_region, env.line)
+        caller = caller_of(call.invite, env.settings.home_region, env.line,
+                           internal=env.settings.internal_numbers)
         now = env.clock()
         decision = env.screener.screen(caller, now)
+        if decision.step is Step.INTERNAL:
+            # The intercom rings every phone: stay silent in it whatever the line's pass
+            # behaviour (a busy or a redirect would break the family's internal call).
+            env = dataclasses.replace(env, pass_behaviour="ring")  # noqa: S106 (not a password)
         log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
                  decision.action, decision.reason)
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,

@@ -6,7 +6,7 @@ The network-asserted identity wins: P-Asserted-Identity, else Remote-Party-ID, e
 from __future__ import annotations
 
 from gateway.numbers import parse_caller
-from gateway.screening.caller import Caller
+from gateway.screening.caller import Caller, InternalNumbers
 from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
 
 
@@ -32,12 +32,14 @@ def printable(text: str) -> str:
     return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
 
 
-def caller_of(invite: SipRequest, home_region: str, line: str | None) -> Caller:
-    """The `Caller` of `invite`: number, display name, privacy and STIR/SHAKEN verstat."""
+def caller_of(invite: SipRequest, home_region: str, line: str | None, *,
+              internal: InternalNumbers | None = None) -> Caller:
+    """The `Caller` of `invite`: number, display name, privacy and STIR/SHAKEN verstat;
+    `internal` recognises the home router's own numbers (an internal call)."""
     identity, display = identity_of(invite)
     privacy = ", ".join(invite.get_all("Privacy"))
     verstat = " ".join([*invite.get_all("P-Asserted-Identity"), invite.get("From") or ""])
     return parse_caller(
         identity, home_region, display_name=display, privacy=privacy, verstat=verstat,
-        line=line,
+        line=line, internal=internal,
     )

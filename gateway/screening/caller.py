@@ -12,6 +12,7 @@ class CallerKind(StrEnum):
     NUMBER = "number"  # parsed to E.164 (may still be outside the numbering plan: see `valid`)
     WITHHELD = "withheld"  # Privacy: id, anonymous, "Restricted", ...
     INVALID = "invalid"  # nothing that could be a phone number
+    INTERNAL = "internal"  # the home router's own number (**610, 620): an internal call
 
 
 class Verstat(StrEnum):
@@ -20,6 +21,30 @@ class Verstat(StrEnum):
     PASSED = "TN-Validation-Passed"
     FAILED = "TN-Validation-Failed"
     NONE = "No-TN-Validation"
+
+
+@dataclass(frozen=True)
+class InternalNumbers:
+    """The home router's own numbers: a call from one is internal and never screened.
+
+    A Fritz!Box calls its own devices from `**610`, `**620`, `**9` (every phone) or short
+    extensions such as `620`; an answer bot that picks those up breaks the family's intercom.
+    """
+
+    prefixes: tuple[str, ...] = ("**",)
+    max_digits: int = 3  # all-digit user parts this short are extensions (0: none)
+
+    def matches(self, user: str) -> bool:
+        """Whether the user part of a caller's URI (before any number parsing) is internal."""
+        user = user.strip()
+        if not user:
+            return False
+        if any(prefix and user.startswith(prefix) for prefix in self.prefixes):
+            return True
+        return user.isascii() and user.isdigit() and len(user) <= self.max_digits
+
+
+NO_INTERNAL_NUMBERS = InternalNumbers(prefixes=(), max_digits=0)
 
 
 @dataclass(frozen=True)
@@ -48,4 +73,6 @@ class Caller:
             return "withheld number"
         if self.kind is CallerKind.INVALID:
             return f"invalid number {self.raw!r}"
+        if self.kind is CallerKind.INTERNAL:
+            return f"internal number {self.raw!r}"
         return self.number or "?"

@@ -1,7 +1,8 @@
 """`decide()`: one caller in, one explained decision out. Pure: no I/O, time passed in.
 
-First match wins: pause, allow list, block list, rules by priority, rate limits (repeat and
-burst), then the default for unknown callers (docs/architecture.md, "How a decision is made").
+First match wins: internal calls, pause, allow list, block list, rules by priority, rate
+limits (repeat and burst), then the default for unknown callers (docs/architecture.md, "How a
+decision is made").
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Rules:
 class Step(StrEnum):
     """Which step of the screening order settled a call."""
 
+    INTERNAL = "internal"  # a call from the home router's own number: never screened
     PAUSE = "pause"
     ALLOW = "allow"
     BLOCK = "block"
@@ -223,6 +225,12 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     """
     policy = rules.policy
     local = now.astimezone(ZoneInfo(policy.timezone))
+
+    # 0. An internal call (the router's intercom, another extension): it always rings, and
+    # the caller is no stranger (it counts towards no burst).
+    if caller.kind is CallerKind.INTERNAL:
+        return Decision(PASS, step=Step.INTERNAL, unknown=False,
+                        **because("internal", extension=caller.raw))
 
     # 1. Screening paused by the owner.
     if policy.paused_until is not None and now < policy.paused_until:

@@ -73,6 +73,7 @@ ENGLISH = Formats()
 
 # code -> English template (the msgid). A tuple is (singular, plural, the count's parameter).
 REASONS: dict[str, str | tuple[str, str, str]] = {
+    "internal": N_("internal call from {extension}, the router's own number: never screened"),
     "paused": N_("screening is paused until {until_at}"),
     "allow": N_("on the allow list: {entry}"),
     "allow_once": N_("permitted once: {entry}"),
@@ -210,7 +211,8 @@ RULE_KINDS = {
     "quiet_hours": N_("quiet hours"),
 }
 
-CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number")}
+CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number"),
+                "internal": N_("internal call")}
 
 NUMBER_TYPES = {
     "FIXED_LINE": N_("fixed line"), "MOBILE": N_("mobile"),
