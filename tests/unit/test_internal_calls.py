@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
 import pytest
 
+from gateway.config import load_settings_from_text
+from gateway.notify.collect import collect_digest
 from gateway.numbers import parse_caller
 from gateway.screening import Action, CallerKind, Policy, Rules, decide
 from gateway.screening.caller import NO_INTERNAL_NUMBERS, InternalNumbers
 from gateway.screening.decide import Step
 from gateway.screening.ratelimit import History
 from tests.helpers import TUESDAY_AFTERNOON as NOW
-from tests.helpers import entry, rule
+from tests.helpers import Services, entry, rule
 
 FRITZ = InternalNumbers()
 
@@ -46,3 +51,21 @@ def test_an_internal_call_passes_before_pause_lists_and_rules() -> None:
     assert decision.reason == ("internal call from sip:**610@fritz.box, the router's own "
                                "number: never screened")
     assert decision.rule_id == "internal"
+
+
+def test_the_digest_leaves_internal_calls_out(tmp_path: Path) -> None:
+    """The family's intercom is no call to report: only the stranger's call is counted."""
+    settings = load_settings_from_text('timezone = "Europe/Paris"\ndata_dir = "data"\n', tmp_path)
+    service = Services.open(settings)
+    try:
+        at = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+        for i, number in enumerate(["**610", "620", "0698765432"]):
+            who = service.screener.caller(number)
+            service.book.record_call(who, service.screener.evaluate(who, at),
+                                     at=at + timedelta(minutes=i))
+        kinds = sorted(r.caller_kind for r in service.store.calls.recent())
+        assert kinds == ["internal", "internal", "number"]
+        digest = collect_digest(service.db, settings, date(2026, 11, 23))
+        assert digest.total_calls == 1
+    finally:
+        service.db.dispose()
