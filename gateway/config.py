@@ -96,6 +96,7 @@ def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
 
 PassBehaviour = Literal["ring", "busy", "unavailable", "redirect"]
 Transport = Literal["udp", "tcp"]
+LineKind = Literal["sip", "analogue"]
 Language = Literal["fr", "en"]
 
 
@@ -127,6 +128,12 @@ class LineConfig:
     refer_to: str = field(
         default="", metadata=_help("extension a passed challenge is transferred to (REFER)")
     )
+    kind: LineKind = field(
+        default="sip",
+        metadata=_help("sip, or analogue when calls come from an FXO adapter on an analogue "
+                       "line: a block is answered (SIT and message, then hang up) and a pass "
+                       "stays silent, since a refusal would not stop the phones ringing"),
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,11 @@ class GatewayConfig:
         default="ring", metadata=_help("pass behaviour for direct calls (see [[lines]])")
     )
     redirect_to: str = field(default="", metadata=_help("SIP URI for pass_behaviour=redirect"))
+    kind: LineKind = field(
+        default="sip",
+        metadata=_help("the kind of direct calls: sip, or analogue when an FXO adapter sends "
+                       "them (see [[lines]])"),
+    )
     prompts_dir: Path | None = field(
         default=None, metadata=_help("folder with the owner's own WAV prompts (optional)")
     )
@@ -455,6 +467,14 @@ def _resolve_secrets(settings: Settings) -> Settings:
     return dataclasses.replace(settings, lines=tuple(lines), notify=notify)
 
 
+def _check_analogue(where: str, kind: str, pass_behaviour: str) -> None:
+    """An analogue line lets a call through by staying silent: nothing else reaches its phones."""
+    if kind == "analogue" and pass_behaviour != "ring":
+        raise ConfigError(
+            f"{where}.pass_behaviour = {pass_behaviour!r}: an analogue line passes a call by "
+            "staying silent (the phones on the line ring anyway); set 'ring' or remove it")
+
+
 def _validate(settings: Settings) -> None:
     if not is_supported_region(settings.home_region):
         raise ConfigError(
@@ -497,8 +517,10 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"lines[{i}].redirect_to is missing: pass_behaviour is 'redirect'")
         if not 30 <= line.expires <= 86400:
             raise ConfigError(f"lines[{i}].expires = {line.expires}: expected 30 to 86400")
+        _check_analogue(f"lines[{i}]", line.kind, line.pass_behaviour)
     if settings.gateway.pass_behaviour == "redirect" and not settings.gateway.redirect_to:
         raise ConfigError("gateway.redirect_to is missing: pass_behaviour is 'redirect'")
+    _check_analogue("gateway", settings.gateway.kind, settings.gateway.pass_behaviour)
     hh_mm = settings.notify.digest_time.split(":")
     if (
         len(hh_mm) != 2

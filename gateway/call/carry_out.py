@@ -37,6 +37,19 @@ Done = Callable[[str], None]
 """Receives a call's outcome in a few words, once, when nothing more will happen to it."""
 
 
+ANALOGUE_BLOCK = Action(ActionKind.ANNOUNCE, prompt="not_in_service")
+"""What a refusal becomes on an analogue line: answered, the SIT tones and "not in service",
+then hung up. The FXO adapter's INVITE is one leg of a line that rings every phone on it; a
+SIP reject ends only that leg, while answering takes the line off-hook and stops them all."""
+ANALOGUE_OUTCOME = "analogue line: "
+"""What a refusal's outcome starts with on an analogue line ("analogue line: announced")."""
+
+
+def on_analogue_line(action: Action) -> Action:
+    """`action` as it is carried out on an analogue line: a reject is answered instead."""
+    return ANALOGUE_BLOCK if action.kind is ActionKind.REJECT else action
+
+
 def needs_media(action: Action) -> bool:
     """Whether carrying out `action` answers the call (and so takes a media slot)."""
     return action.kind in MEDIA_ACTIONS
@@ -172,7 +185,8 @@ def rang(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
             except Exception:
                 log.exception("call %s: could not mark %s as known", call.call_id, caller.number)
         return "answered elsewhere"
-    return "passed: " + (cancel_words(call.cancel_reason) or "cancelled by caller")
+    elsewhere = cancel_words(call.cancel_reason)
+    return f"passed: {elsewhere}" if elsewhere else "passed: cancelled by caller"
 
 
 class NotAnswered(Exception):

@@ -15,10 +15,19 @@ import logging
 import threading
 import time
 
-from gateway.call.carry_out import Done, cancelled_outcome, carry_out, needs_media, ring_through
+from gateway.call.carry_out import (
+    ANALOGUE_OUTCOME,
+    Done,
+    cancelled_outcome,
+    carry_out,
+    needs_media,
+    on_analogue_line,
+    ring_through,
+)
 from gateway.call.identity import caller_of
 from gateway.call.ports import CallEnvironment
 from gateway.call.record import CallRecord
+from gateway.config import PassBehaviour
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, Action, ActionKind
@@ -28,6 +37,8 @@ from gateway.sip.workers import Occasional
 log = logging.getLogger(__name__)
 _full_house = Occasional()  # a spoof storm would log this once per call
 
+SILENT_RING: PassBehaviour = "ring"
+"""How an internal call passes on any line: silence in the fork, never a 486 or a 302."""
 NO_MEDIA_SLOT = (600, "Busy Everywhere")
 """What a call gets that would be answered (announce, voicemail, challenge) when every media
 slot is taken: a 6xx, so a forking proxy cancels the owner's branch as the owner's rules want;
@@ -50,7 +61,7 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         if decision.step is Step.INTERNAL:
             # The intercom rings every phone: stay silent in it whatever the line's pass
             # behaviour (a busy or a redirect would break the family's internal call).
-            env = dataclasses.replace(env, pass_behaviour="ring")  # noqa: S106 (not a password)
+            env = dataclasses.replace(env, pass_behaviour=SILENT_RING)
         log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
                  decision.action, decision.reason)
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,
@@ -67,11 +78,21 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         fail_open(call, caller, env, failed_record, finisher(call, failed_record, started))
         return
     done = finisher(call, record, started)
+    action = decision.action
+    if env.kind == "analogue" and action.kind is ActionKind.REJECT:
+        # The phones on an analogue line keep ringing after a SIP reject: answer instead.
+        action = on_analogue_line(action)
+        done = analogue_outcome(done)
     try:
-        dispatch(call, decision.action, caller, env, record, done)
+        dispatch(call, action, caller, env, record, done)
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
+
+
+def analogue_outcome(done: Done) -> Done:
+    """A `Done` that says a refusal was answered because the line is analogue."""
+    return lambda outcome: done(ANALOGUE_OUTCOME + outcome)
 
 
 def dispatch(call: Call, action: Action, caller: Caller, env: CallEnvironment,

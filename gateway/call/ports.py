@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.config import PassBehaviour, Settings
+from gateway.config import LineKind, PassBehaviour, Settings
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
 from gateway.sip.workers import LoadCounters, Slots
@@ -164,4 +164,5 @@ class CallEnvironment:
     pass_behaviour: PassBehaviour = "ring"
     redirect_to: str = ""
     refer_to: str = ""
+    kind: LineKind = "sip"  # analogue: a block is answered, since a refusal stops no phone
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -124,13 +124,13 @@ class Gateway:
             return CallEnvironment(
                 self.settings, self.screener, self.book, self.media_factory, self.prompts,
                 self.capacity, line=None,
-                pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to,
+                pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to, kind=gw.kind,
             )
         return CallEnvironment(
             self.settings, self.screener, self.book, self.media_factory, self.prompts,
             self.capacity, line=line.name,
             pass_behaviour=line.pass_behaviour, redirect_to=line.redirect_to,
-            refer_to=line.refer_to,
+            refer_to=line.refer_to, kind=line.kind,
         )
 
     def _handler(self, line: LineConfig | None) -> CallHandler:

@@ -135,6 +135,9 @@ OUTCOMES: dict[str, str] = {
     "voicemail: nothing recorded": N_("left no message"),
     "challenge failed": N_("did not press the key"),
     "challenge passed: transferred": N_("pressed the key and was transferred"),
+    "caller hung up before the ACK": N_("hung up as we answered"),
+    "not answered: no ACK for our 200 OK": N_("could not be answered (the caller never "
+                                             "confirmed our answer)"),
     "not answered: INVITE without SDP (488)": N_("could not be answered (no audio offered)"),
     "not answered: unusable SDP offer (488)": N_("could not be answered (no common audio "
                                                  "codec)"),
@@ -145,7 +148,22 @@ OUTCOMES: dict[str, str] = {
 OUTCOME_MESSAGE = N_("left a {seconds} s message")
 OUTCOME_AFTER_CHALLENGE = N_("pressed the key, then {then}")
 OUTCOME_FAILED_OPEN = N_("screening failed, then {then}")
+OUTCOME_ANALOGUE = N_("answered to stop the analogue line ringing: {then}")
 OUTCOME_ONGOING = N_("in progress")
+# What a proxy's CANCEL said happened on the owner's phones (gateway/call/carry_out.cancel_words),
+# after a silent ring ("passed: ...") or before any answer of ours.
+_ELSEWHERE = re.compile(r"(passed: )?(declined elsewhere|not answered elsewhere|"
+                        r"cancelled by the network) \(((?:SIP|Q\.850) \d+)\)")
+ELSEWHERE_WORDS = {
+    ("passed", "declined elsewhere"): N_("rang {duration}, declined on another phone ({cause})"),
+    ("passed", "not answered elsewhere"): N_("rang {duration}, nobody answered on any phone "
+                                             "({cause})"),
+    ("passed", "cancelled by the network"): N_("rang {duration}, ended by the network "
+                                               "({cause})"),
+    ("", "declined elsewhere"): N_("declined on another phone ({cause})"),
+    ("", "not answered elsewhere"): N_("nobody answered on any phone ({cause})"),
+    ("", "cancelled by the network"): N_("ended by the network ({cause})"),
+}
 _VOICEMAIL_SECONDS = re.compile(r"voicemail (\d+) s")
 _REJECTED = re.compile(r"rejected \d+")
 
@@ -174,6 +192,14 @@ def outcome_words(outcome: str | None, duration_s: float | None, fmt: Formats = 
     if head == "failed open" and rest:
         then = outcome_words(rest, duration_s, fmt) or rest
         return fmt.gettext(OUTCOME_FAILED_OPEN).format(then=then)
+    if head == "analogue line" and rest:  # a block answered with SIT and a message
+        then = outcome_words(rest, duration_s, fmt) or rest
+        return fmt.gettext(OUTCOME_ANALOGUE).format(then=then)
+    elsewhere = _ELSEWHERE.fullmatch(outcome)
+    if elsewhere:
+        words = ELSEWHERE_WORDS[("passed" if elsewhere.group(1) else "", elsewhere.group(2))]
+        return fmt.gettext(words).format(duration=duration_words(duration_s or 0.0),
+                                         cause=elsewhere.group(3))
     seconds = _VOICEMAIL_SECONDS.fullmatch(outcome)
     if seconds:
         return fmt.gettext(OUTCOME_MESSAGE).format(seconds=seconds.group(1))
