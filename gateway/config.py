@@ -311,6 +311,47 @@ class SubscriptionsConfig:
 
 
 @dataclass(frozen=True)
+class StirConfig:
+    """Checking the signature of a STIR/SHAKEN PASSporT (an INVITE's Identity header)."""
+
+    certificates_dir: Path | None = field(
+        default=None,
+        metadata=_help("folder of signers' certificates (PEM), each named after the last part "
+                       "of its x5u URL; trusted as they are"),
+    )
+    certificate_urls: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("URL prefixes a signer's certificate may be fetched from, e.g. "
+                       "'https://cr.example.org/' (empty: never fetch)"),
+    )
+    fetch_timeout_ms: int = field(
+        default=2000, metadata=_help("longest certificate download, ms (in the background)"),
+    )
+    wait_ms: int = field(
+        default=150,
+        metadata=_help("how long a call waits for a certificate being fetched, ms; later "
+                       "calls use it once it is there"),
+    )
+
+    def __post_init__(self) -> None:
+        for i, url in enumerate(self.certificate_urls):
+            if not url.startswith(("https://", "http://")) or len(url) < 10:
+                raise ConfigError(f"stir.certificate_urls[{i}] = {url!r}: expected the start "
+                                  "of an https:// URL, e.g. 'https://cr.example.org/'")
+        if not 100 <= self.fetch_timeout_ms <= 10000:
+            raise ConfigError(f"stir.fetch_timeout_ms = {self.fetch_timeout_ms}: expected 100 "
+                              "to 10000")
+        if self.wait_ms > 1000:
+            raise ConfigError(f"stir.wait_ms = {self.wait_ms}: expected 0 to 1000 (a call "
+                              "must not wait on a download)")
+
+    @property
+    def checks_signatures(self) -> bool:
+        """Whether any certificate can be had (else signatures are left unverified)."""
+        return self.certificates_dir is not None or bool(self.certificate_urls)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `config.toml` says, validated."""
 
@@ -334,6 +375,9 @@ class Settings:
     )
     subscriptions: SubscriptionsConfig = field(
         default_factory=SubscriptionsConfig, metadata=_help("list subscription limits")
+    )
+    stir: StirConfig = field(
+        default_factory=StirConfig, metadata=_help("STIR/SHAKEN signature checks")
     )
     source: Path | None = field(default=None, metadata={"internal": "1"})
 

@@ -20,7 +20,13 @@ WORDS: dict[str, dict[str, str]] = {
         "distinct_callers": N_("different unknown callers"),
         "duration_minutes": N_("lasts (minutes)"),
         "min_minutes": N_("a retry after at least (minutes)"), "action": N_("then"),
+        "attest": N_("attestations"), "mismatch": N_("signed for another number"),
+        "stale": N_("signed too long ago (replayed)"), "max_age": N_("at most (seconds) old"),
     },
+    # STIR/SHAKEN attestation levels (RFC 8588), as the rules page offers them.
+    "attest": {"A": N_("A: the network knows the caller and the number"),
+               "B": N_("B: the network knows the caller, not the number"),
+               "C": N_("C: the network only knows where the call came in")},
     # A country rule's mode: never the same message as the block list's name.
     "country_mode": {"block": N_("block these countries"),
                      "allow_only": N_("only these countries ring")},

@@ -54,9 +54,10 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     started = time.monotonic()
     caller: Caller | None = None
     try:
-        caller = caller_of(call.invite, env.settings.home_region, env.line,
-                           internal=env.settings.internal_numbers)
         now = env.clock()
+        caller = caller_of(call.invite, env.settings.home_region, env.line,
+                           internal=env.settings.internal_numbers, now=now,
+                           check=env.check_signature)
         decision = env.screener.screen(caller, now)
         if decision.step is Step.INTERNAL:
             # The intercom rings every phone: stay silent in it whatever the line's pass

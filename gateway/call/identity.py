@@ -5,6 +5,10 @@ The network-asserted identity wins: P-Asserted-Identity, else Remote-Party-ID, e
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from gateway.call.passport import CheckSignature, passport_of
 from gateway.numbers import parse_caller
 from gateway.screening.caller import Caller, InternalNumbers
 from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
@@ -33,13 +37,17 @@ def printable(text: str) -> str:
 
 
 def caller_of(invite: SipRequest, home_region: str, line: str | None, *,
-              internal: InternalNumbers | None = None) -> Caller:
-    """The `Caller` of `invite`: number, display name, privacy and STIR/SHAKEN verstat;
-    `internal` recognises the home router's own numbers (an internal call)."""
+              internal: InternalNumbers | None = None, now: datetime | None = None,
+              check: CheckSignature | None = None) -> Caller:
+    """The `Caller` of `invite`: number, display name, privacy, STIR/SHAKEN verstat and
+    PASSporT (its signature checked by `check`, as of `now`); `internal` recognises the home
+    router's own numbers (an internal call)."""
     identity, display = identity_of(invite)
     privacy = ", ".join(invite.get_all("Privacy"))
     verstat = " ".join([*invite.get_all("P-Asserted-Identity"), invite.get("From") or ""])
-    return parse_caller(
+    caller = parse_caller(
         identity, home_region, display_name=display, privacy=privacy, verstat=verstat,
         line=line, internal=internal,
     )
+    passport = passport_of(invite, caller, now or datetime.now(UTC), check)
+    return caller if passport is None else replace(caller, passport=passport)

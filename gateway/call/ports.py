@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.config import LineKind, PassBehaviour, Settings
-from gateway.screening.caller import Caller
+from gateway.screening.caller import Caller, Signature
 from gateway.screening.decide import Decision
 from gateway.sip.workers import LoadCounters, Slots
 
@@ -165,4 +165,6 @@ class CallEnvironment:
     redirect_to: str = ""
     refer_to: str = ""
     kind: LineKind = "sip"  # analogue: a block is answered, since a refusal stops no phone
+    # Checks a PASSporT's signature (gateway.call.certificates); None: left unverified.
+    check_signature: Callable[[str, bytes, bytes, datetime], Signature] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -23,6 +23,40 @@ class Verstat(StrEnum):
     NONE = "No-TN-Validation"
 
 
+class Signature(StrEnum):
+    """What became of a PASSporT's signature (ES256 over its header and claims)."""
+
+    VERIFIED = "verified"  # with a certificate kept locally or fetched from an allowed URL
+    INVALID = "invalid"  # the certificate's key does not verify it: forged or altered
+    PENDING = "pending"  # the certificate is being fetched; a later call will know
+    NO_CERTIFICATE = "no_certificate"  # none kept locally, and its URL is not one to fetch
+    UNUSABLE = "unusable"  # the certificate could not be fetched, read or is out of date
+
+
+@dataclass(frozen=True)
+class Passport:
+    """The STIR/SHAKEN PASSporT of an INVITE's Identity header (RFC 8224, 8225, 8588).
+
+    `attest` is the originating network's attestation: A (it knows the caller and the number),
+    B (the caller, not the number), C (only where the call entered its network). `problem` says
+    why the header could not be read; then nothing else is set.
+    """
+
+    attest: str | None = None  # "A", "B" or "C"
+    orig: str = ""  # the "orig" telephone number, digits only (or its URI)
+    dest: tuple[str, ...] = ()
+    origid: str = ""
+    iat: int | None = None  # when it was signed, seconds since the epoch
+    orig_matches: bool | None = None  # None when `orig` is a URI or the caller has no number
+    signature: Signature = Signature.NO_CERTIFICATE
+    x5u: str = ""  # where the signer's certificate is published
+    problem: str = ""
+
+    def age(self, now_epoch: float) -> float | None:
+        """Seconds since `iat` (negative when signed "in the future"); None without one."""
+        return None if self.iat is None else now_epoch - self.iat
+
+
 @dataclass(frozen=True)
 class InternalNumbers:
     """The home router's own numbers: a call from one is internal and never screened.
@@ -61,6 +95,7 @@ class Caller:
     display_name: str = ""
     verstat: Verstat | None = None
     line: str | None = None
+    passport: Passport | None = None  # from the Identity header, when there is one
 
     @property
     def key(self) -> str:

@@ -14,10 +14,11 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.screening.caller import Caller, CallerKind, Verstat
+from gateway.screening.caller import Caller, CallerKind, Passport, Signature, Verstat
 from gateway.screening.ratelimit import BurstState, History, burst_state, repeat_count
 from gateway.screening.rules import (
     PASS,
+    STIR_MAX_AGE,
     Action,
     DefaultMode,
     ListEntry,
@@ -156,6 +157,8 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
         if caller.kind is CallerKind.NUMBER and not caller.valid:
             return "outside_plan", {"number": caller.number}
         return None
+    if rule.kind is RuleKind.STIR_ATTESTATION:
+        return _stir_reason(params, caller.passport, local.timestamp())
     # The remaining rules look at a number; a withheld caller cannot match them, except
     # quiet hours, which are about the clock.
     if caller.number is None and rule.kind is not RuleKind.QUIET_HOURS:
@@ -205,6 +208,27 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
             return "quiet_hours", {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}"}
         return None
     return None  # pragma: no cover - every kind is handled above
+
+
+def _stir_reason(params: dict[str, Any], passport: Passport | None,
+                 now_epoch: float) -> Reason | None:
+    """Why a STIR/SHAKEN rule applies to a PASSporT: forged, signed for another number, old
+    (replayed), or an attestation the rule lists; every reason says whether it was verified."""
+    if passport is None or passport.problem:
+        return None  # no token, or one we could not read: like a network that sends none
+    signature = passport.signature.value
+    if passport.signature is Signature.INVALID:
+        return "stir_forged", {"orig": passport.orig}
+    if params.get("mismatch", True) and passport.orig_matches is False:
+        return "stir_mismatch", {"orig": passport.orig, "signature": signature}
+    age = passport.age(now_epoch)
+    max_age = int(params.get("max_age", STIR_MAX_AGE))
+    if params.get("stale", True) and age is not None and abs(age) > max_age:
+        return "stir_stale", {"age": round(abs(age)), "max_age": max_age,
+                              "signature": signature}
+    if passport.attest in params.get("attest", ["C"]):
+        return "stir_attestation", {"attest": passport.attest, "signature": signature}
+    return None
 
 
 def _caller_param(caller: Caller) -> str:

@@ -90,6 +90,14 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
     "telemarketing_hours": N_("{range} is a range ARCEP reserves for telemarketing and "
                               "automated calls (decision 2022-1583); it is also outside legal "
                               "calling hours (Mon-Fri 10-13h, 14-20h, no holidays)"),
+    "stir_attestation": N_("STIR/SHAKEN attestation {attest}: the caller's network does not "
+                           "vouch for the number ({signature})"),
+    "stir_mismatch": N_("the STIR/SHAKEN token was signed for {orig}, not for this number "
+                        "({signature})"),
+    "stir_stale": N_("the STIR/SHAKEN token is {age} s old, more than {max_age} s: replayed? "
+                     "({signature})"),
+    "stir_forged": N_("the STIR/SHAKEN signature for {orig} does not verify with its "
+                      "certificate: forged or altered"),
     "verstat_failed": N_("the network could not verify the caller's number (STIR/SHAKEN "
                          "failed)"),
     "quiet_hours": N_("quiet hours ({start}-{end})"),
@@ -223,8 +231,8 @@ ENTRY_FORMS = {
 SYSTEM_LABELS = frozenset({
     # default rules (gateway/store/rules.py)
     N_("withheld numbers leave a message"), N_("invalid numbers leave a message"),
-    N_("failed STIR/SHAKEN"), N_("premium rate"), N_("foreign numbers"), N_("night"),
-    N_("telemarketing ranges"),
+    N_("failed STIR/SHAKEN"), N_("doubtful STIR/SHAKEN"), N_("premium rate"),
+    N_("foreign numbers"), N_("night"), N_("telemarketing ranges"),
     # entries the gateway and the UI add by themselves
     N_("passed challenge"), N_("answered by owner"), N_("permit next call"),
     N_("from the call log"),
@@ -234,7 +242,17 @@ RULE_KINDS = {
     "withheld": N_("withheld number"), "invalid": N_("invalid number"),
     "number_type": N_("number type"), "country": N_("countries"),
     "telemarketing": N_("telemarketing"), "verstat_failed": N_("failed STIR/SHAKEN"),
-    "quiet_hours": N_("quiet hours"),
+    "quiet_hours": N_("quiet hours"), "stir_attestation": N_("STIR/SHAKEN attestation"),
+}
+
+# What became of a PASSporT's signature (screening.caller.Signature), inside a reason.
+SIGNATURES = {
+    "verified": N_("signature verified"),
+    "invalid": N_("signature does not verify"),
+    "pending": N_("signature not verified yet: its certificate is being fetched"),
+    "no_certificate": N_("signature not verified: no certificate for it"),
+    "unusable": N_("signature not verified: its certificate could not be fetched or is out "
+                   "of date"),
 }
 
 CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number"),
@@ -296,6 +314,8 @@ def _value(key: str, value: Any, fmt: Formats) -> Any:
         return ", ".join(fmt.country(str(v)) for v in value)
     if key == "number_type":
         return number_type_words(str(value), fmt)
+    if key == "signature" and value in SIGNATURES:
+        return fmt.gettext(SIGNATURES[str(value)])
     if key == "caller" and value in CALLER_KINDS:
         return fmt.gettext(CALLER_KINDS[str(value)])
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1000:
