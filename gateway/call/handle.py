@@ -11,6 +11,7 @@ there, and the call is still logged with what happened.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from gateway.call.identity import caller_of
 from gateway.call.ports import CallEnvironment
 from gateway.call.record import CallRecord
 from gateway.config import PassBehaviour
-from gateway.screening.caller import Caller
+from gateway.screening.caller import Caller, InternalNumbers
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, Action, ActionKind
 from gateway.sip.ua import Call
@@ -56,7 +57,7 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     try:
         now = env.clock()
         caller = caller_of(call.invite, env.settings.home_region, env.line,
-                           internal=env.settings.internal_numbers, now=now,
+                           internal=internal_numbers(call, env), now=now,
                            check=env.check_signature)
         decision = env.screener.screen(caller, now)
         if decision.step is Step.INTERNAL:
@@ -89,6 +90,21 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
+
+
+def from_home_network(host: str) -> bool:
+    """Whether a request came from a private or loopback address (the home router, a PBX)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback
+
+
+def internal_numbers(call: Call, env: CallEnvironment) -> InternalNumbers | None:
+    """The router's own numbers, when the INVITE comes from the home network: a stranger
+    calling a line at a provider from the Internet cannot pass as `**610`."""
+    return env.settings.internal_numbers if from_home_network(call.tx.source.host) else None
 
 
 def analogue_outcome(done: Done) -> Done:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.call.handle import from_home_network
 from gateway.config import load_settings_from_text
 from gateway.notify.collect import collect_digest
 from gateway.numbers import parse_caller
@@ -69,3 +70,13 @@ def test_the_digest_leaves_internal_calls_out(tmp_path: Path) -> None:
         assert digest.total_calls == 1
     finally:
         service.db.dispose()
+
+
+@pytest.mark.parametrize(("host", "home"), [
+    ("192.168.178.1", True), ("10.0.0.138", True), ("127.0.0.1", True), ("[::1]", True),
+    ("fd00::1", True), ("fe80::1", True), ("212.27.40.1", False), ("2a01:e00::1", False),
+    ("fritz.box", False), ("", False),
+])
+def test_internal_numbers_count_only_from_the_home_network(host: str, home: bool) -> None:
+    """A `**610` from a provider's public address is a stranger's caller ID, not the intercom."""
+    assert from_home_network(host) is home
