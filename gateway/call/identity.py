@@ -5,6 +5,7 @@ The network-asserted identity wins: P-Asserted-Identity, else Remote-Party-ID, e
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,6 +13,8 @@ from gateway.call.passport import CheckSignature, passport_of
 from gateway.numbers import parse_caller
 from gateway.screening.caller import Caller, InternalNumbers
 from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
+
+log = logging.getLogger(__name__)
 
 
 def identity_of(invite: SipRequest) -> tuple[str, str]:
@@ -49,5 +52,10 @@ def caller_of(invite: SipRequest, home_region: str, line: str | None, *,
         identity, home_region, display_name=display, privacy=privacy, verstat=verstat,
         line=line, internal=internal,
     )
-    passport = passport_of(invite, caller, now or datetime.now(UTC), check)
+    try:
+        passport = passport_of(invite, caller, now or datetime.now(UTC), check)
+    except Exception:  # a token we failed to read must not cost the call its screening
+        log.exception("the Identity header of %s could not be read; screened without it",
+                      invite.call_id)
+        return caller
     return caller if passport is None else replace(caller, passport=passport)

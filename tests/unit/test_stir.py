@@ -105,6 +105,29 @@ def test_any_header_text_is_read_or_refused_with_a_reason(text: str) -> None:
         assert str(exc)
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+HYPOTHESIS_SIGNER = Signer(now=NOW)  # one key: making one per example would be slow
+CLAIM_NAMES = st.sampled_from(["attest", "orig", "dest", "iat", "origid", "tn", "uri"])
+
+
+@given(claims=st.dictionaries(CLAIM_NAMES, JSON | st.dictionaries(CLAIM_NAMES, JSON),
+                              max_size=6),
+       header=st.dictionaries(st.sampled_from(["alg", "ppt", "x5u", "typ"]), JSON, max_size=4))
+def test_any_signed_claims_give_a_passport_or_a_problem(
+    claims: dict[str, object], header: dict[str, object],
+) -> None:
+    """Whatever a signer put in its token, reading it never raises."""
+    identity = HYPOTHESIS_SIGNER.passport(header={"alg": "ES256", **header}, claims=claims)
+    passport = passport_of(invite(identity), CALLER, NOW, None)
+    assert passport is not None
+    assert bool(passport.problem) or passport.iat is not None
+
+
 # ------------------------------------------------------------------ the signature
 
 
