@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.call.certificates import Certificates
@@ -115,6 +115,7 @@ HYPOTHESIS_SIGNER = Signer(now=NOW)  # one key: making one per example would be 
 CLAIM_NAMES = st.sampled_from(["attest", "orig", "dest", "iat", "origid", "tn", "uri"])
 
 
+@settings(max_examples=50)
 @given(claims=st.dictionaries(CLAIM_NAMES, JSON | st.dictionaries(CLAIM_NAMES, JSON),
                               max_size=6),
        header=st.dictionaries(st.sampled_from(["alg", "ppt", "x5u", "typ"]), JSON, max_size=4))
