@@ -80,13 +80,12 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         fail_open(call, caller, env, failed_record, finisher(call, failed_record, started))
         return
     done = finisher(call, record, started)
-    action = decision.action
+    action, carried = decision.action, done
     if env.kind == "analogue" and action.kind is ActionKind.REJECT:
         # The phones on an analogue line keep ringing after a SIP reject: answer instead.
-        action = on_analogue_line(action)
-        done = analogue_outcome(done)
+        action, carried = on_analogue_line(action), analogue_outcome(done)
     try:
-        dispatch(call, action, caller, env, record, done)
+        dispatch(call, action, caller, env, record, carried)
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
