@@ -55,7 +55,12 @@ from gateway.store.models import (
     VoicemailRow,
 )
 from gateway.store.rules import check_rule_params
-from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
+from gateway.store.settings import (
+    DEFAULT_SETTINGS,
+    bump_after_restore,
+    validate_setting,
+    versions_of,
+)
 
 FORMAT = "ringfence-backup"
 FORMAT_VERSION = 1
@@ -582,7 +587,7 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
     settings_rows = _settings_rows(staging / "settings.json") if (
         staging / "settings.json").exists() else []
     with db.session() as s:
-        old_version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
+        old_versions = versions_of(s)
         if has_voicemails or has_calls:
             s.execute(delete(VoicemailRow))
         if has_calls:
@@ -613,14 +618,9 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             inserted.append(model)
         s.flush()
         _reset_sequences(s, inserted)
-        # A new rules_version makes the running gateway reload its cached patterns.
-        version = max(int(old_version or 0), int(s.scalar(
-            select(SettingRow.value).where(SettingRow.key == "rules_version")) or 0)) + 1
-        version_row = s.get(SettingRow, "rules_version")
-        if version_row is None:
-            s.add(SettingRow(key="rules_version", value=version))
-        else:
-            version_row.value = version
+        # New versions (above the old and the restored ones) make a running gateway drop
+        # every cache: its policy, its glob/regex index and its rate-limit counters.
+        bump_after_restore(s, old_versions)
 
 
 def _remember_ids(rows: Iterator[dict[str, Any]], ids: set[int]) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from gateway.numbers import (
     Reach,
@@ -27,7 +28,7 @@ from gateway.screening.words import N_
 from gateway.store.db import Database, rowcount
 from gateway.store.errors import BroadEntry, EntryError, entry_error
 from gateway.store.models import ListEntryRow, utcnow
-from gateway.store.settings import bump_rules_version
+from gateway.store.settings import bump_rules_version, entry_caches
 
 MAX_PATTERN_LENGTH = 200
 MAX_LABEL_LENGTH = 200
@@ -168,6 +169,18 @@ def _parse_action(list_name: ListName, action: str | None) -> str | None:
         raise entry_error(exc, "action") from None
 
 
+def _bump_for(s: Session, list_name: str, kinds: set[str]) -> None:
+    bump_rules_version(s, entry_caches(list_name, kinds))
+
+
+def _bump_for_rows(s: Session, where: Any) -> None:
+    """Bump the versions for the entries `where` selects, before they change."""
+    caches: set[str] = set()
+    for list_name, kind in s.execute(select(ListEntryRow.list, ListEntryRow.kind).where(where)):
+        caches.update(entry_caches(str(list_name), {str(kind)}))
+    bump_rules_version(s, sorted(caches))
+
+
 def _search_clause(search: str) -> Any:
     return ListEntryRow.pattern.contains(search) | ListEntryRow.label.contains(search)
 
@@ -214,20 +227,24 @@ class Entries:
                     ListEntryRow.list == list_name.value, ListEntryRow.pattern == pattern
                 )
             )
+            kinds = {match_kind.value}
             if row is None:
                 row = ListEntryRow(list=list_name.value, pattern=pattern, created_at=utcnow())
                 s.add(row)
+            else:
+                kinds.add(row.kind)
             row.kind, row.label, row.action = match_kind.value, label or row.label or "", action
             row.expires_at, row.once, row.source = expires_at, once, source
             s.flush()
-            bump_rules_version(s)
+            # An exact or prefix block entry touches no cache: it is looked up by index.
+            _bump_for(s, list_name.value, kinds)
             return entry_from_row(row)
 
     def remove(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
+            _bump_for_rows(s, ListEntryRow.id == entry_id)
             deleted = rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
-            bump_rules_version(s)
         return bool(deleted)
 
     def remove_pattern(self, list_name: ListName | str, text: str) -> bool:
@@ -240,13 +257,10 @@ class Entries:
             _, pattern = self.classify(text)
         except EntryError:
             _, pattern = self.classify(text, MatchKind.PREFIX.value)
+        where = (ListEntryRow.list == ListName(list_name).value) & (ListEntryRow.pattern == pattern)
         with self.db.session() as s:
-            deleted = rowcount(s.execute(
-                delete(ListEntryRow).where(
-                    ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
-                )
-            ))
-            bump_rules_version(s)
+            _bump_for_rows(s, where)
+            deleted = rowcount(s.execute(delete(ListEntryRow).where(where)))
         return bool(deleted)
 
     def get(self, entry_id: int) -> ListEntry | None:
@@ -296,8 +310,8 @@ class Entries:
         """
         with self.db.session() as s:
             if consume:
+                _bump_for_rows(s, ListEntryRow.id == entry_id)
                 s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
-                bump_rules_version(s)
             else:
                 s.execute(
                     update(ListEntryRow).where(ListEntryRow.id == entry_id)
@@ -311,10 +325,12 @@ class Entries:
         the database lets exactly one of them delete the row, the other sees 0 rows.
         """
         with self.db.session() as s:
+            kinds = {str(k) for k in s.scalars(
+                select(ListEntryRow.kind).where(ListEntryRow.id == entry_id))}
             used = rowcount(s.execute(delete(ListEntryRow).where(
                 ListEntryRow.id == entry_id, ListEntryRow.once.is_(True)))) == 1
             if used:
-                bump_rules_version(s)
+                _bump_for(s, ListName.ALLOW.value, kinds)
         return used
 
     def purge_expired(self, now: datetime) -> int:

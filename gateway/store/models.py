@@ -57,10 +57,13 @@ class Base(DeclarativeBase):
 
 
 class ListEntryRow(Base):
-    """An allow or block list entry. Exact and prefix patterns are looked up by index."""
+    """An allow or block list entry. Exact and prefix patterns are looked up by index; globs
+    and regexes are read by kind into the screener's cache."""
 
     __tablename__ = "list_entries"
-    __table_args__ = (Index("ix_list_entries_pattern", "pattern", "list", unique=True),)
+    __table_args__ = (Index("ix_list_entries_pattern", "pattern", "list", unique=True),
+                      # The screener's glob/regex reload (migration 0005).
+                      Index("ix_list_entries_kind_list", "kind", "list"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list: Mapped[str] = mapped_column(String(8))  # allow | block
