@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,10 +57,10 @@ _PATTERN_KINDS = (MatchKind.GLOB.value, MatchKind.REGEX.value)
 _INDEXED_KINDS = (MatchKind.EXACT.value, MatchKind.PREFIX.value)
 
 # Per-call statements are built once: building a select() costs more than running it here.
+# No condition on `kind` here: given one, SQLite prefers ix_list_entries_kind_list to the
+# pattern index and reads every exact entry (36 ms at 1M). Kinds are filtered in Python.
 _ENTRIES_BY_PREFIX = select(_ENTRIES).where(
-    _ENTRIES.c.pattern.in_(bindparam("prefixes", expanding=True)),
-    _ENTRIES.c.kind.in_(_INDEXED_KINDS),
-)
+    _ENTRIES.c.pattern.in_(bindparam("prefixes", expanding=True)))
 # Both read through ix_list_entries_kind_list (migration 0005), never the whole table.
 _PATTERN_ENTRIES = select(_ENTRIES).where(_ENTRIES.c.kind.in_(_PATTERN_KINDS))
 _ALLOW_AFTER_ID = (select(_ENTRIES)
@@ -81,7 +82,7 @@ _CALLS_AFTER_ID = PAST_CALL_COLUMNS.where(CallRow.id > bindparam("last_id")).ord
 # Database errors that mean "not now" (down, locked, unreachable), not a bug.
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError)
 
-CHUNK = 64  # patterns per combined expression (about 64 content-chosen, see PatternIndex)
+CHUNK = 64  # patterns per combined expression, on average (see PatternIndex)
 MAX_ALLOW_SNAPSHOT = 50_000  # allow entries kept for a database outage; beyond, none are
 COUNTER_SLACK = timedelta(minutes=2)  # how far back a question may step without a reload
 FORGET_EVERY = timedelta(seconds=10)
@@ -128,6 +129,11 @@ def build_policy(settings: dict[str, Any], rules: list[Rule], *, timezone: str,
 _SIMPLE_GLOB = re.compile(r"\+?[0-9?*]*")
 
 
+# What may stand in a combined alternation: no capturing or named groups, no backreferences,
+# no inline flags (refused mid-expression). Non-capturing groups and lookarounds are fine.
+_UNSAFE_REGEX = re.compile(r"\\[1-9]|\((?!\?(?::|=|!|<=|<!))")
+
+
 def _filter_text(entry: ListEntry) -> str | None:
     """A regular expression that matches at least what the entry matches, to combine with
     others; None when the entry must be tried on its own (groups, backreferences, flags)."""
@@ -135,13 +141,10 @@ def _filter_text(entry: ListEntry) -> str | None:
         if _SIMPLE_GLOB.fullmatch(entry.pattern):
             return re.escape(entry.pattern).replace(r"\?", ".").replace(r"\*", ".*")
         return None  # sets and odd forms: fnmatch's own translation, entry by entry
-    try:
-        # Capturing groups make a combined match hundreds of times slower, and shift the
-        # numbers backreferences use; inline global flags are refused mid-expression.
-        if re.compile(entry.pattern).groups:
-            return None
-        re.compile(f"(?:{entry.pattern})|x")
-    except re.error:
+    # Capturing groups make a combined match hundreds of times slower and shift the numbers
+    # that backreferences use; such an entry (rare) is tried on its own. Checked on the text:
+    # compiling each of 10,000 regexes only to look cost half a second per reload.
+    if _UNSAFE_REGEX.search(entry.pattern):
         return None
     return entry.pattern
 
@@ -158,40 +161,56 @@ class PatternIndex:
 
     Trying 10,000 entries one by one cost 2.8 ms per call. Entries are grouped in chunks, each
     one combined expression (an alternation without groups) that rejects a number in a single
-    C-level match; only a chunk that matches has its entries tried. Chunk boundaries depend on
-    the entries' ids, not their positions, so after adding or removing one entry only its
-    chunk is compiled again (`reuse`).
+    C-level match; only a chunk that matches has its entries tried. Compiling is what costs
+    (tens of µs per pattern), so chunks are cut where the patterns' own text says (a hash),
+    not by position or id: after an entry is added or removed, or a subscription re-imported
+    with new ids, the chunks that did not change are taken compiled from the previous index.
     """
 
     def __init__(self, version: int, entries: Iterable[ListEntry],
-                 reuse: dict[tuple[str, ...], re.Pattern[str]] | None = None) -> None:
+                 previous: PatternIndex | None = None) -> None:
         self.version = version
-        self.entries = sorted(entries, key=lambda e: e.id)
+        self.size = 0
+        self.texts: dict[tuple[MatchKind, str], str | None] = {}
         self.compiled: dict[tuple[str, ...], re.Pattern[str]] = {}
         self.chunks: list[_Chunk] = []
-        reuse = reuse or {}
-        group: list[tuple[ListEntry, str]] = []
-        for entry in self.entries:
-            text = _filter_text(entry)
+        known_texts = previous.texts if previous is not None else {}
+        known_chunks = previous.compiled if previous is not None else {}
+        by_text: dict[str, list[ListEntry]] = {}
+        for entry in entries:
+            self.size += 1
+            key = (entry.kind, entry.pattern)
+            text = known_texts[key] if key in known_texts else _filter_text(entry)
+            self.texts[key] = text
             if text is None:
                 self.chunks.append(_Chunk([entry], None, entry.kind is MatchKind.REGEX))
-                continue
-            group.append((entry, text))
-            # A content-defined boundary: stable when a neighbour is added or removed.
-            if (entry.id * 2654435761) % (1 << 32) < (1 << 32) // CHUNK:
-                self._close(group, reuse)
+            else:
+                by_text.setdefault(text, []).append(entry)
+        group: list[str] = []
+        for text in sorted(by_text):
+            group.append(text)
+            if zlib.crc32(text.encode()) % CHUNK == 0:  # a boundary the text itself chooses
+                self._close(group, by_text, known_chunks)
                 group = []
-        self._close(group, reuse)
+        self._close(group, by_text, known_chunks)
 
-    def _close(self, group: list[tuple[ListEntry, str]],
-               reuse: dict[tuple[str, ...], re.Pattern[str]]) -> None:
+    def _close(self, group: list[str], by_text: dict[str, list[ListEntry]],
+               known: dict[tuple[str, ...], re.Pattern[str]]) -> None:
         if not group:
             return
-        texts = tuple(text for _, text in group)
-        compiled = reuse.get(texts) or re.compile("|".join(f"(?:{t})" for t in texts))
-        self.compiled[texts] = compiled
-        self.chunks.append(_Chunk([e for e, _ in group], compiled,
-                                  any(e.kind is MatchKind.REGEX for e, _ in group)))
+        key = tuple(group)
+        entries = [e for text in group for e in by_text[text]]
+        compiled = known.get(key)
+        if compiled is None:
+            try:
+                compiled = re.compile("|".join(f"(?:{t})" for t in group))
+            except re.error:  # one text cannot be combined (a construct the check missed)
+                self.chunks.extend(_Chunk([e], None, e.kind is MatchKind.REGEX)
+                                   for e in entries)
+                return
+        self.compiled[key] = compiled
+        self.chunks.append(_Chunk(entries, compiled,
+                                  any(e.kind is MatchKind.REGEX for e in entries)))
 
     def matching(self, caller: Caller) -> list[ListEntry]:
         """The entries that match `caller` (whatever their list, expiry or once flag)."""
@@ -493,7 +512,7 @@ class ScreeningReads:
                 rows = conn.execute(_PATTERN_ENTRIES)
                 patterns = self._patterns = PatternIndex(
                     versions.patterns, (entry_from_mapping(r._mapping) for r in rows),
-                    reuse=patterns.compiled if patterns is not None else None)
+                    previous=patterns)
                 self.pattern_loads += 1
             self._allow.top_up(conn, versions.allow)
             return policy[1], patterns
@@ -507,7 +526,8 @@ class ScreeningReads:
             if caller.kind is CallerKind.NUMBER and caller.number:
                 rows = conn.execute(_ENTRIES_BY_PREFIX,
                                     {"prefixes": number_prefixes(caller.number)})
-                found = [entry_from_mapping(r._mapping) for r in rows]
+                found = [entry_from_mapping(r._mapping) for r in rows
+                         if r.kind in _INDEXED_KINDS]
         return CallRules(versions, policy, found + patterns.matching(caller))
 
     def cached_rules_for(self, caller: Caller) -> CallRules | None:

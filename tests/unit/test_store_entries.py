@@ -17,7 +17,7 @@ from gateway.store import EntryError, Store
 from gateway.store.entries import MAX_LABEL_LENGTH, MAX_PATTERN_LENGTH, classify_pattern
 from gateway.store.list_files import iter_lines
 from gateway.store.models import ListEntryRow
-from gateway.store.screening import _PATTERN_ENTRIES
+from gateway.store.screening import _ENTRIES_BY_PREFIX, _PATTERN_ENTRIES
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services, caller
 
@@ -454,16 +454,29 @@ def test_adding_an_allow_entry_reloads_neither_patterns_nor_policy(store: Store,
     assert service.screener.evaluate(caller("0622222222"), NOW).step == "allow"
 
 
+def query_plan(store: Store, statement: Any, **params: Any) -> str:
+    with store.db.engine.connect() as conn:
+        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True,
+                                                            "render_postcompile": True})
+        sql = str(compiled)
+        for name, value in params.items():
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join(f"'{v}'" for v in value))
+        return " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+
+
 def test_patterns_are_read_through_the_kind_index(store: Store) -> None:
     """EXPLAIN QUERY PLAN of the pattern reload: a search of the index, not a table scan."""
     for i in range(50):
         store.entries.add("block", f"06123456{i:02d}")
-    with store.db.engine.connect() as conn:
-        compiled = _PATTERN_ENTRIES.compile(conn, compile_kwargs={"literal_binds": True})
-        plan = " ".join(str(row[-1]) for row in conn.execute(
-            text(f"EXPLAIN QUERY PLAN {compiled}")))
+    plan = query_plan(store, _PATTERN_ENTRIES)
     assert "SCAN list_entries" not in plan
     assert "ix_list_entries_kind_list" in plan
+
+
+def test_a_number_is_looked_up_through_the_pattern_index(store: Store) -> None:
+    """The per-call lookup must not wander onto the kind index (every exact entry)."""
+    plan = query_plan(store, _ENTRIES_BY_PREFIX.params(prefixes=["+33", "+336"]))
+    assert "ix_list_entries_pattern" in plan and "kind" not in plan
 
 
 def test_the_policy_is_cached_per_version(store: Store) -> None:
