@@ -206,7 +206,9 @@ def run_gateway(settings: Settings) -> int:
     writer = CallWriter.open(store.db, settings.data_dir)
     writer.start(close_before=utcnow())
     book = CallBook(store, settings, writer)
-    gateway = Gateway(settings, Screener(store, settings, writer), book, line_states=book)
+    screener = Screener(store, settings, writer)
+    screener.warm()
+    gateway = Gateway(settings, screener, book, line_states=book)
     try:
         gateway.start()
     except OSError as exc:

@@ -55,6 +55,19 @@ class Screener:
             store.screening.attach(writer)
         self._outage_logged = 0.0
 
+    def warm(self, now: datetime | None = None) -> None:
+        """Load every cache (policy, patterns, allow list, rate counters) before the first call:
+        the first stranger of the day should not wait for them. Failures are only logged."""
+        now = now or utcnow()
+        reads = self.store.screening
+        who = self.caller("anonymous")
+        try:
+            found = reads.rules_for(who)
+            reads.rates(who, now, rate_windows(found.policy, who), found.versions)
+        except Exception as exc:
+            log.warning("could not load the screening caches yet (%s); the first call will",
+                        type(exc).__name__)
+
     def caller(self, text: str, display_name: str = "") -> Caller:
         """Parse a number the way the gateway does (for CLI and web)."""
         return parse_caller(text, self.settings.home_region, display_name=display_name)
