@@ -81,6 +81,7 @@ from pyVoIP.RTP import (
     TransmitType,
 )
 
+from gateway.files import create_private
 from gateway.media import audio
 from gateway.media.sdp import (
     Codec,
@@ -672,6 +673,7 @@ class MediaSession:
         try:
             # Written whole at the end (one write to the SD card, never a half file under
             # the final name) and renamed into place.
+            create_private(partial)  # a caller's voice: the owner's only, whatever the umask
             audio.write_wav(partial, pcm)
             os.replace(partial, path)
         except OSError:

@@ -61,7 +61,7 @@ _INDEXED_KINDS = (MatchKind.EXACT.value, MatchKind.PREFIX.value)
 # pattern index and reads every exact entry (36 ms at 1M). Kinds are filtered in Python.
 _ENTRIES_BY_PREFIX = select(_ENTRIES).where(
     _ENTRIES.c.pattern.in_(bindparam("prefixes", expanding=True)))
-# Both read through ix_list_entries_kind_list (migration 0005), never the whole table.
+# Both read through ix_list_entries_kind_list (migration 0006), never the whole table.
 _PATTERN_ENTRIES = select(_ENTRIES).where(_ENTRIES.c.kind.in_(_PATTERN_KINDS))
 _ALLOW_AFTER_ID = (select(_ENTRIES)
                    .where(_ENTRIES.c.kind.in_(_INDEXED_KINDS),

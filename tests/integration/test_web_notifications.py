@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
 from gateway.config import Settings
 from tests.helpers import Services
 from tests.integration.notify_support import http_server
 from tests.web.support import login, make_app, post
+
+pytestmark = pytest.mark.clock
 
 
 def text(response: object) -> str:
@@ -52,7 +56,8 @@ def test_subscriptions_are_validated_listed_and_refreshed(
             assert bad.status_code == 400 and 'value="ftp://example.invalid/x"' in text(bad)
             url = f"http://127.0.0.1:{sink.port}/list.csv"
             ok = post(client, "/notifications/subscriptions",
-                      {"list": "block", "url": url, "label": "neighbours", "refresh_hours": "6"})
+                      {"list": "block", "url": url, "label": "neighbours", "refresh_hours": "6",
+                       "lan": "1"})
             assert ok.status_code == 200 and url in text(ok)
             refreshed = post(client, "/notifications/subscriptions/1/refresh")
             assert "Refreshed: 2 entries" in text(refreshed)

@@ -1,7 +1,7 @@
 """list_entries: an index on (kind, list), so the screener reads its patterns without a scan
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01
 
 The gateway caches the glob and regex entries (both lists) and reloads them when
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
