@@ -6,7 +6,9 @@ running gateway would have left them), then `--callers` new strangers are screen
 the other, each call handed to the batched call writer as the gateway does (so the next
 screening sees it before it is committed). Prints p50/p99/max of `Screener.screen`.
 
-    python bench/unknown_callers.py [--calls 3000] [--minutes 10] [--callers 2000]
+    python bench/unknown_callers.py [--calls 3000] [--minutes 10] [--callers 2000] [--tree DIR]
+
+`--tree DIR` runs another checkout's code (an older commit, for a before/after).
 """
 
 from __future__ import annotations
@@ -21,16 +23,6 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gateway.call.record import CallBook
-from gateway.call.screen import Screener
-from gateway.config import load_settings_from_text
-from gateway.store import open_store
-from gateway.store.batch import write_batch
-from gateway.store.events import call_logged, new_uid
-from gateway.store.writer import CallWriter
 
 
 def stranger(rng: random.Random) -> str:
@@ -51,7 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="...over this many minutes")
     parser.add_argument("--callers", type=int, default=2000, help="strangers screened")
     parser.add_argument("--dir", type=Path, help="folder for the database (default: a temp dir)")
+    parser.add_argument("--tree", type=Path, help="the checkout whose code to run")
     args = parser.parse_args(argv)
+    tree = (args.tree or Path(__file__).resolve().parent.parent).resolve()
+    sys.path.insert(0, str(tree))
+    from gateway.call.record import CallBook
+    from gateway.call.screen import Screener
+    from gateway.config import load_settings_from_text
+    from gateway.store import open_store
+    from gateway.store.batch import write_batch
+    from gateway.store.events import call_logged, new_uid
+    from gateway.store.writer import CallWriter
+
     rng = random.Random(7)
     folder = Path(tempfile.mkdtemp(prefix="rf-unknown-", dir=args.dir))
     try:
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 events = []
         if events:
             write_batch(store.db, events)
-        print(f"logged {args.calls:,} unknown calls over {args.minutes:g} minutes")
+        print(f"logged {args.calls:,} unknown calls over {args.minutes:g} minutes "
+              f"({tree.name})")
 
         writer = CallWriter.open(store.db, folder / "data")
         writer.start()

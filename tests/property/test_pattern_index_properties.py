@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,3 +45,13 @@ def test_the_index_matches_what_each_entry_matches(listed: list[ListEntry], numb
     again = PatternIndex(2, fewer, previous=index)
     assert sorted(e.id for e in again.matching(who)) == sorted(
         e.id for e in fewer if e.matches(who))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=globs, number=numbers)
+def test_a_glob_matches_as_fnmatch_says(pattern: str, number: str) -> None:
+    """Digit-and-? globs are compared position by position: the same answer as fnmatch."""
+    who = caller(number)
+    entry = ListEntry(id=1, list=ListName.BLOCK, kind=MatchKind.GLOB, pattern=pattern)
+    expected = who.number is not None and fnmatch.fnmatchcase(who.number, pattern)
+    assert entry.matches(who) == expected
