@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, exc, or_, select
+from sqlalchemy import Connection, bindparam, exc, or_, select, text
 
 from gateway.screening.caller import Caller, CallerKind
 from gateway.screening.counters import CallCounters, micros, reach
@@ -46,7 +46,7 @@ from gateway.screening.rules import (
 from gateway.store.calls import MAX_HISTORY_ROWS, PAST_CALL_COLUMNS, call_key, past_call
 from gateway.store.db import Database
 from gateway.store.entries import entry_from_mapping
-from gateway.store.models import CallRow, ListEntryRow, UTCDateTime
+from gateway.store.models import NOT_REFUSED_BY_LIST_OR_RULE, CallRow, ListEntryRow, UTCDateTime
 from gateway.store.rules import RuleStore
 from gateway.store.settings import RuntimeSettings, Versions, read_versions
 
@@ -72,8 +72,11 @@ _CALLS_SINCE = (PAST_CALL_COLUMNS
                 .where(CallRow.at >= bindparam("since", type_=UTCDateTime()))
                 .order_by(CallRow.at.desc())
                 .limit(bindparam("limit")))
+# Through the partial number index: calls a list or a rule refused are not in it (and do not
+# count here, the one approximation of the counters' overflow path).
 _OWN_CALL_TIMES = (select(CallRow.at)
                    .where(CallRow.number == bindparam("number"),
+                          text(NOT_REFUSED_BY_LIST_OR_RULE),
                           CallRow.at >= bindparam("since", type_=UTCDateTime()),
                           CallRow.at < bindparam("until", type_=UTCDateTime())))
 _MAX_CALL_ID = select(CallRow.id).order_by(CallRow.id.desc()).limit(1)
