@@ -7,12 +7,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, exc, text
 
 from gateway.config import Settings
 from gateway.screening import ListName
 from gateway.store import EntryError
-from gateway.store.db import SchemaError, check_schema, current_revision, head_revision
+from gateway.store.db import (
+    SchemaError,
+    _alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade,
+)
+from gateway.store.screening import _OWN_CALL_TIMES
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services
 
@@ -265,11 +273,7 @@ def test_migration_0004_keeps_old_reasons_and_adds_the_codes(tmp_path: Path) -> 
 def test_migration_0006_leaves_refused_calls_out_of_the_number_index(tmp_path: Path) -> None:
     """A flood of refused calls from random numbers must not dirty a page of the number
     index per row (issue 10: 6-12 KB written per call): those rows are not in it."""
-    from alembic import command
-    from sqlalchemy import create_engine, text
-
-    from gateway.store.db import _alembic_config, upgrade
-    from gateway.store.screening import _OWN_CALL_TIMES
+    from alembic import command  # as above: Alembic only where a migration runs
 
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     command.upgrade(_alembic_config(engine), "0005")
@@ -296,3 +300,32 @@ def test_migration_0006_leaves_refused_calls_out_of_the_number_index(tmp_path: P
     assert "USING INDEX ix_calls_number_at" in plan  # the screener's fallback still uses it
     assert "ix_list_entries_kind_list" in str(kinds)
     engine.dispose()
+
+
+def test_without_the_database_the_caches_decide(service: Services,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A database that does not answer: the cached policy, patterns and allow list decide
+    (a 0162 telemarketer is refused, an allowed 0162 number rings); nothing cached: ring."""
+    store, screener = service.store, service.screener
+    store.entries.add("allow", "0162000001")
+    screener.warm(NOW)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise exc.OperationalError("SELECT 1", {}, OSError("connection refused"))
+
+    monkeypatch.setattr(store.db.engine, "connect", down)
+    refused = screener.screen(screener.caller("0162000002"), NOW)
+    allowed = screener.screen(screener.caller("0162000001"), NOW)
+    stranger = screener.screen(screener.caller("0612345678"), NOW)
+    assert (str(refused.action), refused.step) == ("reject:603", "rule")
+    assert allowed.action.is_pass and allowed.step == "allow"
+    assert stranger.action.is_pass and stranger.step == "default"
+    assert "screening failed" not in caplog.text
+    assert "screening from the cached policy" in caplog.text
+    cold = Services.open(service.settings)  # a process that never read the database
+    try:
+        monkeypatch.setattr(cold.store.db.engine, "connect", down)
+        assert cold.screener.screen(cold.screener.caller("0162000002"), NOW).step == "error"
+    finally:
+        cold.store.close()
