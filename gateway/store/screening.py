@@ -24,7 +24,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, exc, or_, select, text
@@ -48,7 +48,7 @@ from gateway.store.db import Database
 from gateway.store.entries import entry_from_mapping
 from gateway.store.models import NOT_REFUSED_BY_LIST_OR_RULE, CallRow, ListEntryRow, UTCDateTime
 from gateway.store.rules import RuleStore
-from gateway.store.settings import RuntimeSettings, Versions, read_versions
+from gateway.store.settings import VERSION_FIELDS, VERSION_KEYS, RuntimeSettings, Versions
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +462,79 @@ class RateCounters:
 # --------------------------------------------------------------------------- the reads
 
 
+_ENTRY_COLUMNS = ("id", "list", "kind", "pattern", "label", "action", "source", "once",
+                  "expires_at")
+
+
+def _aware(value: Any) -> datetime | None:
+    """A stored time as aware UTC (SQLite hands driver SQL its text, PostgreSQL a datetime)."""
+    if value is None:
+        return None
+    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class _DriverReads:
+    """The two statements every call runs, as driver SQL on a pooled DBAPI connection.
+
+    Through SQLAlchemy's execution each cost 3-5 times the query itself (73 µs against 18 µs
+    for the versions, 109 against 20 µs for the prefix lookup): a fifth of a refused call's
+    CPU in a flood. Same SQL as the Core statements above, same indexes.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.engine = db.engine
+        dialect = self.engine.dialect
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.dbapi_error: Any = dialect.loaded_dbapi.Error
+        keys = ", ".join(f"'{key}'" for key in VERSION_KEYS)
+        self.versions_sql = f"SELECT key, value FROM settings WHERE key IN ({keys})"
+        self._prefix_sql: dict[int, str] = {}
+
+    def _prefix_statement(self, count: int) -> str:
+        sql = self._prefix_sql.get(count)
+        if sql is None:
+            marks = ", ".join([self.mark] * count)
+            sql = self._prefix_sql[count] = (
+                f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM list_entries WHERE pattern IN ({marks})")
+        return sql
+
+    def read(self, number: str | None) -> tuple[Versions, list[ListEntry]]:
+        """The version counters, and the exact/prefix entries of `number` and its prefixes."""
+        sql: str = self.versions_sql
+        params: tuple[str, ...] = ()
+        try:
+            # Checked out outside SQLAlchemy's execution, a refused connection raises the
+            # driver's own error: both are turned into SQLAlchemy's below.
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql)
+                values = {VERSION_FIELDS[k]: int(v or 0) for k, v in cursor.fetchall()}
+                entries: list[ListEntry] = []
+                if number:
+                    params = tuple(number_prefixes(number))
+                    sql = self._prefix_statement(len(params))
+                    cursor.execute(sql, params)
+                    entries = [_entry(row) for row in cursor.fetchall()
+                               if row[2] in _INDEXED_KINDS]
+                cursor.close()
+            finally:
+                raw.close()  # back to the pool, rolled back there
+        except self.dbapi_error as error:  # as SQLAlchemy would raise it (OperationalError…)
+            raise exc.DBAPIError.instance(sql, params, error, self.dbapi_error) from error
+        return Versions(**values), entries
+
+
+def _entry(row: Sequence[Any]) -> ListEntry:
+    entry_id, list_name, kind, pattern, label, action, source, once, expires = row
+    return ListEntry(id=entry_id, list=ListName(list_name), kind=MatchKind(kind),
+                     pattern=pattern, label=label,
+                     action=Action.parse(action) if action else None,
+                     expires_at=_aware(expires), once=bool(once), source=source)
+
+
+
 @dataclass(frozen=True)
 class CallRules:
     """What `decide()` needs besides the history, as read for one call."""
@@ -488,6 +561,7 @@ class ScreeningReads:
         self._allow = _AllowSnapshot()
         self._restore = -1
         self.counters = RateCounters(db)
+        self._driver = _DriverReads(db)
         self.pattern_loads = 0  # how often the glob/regex index was read (tests count them)
         self.policy_loads = 0
 
@@ -500,7 +574,18 @@ class ScreeningReads:
         """Count the calls `writer` is handed in the rate limits as they are handed over."""
         self.counters.attach(writer)
 
-    def _caches(self, conn: Connection, versions: Versions) -> tuple[Policy, PatternIndex]:
+    def _caches(self, versions: Versions) -> tuple[Policy, PatternIndex]:
+        with self._lock:
+            policy, patterns = self._policy, self._patterns
+            if (versions.restore == self._restore and policy is not None
+                    and policy[0] == versions.policy and patterns is not None
+                    and patterns.version == versions.patterns
+                    and self._allow.version == versions.allow):
+                return policy[1], patterns  # the usual case: nothing to read
+        with self.db.engine.connect() as conn:
+            return self._reload(conn, versions)
+
+    def _reload(self, conn: Connection, versions: Versions) -> tuple[Policy, PatternIndex]:
         with self._lock:
             if versions.restore != self._restore:
                 self._patterns, self._policy = None, None
@@ -522,15 +607,9 @@ class ScreeningReads:
 
     def rules_for(self, caller: Caller) -> CallRules:
         """The versions, the policy and the entries that may match `caller`."""
-        with self.db.engine.connect() as conn:
-            versions = read_versions(conn)
-            policy, patterns = self._caches(conn, versions)
-            found: list[ListEntry] = []
-            if caller.kind is CallerKind.NUMBER and caller.number:
-                rows = conn.execute(_ENTRIES_BY_PREFIX,
-                                    {"prefixes": number_prefixes(caller.number)})
-                found = [entry_from_mapping(r._mapping) for r in rows
-                         if r.kind in _INDEXED_KINDS]
+        number = caller.number if caller.kind is CallerKind.NUMBER else None
+        versions, found = self._driver.read(number)
+        policy, patterns = self._caches(versions)
         return CallRules(versions, policy, found + patterns.matching(caller))
 
     def cached_rules_for(self, caller: Caller) -> CallRules | None:

@@ -71,7 +71,7 @@ class Versions:
     restore: int = 0
 
 
-_FIELDS = {RULES_VERSION_KEY: "rules", POLICY: "policy", PATTERNS: "patterns",
+VERSION_FIELDS = {RULES_VERSION_KEY: "rules", POLICY: "policy", PATTERNS: "patterns",
            ALLOW: "allow", RESTORE: "restore"}
 
 
@@ -125,7 +125,7 @@ def read_rules_version(conn: Connection) -> int:
 
 def read_versions(conn: Connection) -> Versions:
     """Every version counter in one indexed read (the screener's per-call read)."""
-    found = {_FIELDS[k]: int(v or 0) for k, v in conn.execute(_VERSIONS_QUERY)}
+    found = {VERSION_FIELDS[k]: int(v or 0) for k, v in conn.execute(_VERSIONS_QUERY)}
     return Versions(**found)
 
 

@@ -315,6 +315,7 @@ def test_without_the_database_the_caches_decide(service: Services,
         raise exc.OperationalError("SELECT 1", {}, OSError("connection refused"))
 
     monkeypatch.setattr(store.db.engine, "connect", down)
+    monkeypatch.setattr(store.db.engine, "raw_connection", down)
     refused = screener.screen(screener.caller("0162000002"), NOW)
     allowed = screener.screen(screener.caller("0162000001"), NOW)
     stranger = screener.screen(screener.caller("0612345678"), NOW)
@@ -326,6 +327,7 @@ def test_without_the_database_the_caches_decide(service: Services,
     cold = Services.open(service.settings)  # a process that never read the database
     try:
         monkeypatch.setattr(cold.store.db.engine, "connect", down)
+        monkeypatch.setattr(cold.store.db.engine, "raw_connection", down)
         assert cold.screener.screen(cold.screener.caller("0162000002"), NOW).step == "error"
     finally:
         cold.store.close()
