@@ -63,7 +63,7 @@ class ListEntryRow(Base):
 
     __tablename__ = "list_entries"
     __table_args__ = (Index("ix_list_entries_pattern", "pattern", "list", unique=True),
-                      # The screener's glob/regex reload (migration 0006).
+                      # The screener's glob/regex reload (migration 0007).
                       Index("ix_list_entries_kind_list", "kind", "list"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -95,7 +95,7 @@ class RuleRow(Base):
     hits: Mapped[int] = mapped_column(Integer, default=0)
 
 
-# The number index leaves out calls a list or a rule refused (migration 0006): in a flood of
+# The number index leaves out calls a list or a rule refused (migration 0007): in a flood of
 # random numbers each such row dirtied its own leaf page of the index (6-12 KB written per
 # refused call on a large log). A query that wants the index must carry this very text.
 NOT_REFUSED_BY_LIST_OR_RULE = "step NOT IN ('block', 'rule')"
@@ -176,6 +176,22 @@ class LineStateRow(Base):
     state: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GatewayStatusRow(Base):
+    """A gateway's heartbeat (migration 0006): started, still alive at `seen_at`, stopped."""
+
+    __tablename__ = "gateway_status"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)  # host + addresses
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(10))  # direct | lines
+    listening: Mapped[Any] = mapped_column(JSON)  # ["udp 127.0.0.1:5060", …]
+    version: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 # --------------------------------------------------------------------------- notifications

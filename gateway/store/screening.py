@@ -45,7 +45,7 @@ from gateway.screening.rules import (
 )
 from gateway.store.calls import MAX_HISTORY_ROWS, PAST_CALL_COLUMNS, call_key, past_call
 from gateway.store.db import Database
-from gateway.store.entries import entry_from_mapping
+from gateway.store.entries import entry_from_mapping, number_prefixes
 from gateway.store.models import NOT_REFUSED_BY_LIST_OR_RULE, CallRow, ListEntryRow, UTCDateTime
 from gateway.store.rules import RuleStore
 from gateway.store.settings import VERSION_FIELDS, VERSION_KEYS, RuntimeSettings, Versions
@@ -61,7 +61,7 @@ _INDEXED_KINDS = (MatchKind.EXACT.value, MatchKind.PREFIX.value)
 # pattern index and reads every exact entry (36 ms at 1M). Kinds are filtered in Python.
 _ENTRIES_BY_PREFIX = select(_ENTRIES).where(
     _ENTRIES.c.pattern.in_(bindparam("prefixes", expanding=True)))
-# Both read through ix_list_entries_kind_list (migration 0006), never the whole table.
+# Both read through ix_list_entries_kind_list (migration 0007), never the whole table.
 _PATTERN_ENTRIES = select(_ENTRIES).where(_ENTRIES.c.kind.in_(_PATTERN_KINDS))
 _ALLOW_AFTER_ID = (select(_ENTRIES)
                    .where(_ENTRIES.c.kind.in_(_INDEXED_KINDS),
@@ -91,11 +91,6 @@ COUNTER_SLACK = timedelta(minutes=2)  # how far back a question may step without
 FORGET_EVERY = timedelta(seconds=10)
 GAP_TTL_S = 30.0  # how long an id skipped by a top-up is looked for (PostgreSQL's sequences)
 MAX_GAPS = 16
-
-
-def number_prefixes(number: str) -> list[str]:
-    """The number and each of its prefixes ("+3", "+33", …): at most 15 index lookups."""
-    return [number[:i] for i in range(2, len(number) + 1)]
 
 
 def build_policy(settings: dict[str, Any], rules: list[Rule], *, timezone: str,
@@ -229,6 +224,17 @@ class PatternIndex:
                     and expression.fullmatch(national) is not None):
                 continue
             found.extend(e for e in chunk.entries if e.matches(caller))
+        return found
+
+    def candidates(self, number: str) -> list[ListEntry]:
+        """The entries that may match `number`, without parsing it: those of each chunk whose
+        expression matches it, and of every chunk that may match a national form."""
+        found: list[ListEntry] = []
+        for chunk in self.chunks:
+            expression = chunk.expression
+            if (expression is None or chunk.national
+                    or expression.fullmatch(number) is not None):
+                found.extend(chunk.entries)
         return found
 
 
@@ -632,3 +638,22 @@ class ScreeningReads:
               versions: Versions) -> RateSummary:
         """The rate limits' counts for `caller` at `now` (O(1) in the number of recent calls)."""
         return self.counters.summary(caller, now, windows, versions.restore)
+
+    def candidates_for_numbers(self, numbers: list[str]) -> dict[str, list[ListEntry]]:
+        """Entries that may match each number, with one query (a page of the call log).
+
+        Exact and prefix entries by index; globs and regexes from the cached index, unparsed
+        (a superset: the caller checks each entry, parsing the number only for these).
+        """
+        numbers = list(dict.fromkeys(n for n in numbers if n))
+        if not numbers:
+            return {}
+        prefixes = sorted({p for n in numbers for p in number_prefixes(n)})
+        versions, _ = self._driver.read(None)
+        with self.db.engine.connect() as conn:
+            rows = [entry_from_mapping(r._mapping)
+                    for r in conn.execute(_ENTRIES_BY_PREFIX, {"prefixes": prefixes})
+                    if r.kind in _INDEXED_KINDS]
+        _, patterns = self._caches(versions)
+        return {n: [e for e in rows if n.startswith(e.pattern)] + patterns.candidates(n)
+                for n in numbers}

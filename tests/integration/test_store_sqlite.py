@@ -270,7 +270,7 @@ def test_migration_0004_keeps_old_reasons_and_adds_the_codes(tmp_path: Path) -> 
     engine.dispose()
 
 
-def test_migration_0006_leaves_refused_calls_out_of_the_number_index(tmp_path: Path) -> None:
+def test_migration_0007_leaves_refused_calls_out_of_the_number_index(tmp_path: Path) -> None:
     """A flood of refused calls from random numbers must not dirty a page of the number
     index per row (issue 10: 6-12 KB written per call): those rows are not in it."""
     from alembic import command  # as above: Alembic only where a migration runs

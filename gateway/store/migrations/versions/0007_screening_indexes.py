@@ -1,7 +1,7 @@
 """Indexes for screening at scale: entries by kind; the number index without refused calls
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 
 `ix_list_entries_kind_list`: the gateway caches the glob and regex entries (both lists) and
@@ -22,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
