@@ -152,6 +152,44 @@ class _Chunk:
     entries: list[ListEntry]
     expression: re.Pattern[str] | None  # None: one entry, tried with its own matcher
     national: bool  # regexes also match the national form
+    # The entries by the first `start` characters of what they must start with and the last
+    # `end` digits of what they must end with; `rest` are those whose text says less. Chunks
+    # are cut from sorted texts, so their entries share a start: the end tells them apart.
+    # A matching chunk then tries a few entries, not its 64 (3-6 µs each in Python).
+    start: int = 0
+    end: int = 0
+    keyed: dict[tuple[str, str], list[ListEntry]] = field(default_factory=dict)
+    rest: list[ListEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.entries) <= 4:
+            self.rest = list(self.entries)
+            return
+        quarter = len(self.entries) // 4
+        self.start = min(sorted(len(e.must_start) for e in self.entries)[quarter], 8)
+        self.end = min(sorted(len(e.must_end) for e in self.entries)[quarter], 4)
+        for entry in self.entries:
+            start, end = entry.must_start, entry.must_end
+            if len(start) < self.start or len(end) < self.end:
+                self.rest.append(entry)
+            else:
+                key = (start[:self.start], end[len(end) - self.end:])
+                self.keyed.setdefault(key, []).append(entry)
+
+    def _key(self, number: str) -> tuple[str, str]:
+        return number[:self.start], number[len(number) - self.end:]
+
+    def tried(self, number: str, national: str | None) -> list[ListEntry]:
+        """The entries of this chunk that may match (the caller checks each)."""
+        if not self.keyed:
+            return self.rest
+        found = self.rest + self.keyed.get(self._key(number), [])
+        if self.national and national is not None:
+            # A regex may match the national form: its key is read from that form too.
+            seen = {id(e) for e in found}
+            found += [e for e in self.keyed.get(self._key(national), ())
+                      if e.kind is MatchKind.REGEX and id(e) not in seen]
+        return found
 
 
 class PatternIndex:
@@ -223,7 +261,7 @@ class PatternIndex:
                     chunk.national and national is not None
                     and expression.fullmatch(national) is not None):
                 continue
-            found.extend(e for e in chunk.entries if e.matches(caller))
+            found.extend(e for e in chunk.tried(number, national) if e.matches(caller))
         return found
 
     def candidates(self, number: str) -> list[ListEntry]:
