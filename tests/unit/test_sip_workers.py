@@ -156,3 +156,67 @@ def test_a_quoted_nul_is_valid_and_a_bare_one_is_not() -> None:
     assert parse_message(quoted).from_().display_name == "a\x00b"
     with pytest.raises(SipParseError, match="NUL"):
         parse_message(head + b"From: a\x00b <sip:a@b>;tag=1\r\n\r\n")
+
+
+class _CountingCondition:
+    """A threading.Condition that counts its notify() calls."""
+
+    def __init__(self, inner: threading.Condition) -> None:
+        self.inner = inner
+        self.notified = 0
+
+    def __enter__(self) -> bool:
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)  # type: ignore[arg-type]
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        self.inner.notify(n)
+
+    def notify_all(self) -> None:
+        self.inner.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.inner.wait(timeout)
+
+
+def test_work_offered_while_every_worker_is_busy_wakes_nobody() -> None:
+    # A notify per INVITE was a GIL hand-off each in a flood (20 % of the CPU): busy workers
+    # take the next task themselves.
+    gate, started = threading.Event(), threading.Event()
+    done: list[int] = []
+    pool = WorkerPool(workers=1, queue_limit=100)
+    counting = _CountingCondition(pool._cond)
+    pool._cond = counting  # type: ignore[assignment]
+    pool.start()
+    try:
+        assert pool.offer(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        before = counting.notified
+        for i in range(50):
+            assert pool.offer(lambda i=i: done.append(i))
+        assert counting.notified == before  # the only worker is busy: nobody to wake
+        gate.set()
+    finally:
+        pool.stop(5)
+    assert done == list(range(50))  # and none was lost
+
+
+def test_a_timer_later_than_the_next_one_does_not_wake_the_timer_thread() -> None:
+    timers = Timers()
+    counting = _CountingCondition(timers._cond)
+    timers._cond = counting  # type: ignore[assignment]
+    ran = threading.Event()
+    try:
+        timers.call_later(0.05, ran.set)
+        first = counting.notified
+        for _ in range(20):
+            timers.call_later(30.0, lambda: None)  # later: the thread's own wait covers them
+        assert counting.notified == first
+        timers.call_later(0.0, lambda: None)  # sooner than anything: wakes it
+        assert counting.notified == first + 1
+        assert ran.wait(10)
+    finally:
+        timers.stop()
