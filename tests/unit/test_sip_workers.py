@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.sip import ua as ua_module
 from gateway.sip.message import SipParseError, ascii_number, parse_message
 from gateway.sip.transaction import Timers
 from gateway.sip.workers import Flag, LoadCounters, Occasional, Slots, WorkerPool
@@ -241,8 +242,6 @@ def test_a_flag_wakes_every_waiter_once_set_and_times_out_otherwise() -> None:
 def test_a_call_builds_no_threading_event(monkeypatch: pytest.MonkeyPatch) -> None:
     # Five Events per call (each a Condition catching three AttributeErrors) were 10 % of the
     # CPU of a ring-and-cancel flood.
-    from gateway.sip import ua as ua_module
-
     invite = parse_message(
         b"INVITE sip:home@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
         b"From: <sip:+33612345678@127.0.0.1>;tag=1\r\nTo: <sip:home@127.0.0.1>\r\n"
