@@ -1,4 +1,13 @@
-"""Measure the gateway's SIP latency and footprint behind a real Kamailio; print the numbers.
+"""Measure the gateway's SIP latency and footprint; print the numbers.
+
+By default, the flood steps (bench/sip_steps.py): refused INVITEs stepped from 50 to 1,600/s
+straight to `ringfence run`, each beside a Kamailio answering 603 itself under the same SIPp
+load, the knee, then unknown callers that ring and are CANCELled:
+
+    python bench/sip_latency.py [--ports 19000-19999] [--steps 50,100,...] [--seconds 10]
+                                [--cancel-rate 500] [--tree DIR]
+
+With `--phases`, the phases through a registrar (below).
 
 Starts Kamailio (loopback, free ports), then `ringfence run` as its own process with one line
 registered there, with two block entries in a fresh SQLite database: one number rejected with
@@ -6,7 +15,7 @@ registered there, with two block entries in a fresh SQLite database: one number 
 time from INVITE to the first final response (reject) or to the 200 OK (answer). We read the
 gateway's CPU time and RSS from /proc.
 
-    python bench/sip_latency.py [--rate 100] [--seconds 30] [--keep DIR]
+    python bench/sip_latency.py --phases [--rate 100] [--seconds 30] [--keep DIR]
 
 Every phase is bounded in calls and time; all processes are stopped at the end.
 """
@@ -415,7 +424,13 @@ def direct_flood(workdir: Path, kamailio: Kamailio, pid: int, port: int, rate: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every phase and print the results."""
+    """The flood steps, or with --phases every phase through a registrar; print the results."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--phases" not in argv and not any(a.startswith("--serve-stub") for a in argv):
+        import sip_steps  # bench/ is the script's folder: on sys.path
+
+        return sip_steps.main(argv)
+    argv = [a for a in argv if a != "--phases"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0, help="INVITEs per second under load")
     parser.add_argument("--seconds", type=int, default=30, help="length of the load phase")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.ops.health import call_log_status
+from gateway.ops.health import call_log_status, load_status
 from gateway.screening.ratelimit import BurstState, burst_state
 from gateway.screening.rules import BURST_PROFILES, burst_profile
 from gateway.store.calls import CATEGORIES
@@ -110,6 +110,12 @@ def call_log_line() -> CallLogLine:
                        lost=int(info["dropped_since_start"]))
 
 
+def calls_shed() -> int:
+    """Calls the running gateway shed (503, not screened) since it started; 0 once stopped."""
+    load = load_status(state().settings.data_dir)
+    return int(load["shed"]) if load is not None and not load["stopped"] else 0
+
+
 def category_names() -> dict[str, str]:
     """Chart legend names in the owner's language."""
     # A count's name: French says "envoyés" for the calls, "envoyé" for one call (the log).
@@ -198,7 +204,7 @@ def index() -> str:
         unheard=st.store.voicemails.count(unheard_only=True),
         profiles=profile_names(), tops=tops, last_id=st.store.calls.last_id(),
         tops_status=list_statuses(n for group in tops.values() for n, _count, _name in group),
-        call_log=call_log_line(), **latest_calls(),
+        call_log=call_log_line(), calls_shed=calls_shed(), **latest_calls(),
     )
 
 

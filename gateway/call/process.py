@@ -9,6 +9,7 @@ everything cleanly on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -53,7 +54,13 @@ from gateway.sip.ua import (
 from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
-from gateway.store.status import HEARTBEAT_SECONDS
+from gateway.store.status import (
+    HEARTBEAT_SECONDS,
+    LOAD_FILE,
+    LOAD_WRITE_SECONDS,
+    LoadReport,
+    write_load,
+)
 from gateway.store.writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -285,6 +292,7 @@ def run_gateway(settings: Settings) -> int:
     writer.start(close_before=utcnow())
     book = CallBook(store, settings, writer)
     screener = Screener(store, settings, writer)
+    screener.warm()
     gateway = Gateway(settings, screener, book, line_states=book, text_screener=screener,
                       texts=store.messages)
     try:
@@ -301,7 +309,7 @@ def run_gateway(settings: Settings) -> int:
         book.on_voicemail = scheduler.poke
         gateway.on_text = scheduler.poke
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
-    heartbeat = Heartbeat(store, settings)
+    heartbeat = Heartbeat(store, settings, load=gateway.load.snapshot)
     try:
         while not stop.wait(1.0):
             heartbeat.tick()
@@ -325,17 +333,25 @@ def listening_addresses(settings: Settings) -> list[str]:
 
 
 class Heartbeat:
-    """The gateway's row in `gateway_status`: written at start, every few minutes, at stop.
+    """The gateway's row in `gateway_status`: written at start, every few minutes, at stop;
+    and its load counters in `<data_dir>/load.json` whenever they moved (at most every
+    LOAD_WRITE_SECONDS).
 
     A failed write is logged and never stops the gateway: the UI would only say it is unsure.
     """
 
     def __init__(self, store: Store, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 load: Callable[[], dict[str, int]] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.instance: str | None = None
         self.last = clock()
+        self.data_dir = settings.data_dir
+        self.load = load
+        self.report = LoadReport(pid=os.getpid(), started_at=utcnow().isoformat())
+        self.load_written_at = -float(LOAD_WRITE_SECONDS)
+        self._write_load(force=True)
         try:
             self.instance = store.status.started(
                 mode="lines" if settings.lines else "direct",
@@ -343,8 +359,25 @@ class Heartbeat:
         except Exception:
             log.exception("could not write the gateway's heartbeat")
 
+    def _write_load(self, *, force: bool = False) -> None:
+        if self.load is None:
+            return
+        snapshot = self.load()
+        counts = {name: int(snapshot.get(name, 0)) for name in LoadCounters.NAMES}
+        if not force and (counts == self.report.counts
+                          or self.clock() - self.load_written_at < LOAD_WRITE_SECONDS):
+            return
+        self.report.counts, self.report.updated_at = counts, utcnow().isoformat()
+        self.load_written_at = self.clock()
+        try:
+            write_load(self.data_dir, self.report)
+        except OSError as exc:
+            log.warning("could not write %s: %s", LOAD_FILE, exc)
+
     def tick(self) -> None:
-        """Write a beat when HEARTBEAT_SECONDS have passed since the last one."""
+        """Write a beat when HEARTBEAT_SECONDS have passed since the last one, and the load
+        counters when they moved."""
+        self._write_load()
         if self.instance is None or self.clock() - self.last < HEARTBEAT_SECONDS:
             return
         self.last = self.clock()
@@ -355,6 +388,8 @@ class Heartbeat:
 
     def stopped(self) -> None:
         """Record a clean stop."""
+        self.report.stopped = True
+        self._write_load(force=True)
         if self.instance is None:
             return
         try:

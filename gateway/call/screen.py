@@ -4,10 +4,14 @@ Used by the gateway for every call, and by the CLI and the web UI for "what woul
 It fails open: if anything goes wrong while screening, the call passes and the error is logged,
 so a broken rule or a locked database never stops the owner's phone from ringing.
 
-Two things tie it to the call writer (`gateway.store.writer`): the history includes the calls
-the writer holds but has not committed yet, and a "permit next call" is used up here, when the
-decision is taken, by a conditional delete: the one write on the way to the caller's answer,
-and a rare one.
+Two things tie it to the call writer (`gateway.store.writer`): the rate-limit counters count
+each call as the writer is handed it (before it is committed), and a "permit next call" is
+used up here, when the decision is taken, by a conditional delete: the one write on the way to
+the caller's answer, and a rare one.
+
+When the database does not answer, the caller is decided from what this process has cached
+(policy, glob/regex entries, allow entries, rate counters), so a 0162 telemarketer is still
+refused during a PostgreSQL outage; only exact and prefix block entries cannot be read then.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gateway.screening.decide import (
     because,
     decide_rate_limits,
     decide_without_history,
+    rate_windows,
 )
 from gateway.screening.rules import PASS
 from gateway.screening.texts import (
@@ -39,6 +44,7 @@ from gateway.screening.texts import (
 from gateway.store import Store
 from gateway.store.events import PermitUsed
 from gateway.store.models import utcnow
+from gateway.store.screening import UNAVAILABLE, CallRules
 from gateway.store.writer import CallWrites
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,22 @@ class Screener:
         self.store = store
         self.settings = settings
         self.writer = writer
+        if writer is not None:
+            store.screening.attach(writer)
+        self._outage_logged = 0.0
+
+    def warm(self, now: datetime | None = None) -> None:
+        """Load every cache (policy, patterns, allow list, rate counters) before the first call:
+        the first stranger of the day should not wait for them. Failures are only logged."""
+        now = now or utcnow()
+        reads = self.store.screening
+        who = self.caller("anonymous")
+        try:
+            found = reads.rules_for(who)
+            reads.rates(who, now, rate_windows(found.policy, who), found.versions)
+        except Exception as exc:
+            log.warning("could not load the screening caches yet (%s); the first call will",
+                        type(exc).__name__)
 
     def caller(self, text: str, display_name: str = "") -> Caller:
         """Parse a number the way the gateway does (for CLI and web)."""
@@ -60,24 +82,37 @@ class Screener:
 
     def evaluate(self, caller: Caller, now: datetime, *,
                  without: frozenset[int] = frozenset()) -> Decision:
-        """Load rules, entries and history, and decide. Raises on failure; nothing is written.
+        """Load rules, entries and counts, and decide. Raises on failure; nothing is written.
 
         `without`: ids of entries to leave out (permits a simultaneous call used first).
         """
         reads = self.store.screening
-        # Before any database read: see `ScreeningReads.recent_history`.
-        pending = self.writer.pending_calls() if self.writer is not None else []
-        version, policy, entries = reads.rules_for(caller)
+        found = self._rules_for(caller)
+        entries = found.entries
         if without:
             entries = [e for e in entries if e.id not in without]
-        rules = Rules(policy, entries)
-        # Allowed, blocked and rule-matched callers never need the history: skip loading it.
+        rules = Rules(found.policy, entries)
+        # Allowed, blocked and rule-matched callers never need the counts: skip them.
         early = decide_without_history(caller, rules, now)
         if early is not None:
             return early
-        window = timedelta(minutes=policy.history_window_minutes())
-        history = reads.recent_history(caller, now, window, version, pending)
-        return decide_rate_limits(caller, rules, history, now)
+        rates = reads.rates(caller, now, rate_windows(found.policy, caller), found.versions)
+        return decide_rate_limits(caller, rules, rates, now)
+
+    def _rules_for(self, caller: Caller) -> CallRules:
+        reads = self.store.screening
+        try:
+            return reads.rules_for(caller)
+        except UNAVAILABLE as exc:
+            cached = reads.cached_rules_for(caller)
+            if cached is None:
+                raise
+            if time.monotonic() - self._outage_logged > 10.0:
+                self._outage_logged = time.monotonic()
+                log.warning("the database does not answer (%s): screening from the cached "
+                            "policy, patterns and allow list; block entries by number cannot "
+                            "be read until it does", type(exc).__name__)
+            return cached
 
     def screen(self, caller: Caller, now: datetime | None = None) -> Decision:
         """Decide for a real call: never raises (fails open). Uses up a permit it relies on."""
@@ -124,11 +159,11 @@ class Screener:
 
     def evaluate_text(self, caller: Caller, now: datetime) -> TextDecision:
         """Load rules, entries and earlier texts, and decide for a text. Raises on failure."""
-        _version, policy, entries = self.store.screening.rules_for(caller)
+        found = self._rules_for(caller)
         limits = self.text_limits()
         window = timedelta(minutes=max(limits.window_minutes, 2 * limits.burst_minutes))
         history = self.store.messages.history(now, window)
-        return decide_text(caller, Rules(policy, entries), history, now, limits)
+        return decide_text(caller, Rules(found.policy, found.entries), history, now, limits)
 
     def screen_text(self, caller: Caller, now: datetime | None = None) -> TextDecision:
         """Decide for a real text: never raises (fails open: the text is accepted)."""

@@ -65,7 +65,9 @@ from gateway.store.settings import (
     DEFAULT_SETTINGS,
     EPOCH_KEY,
     PASSWORD_KEY,
+    bump_after_restore,
     validate_setting,
+    versions_of,
 )
 
 FORMAT = "ringfence-backup"
@@ -683,7 +685,7 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
     # lock the owner out. Without any in the archive, the owner's stay (no fall back to /setup).
     settings_rows = [row for row in settings_rows if row["key"] not in CREDENTIAL_KEYS]
     with db.session() as s:
-        old_version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
+        old_versions = versions_of(s)
         if has_voicemails or has_calls:
             s.execute(delete(VoicemailRow))
         if has_calls:
@@ -721,14 +723,9 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
             inserted.append(model)
         s.flush()
         _reset_sequences(s, inserted)
-        # A new rules_version makes the running gateway reload its cached patterns.
-        version = max(int(old_version or 0), int(s.scalar(
-            select(SettingRow.value).where(SettingRow.key == "rules_version")) or 0)) + 1
-        version_row = s.get(SettingRow, "rules_version")
-        if version_row is None:
-            s.add(SettingRow(key="rules_version", value=version))
-        else:
-            version_row.value = version
+        # New versions (above the old and the restored ones) make a running gateway drop
+        # every cache: its policy, its glob/regex index and its rate-limit counters.
+        bump_after_restore(s, old_versions)
 
 
 def _remember_ids(rows: Iterator[_Row], ids: set[int]) -> Iterator[_Row]:

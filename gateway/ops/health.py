@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.store.db import Database, SchemaError, check_schema, current_revision, head_revision
 from gateway.store.journal import REJECTED_FILE, journal_backlog, journal_dir, read_status
 from gateway.store.models import CallRow, LineStateRow, VoicemailRow
+from gateway.store.status import read_load
 
 # Below this much free space on the data folder's disk, recording and logging are at risk.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -142,6 +143,18 @@ def call_log_status(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def load_status(data_dir: Path) -> dict[str, Any] | None:
+    """What the gateway counted under load since it started (its `load.json`), or None."""
+    report = read_load(data_dir)
+    if report is None:
+        return None
+    return {"pid": report.pid, "started_at": report.started_at,
+            "updated_at": report.updated_at, "stopped": report.stopped,
+            "invites": report.count("invites"), "shed": report.count("shed"),
+            "refused_no_media_slot": report.count("refused_no_media_slot"),
+            "left_fork_ringing_full": report.count("left_fork_ringing_full")}
+
+
 def collect_status(settings: Settings, db: Database | None = None,
                    *, now: datetime | None = None) -> dict[str, Any]:
     """Gather the installation's health as a JSON-ready dict with `ok` and `problems`."""
@@ -160,6 +173,7 @@ def collect_status(settings: Settings, db: Database | None = None,
             "disk": disk_status(settings.data_dir),
             "voicemail": None,
             "call_log": call_log_status(settings.data_dir),
+            "load": load_status(settings.data_dir),
         }
         if db is not None and status["database"]["ok"]:
             status["lines"] = _line_status(db, settings)
@@ -203,6 +217,12 @@ def _judge(status: dict[str, Any]) -> tuple[list[str], list[str]]:
     log_problems, log_warnings = _judge_call_log(status["call_log"])
     problems += log_problems
     warnings += log_warnings
+    load = status.get("load")
+    if load and load["shed"]:
+        # A warning, not a problem: a shed caller got 503 (never a ring) and may retry.
+        warnings.append(f"load: {load['shed']} call(s) shed with 503 since the gateway started "
+                        f"at {load['started_at']} (the work queue was full; not screened, "
+                        "not logged)")
     voicemail = status["voicemail"]
     if voicemail is not None:
         if not voicemail["ok"]:
@@ -280,6 +300,12 @@ def render_text(status: dict[str, Any]) -> str:
     else:
         lost = f"; {log['dropped_total']} event(s) lost" if log["dropped_total"] else ""
         out.append(f"  call log   OK, nothing waiting{lost}")
+    load = status.get("load")
+    if load is not None:
+        out.append(f"  load       {load['invites']} new call(s) since {load['started_at']}: "
+                   f"{load['shed']} shed (503), {load['refused_no_media_slot']} refused "
+                   f"(media slots full), {load['left_fork_ringing_full']} not rung "
+                   "(too many ringing)")
     disk = status["disk"]
     out.append(f"  disk       {_human_bytes(disk['free_bytes'])} free of "
                f"{_human_bytes(disk['total_bytes'])} ({disk['path']})")
@@ -310,6 +336,8 @@ class Metrics:
     voicemail_cap_bytes: int = 0
     call_log_pending: int = 0  # events the gateway's call writer holds (memory and journal)
     call_log_lost: int = 0  # events lost in all (neither the database nor the journal took them)
+    # The running gateway's load counters since it started (`load.json`), by name.
+    load: dict[str, int] = field(default_factory=dict)
     version: str = __version__
     schema: str | None = None
 
@@ -318,6 +346,8 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
     """Read the counters from the database; a database error gives `database_up` 0."""
     log = call_log_status(settings.data_dir)  # a file: readable when the database is not
     pending, lost = int(log["pending"]), int(log["dropped_total"])
+    report = read_load(settings.data_dir)
+    load = dict(report.counts) if report is not None else {}
     try:
         with db.session() as s:
             by_action = {str(a): int(n) for a, n in s.execute(
@@ -336,7 +366,7 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
     except Exception:
         return Metrics(database_up=False,
                        voicemail_cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
-                       call_log_pending=pending, call_log_lost=lost)
+                       call_log_pending=pending, call_log_lost=lost, load=load)
     for line in settings.lines:
         states.setdefault(line.name, "unknown")
     return Metrics(
@@ -351,6 +381,7 @@ def collect_metrics(settings: Settings, db: Database) -> Metrics:
         schema=schema,
         call_log_pending=pending,
         call_log_lost=lost,
+        load=load,
     )
 
 
@@ -417,7 +448,21 @@ def prometheus_text(metrics: Metrics) -> str:
     out += _family("ringfence_call_log_lost_total", "counter",
                    "Call log events lost: neither the database nor the journal took them.",
                    [("ringfence_call_log_lost_total", [], metrics.call_log_lost)])
+    for name, help_text in LOAD_METRICS:
+        out += _family(f"ringfence_{name}_total", "counter", help_text,
+                       [(f"ringfence_{name}_total", [], metrics.load.get(name, 0))])
     return "\n".join(out) + "\n"
+
+
+LOAD_METRICS = (
+    ("invites", "New INVITEs since the gateway started (screened or shed)."),
+    ("shed", "Calls refused with 503 since the gateway started: the work queue was full, "
+             "so they were neither screened nor logged."),
+    ("refused_no_media_slot", "Calls kept away since the gateway started because every "
+                              "media slot (max_calls) was busy."),
+    ("left_fork_ringing_full", "Calls to ring answered 480 since the gateway started: too "
+                               "many calls were ringing already."),
+)
 
 
 def public_status(status: dict[str, Any]) -> dict[str, Any]:
@@ -433,5 +478,6 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         "disk_ok": status["disk"]["ok"],
         "voicemail_ok": None if status["voicemail"] is None else status["voicemail"]["ok"],
         "call_log_ok": status["call_log"]["ok"],
+        "calls_shed": (status.get("load") or {}).get("shed", 0),
         "problems": status["problems"],
     }

@@ -15,7 +15,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.screening.caller import Caller, CallerKind, Passport, Signature, Verstat
-from gateway.screening.ratelimit import BurstState, History, burst_state, repeat_count
+from gateway.screening.ratelimit import (
+    BurstState,
+    History,
+    RateSummary,
+    RateWindows,
+    summarize,
+)
 from gateway.screening.rules import (
     PASS,
     STIR_MAX_AGE,
@@ -238,7 +244,25 @@ def _caller_param(caller: Caller) -> str:
 def decide(caller: Caller, rules: Rules, history: History, now: datetime) -> Decision:
     """Decide what to do with `caller` at `now` (timezone-aware), given earlier calls."""
     return decide_without_history(caller, rules, now) or decide_rate_limits(
-        caller, rules, history, now)
+        caller, rules, summarize(history, caller.key, now, rate_windows(rules.policy, caller)),
+        now)
+
+
+def rate_windows(policy: Policy, caller: Caller) -> RateWindows:
+    """Which counts steps 5-6 need for `caller` under `policy`, and over which windows."""
+    repeat, burst = policy.repeat, policy.burst
+    greylist = None
+    if policy.default is DefaultMode.GREYLIST:
+        greylist = (timedelta(minutes=policy.greylist_window_minutes),
+                    timedelta(minutes=policy.greylist_min_minutes))
+    return RateWindows(
+        repeat_window=(timedelta(minutes=repeat.window_minutes)
+                       if repeat.enabled and caller.number is not None else None),
+        burst_threshold=burst.distinct_callers if burst.enabled else None,
+        burst_window=timedelta(minutes=burst.window_minutes),
+        burst_duration=timedelta(minutes=burst.duration_minutes),
+        greylist=greylist,
+    )
 
 
 def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decision | None:
@@ -295,14 +319,18 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     return None
 
 
-def decide_rate_limits(caller: Caller, rules: Rules, history: History,
+def decide_rate_limits(caller: Caller, rules: Rules, rates: RateSummary,
                        now: datetime) -> Decision:
-    """Steps 5-6 (repeat limit, burst, default), for a caller steps 1-4 did not settle."""
+    """Steps 5-6 (repeat limit, burst, default), for a caller steps 1-4 did not settle.
+
+    `rates` holds the counts over earlier calls (`summarize` of a History, or the gateway's
+    incremental counters), computed over the windows `rate_windows` names.
+    """
     policy = rules.policy
     # 5. Rate limits: the same number again and again, then a burst of distinct strangers.
     repeat = policy.repeat
     if repeat.enabled and caller.number is not None:
-        earlier = repeat_count(history, caller.key, now, timedelta(minutes=repeat.window_minutes))
+        earlier = rates.repeat_count
         if earlier >= repeat.max_calls:
             return Decision(
                 repeat.action, step=Step.REPEAT,
@@ -311,13 +339,7 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
             )
     burst = BurstState(active=False)
     if policy.burst.enabled:
-        burst = burst_state(
-            history, now,
-            threshold=policy.burst.distinct_callers,
-            window=timedelta(minutes=policy.burst.window_minutes),
-            duration=timedelta(minutes=policy.burst.duration_minutes),
-            current_key=caller.key,
-        )
+        burst = rates.burst
         if burst.active:
             started = (burst.started_at or now).astimezone(ZoneInfo(policy.timezone))
             # The reason names what callers actually get: the profile, or the action itself.
@@ -332,10 +354,7 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
 
     # 6. Default for unknown callers.
     if policy.default is DefaultMode.GREYLIST:
-        window = timedelta(minutes=policy.greylist_window_minutes)
-        too_soon = timedelta(minutes=policy.greylist_min_minutes)
-        earlier_calls = history.calls_from(caller.key, now - window, now - too_soon)
-        if earlier_calls:
+        if rates.came_back:
             return Decision(PASS, step=Step.GREYLIST,
                             **because("greylist_back", caller=_caller_param(caller)))
         return Decision(

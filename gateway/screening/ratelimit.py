@@ -1,4 +1,10 @@
-"""Call history and the counts built from it: repeat calls, bursts, greylist retries. Pure."""
+"""Call history and the counts built from it: repeat calls, bursts, greylist retries. Pure.
+
+`History` and the functions over it are the definition of the rate limits; `RateSummary` is
+what `decide()` reads of them for one caller. The gateway keeps the same counts incrementally
+(`gateway.screening.counters.CallCounters`) and must agree with `summarize` on any calls
+(tests/property/test_counter_properties.py).
+"""
 
 from __future__ import annotations
 
@@ -108,3 +114,40 @@ def burst_state(
 def repeat_count(history: History, key: str, now: datetime, window: timedelta) -> int:
     """How many times `key` called in the `window` before `now` (not counting this call)."""
     return len(history.calls_from(key, now - window, now))
+
+
+@dataclass(frozen=True)
+class RateWindows:
+    """The windows and thresholds of the rate limits, as the policy sets them."""
+
+    repeat_window: timedelta | None  # None: the repeat limit does not apply (off, no number)
+    burst_threshold: int | None  # None: burst detection is off
+    burst_window: timedelta = timedelta(minutes=10)
+    burst_duration: timedelta = timedelta(minutes=60)
+    greylist: tuple[timedelta, timedelta] | None = None  # (window, too soon) when greylisting
+
+
+@dataclass(frozen=True)
+class RateSummary:
+    """What steps 5 and 6 need to know about earlier calls, for one caller at one moment."""
+
+    repeat_count: int = 0  # calls from the caller's key in [now - repeat window, now)
+    came_back: bool = False  # greylist: a call from the key in [now - window, now - too soon)
+    burst: BurstState = BurstState(active=False)
+
+
+def summarize(history: History, key: str, now: datetime, windows: RateWindows) -> RateSummary:
+    """The summary of `history` for the caller `key` at `now`: the reference definition."""
+    repeat = 0
+    if windows.repeat_window is not None:
+        repeat = repeat_count(history, key, now, windows.repeat_window)
+    burst = BurstState(active=False)
+    if windows.burst_threshold is not None:
+        burst = burst_state(history, now, threshold=windows.burst_threshold,
+                            window=windows.burst_window, duration=windows.burst_duration,
+                            current_key=key)
+    came_back = False
+    if windows.greylist is not None:
+        window, too_soon = windows.greylist
+        came_back = bool(history.calls_from(key, now - window, now - too_soon))
+    return RateSummary(repeat_count=repeat, came_back=came_back, burst=burst)

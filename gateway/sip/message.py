@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MAX_MESSAGE_BYTES = 65535  # the largest UDP datagram; nothing we handle is legitimately bigger
 MAX_HEADERS = 200  # a stranger's message with more headers than this is an attack, not a call
@@ -85,8 +86,10 @@ def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
     return int(text)
 
 
+@lru_cache(maxsize=512)
 def canonical_name(name: str) -> str:
     """Return the canonical spelling of a header name (compact forms expanded)."""
+    # Cached: a flood parses the same dozen names in every message (bounded: 512 names).
     lowered = name.strip().lower()
     if len(lowered) == 1 and lowered in COMPACT_FORMS:
         return COMPACT_FORMS[lowered]
@@ -95,6 +98,9 @@ def canonical_name(name: str) -> str:
 
 def split_commas(value: str) -> list[str]:
     """Split a header value on commas that are outside quotes and angle brackets."""
+    if "," not in value:  # the usual case, without walking it character by character
+        value = value.strip()
+        return [value] if value else []
     parts: list[str] = []
     current: list[str] = []
     in_quotes = False
@@ -379,17 +385,22 @@ def parse_via(text: str) -> Via:
 # --------------------------------------------------------------------------- messages
 
 
+@lru_cache(maxsize=512)
+def _lookup_key(name: str) -> str:
+    return canonical_name(name).lower()
+
+
 @dataclass
 class Header:
     """One header line, name canonicalised."""
 
     name: str
     value: str
+    # The lower-case name used for lookups, computed once (every lookup reads every header).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """The lower-case name used for lookups."""
-        return self.name.lower()
+    def __post_init__(self) -> None:
+        self.key = self.name.lower()
 
 
 class SipMessage:
@@ -402,7 +413,7 @@ class SipMessage:
     # --- header access
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of header `name`, or `default`."""
-        key = canonical_name(name).lower()
+        key = _lookup_key(name)
         for header in self.headers:
             if header.key == key:
                 return header.value
@@ -410,7 +421,7 @@ class SipMessage:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of `name`, with comma lists split for headers that allow them."""
-        key = canonical_name(name).lower()
+        key = _lookup_key(name)
         values: list[str] = []
         for header in self.headers:
             if header.key == key:
@@ -438,7 +449,7 @@ class SipMessage:
 
     def remove(self, name: str) -> None:
         """Drop every `name` header."""
-        key = canonical_name(name).lower()
+        key = _lookup_key(name)
         self.headers = [h for h in self.headers if h.key != key]
 
     # --- typed views
@@ -453,10 +464,20 @@ class SipMessage:
 
     def top_via(self) -> Via:
         """The topmost Via."""
-        values = self.get_all("Via")
+        first = next((h for h in self.headers if h.key == "via"), None)
+        if first is None:
+            raise SipParseError("no Via header")
+        # Read several times per message (transaction key, responses): parsed once, again
+        # only if the top Via header was replaced.
+        cached = self.__dict__.get("_top_via")
+        if cached is not None and cached[0] is first:
+            return cached[1]  # type: ignore[no-any-return]
+        values = split_commas(first.value)
         if not values:
             raise SipParseError("no Via header")
-        return parse_via(values[0])
+        via = parse_via(values[0])
+        self.__dict__["_top_via"] = (first, via)
+        return via
 
     def from_(self) -> NameAddr:
         """The From header."""

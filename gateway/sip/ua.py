@@ -41,7 +41,7 @@ from gateway.sip.transaction import (
     wait_for_final,
 )
 from gateway.sip.transport import SipTransport, Source, Target, TcpConnection
-from gateway.sip.workers import LoadCounters, Occasional, WorkerPool
+from gateway.sip.workers import Flag, LoadCounters, Occasional, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,11 @@ class Call:
         self.call_id = invite.call_id
         self.local_tag = new_tag()
         self.dialog: Dialog | None = None
-        self.cancelled = threading.Event()
+        self.cancelled = Flag()
         self.cancel_reason: str | None = None
-        self.remote_hangup = threading.Event()
-        self.acked = threading.Event()
-        self.ended = threading.Event()
+        self.remote_hangup = Flag()
+        self.acked = Flag()
+        self.ended = Flag()
         # What ended the call: "final" (our non-2xx), "cancel", "bye", "hangup" or the `why`
         # given to reject() (e.g. "timeout"); "" while it goes on.
         self.ended_by = ""
@@ -154,7 +154,7 @@ class Call:
         self.unsupported: list[str] = unsupported_options(invite)
         self._lock = threading.Lock()
         self._retransmit_timer: int | None = None
-        self._settled = threading.Event()  # the ACK came or the call ended
+        self._settled = Flag()  # the ACK came or the call ended
         self._on_end: list[Callable[[], None]] = []
 
     # --- the end of a call, as an event

@@ -30,7 +30,7 @@ from gateway.store.events import (
     VoicemailSaved,
 )
 from gateway.store.models import CallRow, ListEntryRow, RuleRow, UTCDateTime, VoicemailRow, utcnow
-from gateway.store.settings import bump_rules_version
+from gateway.store.settings import bump_rules_version, entry_caches
 
 OUTCOME_LENGTH = 60
 
@@ -160,8 +160,9 @@ def _write_voicemails(s: Session, voicemails: list[VoicemailSaved]) -> None:
             for v in new.values()])
 
 
-def _write_allows(s: Session, allows: list[CallerAllowed]) -> bool:
-    changed = False
+def _write_allows(s: Session, allows: list[CallerAllowed]) -> set[str]:
+    """Add or update the allow entries; the caches (settings versions) this touched."""
+    caches: set[str] = set()
     now = utcnow()
     for allow in allows:
         row = s.scalar(select(ListEntryRow).where(ListEntryRow.list == ListName.ALLOW.value,
@@ -171,23 +172,25 @@ def _write_allows(s: Session, allows: list[CallerAllowed]) -> bool:
             continue  # the owner's own entry for this number wins
         if row is None:
             row = ListEntryRow(list=ListName.ALLOW.value, pattern=allow.number,
-                               created_at=utcnow(), label="")
+                               created_at=utcnow(), label="", kind=MatchKind.EXACT.value)
             s.add(row)
+        caches.update(entry_caches(ListName.ALLOW.value, {row.kind}))
         # As `Entries.add` does for the same pattern: the entry becomes a permanent allow.
         row.kind, row.label, row.action = MatchKind.EXACT.value, allow.label or row.label, None
         row.expires_at, row.once, row.source = None, False, allow.source
-        changed = True
-    if changed:
+    if caches:
         s.flush()
-    return changed
+    return caches
 
 
-def _write_permits(s: Session, permits: list[PermitUsed]) -> bool:
-    used = 0
+def _write_permits(s: Session, permits: list[PermitUsed]) -> set[str]:
+    caches: set[str] = set()
     for permit in permits:
-        used += rowcount(s.execute(delete(ListEntryRow).where(
-            ListEntryRow.id == permit.entry_id, ListEntryRow.once.is_(True))))
-    return used > 0
+        where = (ListEntryRow.id == permit.entry_id) & ListEntryRow.once.is_(True)
+        kinds = {str(k) for k in s.scalars(select(ListEntryRow.kind).where(where))}
+        if rowcount(s.execute(delete(ListEntryRow).where(where))):
+            caches.update(entry_caches(ListName.ALLOW.value, kinds))
+    return caches
 
 
 def _write_closes(s: Session, closes: list[RestartClosed]) -> None:
@@ -204,8 +207,9 @@ def write_batch(db: Database, events: Sequence[Event]) -> None:
         _write_calls(s, batch)
         _write_finishes(s, batch.finishes)
         _write_voicemails(s, batch.voicemails)
-        entries_changed = _write_allows(s, batch.allows)
-        entries_changed = _write_permits(s, batch.permits) or entries_changed
-        if entries_changed:
-            bump_rules_version(s)
+        # A learnt caller bumps the allow version only: the screener's policy and its
+        # glob/regex index stay cached through a storm of auto-allows.
+        caches = _write_allows(s, batch.allows) | _write_permits(s, batch.permits)
+        if caches:
+            bump_rules_version(s, sorted(caches))
         _write_closes(s, batch.closes)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from gateway.numbers import (
     Reach,
@@ -28,7 +29,7 @@ from gateway.screening.words import N_
 from gateway.store.db import Database, rowcount
 from gateway.store.errors import BroadEntry, EntryError, entry_error
 from gateway.store.models import ListEntryRow, utcnow
-from gateway.store.settings import bump_rules_version
+from gateway.store.settings import bump_rules_version, entry_caches
 
 MAX_PATTERN_LENGTH = 200
 MAX_LABEL_LENGTH = 200
@@ -169,6 +170,18 @@ def _parse_action(list_name: ListName, action: str | None) -> str | None:
         raise entry_error(exc, "action") from None
 
 
+def _bump_for(s: Session, list_name: str, kinds: set[str]) -> None:
+    bump_rules_version(s, entry_caches(list_name, kinds))
+
+
+def _bump_for_rows(s: Session, where: Any) -> None:
+    """Bump the versions for the entries `where` selects, before they change."""
+    caches: set[str] = set()
+    for list_name, kind in s.execute(select(ListEntryRow.list, ListEntryRow.kind).where(where)):
+        caches.update(entry_caches(str(list_name), {str(kind)}))
+    bump_rules_version(s, sorted(caches))
+
+
 def search_clause(search: str, home_region: str) -> Any:
     """Entries whose pattern or label holds `search`, reading a number in any written form.
 
@@ -238,13 +251,17 @@ class Entries:
                     ListEntryRow.list == list_name.value, ListEntryRow.pattern == pattern
                 )
             )
+            kinds = {match_kind.value}
             if row is None:
                 row = ListEntryRow(list=list_name.value, pattern=pattern, created_at=utcnow())
                 s.add(row)
+            else:
+                kinds.add(row.kind)
             row.kind, row.label, row.action = match_kind.value, label or row.label or "", action
             row.expires_at, row.once, row.source = expires_at, once, source
             s.flush()
-            bump_rules_version(s)
+            # An exact or prefix block entry touches no cache: it is looked up by index.
+            _bump_for(s, list_name.value, kinds)
             return entry_from_row(row)
 
     def add_numbers(
@@ -286,7 +303,8 @@ class Entries:
                 ListEntryRow.list == other.value, ListEntryRow.pattern.in_(list(good)),
                 ListEntryRow.kind == MatchKind.EXACT.value))
             s.flush()
-            bump_rules_version(s)
+            # Exact entries only: no pattern reload, the allow snapshot tops up by id.
+            _bump_for(s, list_name.value, {MatchKind.EXACT.value})
             return [entry_from_row(r) for r in rows], refused
 
     def remove_many(self, entry_ids: list[int]) -> list[ListEntry]:
@@ -297,15 +315,16 @@ class Entries:
             rows = list(s.scalars(select(ListEntryRow).where(ListEntryRow.id.in_(entry_ids))))
             gone = [entry_from_row(r) for r in rows]
             if rows:
-                s.execute(delete(ListEntryRow).where(ListEntryRow.id.in_([r.id for r in rows])))
-                bump_rules_version(s)
+                ids = [r.id for r in rows]
+                _bump_for_rows(s, ListEntryRow.id.in_(ids))
+                s.execute(delete(ListEntryRow).where(ListEntryRow.id.in_(ids)))
         return gone
 
     def remove(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
+            _bump_for_rows(s, ListEntryRow.id == entry_id)
             deleted = rowcount(s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id)))
-            bump_rules_version(s)
         return bool(deleted)
 
     def remove_pattern(self, list_name: ListName | str, text: str) -> bool:
@@ -318,13 +337,10 @@ class Entries:
             _, pattern = self.classify(text)
         except EntryError:
             _, pattern = self.classify(text, MatchKind.PREFIX.value)
+        where = (ListEntryRow.list == ListName(list_name).value) & (ListEntryRow.pattern == pattern)
         with self.db.session() as s:
-            deleted = rowcount(s.execute(
-                delete(ListEntryRow).where(
-                    ListEntryRow.list == ListName(list_name).value, ListEntryRow.pattern == pattern
-                )
-            ))
-            bump_rules_version(s)
+            _bump_for_rows(s, where)
+            deleted = rowcount(s.execute(delete(ListEntryRow).where(where)))
         return bool(deleted)
 
     def get(self, entry_id: int) -> ListEntry | None:
@@ -374,8 +390,8 @@ class Entries:
         """
         with self.db.session() as s:
             if consume:
+                _bump_for_rows(s, ListEntryRow.id == entry_id)
                 s.execute(delete(ListEntryRow).where(ListEntryRow.id == entry_id))
-                bump_rules_version(s)
             else:
                 s.execute(
                     update(ListEntryRow).where(ListEntryRow.id == entry_id)
@@ -389,10 +405,12 @@ class Entries:
         the database lets exactly one of them delete the row, the other sees 0 rows.
         """
         with self.db.session() as s:
+            kinds = {str(k) for k in s.scalars(
+                select(ListEntryRow.kind).where(ListEntryRow.id == entry_id))}
             used = rowcount(s.execute(delete(ListEntryRow).where(
                 ListEntryRow.id == entry_id, ListEntryRow.once.is_(True)))) == 1
             if used:
-                bump_rules_version(s)
+                _bump_for(s, ListName.ALLOW.value, kinds)
         return used
 
     def purge_expired(self, now: datetime) -> int:

@@ -12,7 +12,7 @@ from gateway.screening.telemarketing import RANGES
 from gateway.store.db import Database, rowcount
 from gateway.store.errors import EntryError, entry_error
 from gateway.store.models import RuleRow, SettingRow
-from gateway.store.settings import bump_rules_version
+from gateway.store.settings import POLICY, bump_rules_version
 
 RULE_FIELDS = ("enabled", "priority", "label")
 
@@ -109,7 +109,7 @@ class RuleStore:
                           enabled=enabled, priority=priority, label=label)
             s.add(row)
             s.flush()
-            bump_rules_version(s)
+            bump_rules_version(s, (POLICY,))
             return rule_from_row(row)
 
     def update(self, rule_id: int, **changes: Any) -> Rule:
@@ -133,14 +133,14 @@ class RuleStore:
             if changes:
                 name = next(iter(changes))
                 raise EntryError(f"unknown rule field {name!r}", name)
-            bump_rules_version(s)
+            bump_rules_version(s, (POLICY,))
             return rule_from_row(row)
 
     def delete(self, rule_id: int) -> bool:
         """Delete a rule; False if there was none."""
         with self.db.session() as s:
             deleted = rowcount(s.execute(delete(RuleRow).where(RuleRow.id == rule_id)))
-            bump_rules_version(s)
+            bump_rules_version(s, (POLICY,))
         return bool(deleted)
 
     def note_used(self, rule_id: int) -> None:
@@ -156,5 +156,5 @@ class RuleStore:
             for rule in default_rules(self.home_region):
                 s.add(RuleRow(**{"params": {}, **rule}))
             s.add(SettingRow(key="seeded", value=True))
-            bump_rules_version(s)
+            bump_rules_version(s, (POLICY,))
         return True

@@ -1,17 +1,21 @@
 """Run-time settings: what the owner changes in the CLI or UI, stored in the `settings` table.
 
 Screening settings (pause, block action, rate limits, default mode…) are validated here and
-bump `rules_version`, the counter that tells the screener its cached policy is stale. The web
+bump the versions that tell the screener what it caches is stale: `rules_version` for any
+change, and one version per cache, so that an allow entry learnt in the middle of a storm
+does not make the gateway reload its policy or its glob/regex index (`VERSION_KEYS`). The web
 UI's own credentials live in the same table under ``web_`` keys, unvalidated and without a
 version bump: they are read through `get_private`/`set_private` only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, literal, select
 from sqlalchemy.orm import Session
 
 from gateway.screening.rules import Action, DefaultMode
@@ -19,7 +23,13 @@ from gateway.store.db import Database
 from gateway.store.errors import EntryError
 from gateway.store.models import SettingRow
 
-RULES_VERSION_KEY = "rules_version"
+RULES_VERSION_KEY = "rules_version"  # any change to lists, rules or screening settings
+POLICY = "policy_version"  # the run-time settings and the step-4 rules
+PATTERNS = "patterns_version"  # glob and regex entries (both lists)
+ALLOW = "allow_version"  # allow entries added or changed
+RESTORE = "restore_version"  # a restore replaced the rows: every cache starts over
+CACHE_KEYS = (POLICY, PATTERNS, ALLOW)
+VERSION_KEYS = (RULES_VERSION_KEY, POLICY, PATTERNS, ALLOW, RESTORE)
 PRIVATE_PREFIX = "web_"
 # The web UI's credentials. They belong to this installation: a restore never takes them from
 # an archive (a stranger's backup would otherwise bring the stranger's password and token).
@@ -44,20 +54,79 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 _VERSION_QUERY = select(SettingRow.value).where(SettingRow.key == RULES_VERSION_KEY)
+# Keys as literals: an IN of bound parameters is re-expanded on every execution, which cost
+# more than the query on the screener's per-call read.
+_VERSIONS_QUERY = select(SettingRow.key, SettingRow.value).where(
+    SettingRow.key.in_([literal(k) for k in VERSION_KEYS]))
 
 
-def bump_rules_version(session: Session) -> None:
-    """Mark lists, rules or settings as changed, inside the session that changed them."""
-    row = session.get(SettingRow, RULES_VERSION_KEY)
+@dataclass(frozen=True)
+class Versions:
+    """The change counters the screener compares with what it cached (all 0 on a new base)."""
+
+    rules: int = 0
+    policy: int = 0
+    patterns: int = 0
+    allow: int = 0
+    restore: int = 0
+
+
+VERSION_FIELDS = {RULES_VERSION_KEY: "rules", POLICY: "policy", PATTERNS: "patterns",
+           ALLOW: "allow", RESTORE: "restore"}
+
+
+def _bump(session: Session, key: str, floor: int = 0) -> None:
+    # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): two transactions bumping at once
+    # must give two increments, or a gateway could read the first and miss the second change.
+    row = session.get(SettingRow, key, with_for_update=True)
     if row is None:
-        session.add(SettingRow(key=RULES_VERSION_KEY, value=1))
+        session.add(SettingRow(key=key, value=floor + 1))
     else:
-        row.value = int(row.value) + 1
+        row.value = max(int(row.value or 0), floor) + 1
+
+
+def bump_rules_version(session: Session, caches: Iterable[str] = CACHE_KEYS) -> None:
+    """Mark lists, rules or settings as changed, inside the session that changed them.
+
+    `caches` names which of the screener's caches the change touches (POLICY, PATTERNS,
+    ALLOW; all of them unless told): an exact block entry touches none. `rules_version` is
+    bumped whatever the change.
+    """
+    for key in (RULES_VERSION_KEY, *caches):
+        _bump(session, key)
+
+
+def entry_caches(list_name: str, kinds: Iterable[str]) -> tuple[str, ...]:
+    """The caches a change to entries of `list_name` with these kinds touches."""
+    caches: list[str] = []
+    if any(k in ("glob", "regex") for k in kinds):
+        caches.append(PATTERNS)
+    if list_name == "allow":
+        caches.append(ALLOW)
+    return tuple(caches)
+
+
+def versions_of(session: Session) -> dict[str, int]:
+    """Every version counter as stored now (before a restore replaces the settings)."""
+    return {k: int(v or 0) for k, v in session.execute(_VERSIONS_QUERY)}
+
+
+def bump_after_restore(session: Session, before: dict[str, int]) -> None:
+    """After a restore replaced the settings rows: every counter above both its old value and
+    the restored one, so no process can take restored rows for the ones it cached."""
+    for key in VERSION_KEYS:
+        _bump(session, key, before.get(key, 0))
 
 
 def read_rules_version(conn: Connection) -> int:
-    """The current rules version, on an open connection (the screener's per-call read)."""
+    """The current rules version, on an open connection."""
     return int(conn.execute(_VERSION_QUERY).scalar() or 0)
+
+
+def read_versions(conn: Connection) -> Versions:
+    """Every version counter in one indexed read (the screener's per-call read)."""
+    found = {VERSION_FIELDS[k]: int(v or 0) for k, v in conn.execute(_VERSIONS_QUERY)}
+    return Versions(**found)
 
 
 def validate_setting(key: str, value: Any) -> Any:
@@ -145,7 +214,7 @@ class RuntimeSettings:
                 s.add(SettingRow(key=key, value=value))
             else:
                 row.value = value
-            bump_rules_version(s)
+            bump_rules_version(s, (POLICY,))
 
     def get_private(self, key: str) -> Any:
         """Read a ``web_`` setting (credentials, UI language), or None."""

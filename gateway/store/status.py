@@ -9,11 +9,13 @@ intervals: crashed, killed or the machine is off).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -106,3 +108,53 @@ class GatewayStatus:
         with self.db.session() as s:
             return list(s.scalars(select(GatewayStatusRow)
                                   .order_by(GatewayStatusRow.seen_at.desc())))
+
+
+# --------------------------------------------------------------------------- load file
+
+LOAD_FILE = "load.json"
+"""`<data_dir>/load.json`: what the running gateway did under load (see `LoadReport`)."""
+LOAD_WRITE_SECONDS = 10
+"""While the counts move, the file is rewritten at most this often (a few hundred bytes)."""
+
+
+@dataclass
+class LoadReport:
+    """The gateway's load counters since it started, as `ringfence status`, `/metrics` and
+    the dashboard show them. A file, not a row: readable while the database is down, which
+    is when shedding matters, and written only when a count moved."""
+
+    pid: int = 0
+    started_at: str | None = None
+    updated_at: str | None = None
+    stopped: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # LoadCounters.NAMES
+
+    def count(self, name: str) -> int:
+        """One counter (0 when absent)."""
+        return int(self.counts.get(name, 0))
+
+
+def write_load(data_dir: Path, report: LoadReport) -> None:
+    """Replace the load file (write, then rename: a reader never sees half of it)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / (LOAD_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(report), sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, data_dir / LOAD_FILE)
+
+
+def read_load(data_dir: Path) -> LoadReport | None:
+    """The last load report a gateway wrote here, or None (none yet, or unreadable)."""
+    try:
+        data = json.loads((data_dir / LOAD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("counts", {}), Mapping):
+        return None
+    try:
+        counts = {str(k): int(v) for k, v in dict(data.get("counts") or {}).items()}
+        return LoadReport(pid=int(data.get("pid") or 0), started_at=data.get("started_at"),
+                          updated_at=data.get("updated_at"), stopped=bool(data.get("stopped")),
+                          counts=counts)
+    except (TypeError, ValueError):
+        return None

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[Event]], None]
 Listener = Callable[[Sequence[Event]], None]
+CallListener = Callable[[str, PastCall], None]
 
 # A busy database must not hold the writer for long: what arrives meanwhile waits in memory,
 # not yet in the journal. Readers and other writers keep SQLite's 5 s (gateway/store/db.py).
@@ -73,14 +74,37 @@ class CallWrites(Protocol):
     def add_listener(self, listener: Listener) -> None:
         """Call `listener` with each batch of events once it is committed."""
 
+    def add_call_listener(self, listener: CallListener) -> None:
+        """Call `listener` with (uid, call) of each call as it is submitted."""
+
 
 class _Listeners:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._call_listeners: list[CallListener] = []
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener` with each batch of events once it is committed."""
         self._listeners.append(listener)
+
+    def add_call_listener(self, listener: CallListener) -> None:
+        """Call `listener` with (uid, call) of each call as it is submitted.
+
+        The screener's rate counters listen: a call counts for the next caller's burst and
+        repeat limit from the moment it is decided, not once it is committed. Called in the
+        submitting thread, outside the writer's lock.
+        """
+        self._call_listeners.append(listener)
+
+    def _note_call(self, event: Event) -> None:
+        if not isinstance(event, CallLogged):
+            return
+        call = event.past_call()
+        for listener in self._call_listeners:
+            try:
+                listener(event.uid, call)
+            except Exception:  # counting must never lose the call's row
+                log.exception("a call listener failed")
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
@@ -108,6 +132,7 @@ class DirectWriter(_Listeners):
     def submit(self, event: Event) -> None:
         """Apply the event now."""
         self.sink([event])
+        self._note_call(event)
         self._notify([event])
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -250,6 +275,7 @@ class CallWriter(_Listeners):
                 self._cond.notify_all()
             elif len(self._inbox) >= self.batch_size:
                 self._cond.notify_all()
+        self._note_call(event)
 
     def _remember(self, event: CallLogged) -> None:
         self._pending[event.uid] = event.past_call()

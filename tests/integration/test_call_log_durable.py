@@ -211,10 +211,11 @@ def test_calls_while_postgresql_is_stopped_are_written_when_it_is_back(tmp_path:
             wait_until(lambda: logged() == 1, 30, "a first row")
             engine.dispose()
             server.stop()
-            # Screening cannot read either: it fails open, the calls ring and are cancelled.
+            # Screening cannot read either, but the cached policy still settles a 0162
+            # telemarketer (issue 10): refused, not rung through.
             statuses = [call(gateway.port, TELEMARKETER.format(i), ring_for=1.0)
                         for i in range(1, 5)]
-            assert statuses == [487] * 4
+            assert statuses == [603] * 4
             wait_until(lambda: gateway.journal_backlog() >= 8, 60, "4 calls in the journal")
             server.start()
             wait_until(lambda: logged() == 5, 60, "the 4 calls in the log once it is back")
@@ -222,6 +223,8 @@ def test_calls_while_postgresql_is_stopped_are_written_when_it_is_back(tmp_path:
                 total = conn.execute(text("SELECT count(*) FROM calls")).scalar()
             assert total == 5
             assert gateway.stop() == 0
+            assert "screening failed" not in gateway.log()
+            assert "screening from the cached policy" in gateway.log()
         finally:
             gateway.stop()
             engine.dispose()

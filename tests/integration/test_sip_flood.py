@@ -17,6 +17,7 @@ from gateway.config import load_settings_from_text
 from gateway.screening.rules import ListName
 from gateway.sip.message import SipResponse
 from gateway.store import Store, open_store
+from gateway.store.status import read_load
 from tests.conftest import REPO_ROOT
 from tests.peers import free_port, require_binary, wait_until
 from tests.peers.raw import RawPeer
@@ -132,6 +133,19 @@ def mum_rings(port: int, store: Store) -> None:
         peer.close()
 
 
+def telemarketer_refused(port: int) -> None:
+    """A 0162 caller, settled by a default rule: 603 even in a flood, never a ring."""
+    peer = RawPeer(port)
+    try:
+        invite = peer.invite(user="+33162000001", from_tag="tm")
+        peer.send(invite)
+        final = peer.expect(lambda m: isinstance(m, SipResponse) and m.status >= 200
+                            and m.call_id == invite.call_id, 20, "the telemarketer's answer")
+        assert isinstance(final, SipResponse) and final.status == 603, final
+    finally:
+        peer.close()
+
+
 def test_during_and_after_a_flood_an_allowed_caller_still_rings(
     tmp_path: Path, gateway: tuple[int, Path, Store],
 ) -> None:
@@ -154,6 +168,7 @@ def test_during_and_after_a_flood_an_allowed_caller_still_rings(
 
         wait_until(screened, 30, "300 strangers to be screened")
         mum_rings(port, store)  # in the middle of the flood
+        telemarketer_refused(port)
         flood.wait(timeout=90)
     finally:
         if flood.poll() is None:
@@ -163,3 +178,15 @@ def test_during_and_after_a_flood_an_allowed_caller_still_rings(
     log = log_path.read_text(errors="replace")
     assert "screening failed" not in log
     assert "QueuePool" not in log and "Traceback" not in log
+    # Counted where `ringfence status`, /metrics and the dashboard read it (at most 10 s late).
+    data_dir = tmp_path / "data"
+
+    def counted() -> bool:
+        report = read_load(data_dir)
+        return report is not None and report.count("invites") >= RATE * SECONDS + 3
+
+    wait_until(counted, 30, "the flood's INVITEs in load.json")
+    report = read_load(data_dir)
+    assert report is not None
+    # Shed calls (503, never a ring) are counted and warned about, never silent.
+    assert (report.count("shed") == 0) == ("work queue full" not in log)

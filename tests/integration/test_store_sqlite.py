@@ -7,12 +7,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, exc, text
 
 from gateway.config import Settings
 from gateway.screening import ListName
 from gateway.store import EntryError
-from gateway.store.db import SchemaError, check_schema, current_revision, head_revision
+from gateway.store.db import (
+    SchemaError,
+    _alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade,
+)
+from gateway.store.screening import _OWN_CALL_TIMES
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services
 
@@ -260,3 +268,66 @@ def test_migration_0004_keeps_old_reasons_and_adds_the_codes(tmp_path: Path) -> 
         row = conn.execute(text("SELECT reason, reason_code, reason_params FROM calls")).one()
     assert tuple(row) == ("no rule matched", None, None)  # shown as stored
     engine.dispose()
+
+
+def test_migration_0007_leaves_refused_calls_out_of_the_number_index(tmp_path: Path) -> None:
+    """A flood of refused calls from random numbers must not dirty a page of the number
+    index per row (issue 10: 6-12 KB written per call): those rows are not in it."""
+    from alembic import command  # as above: Alembic only where a migration runs
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_alembic_config(engine), "0005")
+    with engine.begin() as conn:
+        for step in ("rule", "block", "default", "allow"):
+            conn.execute(text(
+                "INSERT INTO calls (at, number, caller_kind, display_name, raw_from, action, "
+                "reason, step, unknown, burst) VALUES ('2026-11-24 14:00:00', '+33162000001', "
+                "'number', '', '', 'pass', '', :step, 1, 0)"), {"step": step})
+    upgrade(engine)
+    with engine.connect() as conn:
+        definition = conn.execute(text(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_calls_number_at'")).scalar()
+        # The index's own rows: dbstat is not in every build, a covering count is.
+        indexed = conn.execute(text(
+            "SELECT count(*) FROM calls INDEXED BY ix_calls_number_at "
+            "WHERE number = '+33162000001' AND step NOT IN ('block', 'rule')")).scalar()
+        sql = str(_OWN_CALL_TIMES.compile(conn)).replace("?", "'x'")
+        plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+        kinds = conn.execute(text("EXPLAIN QUERY PLAN SELECT id FROM list_entries "
+                                  "WHERE kind IN ('glob', 'regex')")).all()
+    assert str(definition).endswith("WHERE step NOT IN ('block', 'rule')")
+    assert indexed == 2  # the unknown caller's and the allowed caller's calls
+    assert "USING INDEX ix_calls_number_at" in plan  # the screener's fallback still uses it
+    assert "ix_list_entries_kind_list" in str(kinds)
+    engine.dispose()
+
+
+def test_without_the_database_the_caches_decide(service: Services,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A database that does not answer: the cached policy, patterns and allow list decide
+    (a 0162 telemarketer is refused, an allowed 0162 number rings); nothing cached: ring."""
+    store, screener = service.store, service.screener
+    store.entries.add("allow", "0162000001")
+    screener.warm(NOW)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise exc.OperationalError("SELECT 1", {}, OSError("connection refused"))
+
+    monkeypatch.setattr(store.db.engine, "connect", down)
+    monkeypatch.setattr(store.db.engine, "raw_connection", down)
+    refused = screener.screen(screener.caller("0162000002"), NOW)
+    allowed = screener.screen(screener.caller("0162000001"), NOW)
+    stranger = screener.screen(screener.caller("0612345678"), NOW)
+    assert (str(refused.action), refused.step) == ("reject:603", "rule")
+    assert allowed.action.is_pass and allowed.step == "allow"
+    assert stranger.action.is_pass and stranger.step == "default"
+    assert "screening failed" not in caplog.text
+    assert "screening from the cached policy" in caplog.text
+    cold = Services.open(service.settings)  # a process that never read the database
+    try:
+        monkeypatch.setattr(cold.store.db.engine, "connect", down)
+        monkeypatch.setattr(cold.store.db.engine, "raw_connection", down)
+        assert cold.screener.screen(cold.screener.caller("0162000002"), NOW).step == "error"
+    finally:
+        cold.store.close()

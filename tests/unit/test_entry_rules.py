@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.numbers import Reach, glob_matches_count, glob_reach, prefix_reach
-from gateway.screening.rules import MatchKind
+from gateway.screening.caller import Caller, CallerKind
+from gateway.screening.rules import ListEntry, ListName, MatchKind, regex_must_end, regex_must_start
 from gateway.store.entries import BROAD_NUMBERS, check_breadth, classify_pattern, entry_reach
 from gateway.store.errors import BroadEntry, EntryError
 from tests.helpers import Services
@@ -106,3 +107,58 @@ def test_glob_reach_is_bounded_by_the_numbering_plan() -> None:
     with pytest.raises(ValueError, match="cannot match any phone number"):
         glob_reach("+3316?00000")  # 8 digits after +33: no French number is that short
     assert BROAD_NUMBERS == 1_000_000
+
+
+_REGEX_TOKENS = ["1", "3", "6", r"\+", r"\d", ".", "?", "*", "+", "{2}", "{0,2}", "[36]",
+                 "(", ")", "|", "^", "(?:", r"\.", "0?"]
+
+
+def _regex(tokens: list[str]) -> str | None:
+    text = "".join(tokens)
+    try:
+        re.compile(text)
+    except re.error:
+        return None
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_REGEX_TOKENS), min_size=1, max_size=7).map(_regex),
+       st.text(alphabet="+0136.", min_size=0, max_size=8))
+def test_a_regex_prefilter_never_refuses_a_match(pattern: str | None, number: str) -> None:
+    # The prefilter refuses numbers without compiling: it must never refuse one that matches.
+    if pattern is not None and re.fullmatch(pattern, number):
+        assert number.startswith(regex_must_start(pattern)), (pattern, number)
+        assert number.endswith(regex_must_end(pattern)), (pattern, number)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.lists(st.sampled_from(_REGEX_TOKENS), min_size=1, max_size=7).map(_regex)
+    .filter(lambda p: p is not None).map(lambda p: (MatchKind.REGEX, p)),
+    st.lists(st.sampled_from(["+", "3", "6", "1", "?", "*", "[36]", "[!1]"]), min_size=1,
+             max_size=8).map(lambda t: (MatchKind.GLOB, "".join(t)))),
+    st.text(alphabet="0136", min_size=0, max_size=8))
+def test_entry_matching_agrees_with_a_plain_full_match(entry: tuple[MatchKind, str],
+                                                     digits: str) -> None:
+    # The prefilters (start, end, digit-and-? globs) only skip work, never change an answer.
+    kind, pattern = entry
+    expression = re.compile(fnmatch.translate(pattern) if kind is MatchKind.GLOB else pattern)
+    number, national = "+33" + digits, "0" + digits
+    expected = expression.fullmatch(number) is not None or (
+        kind is MatchKind.REGEX and expression.fullmatch(national) is not None)
+    caller = Caller(kind=CallerKind.NUMBER, raw="x", number=number, national=national)
+    assert ListEntry(id=1, list=ListName.BLOCK, kind=kind, pattern=pattern).matches(
+        caller) is expected
+
+
+def test_an_entry_refused_by_its_start_is_never_compiled() -> None:
+    entry = ListEntry(id=1, list=ListName.BLOCK, kind=MatchKind.REGEX, pattern=r"\+33750\d{6}")
+    other = Caller(kind=CallerKind.NUMBER, raw="x", number="+33612345678", national="0612345678")
+    assert not entry.matches(other)
+    assert "_compiled" not in entry.__dict__  # cached_property: set only when compiled
+    assert entry.matches(Caller(kind=CallerKind.NUMBER, raw="x", number="+33750123456",
+                                national="0750123456"))
+    national = ListEntry(id=2, list=ListName.BLOCK, kind=MatchKind.REGEX, pattern=r"0750\d{6}")
+    assert national.matches(Caller(kind=CallerKind.NUMBER, raw="x", number="+33750123456",
+                                   national="0750123456"))

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.sip import ua as ua_module
 from gateway.sip.message import SipParseError, ascii_number, parse_message
 from gateway.sip.transaction import Timers
-from gateway.sip.workers import LoadCounters, Occasional, Slots, WorkerPool
+from gateway.sip.workers import Flag, LoadCounters, Occasional, Slots, WorkerPool
 
 
 def test_a_full_queue_refuses_new_work_at_once_but_never_a_follow_up() -> None:
@@ -156,3 +157,99 @@ def test_a_quoted_nul_is_valid_and_a_bare_one_is_not() -> None:
     assert parse_message(quoted).from_().display_name == "a\x00b"
     with pytest.raises(SipParseError, match="NUL"):
         parse_message(head + b"From: a\x00b <sip:a@b>;tag=1\r\n\r\n")
+
+
+class _CountingCondition:
+    """A threading.Condition that counts its notify() calls."""
+
+    def __init__(self, inner: threading.Condition) -> None:
+        self.inner = inner
+        self.notified = 0
+
+    def __enter__(self) -> bool:
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)  # type: ignore[arg-type]
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        self.inner.notify(n)
+
+    def notify_all(self) -> None:
+        self.inner.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.inner.wait(timeout)
+
+
+def test_work_offered_while_every_worker_is_busy_wakes_nobody() -> None:
+    # A notify per INVITE was a GIL hand-off each in a flood (20 % of the CPU): busy workers
+    # take the next task themselves.
+    gate, started = threading.Event(), threading.Event()
+    done: list[int] = []
+    pool = WorkerPool(workers=1, queue_limit=100)
+    counting = _CountingCondition(pool._cond)
+    pool._cond = counting  # type: ignore[assignment]
+    pool.start()
+    try:
+        assert pool.offer(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        before = counting.notified
+        for i in range(50):
+            assert pool.offer(lambda i=i: done.append(i))
+        assert counting.notified == before  # the only worker is busy: nobody to wake
+        gate.set()
+    finally:
+        pool.stop(5)
+    assert done == list(range(50))  # and none was lost
+
+
+def test_a_timer_later_than_the_next_one_does_not_wake_the_timer_thread() -> None:
+    timers = Timers()
+    counting = _CountingCondition(timers._cond)
+    timers._cond = counting  # type: ignore[assignment]
+    ran = threading.Event()
+    try:
+        timers.call_later(0.05, ran.set)
+        first = counting.notified
+        for _ in range(20):
+            timers.call_later(30.0, lambda: None)  # later: the thread's own wait covers them
+        assert counting.notified == first
+        timers.call_later(0.0, lambda: None)  # sooner than anything: wakes it
+        assert counting.notified == first + 1
+        assert ran.wait(10)
+    finally:
+        timers.stop()
+
+
+def test_a_flag_wakes_every_waiter_once_set_and_times_out_otherwise() -> None:
+    flag = Flag()
+    assert not flag.is_set() and flag.wait(0) is False and flag.wait(0.01) is False
+    woken: list[bool] = []
+    waiters = [threading.Thread(target=lambda: woken.append(flag.wait(30))) for _ in range(4)]
+    for thread in waiters:
+        thread.start()
+    setters = [threading.Thread(target=flag.set) for _ in range(4)]  # at once: no double release
+    for thread in setters:
+        thread.start()
+    for thread in [*setters, *waiters]:
+        thread.join(30)
+    assert woken == [True] * 4 and flag.is_set() and flag.wait() is True
+    flag.set()  # again: nothing happens
+
+
+def test_a_call_builds_no_threading_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Five Events per call (each a Condition catching three AttributeErrors) were 10 % of the
+    # CPU of a ring-and-cancel flood.
+    invite = parse_message(
+        b"INVITE sip:home@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+        b"From: <sip:+33612345678@127.0.0.1>;tag=1\r\nTo: <sip:home@127.0.0.1>\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+
+    def refused() -> None:
+        raise AssertionError("a threading.Event was built")
+
+    monkeypatch.setattr(threading, "Event", refused)
+    call = ua_module.Call(object(), invite, object())  # type: ignore[arg-type]
+    assert not call.ended.is_set() and not call.cancelled.is_set()

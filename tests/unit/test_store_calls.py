@@ -1,15 +1,12 @@
-"""The call log, voicemails, line states and the unknown-call timeline on SQLite."""
+"""The call log, voicemails and line states on SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import time_machine
-from sqlalchemy import event
 
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import Action
@@ -293,93 +290,3 @@ def test_lines_are_listed_by_name(store: Store) -> None:
     for name in ("office", "home", "mobile"):
         store.lines.set(name, "registered", None)
     assert [s.name for s in store.lines.all()] == ["home", "mobile", "office"]
-
-
-# --------------------------------------------------------------------------- unknown-call timeline
-
-
-WITHHELD = caller("anonymous", privacy="id")  # no number: only the timeline is read
-WINDOW = timedelta(minutes=10)
-
-
-def stranger_call(store: Store, at: datetime, number: str) -> int:
-    return store.calls.record(caller(number), decision(), at=at)
-
-
-def keys(store: Store, now: datetime, window: timedelta = WINDOW, version: int = 0) -> list[str]:
-    history = store.screening.recent_history(WITHHELD, now, window, version)
-    return [c.key for c in history.calls]
-
-
-@contextmanager
-def statements(store: Store) -> Iterator[list[str]]:
-    """The SQL run on the store's engine inside the block."""
-    seen: list[str] = []
-
-    def note(conn: object, cursor: object, sql: str, *args: object) -> None:
-        seen.append(sql)
-
-    event.listen(store.db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(store.db.engine, "before_cursor_execute", note)
-
-
-def test_the_timeline_is_topped_up_with_new_rows_only(store: Store) -> None:
-    stranger_call(store, NOW - timedelta(minutes=5), "0611111111")
-    assert keys(store, NOW) == ["+33611111111"]
-    stranger_call(store, NOW - timedelta(minutes=1), "0622222222")
-    with statements(store) as sql:
-        assert keys(store, NOW + timedelta(seconds=1)) == ["+33611111111", "+33622222222"]
-    assert len(sql) == 1 and "calls.id >" in sql[0]  # only rows after the last one seen
-
-
-def test_the_timeline_leaves_out_known_callers(store: Store) -> None:
-    store.calls.record(caller("0611111111"), decision("pass", Step.ALLOW, unknown=False),
-                       at=NOW - timedelta(minutes=1))
-    stranger_call(store, NOW - timedelta(minutes=1), "0622222222")
-    assert keys(store, NOW) == ["+33622222222"]
-    store.calls.record(caller("0633333333"), decision("reject:603", Step.BLOCK), at=NOW)
-    assert keys(store, NOW) == ["+33622222222"]  # blocked callers are handled, not unknown
-
-
-def test_the_timeline_forgets_calls_that_leave_the_window(store: Store) -> None:
-    stranger_call(store, NOW - timedelta(minutes=5), "0611111111")
-    stranger_call(store, NOW, "0622222222")
-    assert keys(store, NOW) == ["+33611111111", "+33622222222"]
-    assert keys(store, NOW + timedelta(minutes=6)) == ["+33622222222"]
-
-
-def test_the_timeline_reloads_when_the_window_moves_back(store: Store) -> None:
-    stranger_call(store, NOW - timedelta(minutes=15), "0611111111")  # before the first window
-    stranger_call(store, NOW - timedelta(minutes=1), "0622222222")
-    assert keys(store, NOW) == ["+33622222222"]
-    earlier = NOW - timedelta(minutes=8)  # a replay: the window starts 18 minutes back
-    assert keys(store, earlier) == ["+33611111111"]
-    assert keys(store, NOW, window=timedelta(minutes=20)) == ["+33611111111", "+33622222222"]
-
-
-def test_the_timeline_reloads_when_the_rules_version_changes(store: Store) -> None:
-    stranger_call(store, NOW - timedelta(minutes=1), "0611111111")
-    assert keys(store, NOW, version=1) == ["+33611111111"]
-    with statements(store) as sql:
-        keys(store, NOW, version=2)
-    assert any("calls.unknown" in s for s in sql)  # the full query, not the top-up
-
-
-def test_history_adds_the_callers_own_calls_even_when_known(store: Store) -> None:
-    own = caller("0611111111")
-    store.calls.record(own, decision("pass", Step.ALLOW, unknown=False),
-                       at=NOW - timedelta(minutes=2))
-    stranger_call(store, NOW - timedelta(minutes=1), "0622222222")
-    history = store.screening.recent_history(own, NOW, WINDOW)
-    assert [(c.key, c.unknown) for c in history.calls] == [
-        ("+33611111111", False), ("+33622222222", True)]
-
-
-def test_history_of_a_caller_has_no_call_twice(store: Store) -> None:
-    own = caller("0611111111")
-    stranger_call(store, NOW - timedelta(minutes=1), "0611111111")  # in both reads
-    history = store.screening.recent_history(own, NOW, WINDOW)
-    assert len(history.calls) == 1

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from gateway.screening import ListName, MatchKind
 from gateway.screening.decide import Step
@@ -16,6 +17,7 @@ from gateway.store import EntryError, Store
 from gateway.store.entries import MAX_LABEL_LENGTH, MAX_PATTERN_LENGTH, classify_pattern
 from gateway.store.list_files import iter_lines
 from gateway.store.models import ListEntryRow
+from gateway.store.screening import _ENTRIES_BY_PREFIX, _PATTERN_ENTRIES
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services, caller
 
@@ -406,12 +408,12 @@ def test_candidates_are_the_number_its_prefixes_and_nearby_patterns(store: Store
     assert found == {"+33612345678", "+3361", "+33", "+336??????78", ".*78", "*78"}
 
 
-def test_a_caller_without_a_number_only_gets_unanchored_patterns(store: Store) -> None:
+def test_a_caller_without_a_number_matches_no_pattern(store: Store) -> None:
     store.entries.add("block", "0612345678")
     store.entries.add("block", "06 ?? ?? ?? 78")
     store.entries.add("block", r"re:.*")
     withheld = caller("anonymous", privacy="id")
-    assert patterns(store.screening.candidate_entries(withheld)) == {".*"}
+    assert patterns(store.screening.candidate_entries(withheld)) == set()
 
 
 def sneak_in_glob(store: Store, pattern: str) -> None:
@@ -420,22 +422,70 @@ def sneak_in_glob(store: Store, pattern: str) -> None:
         s.add(ListEntryRow(list="block", kind="glob", pattern=pattern, created_at=NOW))
 
 
-def test_the_glob_and_regex_index_is_reloaded_only_when_the_version_changes(store: Store) -> None:
+def test_the_glob_and_regex_index_is_reloaded_only_when_a_pattern_changes(store: Store) -> None:
     who = caller("0612345678")
+    reads = store.screening
     store.entries.add("block", "06 ?? ?? ?? 78")
-    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78"}
+    assert patterns(reads.candidate_entries(who)) == {"+336??????78"}
     sneak_in_glob(store, "+336*")
-    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78"}  # cached
-    store.runtime.set("challenge_digit", "7")  # any change bumps the version
-    assert patterns(store.screening.candidate_entries(who)) == {"+336??????78", "+336*"}
+    store.runtime.set("challenge_digit", "7")  # a setting: the policy's version only
+    store.entries.add("block", "0699999999")  # an exact entry: read by index, no cache
+    assert patterns(reads.candidate_entries(who)) == {"+336??????78"}  # still cached
+    assert reads.pattern_loads == 1
+    store.entries.add("block", "re:\\+3361.*")
+    assert patterns(reads.candidate_entries(who)) == {"+336??????78", "+336*", "\\+3361.*"}
+    assert reads.pattern_loads == 2
+
+
+def test_adding_an_allow_entry_reloads_neither_patterns_nor_policy(store: Store,
+                                                                  service: Services) -> None:
+    """Auto-allows and known callers arrive in the middle of storms: they must not make the
+    gateway reload its policy or its glob/regex index (issue 10, item 4)."""
+    store.entries.add("block", "06 ?? ?? ?? 78")
+    who = caller("0612345678")
+    service.screener.evaluate(who, NOW)
+    loads = (store.screening.pattern_loads, store.screening.policy_loads)
+    store.entries.add("allow", "0611111111")  # as the owner does
+    service.book.auto_allow("+33622222222")  # as a passed challenge does
+    service.book.mark_known("+33633333333")  # as "answered elsewhere" does
+    for number in ("0611111111", "0622222222", "0633333333", "0612345678"):
+        service.screener.evaluate(caller(number), NOW)
+    assert (store.screening.pattern_loads, store.screening.policy_loads) == loads
+    assert service.screener.evaluate(caller("0622222222"), NOW).step == "allow"
+
+
+def query_plan(store: Store, statement: Any, **params: Any) -> str:
+    with store.db.engine.connect() as conn:
+        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True,
+                                                            "render_postcompile": True})
+        sql = str(compiled)
+        for name, value in params.items():
+            sql = sql.replace(f"__[POSTCOMPILE_{name}]", ", ".join(f"'{v}'" for v in value))
+        return " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+
+
+def test_patterns_are_read_through_the_kind_index(store: Store) -> None:
+    """EXPLAIN QUERY PLAN of the pattern reload: a search of the index, not a table scan."""
+    for i in range(50):
+        store.entries.add("block", f"06123456{i:02d}")
+    plan = query_plan(store, _PATTERN_ENTRIES)
+    assert "SCAN list_entries" not in plan
+    assert "ix_list_entries_kind_list" in plan
+
+
+def test_a_number_is_looked_up_through_the_pattern_index(store: Store) -> None:
+    """The per-call lookup must not wander onto the kind index (every exact entry)."""
+    plan = query_plan(store, _ENTRIES_BY_PREFIX.params(prefixes=["+33", "+336"]))
+    assert "ix_list_entries_pattern" in plan and "kind" not in plan
 
 
 def test_the_policy_is_cached_per_version(store: Store) -> None:
     who = caller("0612345678")
-    version_1, policy_1, _ = store.screening.rules_for(who)
-    again, policy_again, _ = store.screening.rules_for(who)
-    assert again == version_1 and policy_again is policy_1  # not rebuilt
+    first = store.screening.rules_for(who)
+    again = store.screening.rules_for(who)
+    assert again.versions == first.versions and again.policy is first.policy  # not rebuilt
     store.runtime.set("block_action", "announce:sit")
-    version_2, policy_2, _ = store.screening.rules_for(who)
-    assert version_2 > version_1
-    assert str(policy_2.block_action) == "announce:sit"
+    changed = store.screening.rules_for(who)
+    assert changed.versions.policy > first.versions.policy
+    assert changed.versions.patterns == first.versions.patterns
+    assert str(changed.policy.block_action) == "announce:sit"
