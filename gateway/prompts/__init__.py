@@ -80,6 +80,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Nous ne prenons pas d'appels pour le moment. Merci de rappeler plus tard.",
         "en": "We are not taking calls at the moment. Please call back later.",
     },
+    # Instead of the greeting when no message would fit (the cap or the disk): the caller must
+    # not speak to a beep that keeps nothing.
+    "voicemail_full": {
+        "fr": "La messagerie est pleine et ne peut pas prendre de message. "
+        "Merci de rappeler plus tard.",
+        "en": "The mailbox is full and cannot take a message. Please call back later.",
+    },
 }
 """Spoken prompts by name and language. ``not_in_service`` is rendered after the SIT tones."""
 
