@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config.example.toml
 # Debian packages the gateway and the test suite use (real SIP peers, audio tools, browser, DB).
 APT_RUN := espeak-ng sox
-APT_TEST := kamailio kamailio-sqlite-modules baresip sip-tester chromium postgresql systemd
+APT_TEST := kamailio kamailio-sqlite-modules baresip sip-tester chromium postgresql systemd faketime
 
 .PHONY: run test venv venv-test deps prompts translations lint typecheck bench clean
 

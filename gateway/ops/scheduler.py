@@ -15,7 +15,13 @@ idempotent: a digest is claimed per (period, channel) in the notifications table
 sent. The tick and the catch-up are in memory: they derive everything from the database.
 
 Job functions take no arguments (stored jobs are pickled by reference); they find the running
-scheduler's context in a module variable, so only one RingfenceScheduler runs per process.
+scheduler's context in a module variable, so only one RingfenceScheduler runs per process. A job
+that starts after the scheduler stopped (``shutdown(wait=False)`` lets submitted jobs run) finds
+no context and does nothing.
+
+Shutting down never overlaps a round of job processing (see _RoundGuardedScheduler): APScheduler
+3 alone can kill its own thread with a JobLookupError, or log "Error submitting job", when
+``shutdown()`` lands in the middle of a round.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from apscheduler.events import (  # type: ignore[import-untyped]  # APScheduler 
     JobEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-untyped]
 from apscheduler.jobstores.memory import MemoryJobStore  # type: ignore[import-untyped]
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
@@ -91,10 +98,11 @@ _context: _Context | None = None
 _context_lock = threading.Lock()
 
 
-def _current() -> _Context:
+def _current() -> _Context | None:
+    """The running scheduler's context; None once it stopped (a job that starts late skips)."""
     context = _context
     if context is None:
-        raise RuntimeError("no Ringfence scheduler is running in this process")
+        log.debug("the scheduler has stopped; skipping a job that started late")
     return context
 
 
@@ -104,12 +112,16 @@ def _current() -> _Context:
 
 def run_digest() -> None:
     """The daily digest job."""
-    _current().notifier.send_due_digest()
+    context = _current()
+    if context is not None:
+        context.notifier.send_due_digest()
 
 
 def run_tick() -> None:
     """The minute job: a digest time changed in the UI, alerts and retries."""
     context = _current()
+    if context is None:
+        return
     if context.follow_digest_time is not None:
         context.follow_digest_time()
     context.notifier.tick()
@@ -118,13 +130,15 @@ def run_tick() -> None:
 def run_retention() -> None:
     """The daily purge."""
     context = _current()
-    purge_old_data(context.db, context.settings)
+    if context is not None:
+        purge_old_data(context.db, context.settings)
 
 
 def run_subscriptions() -> None:
     """Refresh subscriptions whose time has come."""
     context = _current()
-    refresh_due(context.db, context.settings)
+    if context is not None:
+        refresh_due(context.db, context.settings)
 
 
 # --------------------------------------------------------------------------- triggers
@@ -147,6 +161,51 @@ def retention_trigger(settings: Settings) -> CronTrigger:
     return CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(settings.timezone))
 
 
+class _RoundGuardedScheduler(BackgroundScheduler):  # type: ignore[misc]  # untyped base
+    """A BackgroundScheduler whose shutdown waits for a round of job processing to end.
+
+    In APScheduler 3, ``shutdown()`` marks the scheduler stopped *before* it takes the job-store
+    lock, while the scheduler thread runs each round (``_process_jobs``) holding that lock and
+    reading the state. Two things then go wrong, both seen at SIGTERM right after a start:
+    - a round in progress submits a run-once job (the catch-up) and removes it; ``remove_job``
+      of a stopped scheduler only looks among jobs not yet added, so it raises JobLookupError
+      and the scheduler thread dies with a traceback;
+    - the thread always runs one more round after shutdown woke it; a job due by then is
+      submitted to the executor that was just shut down: "Error submitting job", a traceback.
+    Here a round holds `_round`, and shutdown takes it to set `_stopping`: a round in progress
+    finishes first (on a scheduler still running), later rounds do nothing.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._round = threading.Lock()
+        self._stopping = False
+        super().__init__(**options)
+
+    def start(self, paused: bool = False) -> None:
+        with self._round:
+            self._stopping = False
+        super().start(paused=paused)
+
+    def _process_jobs(self) -> float | None:
+        with self._round:
+            if self._stopping:
+                return None  # wait for the wake-up of shutdown(), then the thread ends
+            wait: float | None = super()._process_jobs()
+            return wait
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._round:
+            if self._stopping:
+                return  # another thread is already shutting it down
+            self._stopping = True
+        super().shutdown(wait)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether shutdown has begun (jobs still running must not reschedule)."""
+        return self._stopping
+
+
 class RingfenceScheduler:
     """The running scheduler; `shutdown()` stops it."""
 
@@ -156,7 +215,7 @@ class RingfenceScheduler:
         self.notifier = notifier
         self.runs: Counter[str] = Counter()  # finished runs per job id (tests and status)
         self._runs_changed = threading.Condition()
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = _RoundGuardedScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE),
                        "volatile": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(max_workers=2)},
@@ -232,8 +291,15 @@ class RingfenceScheduler:
         self.notifier.settings = updated
         if _context is not None:
             _context.settings = updated
-        self.scheduler.reschedule_job(JOB_DIGEST, jobstore="default",
-                                      trigger=digest_trigger(updated))
+        try:
+            self.scheduler.reschedule_job(JOB_DIGEST, jobstore="default",
+                                          trigger=digest_trigger(updated))
+        except JobLookupError:
+            if not self.scheduler.stopping:
+                raise
+            # A tick that was running when the scheduler stopped: the next start reads the
+            # new time from the database anyway.
+            log.debug("scheduler stopping; digest job not moved")
 
     def _stored_job(self, job_id: str) -> Any:
         """The stored job, or None; a job that cannot be read back is dropped and re-added."""
@@ -265,7 +331,7 @@ class RingfenceScheduler:
     def shutdown(self, wait: bool = True) -> None:
         """Stop the scheduler; with `wait`, let running jobs finish first."""
         global _context
-        if self.scheduler.running:
+        if self.scheduler.running:  # the guarded scheduler also ignores a second, racing call
             self.scheduler.shutdown(wait=wait)
         with _context_lock:
             if _context is not None and _context.notifier is self.notifier:

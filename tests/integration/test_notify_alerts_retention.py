@@ -6,12 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gateway.notify.notifier import Notifier
 from gateway.ops.retention import run_retention
 from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
 from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
+
+pytestmark = pytest.mark.clock
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -15,6 +15,8 @@ from gateway.store.models import NotificationRow
 from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
+pytestmark = pytest.mark.clock
+
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
 
 

@@ -13,6 +13,8 @@ from gateway.store.models import DigestSnapshotRow, NotificationRow
 from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
 
+pytestmark = pytest.mark.clock
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from gateway.notify.notifier import Notifier
@@ -13,6 +14,8 @@ from gateway.screening.rules import Action
 from gateway.store.models import NotificationRow
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
+
+pytestmark = pytest.mark.clock
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 DAY = date(2026, 11, 23)

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from alembic import command
 from sqlalchemy import inspect
 
@@ -16,7 +17,7 @@ from gateway.store.db import _alembic_config, current_revision, head_revision
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.clock]
 
 
 def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:
@@ -42,12 +43,15 @@ def test_notify_on_postgres(postgres_url: str, tmp_path: Path) -> None:
             assert [o.status for o in outcome] == ["skipped"]
             assert sink.wait_for(1)
 
-            scheduler = start_scheduler(settings, service)
-            try:
-                assert scheduler.wait_for_runs(JOB_CATCH_UP, 1)
-                assert scheduler.next_run(JOB_DIGEST) is not None
-            finally:
-                scheduler.shutdown()
+            # The catch-up sends the latest due digest by the clock: pinned to that morning,
+            # that is the one already sent (on the wall clock it would be today's).
+            with time_machine.travel(datetime(2026, 11, 23, 8, 30, tzinfo=UTC), tick=True):
+                scheduler = start_scheduler(settings, service)
+                try:
+                    assert scheduler.wait_for_runs(JOB_CATCH_UP, 1)
+                    assert scheduler.next_run(JOB_DIGEST) is not None
+                finally:
+                    scheduler.shutdown()
             assert JOBS_TABLE in inspect(engine).get_table_names()
         finally:
             service.db.dispose()

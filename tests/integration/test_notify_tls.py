@@ -15,6 +15,8 @@ from gateway.notify.notifier import Notifier
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings, smtp_server, smtp_toml
 
+pytestmark = pytest.mark.clock
+
 AFTER_DIGEST = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
 
 

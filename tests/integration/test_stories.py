@@ -5,9 +5,13 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gateway.screening import ActionKind
 from gateway.store.calls import CallFilter
 from tests.helpers import Services
+
+pytestmark = pytest.mark.clock
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Paris
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gateway.feeds import subscriptions as subs
 from tests.helpers import Services
 from tests.integration.notify_support import http_server, make_settings
+
+pytestmark = pytest.mark.clock
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
 from gateway.config import Settings
 from tests.helpers import Services
 from tests.integration.notify_support import http_server
 from tests.web.support import login, make_app, post
+
+pytestmark = pytest.mark.clock
 
 
 def text(response: object) -> str:

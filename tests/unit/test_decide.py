@@ -22,6 +22,8 @@ from gateway.screening import (
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import caller, entry, rule
 
+pytestmark = pytest.mark.clock
+
 QUIET = Policy(repeat=RepeatLimit(enabled=False), burst=BurstSettings(enabled=False))
 EMPTY = History()
 

@@ -24,6 +24,8 @@ from gateway.notify.digest import (
     split_sms,
 )
 
+pytestmark = pytest.mark.clock
+
 PARIS = ZoneInfo("Europe/Paris")
 HOSTILE = "<img src=x onerror=alert(1)>"
 

@@ -26,6 +26,8 @@ from gateway.screening.decide import Decision
 from gateway.screening.rules import Action
 from tests.helpers import Services
 
+pytestmark = pytest.mark.clock
+
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LINE = """
 [[lines]]

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from gateway.notify.channels import Message, SendError
 from gateway.notify.outbox import Outbox, recent_notifications
 from gateway.store.db import Database
 from gateway.store.models import NotificationRow
+
+pytestmark = pytest.mark.clock
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 MESSAGE = Message(kind="digest", subject="subject", text="text")

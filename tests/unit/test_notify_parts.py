@@ -14,6 +14,8 @@ from gateway.notify.channels import AppriseChannel, apprise_channel_name
 from gateway.notify.collect import burst_episodes, diff_snapshots
 from gateway.notify.digest import sms_length
 
+pytestmark = pytest.mark.clock
+
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import pytest
+
 from gateway.screening.telemarketing import (
     _easter_sunday,
     french_public_holidays,
     telemarketing_prefix,
     within_legal_hours,
 )
+
+pytestmark = pytest.mark.clock
 
 
 def test_easter_dates() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -15,7 +16,7 @@ from gateway.config import Settings
 from gateway.screening.rules import ListName
 from gateway.store.models import utcnow
 from tests.helpers import Services
-from tests.web.support import log_call, make_app, save_voicemail, wav_bytes
+from tests.web.support import NOW, log_call, make_app, save_voicemail, wav_bytes
 from web.security import new_api_token, revoke_api_token, token_hash
 
 
@@ -91,6 +92,8 @@ def test_the_token_is_stored_hashed_and_shown_once_in_the_ui(app: Flask,
         == 200
 
 
+@pytest.mark.clock
+@time_machine.travel(NOW, tick=False)  # "today" starts at midnight in Paris: not a minute ago
 def test_stats_lines_and_calls(api: Api, service: Services) -> None:
     now = utcnow()
     log_call(service, "0612345678", action="reject:603", at=now - timedelta(minutes=1))
@@ -108,6 +111,7 @@ def test_stats_lines_and_calls(api: Api, service: Services) -> None:
     assert api("GET", "/api/calls?limit=x").get_json()["field"] == "limit"
 
 
+@pytest.mark.clock
 def test_screen_matches_the_service(api: Api, service: Services) -> None:
     service.store.entries.add(ListName.BLOCK, "0162*", action="announce:sit")
     result = api("POST", "/api/screen", json={"number": "+33 1 62 00 00 00",
@@ -188,6 +192,7 @@ def test_rules_and_settings(api: Api, service: Services) -> None:
     assert api("GET", "/api/settings").get_json()["burst"]["distinct_callers"] == 5
 
 
+@pytest.mark.clock
 def test_pause_and_resume(api: Api, service: Services) -> None:
     paused = api("POST", "/api/pause", json={"minutes": 45}).get_json()
     assert paused["paused_until"] and service.store.runtime.get("paused_until")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask.testing import FlaskClient
 
 from gateway.config import Settings
@@ -23,6 +24,7 @@ def text(response: object) -> str:
 # ---------------------------------------------------------------------------- dashboard
 
 
+@pytest.mark.clock
 def test_dashboard_counts_charts_lines_and_voicemail(client: FlaskClient, settings: Settings,
                                                      service: Services) -> None:
     now = utcnow()
@@ -40,6 +42,7 @@ def test_dashboard_counts_charts_lines_and_voicemail(client: FlaskClient, settin
     assert data == {"pass": 1, "blocked": 1, "voicemail": 1, "challenge": 0}
 
 
+@pytest.mark.clock
 def test_dashboard_shows_burst_mode_and_when_it_started(client: FlaskClient,
                                                         service: Services) -> None:
     start = utcnow() - timedelta(minutes=8)
@@ -49,6 +52,7 @@ def test_dashboard_shows_burst_mode_and_when_it_started(client: FlaskClient,
     assert "ON since" in html and "5 different unknown callers" in html
 
 
+@pytest.mark.clock
 def test_dashboard_shows_the_pause(client: FlaskClient, service: Services) -> None:
     service.store.runtime.set("paused_until", (utcnow() + timedelta(hours=1)).isoformat())
     assert "Screening is paused until" in text(client.get("/"))
@@ -57,6 +61,7 @@ def test_dashboard_shows_the_pause(client: FlaskClient, service: Services) -> No
 # ---------------------------------------------------------------------------- call log
 
 
+@pytest.mark.clock
 def test_call_log_paginates_with_a_count(client: FlaskClient, service: Services) -> None:
     for i in range(120):
         log_call(service, f"0612{i:06d}", at=NOW - timedelta(minutes=i))
@@ -69,6 +74,7 @@ def test_call_log_paginates_with_a_count(client: FlaskClient, service: Services)
     assert text(client.get("/calls?page=99")).count('class="row"') == 20  # clamped
 
 
+@pytest.mark.clock
 def test_call_log_filters_by_action_number_and_date(client: FlaskClient,
                                                     service: Services) -> None:
     log_call(service, "+33612345678", action="reject:603", at=NOW)
@@ -303,6 +309,7 @@ def test_save_settings_and_errors(client: FlaskClient, service: Services) -> Non
     assert service.store.runtime.all()["burst"]["distinct_callers"] == 6  # nothing half-saved
 
 
+@pytest.mark.clock
 def test_pause_and_resume(client: FlaskClient, service: Services) -> None:
     assert post(client, "/pause", {"amount": "2", "unit": "hours"}).status_code == 302
     until = datetime.fromisoformat(service.store.runtime.get("paused_until"))
@@ -319,6 +326,7 @@ def test_pause_and_resume(client: FlaskClient, service: Services) -> None:
 # ---------------------------------------------------------------------------- test a number
 
 
+@pytest.mark.clock
 def test_test_a_number_gives_the_screen_answer(client: FlaskClient,
                                                service: Services) -> None:
     service.store.entries.add(ListName.BLOCK, "0612345678", action="announce:sit")
@@ -330,11 +338,13 @@ def test_test_a_number_gives_the_screen_answer(client: FlaskClient,
     assert 'id="e-at"' in html and 'value="0162000000"' in html
 
 
+@pytest.mark.clock
 def test_test_a_number_handles_withheld_and_hostile_names(client: FlaskClient) -> None:
     html = text(client.get("/test", query_string={"number": "anonymous", "name": HOSTILE}))
     assert "withheld" in html and HOSTILE not in html
 
 
+@pytest.mark.clock
 def test_dashboard_buckets_follow_local_days_across_a_dst_change(
         service: Services) -> None:
     # Paris left summer time on 25 October 2026 at 03:00: that local day lasts 25 hours.
