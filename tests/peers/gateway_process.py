@@ -65,6 +65,13 @@ class GatewayProcess:
         wait_until(lambda: process.poll() is None and answers_options(self.port), 60,
                    "the gateway to answer OPTIONS")
 
+    def start_without_probe(self) -> None:
+        """Start the gateway without waiting for it (its lines listen elsewhere)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--config", str(self.config), "run"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
     def stop(self) -> int | None:
         """SIGTERM and wait (SIGKILL after 30 s); return the exit code."""
         if self.process is None:
