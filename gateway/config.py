@@ -148,6 +148,11 @@ class GatewayConfig:
     prompts_dir: Path | None = field(
         default=None, metadata=_help("folder with the owner's own WAV prompts (optional)")
     )
+    user_agent: str = field(
+        default="Ringfence",
+        metadata=_help("the Server and User-Agent header value (empty: none); no version, "
+                       "which would only help a scanner"),
+    )
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.feeds.subscriptions import SubscriptionError, add_subscription, list_subscriptions
 from gateway.screening.rules import ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry, EntryError
-from gateway.store.models import CallRow, VoicemailRow
+from gateway.store.models import CallRow, SubscriptionRow, VoicemailRow
 from gateway.store.settings import validate_setting
 from web.calls import parse_filter
 from web.dashboard import overview
@@ -461,6 +462,46 @@ def resume() -> Response:
     """Resume screening."""
     state().store.runtime.set("paused_until", None)
     return jsonify({"paused_until": None})
+
+
+# ---------------------------------------------------------------------------- subscriptions
+
+
+def subscription_json(row: SubscriptionRow) -> dict[str, Any]:
+    """A list subscription as JSON (the fields of `ringfence subscriptions list`)."""
+    return {"id": row.id, "list": row.list, "url": row.url, "label": row.label,
+            "refresh_hours": row.refresh_hours, "enabled": row.enabled, "lan": row.lan,
+            "entries": row.entry_count, "rejected": row.rejected_count,
+            "last_success": row.last_success_at.isoformat() if row.last_success_at else None,
+            "last_error": row.last_error}
+
+
+@bp.get("/subscriptions")
+def subscriptions() -> Response:
+    """Every list subscription."""
+    return jsonify({"subscriptions": [subscription_json(r)
+                                      for r in list_subscriptions(state().store.db)]})
+
+
+@bp.post("/subscriptions")
+def subscribe() -> tuple[Response, int]:
+    """Subscribe a list: list, url, label, refresh_hours, lan (true for a LAN source)."""
+    data = body()
+    hours = data.get("refresh_hours", state().settings.subscriptions.refresh_hours)
+    if not isinstance(hours, int) or isinstance(hours, bool):
+        fail("refresh_hours: expected a whole number of hours", field="refresh_hours")
+    lan = data.get("lan", False)
+    if not isinstance(lan, bool):
+        fail("lan: expected true or false", field="lan")
+    try:
+        row = add_subscription(state().store.db, _text(data, "list"), _text(data, "url"),
+                               label=_text(data, "label"), refresh_hours=hours, lan=lan)
+    except SubscriptionError as exc:
+        message = str(exc)
+        field = "list" if message.startswith("list") else (
+            "refresh_hours" if "hours" in message else "url")
+        fail(message, field=field)
+    return jsonify(subscription_json(row)), 201
 
 
 # ---------------------------------------------------------------------------- voicemail

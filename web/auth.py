@@ -68,8 +68,13 @@ def gate() -> BaseResponse | None:
         return None
     if endpoint == "auth.setup":
         return redirect(url_for("dashboard.index"))
-    if not session.get("auth") or session.get("auth") != auth_epoch(store):
+    if (not session.get("auth") or session.get("auth") != auth_epoch(store)
+            or not store.web_sessions.check(session.get("sid"),
+                                            current_app.permanent_session_lifetime)):
+        # The cookie is signed, but only the server's row makes it a session: after a logout
+        # (or a new password) a copy of the cookie opens nothing.
         session.pop("auth", None)
+        session.pop("sid", None)
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("auth.login", next=target))
     return None
@@ -83,12 +88,15 @@ def _safe_next(target: str | None) -> str:
 
 
 def _log_in() -> None:
+    store = state().store
     lang = session.get("lang")  # a language picked on the login page survives logging in
+    store.web_sessions.end(session.get("sid"))  # logging in again replaces the old session
     session.clear()
     if lang in LANGUAGES:
         session["lang"] = lang
     session.permanent = True
-    session["auth"] = auth_epoch(state().store)
+    session["auth"] = auth_epoch(store)
+    session["sid"] = store.web_sessions.create(current_app.permanent_session_lifetime)
     csrf_token()  # a fresh token for the new session
 
 
@@ -139,7 +147,8 @@ def login() -> BaseResponse | tuple[str, int] | str:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> BaseResponse:
-    """End the session."""
+    """End the session on the server too, so a copy of the cookie is worthless."""
+    state().store.web_sessions.end(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
 

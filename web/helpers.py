@@ -12,6 +12,7 @@ from flask import Flask, g, request, session
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup, escape
 
+from gateway import untrusted
 from gateway.numbers import national_format
 from gateway.screening.rules import REJECT_CODES
 from gateway.screening.words import (
@@ -33,8 +34,15 @@ PAGE_SIZE = 50
 
 
 def local_url(target: str | None, default: str) -> str:
-    """`target` if it is a path on this site, else `default` (no open redirects)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    """`target` if it is a path on this site, else `default` (no open redirects).
+
+    A control character (CR, LF, TAB, NUL…) or a backslash anywhere refuses it too: in a
+    Location header it would be a 500 at best, and browsers drop tabs and newlines from URLs,
+    so "/<TAB>/evil" would become "//evil".
+    """
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target
+            and not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in target)):
         return target
     return default
 
@@ -250,17 +258,33 @@ def paginate(total: int, size: int = PAGE_SIZE) -> Page:
     return page
 
 
+def untrusted_text(value: object) -> Markup:
+    """A stranger's text (display name, label, reason) as inert, bidi-isolated HTML."""
+    # <bdi> isolates the text and takes its direction from it: a right-to-left name cannot
+    # reorder the number or words next to it. Controls and overrides are already gone.
+    return Markup("<bdi>{}</bdi>").format(untrusted.strip_controls(str(value or "")))
+
+
+def _inert_output(value: Any) -> Any:
+    # Every {{ … }} of every template: no control character or bidi override reaches a page,
+    # whichever field it came in (escaping alone leaves ESC and U+202E as they are).
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return untrusted.strip_controls(value)
+    return value
+
+
 def install_template_helpers(app: Flask) -> None:
     """Expose translation, CSRF and formatting helpers to every template."""
     init_babel(app, current_language, lambda: state().settings.timezone)
     app.jinja_env.autoescape = True
+    app.jinja_env.finalize = _inert_output
     app.jinja_env.globals.update(_=_, _n=_n, _p=_p, csrf_field=csrf_field,
                                  csrf_token=csrf_token, lang=current_language)
     app.jinja_env.filters.update(localtime=local_time, phone=phone, action_words=action_words,
                                  duration=duration, reason=reason_words, error=error_words,
                                  label=label, source=source, caller_kind=caller_kind,
                                  number_type=number_type, prompt=prompt_words, words=words,
-                                 why=why_words, decimal=decimal)
+                                 why=why_words, decimal=decimal, untrusted=untrusted_text)
 
     @app.context_processor
     def _nav() -> dict[str, Any]:

@@ -59,14 +59,14 @@ def test() -> tuple[str, int]:
 def subscribe() -> tuple[str, int]:
     """Subscribe a list to a URL or a file; errors keep what the owner typed."""
     form = {key: request.form.get(key, "").strip()
-            for key in ("list", "url", "label", "refresh_hours")}
+            for key in ("list", "url", "label", "refresh_hours", "lan")}
     hours = form["refresh_hours"] or "24"
     if not hours.isdigit():
         return _render(form=form, errors={"refresh_hours": _("Give a whole number of hours.")},
                        status=400)
     try:
         add_subscription(state().store.db, form["list"], form["url"], label=form["label"],
-                         refresh_hours=int(hours))
+                         refresh_hours=int(hours), lan=form["lan"] == "1")
     except SubscriptionError as exc:
         field = "list" if str(exc).startswith("list") else (
             "refresh_hours" if "hours" in str(exc) else "url")

@@ -2,8 +2,9 @@
 
 Ringfence has one owner, so there is no user table: the password hash, the API token hash and
 an "auth epoch" live in the `settings` table under `web_` keys (`store.runtime.get_private`).
-Bumping the epoch (on a new password) logs every existing session out, which a signed-cookie
-session cannot do by itself.
+Each login also gets a row in `web_sessions` (`store.web_sessions`), named by a random id in
+the signed cookie: logout deletes the row, a new password bumps the epoch and deletes them all,
+so a copied cookie stops working on the server, not only in the owner's browser.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import Settings
 from gateway.store import Store
+from gateway.store.settings import API_TOKEN_KEY, EPOCH_KEY, PASSWORD_KEY
 
 MIN_PASSWORD_LENGTH = 10
-PASSWORD_KEY = "web_password_hash"
-API_TOKEN_KEY = "web_api_token_hash"
-EPOCH_KEY = "web_auth_epoch"
 LANGUAGE_KEY = "web_language"  # the owner's last chosen UI language, for new sessions
 
 # scrypt with n=2**14, r=8 needs 16 MiB and ~50 ms on a Raspberry Pi 4: slow for a guesser,
@@ -80,6 +80,7 @@ def set_password(store: Store, password: str, confirm: str | None = None) -> Non
     check_new_password(password, confirm)
     store.runtime.set_private(PASSWORD_KEY, hash_password(password))
     store.runtime.set_private(EPOCH_KEY, secrets.token_hex(8))
+    store.web_sessions.end_all()
 
 
 def check_password(store: Store, password: str) -> bool:
@@ -188,20 +189,27 @@ class _Failures:
 
 @dataclass
 class LoginThrottle:
-    """Failed logins per client address and overall, with exponential lockouts.
+    """Failed logins per client address, with exponential lockouts; never against a clean one.
 
     After `free_failures` failures from one address, each further failure locks that address
-    out for `base_seconds * 2**(extra)`, capped at `max_seconds`. Many failures from everywhere
-    (a distributed guesser) lock logins globally the same way. In memory: one process.
+    out for `base_seconds * 2**(extra - 1)`, capped at `max_seconds`. Only the address that
+    failed is ever locked: an address with no failures always gets its try, so no mix of
+    strangers' requests can keep the owner out (a global lock could, with one guess per
+    lockout). A distributed guesser is met instead by "guarded" mode: while
+    `guard_failures` failures came from everywhere within `guard_seconds`, an address gets no
+    free failures, so each stranger is locked after its first wrong guess. In memory, per
+    process; at most `max_addresses` addresses are remembered (the least recent go first).
     """
 
     free_failures: int = 5
     base_seconds: float = 30.0
     max_seconds: float = 3600.0
-    global_free_failures: int = 50
+    guard_failures: int = 50
+    guard_seconds: float = 3600.0
+    max_addresses: int = 10_000
     clock: Callable[[], float] = time.monotonic
-    _by_ip: dict[str, _Failures] = field(default_factory=dict)
-    _global: _Failures = field(default_factory=_Failures)
+    _by_ip: OrderedDict[str, _Failures] = field(default_factory=OrderedDict)
+    _recent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_seconds(self, ip: str) -> float:
@@ -209,30 +217,38 @@ class LoginThrottle:
         now = self.clock()
         with self._lock:
             mine = self._by_ip.get(ip)
-            waits = [self._global.locked_until - now]
-            if mine is not None:
-                waits.append(mine.locked_until - now)
-        return max(0.0, *waits)
+            return 0.0 if mine is None else max(0.0, mine.locked_until - now)
 
-    def _lock_out(self, failures: _Failures, free: int, now: float) -> None:
-        failures.count += 1
-        extra = failures.count - free
-        if extra > 0:
-            delay = min(self.max_seconds, self.base_seconds * 2 ** (extra - 1))
-            failures.locked_until = now + delay
-
-    def failure(self, ip: str) -> None:
-        """Count a failed login from `ip`."""
+    def guarded(self) -> bool:
+        """Whether many failures from everywhere put every address on a short leash."""
         now = self.clock()
         with self._lock:
-            if len(self._by_ip) > 10_000:  # a flood of addresses must not grow memory forever
-                self._by_ip.clear()
-            self._lock_out(self._by_ip.setdefault(ip, _Failures()), self.free_failures, now)
-            self._lock_out(self._global, self.global_free_failures, now)
+            return self._guarded(now)
+
+    def _guarded(self, now: float) -> bool:
+        while self._recent and self._recent[0] <= now - self.guard_seconds:
+            self._recent.popleft()
+        return len(self._recent) >= self.guard_failures
+
+    def failure(self, ip: str) -> None:
+        """Count a failed login from `ip`; lock `ip` (and only it) when it has had enough."""
+        now = self.clock()
+        with self._lock:
+            self._recent.append(now)
+            if len(self._recent) > self.guard_failures:  # the window needs no more than this
+                self._recent.popleft()
+            mine = self._by_ip.pop(ip, None) or _Failures()
+            self._by_ip[ip] = mine  # most recent last
+            while len(self._by_ip) > self.max_addresses:
+                self._by_ip.popitem(last=False)
+            mine.count += 1
+            free = 0 if self._guarded(now) else self.free_failures
+            extra = mine.count - free
+            if extra > 0:
+                delay = min(self.max_seconds, self.base_seconds * 2 ** min(extra - 1, 32))
+                mine.locked_until = max(mine.locked_until, now + delay)
 
     def success(self, ip: str) -> None:
         """Forget the failures of `ip` after a good login."""
         with self._lock:
             self._by_ip.pop(ip, None)
-            if self._global.count:
-                self._global.count = max(0, self._global.count - self.free_failures)

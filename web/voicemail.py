@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from gateway.files import create_private
 from gateway.prompts import challenge_prompt_name
 from gateway.store.models import VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
@@ -121,6 +122,8 @@ def save_prompt(lang: str, name: str, data: bytes) -> Path:
     path = prompt_path(lang, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".wav.tmp")
+    tmp.unlink(missing_ok=True)
+    create_private(tmp)  # the owner's voice: 0600 whatever the umask
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path

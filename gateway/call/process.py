@@ -33,7 +33,7 @@ from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
 from gateway.sip.register import Registration
 from gateway.sip.transaction import Timers
-from gateway.sip.ua import Call, CallHandler, CallLimiter, UaIdentity, UserAgent
+from gateway.sip.ua import Call, CallHandler, CallLimiter, UaIdentity, UserAgent, set_product
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
 from gateway.store.writer import CallWriter
@@ -92,6 +92,7 @@ class Gateway:
         self.prompts = prompts or default_prompts(settings)
         self.backoff_start = backoff_start
         self.limiter = CallLimiter(settings.gateway.max_calls)
+        set_product(settings.gateway.user_agent)
         self.timers = Timers()
         self.uas: list[UserAgent] = []
         self.registrations: list[Registration] = []

@@ -11,6 +11,7 @@ from gateway import __version__
 from gateway.cli import notify, ops, screening
 from gateway.cli.common import Handler, UsageError, parse_duration, parse_expiry
 from gateway.config import ConfigError, load_settings
+from gateway.files import tighten_umask
 from gateway.store.db import SchemaError
 from gateway.store.errors import EntryError
 
@@ -47,6 +48,7 @@ def _command_word(words: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ringfence` command."""
+    tighten_umask()  # before anything creates a file: the database, a backup, a recording
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(with_web=_command_word(words) != "run").parse_args(words)
     try:

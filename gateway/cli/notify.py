@@ -71,7 +71,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
         if command == "add":
             row = subs.add_subscription(db, args.list, args.url, label=args.label or "",
                                         refresh_hours=args.every
-                                        or settings.subscriptions.refresh_hours)
+                                        or settings.subscriptions.refresh_hours, lan=args.lan)
             print(f"subscription {row.id} added: {row.list} list from {row.url}")
             if not args.no_refresh:
                 return _print_refresh(subs.refresh(db, settings, row.id))
@@ -95,7 +95,7 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                     "source": subs.source_of(row.id), "entries": row.entry_count,
                     "rejected": row.rejected_count, "refresh_hours": row.refresh_hours,
                     "last_success": _local(row.last_success_at, settings),
-                    "last_error": row.last_error,
+                    "last_error": row.last_error, "lan": row.lan,
                 }, ensure_ascii=False))
     except subs.SubscriptionError as exc:
         print(f"ringfence subscriptions: {exc}", file=sys.stderr)
@@ -144,6 +144,9 @@ def register_commands(sub: Any) -> None:
     add.add_argument("--label")
     add.add_argument("--every", type=int, help="refresh every N hours")
     add.add_argument("--no-refresh", action="store_true", help="do not fetch it now")
+    add.add_argument("--lan", action="store_true",
+                     help="the list is on your own network: allow a private, loopback or "
+                          "link-local address (refused otherwise)")
     ssub.add_parser("list", help="print subscriptions as JSON lines")
     remove = ssub.add_parser("remove", help="remove a subscription and its entries")
     remove.add_argument("id", type=int)

@@ -15,6 +15,7 @@ from gateway.ops.backup import BackupError, backup_to, read_manifest, restore_fr
 from gateway.ops.health import collect_status, render_text
 from gateway.store import Store, open_database
 from gateway.store.db import Database, current_revision, head_revision
+from gateway.store.settings import PASSWORD_KEY
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -55,7 +56,8 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         path = path / f"ringfence-backup-{stamp}.tar.gz"
     manifest = backup_to(path, settings, with_calls=args.with_calls,
-                         with_voicemail=args.with_voicemail)
+                         with_voicemail=args.with_voicemail,
+                         with_credentials=args.with_credentials)
     contents = ", ".join(f"{n} {k}" for k, n in manifest["contents"].items())
     print(f"backup written to {path} (schema {manifest['schema_revision']}): {contents}")
     return 0
@@ -82,13 +84,31 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes", "o", "oui"):
             print("nothing changed")
             return 1
+        if args.with_credentials:
+            # A second, explicit question: after this only the backup's password works here.
+            answer = input("Also replace this installation's web UI password and API token "
+                           "with the backup's, logging every session out? Type 'replace': ")
+            if answer.strip().lower() != "replace":
+                print("nothing changed")
+                return 1
     try:
-        report = restore_from(args.file, settings)
+        report = restore_from(args.file, settings, with_credentials=args.with_credentials)
     except BackupError as exc:
         print(f"ringfence restore: {exc}; nothing changed", file=sys.stderr)
         return 2
     print(report.summary())
+    if not report.credentials_replaced and not _password_set(settings):
+        print("no web UI password is set here yet: run `ringfence set-password`",
+              file=sys.stderr)
     return 0
+
+
+def _password_set(settings: Settings) -> bool:
+    db = open_database(settings)
+    try:
+        return bool(Store.for_settings(db, settings).runtime.get_private(PASSWORD_KEY))
+    finally:
+        db.dispose()
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,11 +135,18 @@ def register_commands(sub: Any) -> None:
     backup.add_argument("--with-calls", action="store_true", help="include the call log")
     backup.add_argument("--with-voicemail", action="store_true",
                         help="include recorded messages (WAV files)")
+    backup.add_argument("--with-credentials", action="store_true",
+                        help="include the web UI password hash and API token hash (left out "
+                             "by default; only `restore --with-credentials` uses them)")
     backup.set_defaults(handler=cmd_backup)
 
     restore = sub.add_parser("restore", help="restore a backup made by `ringfence backup`")
     restore.add_argument("file")
     restore.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--with-credentials", action="store_true",
+                         help="also take the backup's web UI password and API token (made "
+                              "with `backup --with-credentials`); asks a second confirmation. "
+                              "Without it this installation's credentials are kept")
     restore.set_defaults(handler=cmd_restore)
 
     status = sub.add_parser("status", help="lines, database, disk and voicemail health")

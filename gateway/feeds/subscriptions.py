@@ -10,10 +10,15 @@ touched.
 from __future__ import annotations
 
 import csv
+import functools
+import http.client
+import ipaddress
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +28,7 @@ from sqlalchemy import select
 
 from gateway.config import Settings
 from gateway.screening.rules import ListName
+from gateway.store.csv_cells import restore
 from gateway.store.db import Database
 from gateway.store.entries import classify_pattern
 from gateway.store.errors import EntryError
@@ -30,6 +36,8 @@ from gateway.store.list_files import ListFiles, iter_lines
 from gateway.store.models import SubscriptionRow, utcnow
 
 log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 RETRY_AFTER_FAILURE = timedelta(hours=1)
 SHRINK_MIN_PREVIOUS = 100  # below this, a list shrinking a lot is normal
@@ -71,18 +79,118 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def internal_reason(ip: IPAddress) -> str | None:
+    """Why a subscription may not fetch from `ip` (None: a public address it may reach)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.is_loopback:
+        return "a loopback address (this machine)"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_private or ip.is_reserved or ip.is_unspecified or ip.is_multicast \
+            or not ip.is_global:
+        return "a private or reserved address (the local network)"
+    return None
+
+
+class _Guard:
+    """Connects to a list's server only at addresses a subscription may reach.
+
+    The check runs on the addresses the name resolves to, at the moment of connecting, for
+    every connection: the first one and each redirect's. The socket then goes to the address
+    that was checked, so a name cannot resolve to a public address for the check and to
+    127.0.0.1 for the connection.
+    """
+
+    def __init__(self, lan: bool) -> None:
+        self.lan = lan
+
+    def connect(self, address: tuple[str, int], timeout: Any = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """Resolve, check every address, and connect to the first that answers."""
+        host, port = address
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise SubscriptionError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        if not self.lan:
+            for info in infos:
+                ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+                why = refusal(ip)
+                if why is not None:
+                    raise SubscriptionError(
+                        f"refused {host}: {ip} is {why}; a list from your own network must be "
+                        "marked as a LAN source")
+        error: OSError | None = None
+        for family, kind, proto, _name, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                if isinstance(timeout, int | float):  # else the socket module's default
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise error or OSError(f"cannot connect to {host}")
+
+
+# Looked up at each connection; tests replace it to call one loopback address "public".
+refusal: Callable[[IPAddress], str | None] = internal_reason
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = guard.connect  # type: ignore[assignment]
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, guard: _Guard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = guard.connect  # type: ignore[assignment]
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, guard: _Guard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_GuardedHTTPConnection, guard=self.guard), req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, guard: _Guard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_GuardedHTTPSConnection, guard=self.guard), req,
+                            context=self._context)  # type: ignore[attr-defined]
+
+
+def _opener(lan: bool) -> urllib.request.OpenerDirector:
+    guard = _Guard(lan)
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), _HttpOnlyRedirects(),
+    # No proxy from the environment: through a proxy, the address check would see the proxy,
+    # and the proxy would fetch the internal URL on our behalf.
+    for handler in (urllib.request.ProxyHandler({}), _GuardedHTTPHandler(guard),
+                    _GuardedHTTPSHandler(guard), _HttpOnlyRedirects(),
                     urllib.request.HTTPDefaultErrorHandler(),
                     urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
 
 
-def fetch(location: str, max_bytes: int, timeout: float) -> bytes:
-    """The bytes at a URL or file path; SubscriptionError when too big, too slow or failing."""
+def fetch(location: str, max_bytes: int, timeout: float, *, lan: bool = False) -> bytes:
+    """The bytes at a URL or file path; SubscriptionError when too big, too slow or failing.
+
+    Unless `lan`, a URL whose server is on a loopback, link-local or private address (after
+    name resolution, for the first request and every redirect) is refused.
+    """
     if not location.lower().startswith(("http://", "https://")):
         path = Path(location)
         try:
@@ -95,7 +203,7 @@ def fetch(location: str, max_bytes: int, timeout: float) -> bytes:
     # Only http(s) gets here (checked above and in _check_location); redirects are checked too.
     request = urllib.request.Request(location, headers={"User-Agent": USER_AGENT})  # noqa: S310
     try:
-        with _opener().open(request, timeout=timeout) as response:
+        with _opener(lan).open(request, timeout=timeout) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise SubscriptionError(f"the list is {int(declared) // 2**20} MiB, more than "
@@ -127,7 +235,8 @@ def parse_list(data: bytes) -> list[tuple[str, str]]:
     if head.startswith((b"<!doctype", b"<html", b"<?xml")):
         raise SubscriptionError("the file is a web page, not a list")
     entries: list[tuple[str, str]] = []
-    for fields in csv.reader(iter_lines(data)):
+    for cells in csv.reader(iter_lines(data)):
+        fields = [restore(cell) for cell in cells]  # a list exported by Ringfence reads back
         if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
             continue
         text = fields[0].strip()
@@ -152,8 +261,12 @@ class RefreshResult:
 
 
 def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
-                     refresh_hours: int = 24) -> SubscriptionRow:
-    """Register a subscription (it is fetched by the next refresh)."""
+                     refresh_hours: int = 24, lan: bool = False) -> SubscriptionRow:
+    """Register a subscription (it is fetched by the next refresh).
+
+    `lan` says the owner knows the list is on the home network: its server may then be on a
+    private, loopback or link-local address.
+    """
     try:
         name = ListName(list_name)
     except ValueError:
@@ -163,7 +276,7 @@ def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
     with db.session() as s:
         row = SubscriptionRow(list=name.value, url=_check_location(url)[:1000],
                               label=label[:200], refresh_hours=refresh_hours, enabled=True,
-                              created_at=utcnow(), entry_count=0, rejected_count=0)
+                              created_at=utcnow(), entry_count=0, rejected_count=0, lan=lan)
         s.add(row)
         s.flush()
         return row
@@ -213,11 +326,12 @@ def refresh(db: Database, settings: Settings, subscription_id: int,
         row = s.get(SubscriptionRow, subscription_id)
         if row is None:
             raise SubscriptionError(f"there is no subscription {subscription_id}")
-        url, list_name, previous = row.url, row.list, row.entry_count
+        url, list_name, previous, lan = row.url, row.list, row.entry_count, row.lan
         row.last_attempt_at = now
     limits = settings.subscriptions
     try:
-        entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout))
+        entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout,
+                                   lan=lan))
         if not _has_usable_entry(entries, settings.home_region):
             raise SubscriptionError("the list has no usable number; keeping the previous entries")
         if not force and previous >= SHRINK_MIN_PREVIOUS and len(entries) * 10 < previous:

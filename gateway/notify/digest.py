@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from gateway.notify.catalog import formats
 from gateway.screening.words import N_, RULE_KINDS, SYSTEM_LABELS, Nn_, label_words, source_words
+from gateway.untrusted import FSI, PDI, isolate
 
 Language = Literal["fr", "en"]
 
@@ -134,7 +135,9 @@ def inert(value: str, limit: int = NAME_LIMIT) -> str:
     """Make a stranger-supplied value safe to show as one line of text.
 
     Control characters, line and paragraph separators and format characters (bidi overrides,
-    zero-width joiners) are dropped, runs of spaces collapsed, and the result capped at `limit`.
+    zero-width joiners) are dropped, runs of spaces collapsed, and the result capped at `limit`;
+    text with right-to-left letters is then isolated (FSI…PDI, `gateway.untrusted.isolate`) so
+    it cannot reorder the number or words around it. The SMS folds FSI/PDI away (not GSM-7).
     """
     kept = []
     for char in value:
@@ -144,7 +147,7 @@ def inert(value: str, limit: int = NAME_LIMIT) -> str:
         else:
             kept.append(char)
     text = " ".join("".join(kept).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return isolate(text if len(text) <= limit else text[: limit - 1].rstrip() + "…")
 
 
 def gsm7(text: str) -> str:
@@ -156,6 +159,8 @@ def gsm7(text: str) -> str:
             continue
         if char == "…":
             out.append("...")
+            continue
+        if char in (FSI, PDI):  # isolation has no GSM-7 form; the folded text needs none
             continue
         if char in "\u2018\u2019":  # typographic apostrophes
             out.append("'")

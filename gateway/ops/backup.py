@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from gateway import __version__
 from gateway.config import Settings
+from gateway.files import create_private
 from gateway.screening.rules import Action, RuleKind
 from gateway.store import open_database
 from gateway.store.db import MIGRATIONS, Database, head_revision
@@ -53,9 +55,17 @@ from gateway.store.models import (
     SettingRow,
     UTCDateTime,
     VoicemailRow,
+    WebSessionRow,
 )
 from gateway.store.rules import check_rule_params
-from gateway.store.settings import DEFAULT_SETTINGS, validate_setting
+from gateway.store.settings import (
+    API_TOKEN_KEY,
+    CREDENTIAL_KEYS,
+    DEFAULT_SETTINGS,
+    EPOCH_KEY,
+    PASSWORD_KEY,
+    validate_setting,
+)
 
 FORMAT = "ringfence-backup"
 FORMAT_VERSION = 1
@@ -66,7 +76,14 @@ MAX_DATA_FILE_BYTES = 512 * 1024 * 1024  # lists/calls as JSON lines
 MAX_AUDIO_FILE_BYTES = 64 * 1024 * 1024  # a WAV; 120 s of 8 kHz 16-bit is under 2 MiB
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024
+# Files read whole, or with few rows: far below what a real installation writes, far above
+# what fits in a web process limited to 256 MiB only if it were read naively.
+MAX_SMALL_FILE_BYTES = {"settings.json": 1024 * 1024, "rules.jsonl": 16 * 1024 * 1024}
+# A JSON line is read with this bound, so a single 400 MiB "line" is refused after 64 KiB
+# instead of being read whole; a real row (a call's reason, a rule's parameters) is < 4 KiB.
+MAX_LINE_BYTES = 64 * 1024
 _BATCH = 5_000
+_BATCH_BYTES = 4 * 1024 * 1024  # rows in one INSERT: bounded by count and by their size
 _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # name in the archive -> the model stored in it, in the order a restore inserts them.
@@ -91,12 +108,16 @@ class RestoreReport:
     manifest: dict[str, Any]
     rows: dict[str, int] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    credentials_replaced: bool = False
 
     def summary(self) -> str:
         """One line for the owner."""
         parts = [f"{n} {name}" for name, n in self.rows.items()]
         parts += [f"{n} {_FILE_DIRS[d]} file(s)" for d, n in self.files.items() if n]
-        return "restored " + ", ".join(parts)
+        credentials = ("the web UI password and API token replaced by the backup's"
+                       if self.credentials_replaced
+                       else "the web UI password and API token kept")
+        return "restored " + ", ".join(parts) + "; " + credentials
 
 
 # --------------------------------------------------------------------------- rows <-> JSON
@@ -227,9 +248,13 @@ def _tree_files(folder: Path) -> Iterator[tuple[str, Path]]:
 
 
 def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
-              with_voicemail: bool = False, db: Database | None = None,
-              now: datetime | None = None) -> dict[str, Any]:
-    """Write a backup archive to `path` and return its manifest."""
+              with_voicemail: bool = False, with_credentials: bool = False,
+              db: Database | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Write a backup archive to `path` and return its manifest.
+
+    The web UI's password hash, API token hash and auth epoch stay out of the archive unless
+    `with_credentials` (a CLI-only choice): a backup is copied to places the UI is not.
+    """
     target = Path(path)
     own_db = db is None
     db = db or open_database(settings)  # refuses a database at another schema
@@ -241,7 +266,8 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
             members: list[tuple[str, Path]] = []
 
             with db.session() as s:
-                settings_rows = {r.key: r.value for r in s.scalars(select(SettingRow))}
+                settings_rows = {r.key: r.value for r in s.scalars(select(SettingRow))
+                                 if with_credentials or r.key not in CREDENTIAL_KEYS}
             (staging / "settings.json").write_text(
                 json.dumps(settings_rows, ensure_ascii=False, sort_keys=True, indent=1),
                 encoding="utf-8")
@@ -288,6 +314,8 @@ def backup_to(path: Path | str, settings: Settings, *, with_calls: bool = False,
             # Written next to the target and renamed, so a failed backup leaves no half file.
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")
+            partial.unlink(missing_ok=True)
+            create_private(partial)  # lists, settings, maybe calls: 0600 whatever the umask
             with tarfile.open(partial, "w:gz") as tar:
                 tar.add(manifest_path, arcname=MANIFEST, recursive=False, filter=_normalise)
                 for name, member_path in members:
@@ -348,7 +376,8 @@ def check_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
         if len(path.parts) == 1:
             if name != MANIFEST and name not in _TABLE_FILES:
                 raise BackupError(f"unexpected file {name[:80]!r} in the archive")
-            limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_DATA_FILE_BYTES
+            limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_SMALL_FILE_BYTES.get(
+                name, MAX_DATA_FILE_BYTES)
         elif top in _FILE_DIRS:
             limit = MAX_AUDIO_FILE_BYTES
         else:
@@ -421,12 +450,9 @@ def _load_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
         raise BackupError("the archive has no manifest.json: not a Ringfence backup")
     stream = tar.extractfile(info)
     assert stream is not None  # a regular file, checked above
-    try:
-        manifest = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"manifest.json is not valid JSON ({exc}): not a Ringfence "
-                          "backup, or a damaged one") from None
-    manifest = check_manifest(manifest)
+    manifest = check_manifest(_loads(
+        stream.read(MAX_MANIFEST_BYTES + 1), "manifest.json",
+        hint=": not a Ringfence backup, or a damaged one"))
     listed = set(manifest["files"])
     present = set(members) - {MANIFEST}
     # Without these a restore would empty the lists and re-seed the default rules.
@@ -452,11 +478,15 @@ def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         written = 0
+        lines = _LineBound(name) if name.endswith(".jsonl") else None
+        create_private(target)  # restored files keep this mode when moved into place
         with target.open("wb") as out:
             while chunk := source.read(1 << 20):
                 written += len(chunk)
                 if written > info.size:
                     raise BackupError(f"{name[:80]!r} is longer than its header says")
+                if lines is not None:
+                    lines.feed(chunk)  # a 400 MiB "line" stops here, not on the disk
                 digest.update(chunk)
                 out.write(chunk)
         if not isinstance(expected, dict) or expected.get("sha256") != digest.hexdigest():
@@ -464,24 +494,66 @@ def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo],
                               "damaged or was edited")
 
 
-def _read_rows(path: Path, model: type[Base], label: str) -> Iterator[dict[str, Any]]:
+class _LineBound:
+    """Refuse a JSON-lines member as soon as one of its lines passes MAX_LINE_BYTES."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.run = 0  # bytes since the last newline
+        self.line = 1
+
+    def feed(self, chunk: bytes) -> None:
+        """Check the next chunk of the member."""
+        parts = chunk.split(b"\n")
+        self.run += len(parts[0])
+        self._check()
+        for part in parts[1:]:
+            self.line += 1
+            self.run = len(part)
+            self._check()
+
+    def _check(self) -> None:
+        if self.run > MAX_LINE_BYTES:
+            raise BackupError(f"{self.name} line {self.line} is longer than {MAX_LINE_BYTES} "
+                              "bytes: not a row Ringfence writes")
+
+
+def _loads(data: str | bytes, where: str, *, hint: str = "") -> Any:
+    """Parse JSON from an archive; anything wrong with it is a BackupError naming `where`."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackupError(f"{where} is not valid JSON ({exc}){hint}") from None
+    except RecursionError:  # e.g. 200,000 nested "[": Python's parser recurses per level
+        raise BackupError(f"{where}: JSON nested too deeply") from None
+
+
+_Row = tuple[dict[str, Any], int]  # a checked row and the size of its line
+
+
+def _read_rows(path: Path, model: type[Base], label: str) -> Iterator[_Row]:
     with path.open(encoding="utf-8") as stream:
-        for line_no, line in enumerate(stream, start=1):
+        line_no = 0
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            line_no += 1
+            where = f"{label} line {line_no}"
+            if len(line) > MAX_LINE_BYTES:
+                raise BackupError(f"{where} is longer than {MAX_LINE_BYTES} characters: "
+                                  "not a row Ringfence writes")
             if not line.strip():
                 continue
-            where = f"{label} line {line_no}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BackupError(f"{where}: not valid JSON ({exc.msg})") from None
-            yield _check_domain(model, _json_to_row(model, data, where), where)
+            data = _loads(line, where)
+            yield _check_domain(model, _json_to_row(model, data, where), where), len(line)
 
 
 def _settings_rows(path: Path) -> list[dict[str, Any]]:
+    if path.stat().st_size > MAX_SMALL_FILE_BYTES["settings.json"]:
+        raise BackupError("settings.json is larger than a backup's settings may be")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"settings.json is not valid JSON: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BackupError(f"settings.json is not valid UTF-8: {exc}") from None
+    data = _loads(text, "settings.json")
     if not isinstance(data, dict):
         raise BackupError("settings.json: expected a JSON object")
     rows = []
@@ -504,27 +576,32 @@ def _reset_sequences(session: Session, models: list[type[Base]]) -> None:
             f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
 
 
-def _insert_all(session: Session, model: type[Base], rows: Iterator[dict[str, Any]]) -> int:
+def _insert_all(session: Session, model: type[Base], rows: Iterator[_Row]) -> int:
     count = 0
     batch: list[dict[str, Any]] = []
-    for row in rows:
+    size = 0
+    for row, row_size in rows:
         batch.append(row)
-        if len(batch) >= _BATCH:
+        size += row_size
+        if len(batch) >= _BATCH or size >= _BATCH_BYTES:
             session.execute(insert(model), batch)
             count += len(batch)
-            batch = []
+            batch, size = [], 0
     if batch:
         session.execute(insert(model), batch)
         count += len(batch)
     return count
 
 
-def restore_from(path: Path | str, settings: Settings, *,
-                 db: Database | None = None) -> RestoreReport:
+def restore_from(path: Path | str, settings: Settings, *, db: Database | None = None,
+                 with_credentials: bool = False) -> RestoreReport:
     """Restore an archive: lists, rules and settings are replaced in one transaction.
 
     The call log and voicemails are replaced only when the archive holds them. Prompt and
-    voicemail files are written after the database commits.
+    voicemail files are written after the database commits. The web UI's password, API token
+    and sessions are this installation's and stay as they are, whatever the archive holds;
+    only `with_credentials` (the CLI's explicit, confirmed option) takes the archive's
+    password and token, and then every session is logged out.
     """
     own_db = db is None
     db = db or open_database(settings)
@@ -544,7 +621,7 @@ def restore_from(path: Path | str, settings: Settings, *,
                 _extract(tar, members, manifest, staging)
                 _check_writable(staging, settings)
                 report = RestoreReport(manifest=manifest)
-                _restore_rows(db, staging, report)
+                _restore_rows(db, staging, report, with_credentials=with_credentials)
                 for folder in _FILE_DIRS:
                     report.files[folder] = _move_files(staging / folder,
                                                        _destination(folder, settings))
@@ -576,11 +653,31 @@ def _destination(folder: str, settings: Settings) -> Path:
     return settings.data_dir / "prompts"
 
 
-def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
+def _credential_rows(settings_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The archive's password and token as rows to store, with a fresh auth epoch."""
+    found = {row["key"]: row.get("value") for row in settings_rows
+             if row["key"] in CREDENTIAL_KEYS}
+    password = found.get(PASSWORD_KEY)
+    if not isinstance(password, str) or not password.startswith("scrypt$"):
+        raise BackupError("this backup holds no web UI password (it was made without "
+                          "--with-credentials): restore it without --with-credentials")
+    token = found.get(API_TOKEN_KEY)
+    return [{"key": PASSWORD_KEY, "value": password},
+            {"key": API_TOKEN_KEY, "value": token if isinstance(token, str) else None},
+            # A new epoch: sessions opened with the password being replaced end here.
+            {"key": EPOCH_KEY, "value": secrets.token_hex(8)}]
+
+
+def _restore_rows(db: Database, staging: Path, report: RestoreReport, *,
+                  with_credentials: bool = False) -> None:
     has_calls = (staging / "calls.jsonl").exists()
     has_voicemails = (staging / "voicemails.jsonl").exists()
     settings_rows = _settings_rows(staging / "settings.json") if (
         staging / "settings.json").exists() else []
+    credentials = _credential_rows(settings_rows) if with_credentials else []
+    # The archive's credentials are never taken by default: they would let its author in and
+    # lock the owner out. Without any in the archive, the owner's stay (no fall back to /setup).
+    settings_rows = [row for row in settings_rows if row["key"] not in CREDENTIAL_KEYS]
     with db.session() as s:
         old_version = s.scalar(select(SettingRow.value).where(SettingRow.key == "rules_version"))
         if has_voicemails or has_calls:
@@ -589,9 +686,13 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             s.execute(delete(CallRow))
         s.execute(delete(ListEntryRow))
         s.execute(delete(RuleRow))
-        s.execute(delete(SettingRow))
-        for row in settings_rows:
+        kept = CREDENTIAL_KEYS if not credentials else ()
+        s.execute(delete(SettingRow).where(SettingRow.key.not_in(kept)))
+        for row in [*settings_rows, *credentials]:
             s.add(SettingRow(key=row["key"], value=row.get("value")))
+        if credentials:
+            s.execute(delete(WebSessionRow))
+            report.credentials_replaced = True
         report.rows["settings"] = len(settings_rows)
         inserted: list[type[Base]] = []
         call_ids: set[int] = set()
@@ -606,8 +707,8 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             elif model is VoicemailRow:
                 # A message whose call is not in the backup (none were backed up, or the call
                 # came in while the backup was being written) keeps the message, not the link.
-                rows = ({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
-                         else None} for r in rows)
+                rows = (({**r, "call_id": r.get("call_id") if r.get("call_id") in call_ids
+                          else None}, n) for r, n in rows)
             s.flush()
             report.rows[label] = _insert_all(s, model, rows)
             inserted.append(model)
@@ -623,10 +724,10 @@ def _restore_rows(db: Database, staging: Path, report: RestoreReport) -> None:
             version_row.value = version
 
 
-def _remember_ids(rows: Iterator[dict[str, Any]], ids: set[int]) -> Iterator[dict[str, Any]]:
-    for row in rows:
+def _remember_ids(rows: Iterator[_Row], ids: set[int]) -> Iterator[_Row]:
+    for row, size in rows:
         ids.add(row["id"])
-        yield row
+        yield row, size
 
 
 def _move_files(source: Path, target: Path) -> int:

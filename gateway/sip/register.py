@@ -26,7 +26,7 @@ from gateway.sip.digest import Challenge, DigestError, authorization, best_chall
 from gateway.sip.message import SipParseError, SipRequest, SipResponse, parse_name_addr
 from gateway.sip.transaction import new_tag, wait_for_final
 from gateway.sip.transport import Target
-from gateway.sip.ua import USER_AGENT, UserAgent
+from gateway.sip.ua import UserAgent, product
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ class Registration:
         request.add("Call-ID", f"{secrets.token_hex(12)}@ringfence")
         request.add("CSeq", "1 OPTIONS")
         request.add("Contact", self.ua.contact_for_target(self.target))
-        request.add("User-Agent", USER_AGENT)
+        if product():
+            request.add("User-Agent", product())
         try:
             response = wait_for_final(self.ua.layer, request, self.target, timeout=timeout)
         except OSError as exc:  # no route, connection refused (TCP): not there
@@ -210,7 +211,8 @@ class Registration:
         request.add("Contact", self.ua.contact_for_target(self.target))
         request.add("Expires", str(expires))
         request.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE")
-        request.add("User-Agent", USER_AGENT)
+        if product():
+            request.add("User-Agent", product())
         if self._challenge is not None:
             self._nonce_count += 1
             request.add(self._challenge_header, authorization(

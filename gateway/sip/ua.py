@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +25,7 @@ from gateway.sip.message import (
     header_params_text,
     parse_name_addr,
 )
+from gateway.sip.scanners import SCANNED_METHODS, scanner_signature
 from gateway.sip.transaction import (
     T1,
     T2,
@@ -38,7 +40,21 @@ from gateway.sip.transport import SipTransport, Source, Target
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "Ringfence/0.1"
+# The product token in Server and User-Agent: no version, which would only tell a scanner
+# which bugs to try. `[gateway] user_agent` replaces it (empty: no such header at all).
+USER_AGENT = "Ringfence"
+_product = [USER_AGENT]
+
+
+def set_product(name: str) -> None:
+    """Use `name` in the Server and User-Agent headers from now on ("" sends neither)."""
+    _product[0] = name
+
+
+def product() -> str:
+    """The current Server / User-Agent value ("" when none is sent)."""
+    return _product[0]
+
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE"
 REQUEST_TIMEOUT = 40.0  # longer than timer F (32 s): the transaction reports first
 BYE_WAIT = 4.0  # a caller that never answers our BYE must not hold a call slot for 32 s
@@ -89,7 +105,8 @@ def make_response(
     if request.method == "INVITE" and 100 < status < 300:
         for value in request.get_all("Record-Route"):
             response.add("Record-Route", value)
-    response.add("Server", USER_AGENT)
+    if _product[0]:
+        response.add("Server", _product[0])
     for name, value in headers:
         response.add(name, value)
     response.body = body
@@ -199,7 +216,8 @@ class Call:
         request, target = self.dialog.request(method, placeholder, self.ua.contact_for(None))
         request.set("Via", self.ua.via_for(target))
         request.set("Contact", self.ua.contact_for_target(target))
-        request.add("User-Agent", USER_AGENT)
+        if _product[0]:
+            request.add("User-Agent", _product[0])
         return request, target
 
     def hangup(self, *, wait: bool = True) -> None:
@@ -325,6 +343,9 @@ class UserAgent:
         self.lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
         self.stopping = False
+        # Scanner requests dropped, by signature; the first from each address is logged.
+        self.scanners: Counter[str] = Counter()
+        self._scanner_sources: set[str] = set()
 
     # --- lifecycle
     @property
@@ -406,6 +427,11 @@ class UserAgent:
         if method == "ACK":
             self._on_ack(request)
             return
+        if method in SCANNED_METHODS:
+            signature = scanner_signature(request)
+            if signature is not None:
+                self._drop_scanner(signature, source)
+                return
         existing = self.layer.find_server(request)
         if existing is not None:
             existing.retransmitted()  # a retransmission: the last response again, nothing more
@@ -426,6 +452,18 @@ class UserAgent:
             self._reply(request, source, 481, "Call/Transaction Does Not Exist")
         else:
             self._reply(request, source, 405, "Method Not Allowed", [("Allow", ALLOW)])
+
+    def _drop_scanner(self, signature: str, source: Source) -> None:
+        # No response at all: a scanner learns nothing, not even that a device is here, and
+        # no transaction, call, row or RTP is ever made for it.
+        self.scanners[signature] += 1
+        if source.host not in self._scanner_sources and len(self._scanner_sources) < 1000:
+            self._scanner_sources.add(source.host)
+            log.warning("SIP scanner at %s:%s (%s): dropping its requests", source.host,
+                        source.port, signature)
+        else:
+            log.debug("SIP scanner request from %s:%s dropped (%s)", source.host, source.port,
+                      signature)
 
     def _on_invite(self, invite: SipRequest, source: Source) -> None:
         from_tag = invite.from_().tag or ""
@@ -527,6 +565,12 @@ class UserAgent:
             tx.respond(ok)
             log.info("call %s: caller hung up", call.call_id)
             call.on_bye()
+        elif method == "REFER":
+            # Ringfence never transfers on the caller's say-so: a 200 would promise to call
+            # any number the caller names (toll fraud); it only sends REFER itself.
+            log.info("call %s: refusing a REFER from the caller", call.call_id)
+            tx.respond(make_response(request, 405, "Method Not Allowed", to_tag=call.local_tag,
+                                     headers=[("Allow", ALLOW)]))
         elif method in ("INVITE", "UPDATE") and request.body:
             # A re-offer (hold, resume, a new address): let the media follow it if it can.
             answer = call.local_sdp

@@ -3,7 +3,8 @@
 `Store` gathers them for one database; the CLI, the web UI and the gateway all go through it:
 `store.entries` (allow/block lists), `store.list_files` (CSV in and out), `store.rules`,
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
-`store.lines` (registration states) and `store.screening` (what a call's screening reads).
+`store.lines` (registration states), `store.screening` (what a call's screening reads) and
+`store.web_sessions` (the web UI's logged-in sessions).
 
 The gateway's call flow writes through its call writer instead (`store.writer`: events from
 `store.events`, applied in batches by `store.batch`, spooled to `store.journal`).
@@ -22,6 +23,7 @@ from gateway.store.lines import LineStates
 from gateway.store.list_files import ImportReport, ListFiles
 from gateway.store.rules import RuleStore
 from gateway.store.screening import ScreeningReads
+from gateway.store.sessions import WebSessions
 from gateway.store.settings import RuntimeSettings
 from gateway.store.voicemail import Voicemails
 
@@ -43,6 +45,7 @@ class Store:
         self.calls = CallLog(db)
         self.voicemails = Voicemails(db, voicemail_dir)
         self.lines = LineStates(db)
+        self.web_sessions = WebSessions(db)
         self.screening = ScreeningReads(db, self.runtime, self.rules, home_region=home_region,
                                         timezone=timezone)
 

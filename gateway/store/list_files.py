@@ -15,9 +15,11 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from gateway import untrusted
 from gateway.numbers import list_number
 from gateway.screening.rules import Action, ListName, MatchKind
 from gateway.screening.words import N_
+from gateway.store.csv_cells import neutralise, restore
 from gateway.store.db import Database
 from gateway.store.decode import FileProblem, csv_rows, read_text_file, shown_text
 from gateway.store.entries import MAX_LABEL_LENGTH, check_breadth, classify_pattern
@@ -28,6 +30,7 @@ from gateway.store.settings import bump_rules_version
 IMPORT_BATCH = 5_000
 MAX_REPORTED_REJECTS = 1_000
 HEADER_WORDS = ("number", "pattern", "numero", "numéro")
+EXPORT_HEADER = ["pattern", "label", "kind", "action", "expires_at"]
 
 
 class Rejected(tuple[int, str, str]):
@@ -246,20 +249,24 @@ class ListFiles:
                 raise entry_error(exc, "action") from None
         report = ImportReport(delimiter=delimiter)
         parsed = 0
+        exported = False  # a file export_csv wrote: its label is the second column only
         with self.db.session() as s:
             sink = _ImportSink(s, action=action, source=source, list_name=list_name)
-            for line_no, fields, problem in csv_rows(iter(stream), delimiter):
-                if fields is None:
+            for line_no, cells, problem in csv_rows(iter(stream), delimiter):
+                if cells is None:
                     report.reject(line_no, "", EntryError(
                         N_("this line cannot be read as CSV ({error})"), error=problem))
                     continue
+                fields = [restore(cell) for cell in cells]  # what export_csv neutralised
                 if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
                     continue
                 typed = fields[0].strip()
                 if line_no == 1 and (typed.lower() in HEADER_WORDS
                                      or not any(c.isdigit() for c in typed)):
+                    exported = fields == EXPORT_HEADER
                     continue  # a header row ("number", "Numéro de téléphone"…)
-                label = delimiter.join(fields[1:]).strip()[:MAX_LABEL_LENGTH]
+                label = (fields[1] if exported and len(fields) > 1
+                         else delimiter.join(fields[1:])).strip()[:MAX_LABEL_LENGTH]
                 number = list_number(typed, self.home_region)
                 if number is not None:
                     kind, pattern = MatchKind.EXACT, number
@@ -296,17 +303,23 @@ class ListFiles:
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
-        """Write a list as CSV (pattern,label,kind,action,expires_at); return the row count."""
+        """Write a list as CSV (pattern,label,kind,action,expires_at); return the row count.
+
+        Labels come from strangers (subscriptions, vCards, imports): every cell is stripped of
+        control and bidi-override characters and neutralised (`csv_cells`) so no spreadsheet
+        evaluates it; E.164 numbers so come out as ``'+33…``, which a spreadsheet shows as
+        text, keeping the ``+``. `import_csv` reads the file back to the same entries.
+        """
         writer = csv.writer(out)
-        writer.writerow(["pattern", "label", "kind", "action", "expires_at"])
+        writer.writerow(EXPORT_HEADER)
         count = 0
         query = (select(ListEntryRow).where(ListEntryRow.list == ListName(list_name).value)
                  .order_by(ListEntryRow.id).execution_options(yield_per=5000))
         with self.db.session() as s:
             for row in s.scalars(query):
-                writer.writerow([export_pattern(row.kind, row.pattern), row.label, row.kind,
-                                 row.action or "",
-                                 row.expires_at.isoformat() if row.expires_at else ""])
+                cells = [export_pattern(row.kind, row.pattern), row.label, row.kind,
+                         row.action or "", row.expires_at.isoformat() if row.expires_at else ""]
+                writer.writerow([neutralise(untrusted.strip_controls(cell)) for cell in cells])
                 count += 1
         return count
 

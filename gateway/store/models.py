@@ -236,3 +236,20 @@ class SubscriptionRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     entry_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The owner says the list lives on the home network: its address may then be private,
+    # loopback or link-local (otherwise refused, so a list URL cannot reach internal services).
+    lan: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSessionRow(Base):
+    """A logged-in web UI session; logging out deletes it, so an old cookie opens nothing.
+
+    Only a SHA-256 of the session id is stored: reading the database gives no usable cookie.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written at most once an hour per session, so browsing costs the SD card almost nothing.
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -21,6 +21,12 @@ from gateway.store.models import SettingRow
 
 RULES_VERSION_KEY = "rules_version"
 PRIVATE_PREFIX = "web_"
+# The web UI's credentials. They belong to this installation: a restore never takes them from
+# an archive (a stranger's backup would otherwise bring the stranger's password and token).
+PASSWORD_KEY = "web_password_hash"
+API_TOKEN_KEY = "web_api_token_hash"
+EPOCH_KEY = "web_auth_epoch"
+CREDENTIAL_KEYS = (PASSWORD_KEY, API_TOKEN_KEY, EPOCH_KEY)
 
 # Run-time settings (owner-editable in CLI/UI) and their defaults.
 DEFAULT_SETTINGS: dict[str, Any] = {

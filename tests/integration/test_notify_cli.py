@@ -56,7 +56,8 @@ def test_subscription_commands(config: Path, capsys: pytest.CaptureFixture[str])
     with http_server() as server:
         server.responses = [(200, big, "text/plain")]
         url = f"http://127.0.0.1:{server.port}/list"
-        code, out, _ = run(config, capsys, "subscriptions", "add", "block", url, "--label", "spam")
+        code, out, _ = run(config, capsys, "subscriptions", "add", "block", url, "--label", "spam",
+                           "--lan")
         assert code == 0 and "150 entries" in out
         [listed] = [json.loads(line) for line in
                     run(config, capsys, "subscriptions", "list")[1].splitlines()]

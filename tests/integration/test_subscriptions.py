@@ -27,7 +27,8 @@ def test_failed_download_keeps_entries_then_refresh_replaces_them(tmp_path: Path
     service.store.entries.add("block", "0612345678", label="mine")
     with http_server() as server:
         server.responses = [(200, b"number,label\n0162000001,pub\n0162000002\n", "text/csv")]
-        sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l.csv")
+        sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l.csv",
+                                    lan=True)
         source = subs.source_of(sub.id)
         first = subs.refresh(service.db, settings, sub.id, NOW)
         assert (first.ok, first.entries) == (True, 2)
@@ -54,7 +55,8 @@ def test_empty_or_html_or_oversized_lists_are_refused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "[subscriptions]\nmax_mb = 1\n")
     service = Services.open(settings)
     with http_server() as server:
-        sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l")
+        sub = subs.add_subscription(service.db, "block", f"http://127.0.0.1:{server.port}/l",
+                                    lan=True)
         server.responses = [(200, b"0162000001\n", "text/plain")]
         assert subs.refresh(service.db, settings, sub.id, NOW).ok
         for body, ctype in [(b"", "text/plain"), (b"# nothing\nnot a number\n", "text/plain"),

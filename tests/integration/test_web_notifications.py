@@ -56,7 +56,8 @@ def test_subscriptions_are_validated_listed_and_refreshed(
             assert bad.status_code == 400 and 'value="ftp://example.invalid/x"' in text(bad)
             url = f"http://127.0.0.1:{sink.port}/list.csv"
             ok = post(client, "/notifications/subscriptions",
-                      {"list": "block", "url": url, "label": "neighbours", "refresh_hours": "6"})
+                      {"list": "block", "url": url, "label": "neighbours", "refresh_hours": "6",
+                       "lan": "1"})
             assert ok.status_code == 200 and url in text(ok)
             refreshed = post(client, "/notifications/subscriptions/1/refresh")
             assert "Refreshed: 2 entries" in text(refreshed)

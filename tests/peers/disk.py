@@ -31,7 +31,9 @@ def fill(folder: Path) -> Path:
     """Write zeros into `folder` until the disk is full; return the file to delete later."""
     filler = folder / "filler"
     block = b"\0" * 65536
-    with filler.open("wb") as out:
+    # Unbuffered: a buffered file would raise ENOSPC again when closed, flushing the part of
+    # the last block that did not fit (whether it does depends on how full the disk was).
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(block)

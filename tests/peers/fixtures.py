@@ -90,7 +90,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
     def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
              service: object | None = None, max_calls: int = 4, real_media: bool = False,
              listen: HostPort | None = None, pass_behaviour: str = "ring",
-             redirect_to: str = "", public_address: str = "",
+             redirect_to: str = "", public_address: str = "", user_agent: str = "Ringfence",
              **settings_overrides: object) -> Gateway:
         prompts_dir = None
         if real_media:
@@ -101,7 +101,8 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
             gateway=GatewayConfig(listen=listen or HostPort("127.0.0.1", free_port()),
                                   max_calls=max_calls, prompts_dir=prompts_dir,
                                   pass_behaviour=pass_behaviour,  # type: ignore[arg-type]
-                                  redirect_to=redirect_to, public_address=public_address),
+                                  redirect_to=redirect_to, public_address=public_address,
+                                  user_agent=user_agent),
             **settings_overrides,  # type: ignore[arg-type]
         )
         chosen = service or fake_service

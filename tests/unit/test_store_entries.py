@@ -327,10 +327,10 @@ def test_export_writes_patterns_as_the_owner_types_them(store: Store) -> None:
     assert store.list_files.export_csv("block", out) == 4
     assert out.getvalue().splitlines() == [
         "pattern,label,kind,action,expires_at",
-        f"+33611111111,pest,exact,reject:404,{(NOW + timedelta(days=1)).isoformat()}",
-        "+33162*,tm,prefix,,",
+        f"'+33611111111,pest,exact,reject:404,{(NOW + timedelta(days=1)).isoformat()}",
+        "'+33162*,tm,prefix,,",
         r"re:^\+4420,,regex,,",
-        "+336??????99,,glob,,",
+        "'+336??????99,,glob,,",
     ]
 
 

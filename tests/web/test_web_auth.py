@@ -138,18 +138,25 @@ def test_login_is_throttled_after_five_failures_per_address(app: Flask, anonymou
     assert post(anonymous, "/login", {"password": PASSWORD}).status_code == 302
 
 
-def test_throttle_is_per_address_with_a_global_cap() -> None:
+def test_throttle_locks_only_the_address_that_failed() -> None:
     now = [0.0]
-    throttle = LoginThrottle(clock=lambda: now[0], global_free_failures=8)
+    throttle = LoginThrottle(clock=lambda: now[0], guard_failures=8)
     for _ in range(6):
         throttle.failure("10.0.0.1")
     assert throttle.wait_seconds("10.0.0.1") == 30
     assert throttle.wait_seconds("10.0.0.2") == 0
     for i in range(3):
         throttle.failure(f"10.0.1.{i}")
-    assert throttle.wait_seconds("10.0.0.99") > 0  # many failures everywhere lock everyone
+    # Many failures everywhere: the guard is up, yet a clean address may still try...
+    assert throttle.guarded()
+    assert throttle.wait_seconds("10.0.0.99") == 0
+    # ...while each address that guesses wrong now is locked after its first failure.
+    throttle.failure("10.0.2.1")
+    assert throttle.wait_seconds("10.0.2.1") == 30
     now[0] += 3600
-    assert throttle.wait_seconds("10.0.0.1") == 0
+    assert throttle.wait_seconds("10.0.0.1") == 0 and not throttle.guarded()
+    throttle.failure("10.0.2.2")
+    assert throttle.wait_seconds("10.0.2.2") == 0  # the guard is down: free failures again
 
 
 def test_logout_ends_the_session(anonymous: FlaskClient, service: Services) -> None:

@@ -142,7 +142,7 @@ def test_export_a_list_as_csv(client: FlaskClient, service: Services) -> None:
     assert "attachment" in response.headers["Content-Disposition"]
     body = response.get_data(as_text=True)
     assert body.splitlines()[0] == "pattern,label,kind,action,expires_at"
-    assert "+33612345678,spam,exact" in body and "+33162*,range,prefix" in body
+    assert "'+33612345678,spam,exact" in body and "'+33162*,range,prefix" in body
     assert client.get("/transfer/export/grey.csv").status_code == 404
 
 

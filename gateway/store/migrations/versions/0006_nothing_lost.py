@@ -1,7 +1,7 @@
 """voicemails.interrupted, notifications.phase and .sender: nothing lost on a crash (issue 11)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01
 
 `voicemails.interrupted` marks a message recovered on start from a recording a crash cut
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,55 @@
+"""Which requests give a SIP scanner away, and which real callers never do."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.sip.message import SipRequest, parse_message
+from gateway.sip.scanners import scanner_signature
+
+
+def request(method: str = "INVITE", *, ua: str = "", sender: str = '"Alice" <sip:+33612345678@'
+            'provider.example>', to: str = "<sip:home@provider.example>",
+            contact: str = "<sip:alice@192.0.2.10:5060>") -> SipRequest:
+    text = (f"{method} sip:home@192.0.2.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1\r\n"
+            f"From: {sender};tag=1\r\nTo: {to}\r\nCall-ID: a@b\r\nCSeq: 1 {method}\r\n"
+            f"Contact: {contact}\r\n" + (f"User-Agent: {ua}\r\n" if ua else "")
+            + "Content-Length: 0\r\n\r\n")
+    message = parse_message(text.encode())
+    assert isinstance(message, SipRequest)
+    return message
+
+
+@pytest.mark.parametrize(("built", "signature"), [
+    (request(ua="friendly-scanner"), "User-Agent friendly-scanner"),
+    (request("OPTIONS", ua="sipvicious 0.3.8"), "User-Agent sipvicious"),
+    (request("REGISTER", ua="sipcli/v1.8"), "User-Agent sipcli"),
+    (request(ua="VaxSIPUserAgent/3.1"), "User-Agent vaxsipuseragent"),
+    (request(ua="sundayddr"), "User-Agent sundayddr"),
+    (request(ua="smap 0.6.0"), "User-Agent smap"),
+    (request("OPTIONS", sender='"sipvicious"<sip:100@1.1.1.1>'), "From sipvicious"),
+    (request(sender="<sip:100@1.1.1.1>"), "From sip:100@1.1.1.1"),
+    (request(contact="<sip:123@1.1.1.1>"), "Contact sip:123@1.1.1.1"),
+    (request(sender='"1000"<sip:1000@192.0.2.1>', to='"1000"<sip:1000@192.0.2.1>'),
+     "From = To (extension probe)"),
+])
+def test_scanners_are_recognised(built: SipRequest, signature: str) -> None:
+    assert scanner_signature(built) == signature
+
+
+@pytest.mark.parametrize("built", [
+    request(),
+    request(ua="baresip v3.0.0 (x86_64/linux)"),
+    request(ua="AVM FRITZ!Box 7590 154.07.57"),
+    request(ua="Asterisk PBX 20.5.0"),
+    request(ua="Linphone Desktop/5.2 (smapper)"),  # a word that merely contains a tool's name
+    # A REGISTER has From = To by design; so does a caller spoofing the owner's own number
+    # to the owner, when the display names are not the bare user.
+    request("REGISTER", sender="<sip:home@provider.example>", to="<sip:home@provider.example>"),
+    request(sender='"+33612345678" <sip:+33612345678@p.example>',
+            to="<sip:+33612345678@p.example>"),
+    request("BYE", ua="friendly-scanner"),  # only INVITE, OPTIONS and REGISTER are screened
+])
+def test_real_callers_are_never_taken_for_scanners(built: SipRequest) -> None:
+    assert scanner_signature(built) is None
