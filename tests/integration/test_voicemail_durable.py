@@ -249,3 +249,34 @@ def test_postgresql_stopped_during_the_greeting_loses_no_message(tmp_path: Path)
     finally:
         server_context.__exit__(None, None, None)
     assert "failed open" not in gateway.log()
+
+
+def test_messages_of_e164_callers_survive_backup_and_restore_after_pause_and_resume(
+        gateway: GatewayProcess, tmp_path: Path) -> None:
+    gateway.start()
+    folder = gateway.data_dir / "voicemail"
+    numbers = [f"+3361234002{i}" for i in range(5)]
+    with callers(gateway.port, numbers) as voices:
+        wait_until(lambda: recording(folder, 5, 1.0), 60, "5 messages of 1 s")
+        for voice in voices:
+            voice.hang_up()
+    wait_until(lambda: len(voicemails(gateway.database_file)) == 5, 60, "5 voicemails")
+    assert gateway.stop() == 0
+    assert gateway.cli("pause", "2h").returncode == 0
+    assert gateway.cli("pause", "off").returncode == 0  # paused_until is null from now on
+    archive = tmp_path / "backup.tar.gz"
+    made = gateway.cli("backup", "--with-voicemail", str(archive))
+    assert made.returncode == 0, made.stderr
+    assert "5 voicemail_files" in made.stdout
+
+    fresh = GatewayProcess(tmp_path / "fresh")
+    assert fresh.cli("db", "upgrade").returncode == 0
+    restored = fresh.cli("restore", str(archive), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    rows = voicemails(fresh.database_file)
+    assert rows == voicemails(gateway.database_file)
+    assert all("+33612340" in path for path, _, _, _ in rows)
+    assert_kept(rows, fresh.data_dir / "voicemail")
+    for name, size in recorded(folder).items():
+        assert (fresh.data_dir / "voicemail" / name).read_bytes() == (folder / name).read_bytes()
+        assert size > WAV_HEADER_BYTES
