@@ -152,7 +152,7 @@ def test_import_export(config: Path, tmp_path: Path) -> None:
     assert "block list: 3 added, 0 already present, 1 rejected" in result.stdout
     assert "numbers.csv:2: 'nonsense' rejected" in result.stderr
     exported = ringfence(config, "export", "--list", "block").stdout.splitlines()
-    assert exported[0] == "pattern,label,kind,action,expires_at"
+    assert exported[0] == "pattern,label,kind,action,expires_at,once"
     assert len(exported) == 4
 
 
