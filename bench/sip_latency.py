@@ -212,6 +212,10 @@ class StubSlot:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def has_room(self) -> bool:
+        """Always."""
+        return True
+
     def claim(self, count: int) -> int:
         """Everything fits."""
         return count

@@ -185,11 +185,20 @@ def voicemail(
             play(media, prompt, env)
         if call.remote_hangup.is_set():
             return "caller hung up during the greeting"
+        if not slot.has_room():  # the disk filled up during the greeting
+            log.warning("call %s: the disk filled up during the greeting", call.call_id)
+            play(media, "voicemail_full", env)
+            return "voicemail full"
         media.play_beep()
-        result = media.record(
-            slot.path, max_seconds=env.settings.voicemail.max_seconds,
-            silence_seconds=env.settings.voicemail.silence_seconds, claim=slot.claim,
-        )
+        try:
+            result = media.record(
+                slot.path, max_seconds=env.settings.voicemail.max_seconds,
+                silence_seconds=env.settings.voicemail.silence_seconds, claim=slot.claim,
+            )
+        except OSError as exc:  # the file could not even be started: nothing was recorded
+            log.error("call %s: cannot record to %s: %s", call.call_id, slot.path, exc)
+            play(media, "voicemail_full", env)
+            return "voicemail full"
         if result is None or not slot.path.exists():
             return "voicemail: nothing recorded"
         slot.save(float(result.duration_s), slot.path.stat().st_size)

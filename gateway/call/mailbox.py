@@ -293,6 +293,12 @@ class Slot:
             log.warning("could not write the marker of %s (%s): a crash during this message "
                         "would lose it", self.path.name, exc)
 
+    def has_room(self) -> bool:
+        """Whether the disk still takes a short message (it may fill up during the greeting);
+        the cap's share was granted when the slot opened."""
+        disk = self.mailbox._disk_left()
+        return disk is None or disk >= self.mailbox.min_room
+
     def claim(self, count: int) -> int:
         """Room for `count` more bytes of audio: how many may be written (fewer at a limit)."""
         if self.used + count > self.granted:

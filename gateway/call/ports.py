@@ -40,6 +40,9 @@ class VoicemailSlot(Protocol):
     def path(self) -> Path:
         """The WAV to record to (reserved: nobody else writes there)."""
 
+    def has_room(self) -> bool:
+        """Whether the disk still has room for a short message (asked before the beep)."""
+
     def claim(self, count: int) -> int:
         """How many of `count` more bytes may be recorded (fewer: the cap or the disk)."""
 

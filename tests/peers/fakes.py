@@ -114,6 +114,11 @@ class FakeSlot:
     saved: bool = False
     closed: bool = False
 
+    room: bool = True
+
+    def has_room(self) -> bool:
+        return self.room
+
     def claim(self, count: int) -> int:
         return count
 

@@ -716,3 +716,23 @@ def test_voicemail_path_never_overwrites(tmp_path: Path) -> None:
     second.write_bytes(b"two")
     assert voicemail_path(tmp_path, stranger(CALLER), AT).name.endswith("-3.wav")
     assert first.read_bytes() == b"one"
+
+
+def test_a_disk_that_fills_up_during_the_greeting_says_the_mailbox_is_full(
+        rig: Rig, settings: Settings) -> None:
+    def full_after_greeting(ref: str | None, who: Caller, path: Path, at: datetime) -> FakeSlot:
+        return FakeSlot(rig.service, ref, who, path, room=False)
+
+    rig.service.start_voicemail = full_after_greeting  # type: ignore[method-assign]
+    row = rig.run("voicemail")
+    assert row.outcome == "voicemail full"
+    assert rig.session.played == ["greeting.wav", "voicemail_full.wav"]  # no beep
+    assert list(settings.voicemail_dir.iterdir()) == []
+
+
+def test_a_recording_that_cannot_start_says_the_mailbox_is_full(rig: Rig) -> None:
+    rig.media_options["fail_on_record"] = OSError(28, "No space left on device")
+    rig.media_options["audio"] = b""
+    row = rig.run("voicemail")
+    assert row.outcome == "voicemail full" and row.voicemail is None
+    assert rig.session.played == ["greeting.wav", "beep", "voicemail_full.wav"]

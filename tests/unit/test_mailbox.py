@@ -273,3 +273,13 @@ def test_the_recovered_row_reaches_the_alerts_like_any_other(service: Services) 
     book.on_voicemail = lambda: woken.append(True)
     book.recover_voicemails()
     assert woken == [True]
+
+
+def test_the_disk_is_asked_again_before_the_beep(service: Services) -> None:
+    free = [100 * MIB]
+    box = Mailbox(service.store.voicemails, service.book.writer, cap_bytes=100 * MIB,
+                  spool=recordings_dir(service.settings.data_dir), free=lambda _f: free[0])
+    slot = open_slot(box, service.settings)
+    assert slot.has_room()
+    free[0] = 4 * MIB + MIN_ROOM_BYTES - 1  # another message, a log, a download filled it
+    assert not slot.has_room()
