@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -71,10 +71,11 @@ INVITE = """\
 
 REJECT_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="reject">
+  <nop start_rtd="2"/>
   <send retrans="500" start_rtd="1"><![CDATA[
 {INVITE.format(number=REJECTED)}
   ]]></send>
-  <recv response="100" optional="true"/>
+  <recv response="100" optional="true" rtd="2"/>
   <recv response="603" rtd="1"/>
   <send><![CDATA[
       ACK sip:home@[remote_ip]:[remote_port] SIP/2.0
@@ -131,6 +132,7 @@ class Latency:
     samples_ms: list[float]
     successful: int
     failed: int
+    trying_ms: list[float] = field(default_factory=list)  # INVITE -> 100 Trying (rtd 2)
 
     def percentile(self, p: float) -> float:
         """The p-th percentile (nearest rank)."""
@@ -151,14 +153,18 @@ class Latency:
 
 
 def run_sipp(workdir: Path, scenario: str, kamailio: Kamailio, *, calls: int, rate: float,
-             hold_ms: int = 0, limit: int = 200, timeout_s: int = 120) -> Latency:
-    """Run one SIPp scenario from Kamailio's trusted port; collect response times."""
+             hold_ms: int = 0, limit: int = 200, timeout_s: int = 120,
+             direct_port: int | None = None) -> Latency:
+    """Run one SIPp scenario from Kamailio's trusted port (or straight to the gateway's
+    `direct_port`, where the 100 Trying is ours and not Kamailio's); collect response times."""
     run_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="sipp-"))
     xml = run_dir / "scenario.xml"
     xml.write_text(scenario)
+    target = f"127.0.0.1:{direct_port or kamailio.port}"
+    local_port = free_port() if direct_port else kamailio.trusted_port
     args = [
-        "sipp", f"127.0.0.1:{kamailio.port}", "-sf", str(xml), "-i", "127.0.0.1",
-        "-p", str(kamailio.trusted_port), "-m", str(calls), "-r", str(rate), "-l", str(limit),
+        "sipp", target, "-sf", str(xml), "-i", "127.0.0.1",
+        "-p", str(local_port), "-m", str(calls), "-r", str(rate), "-l", str(limit),
         "-d", str(hold_ms), "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-mp", str(free_port()),
         "-recv_timeout", "10000", "-default_behaviors", "all,-bye",
@@ -166,11 +172,14 @@ def run_sipp(workdir: Path, scenario: str, kamailio: Kamailio, *, calls: int, ra
     result = subprocess.run(args, cwd=run_dir, capture_output=True, text=True,
                             timeout=timeout_s + 30)
     samples: list[float] = []
+    trying: list[float] = []
     for rtt in run_dir.glob("*_rtt.csv"):
         for line in rtt.read_text().splitlines()[1:]:
             parts = line.split(";")
             if len(parts) >= 2 and parts[1].replace(".", "", 1).isdigit():
-                samples.append(float(parts[1]))
+                # rtd 1: INVITE -> final response; rtd 2: INVITE -> 100 Trying
+                (trying if len(parts) > 2 and parts[2].strip() == "2" else samples).append(
+                    float(parts[1]))
     successful = failed = 0
     for stat in run_dir.glob("*_.csv"):
         lines = stat.read_text().splitlines()
@@ -181,13 +190,21 @@ def run_sipp(workdir: Path, scenario: str, kamailio: Kamailio, *, calls: int, ra
             failed = int(row.get("FailedCall(C)", 0) or 0)
     if not samples and result.returncode not in (0, 1):
         print(f"  sipp exited {result.returncode}: {result.stderr[-400:]}")
-    return Latency(samples, successful, failed)
+    return Latency(samples, successful, failed, trying)
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of `pid`, including its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def threads(pid: int) -> int:
+    """Threads alive in `pid` now."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
 
 
 def rss_mb(pid: int) -> float:
@@ -301,6 +318,7 @@ def gateway_process(workdir: Path, kamailio: Kamailio,
     prompts = workdir / "prompts"
     make_test_prompts(prompts, seconds=0.5)
     config = workdir / "config.toml"
+    line_port = free_port()
     config.write_text(f"""\
 data_dir = "{workdir / 'data'}"
 log_level = "info"
@@ -316,7 +334,7 @@ name = "bench"
 registrar = "127.0.0.1:{kamailio.port}"
 username = "home"
 password = "homepw"
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:{line_port}"
 """)
     settings = load_settings_from_text(config.read_text(), workdir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -333,6 +351,7 @@ listen = "127.0.0.1:{free_port()}"
         gateway_log = workdir / "gateway.log"
         wait_until(lambda: "-> registered" in gateway_log.read_text(errors="replace"), 20,
                    "the gateway to register")
+        process.line_port = line_port  # type: ignore[attr-defined]
         yield process
     finally:
         process.send_signal(signal.SIGTERM)
@@ -370,6 +389,8 @@ def measure(workdir: Path, mode: str, rate: float, seconds: int) -> None:
             print(f"reject, {rate:.0f} INVITE/s x {seconds} s: {loaded.summary()}")
             print(f"  gateway during the load: CPU {load_cpu:5.1f} % of a core   "
                   f"RSS {rss_mb(pid):5.1f} MiB")
+            direct_flood(workdir, kamailio, pid, gateway.line_port,  # type: ignore[attr-defined]
+                         rate, seconds)
             for active in (1, 10):
                 result: list[Latency] = []
 
@@ -388,6 +409,37 @@ def measure(workdir: Path, mode: str, rate: float, seconds: int) -> None:
                       f"RSS {rss:5.1f} MiB   (answer {answered})")
     finally:
         kamailio.stop()
+
+
+def direct_flood(workdir: Path, kamailio: Kamailio, pid: int, port: int, rate: float,
+                 seconds: int) -> None:
+    """Rejected INVITEs sent straight to the gateway: its own 100 Trying, CPU, threads."""
+    calls = int(rate * seconds)
+    start_cpu = cpu_seconds(pid)
+    started = time.monotonic()
+    peak_threads: list[int] = [threads(pid)]
+    sampling = threading.Event()
+
+    def sample_threads() -> None:
+        while not sampling.wait(0.2):  # a sampling interval, not a synchronisation
+            peak_threads.append(threads(pid))
+
+    sampler = threading.Thread(target=sample_threads, daemon=True)
+    sampler.start()
+    loaded = run_sipp(workdir, REJECT_SCENARIO, kamailio, calls=calls, rate=rate,
+                      timeout_s=seconds + 60, direct_port=port)
+    sampling.set()
+    sampler.join()
+    used = cpu_seconds(pid) - start_cpu
+    load_cpu = 100 * used / (time.monotonic() - started)
+    trying = Latency(loaded.trying_ms, 0, 0)
+    print(f"direct, {rate:.0f} INVITE/s x {seconds} s: {loaded.summary()}")
+    print(f"  INVITE -> 100 Trying:    p50 {trying.percentile(50):6.1f} ms   "
+          f"p99 {trying.percentile(99):6.1f} ms   max "
+          f"{max(loaded.trying_ms, default=math.nan):6.1f} ms")
+    print(f"  gateway during the load: CPU {load_cpu:5.1f} % of a core   "
+          f"{1000 * used / max(1, calls):5.2f} ms CPU per INVITE   "
+          f"threads {max(peak_threads)} at most")
 
 
 def main(argv: list[str] | None = None) -> int:

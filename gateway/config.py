@@ -140,7 +140,9 @@ class GatewayConfig:
         default="", metadata=_help("address to put in Contact/SDP when behind NAT (empty: auto)")
     )
     rtp_ports: str = field(default="10000-10100", metadata=_help("RTP port range, low-high"))
-    max_calls: int = field(default=4, metadata=_help("calls handled at once; more get 486"))
+    max_calls: int = field(default=4, metadata=_help(
+        "calls answered with media at once (announce, voicemail, challenge); one more of those "
+        "gets 600 Busy Everywhere and is logged. Every call is screened and ringing takes none"))
     pass_behaviour: PassBehaviour = field(
         default="ring", metadata=_help("pass behaviour for direct calls (see [[lines]])")
     )

@@ -307,6 +307,40 @@ def list_number(text: str, home_region: str) -> str | None:
     return to_e164(text, home_region)
 
 
+@dataclass(frozen=True)
+class NumberQuery:
+    """A number typed in a search box, as what to look for among stored E.164 numbers.
+
+    ``0612``, ``06 12``, ``+33612`` and ``0033 612`` all give the start ``+33612``; bare
+    digits (``3456``) are looked for anywhere; `complete` is the whole number when the text
+    is one (so a list search also finds the prefix entries that cover it).
+    """
+
+    start: str | None = None
+    digits: str | None = None
+    complete: str | None = None
+
+
+def number_query(text: str, home_region: str) -> NumberQuery | None:
+    """Read a searched number in any written form; None when the text is not digits."""
+    compact = _digits_form(extract_user(text))
+    if compact is None or len(compact) > 20:
+        return None
+    complete = list_number(compact, home_region)
+    trunk = _trunk_prefix(home_region)
+    if compact.startswith("+00"):
+        start = "+" + compact[3:]
+    elif compact.startswith("+"):
+        start = compact
+    elif compact.startswith("00"):
+        start = "+" + compact[2:]
+    elif trunk and compact.startswith(trunk):
+        start = f"+{country_code_for_region(home_region)}{compact[len(trunk):]}"
+    else:
+        return NumberQuery(digits=compact, complete=complete)
+    return NumberQuery(start=start if len(start) > 1 else None, complete=complete)
+
+
 # ------------------------------------------------------------------ how far an entry reaches
 
 

@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
@@ -30,7 +30,7 @@ from web import (
     transfer,
     voicemail,
 )
-from web.helpers import install_template_helpers
+from web.helpers import _, install_template_helpers
 from web.security import LoginThrottle, load_secret_key, read_api_token_file
 from web.state import WebState, state
 
@@ -60,11 +60,41 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _api_http_error(exc: HTTPException) -> HTTPException | tuple[Response, int]:
-    # Unknown API routes (no blueprint matched) still answer in JSON, like the API itself.
+def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
+    """404, 405 and the like: JSON under /api/, else a page with the UI's look and menu."""
+    code = exc.code or 500
     if request.path.startswith("/api/"):
-        return jsonify({"error": exc.description or exc.name}), exc.code or 500
-    return exc
+        # Unknown API routes (no blueprint matched) still answer in JSON, like the API itself.
+        return jsonify({"error": exc.description or exc.name}), code
+    titles = {404: _("Page not found"), 405: _("Not allowed here")}
+    messages = {404: _("There is nothing at this address (or no longer). The menu above "
+                       "leads to every page."),
+                405: _("This page cannot be used that way. Go back and use its buttons.")}
+    return render_template("error.html", title=titles.get(code, exc.name),
+                           message=messages.get(code, exc.description or exc.name),
+                           code=code), code
+
+
+def _server_error(exc: Exception) -> tuple[Response | str, int]:
+    """An unexpected error: logged with its traceback, shown as a page in the owner's words.
+
+    If even the page cannot be drawn (the database is gone), a bare sentence still answers.
+    """
+    original = getattr(exc, "original_exception", None) or exc
+    log.error("error while serving %s %s", request.method, request.path,
+              exc_info=(type(original), original, original.__traceback__))
+    if request.path.startswith("/api/"):
+        return jsonify({"error": "internal error: see the web UI's log"}), 500
+    try:
+        return render_template(
+            "error.html", title=_("Something went wrong"), code=500,
+            message=_("Ringfence could not show this page. The error is in the web UI's log "
+                      "(journalctl -u ringfence-web). Calls are not affected: the gateway runs "
+                      "on its own.")), 500
+    except Exception:
+        log.exception("could not draw the error page either")
+        return Response("Ringfence: internal error (see the web UI's log).",
+                        mimetype="text/plain"), 500
 
 
 def create_app(settings: Settings, store: Store | None = None,
@@ -93,10 +123,12 @@ def create_app(settings: Settings, store: Store | None = None,
     )
 
     install_template_helpers(app)
+    app.jinja_env.globals["action_choices"] = rules.action_choices
     app.before_request(auth.gate)
     app.after_request(_security_headers)
-    app.register_error_handler(404, _api_http_error)
-    app.register_error_handler(405, _api_http_error)
+    for code in (404, 405):
+        app.register_error_handler(code, _http_error)
+    app.register_error_handler(500, _server_error)
     for module in (auth, dashboard, calls, lists, rules, screen, voicemail, transfer,
                    notifications):
         app.register_blueprint(module.bp)

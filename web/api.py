@@ -9,18 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.feeds.subscriptions import SubscriptionError, add_subscription, list_subscriptions
-from gateway.screening.rules import ListEntry, ListName, Rule
+from gateway.screening.rules import BURST_PROFILES, ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry, EntryError
 from gateway.store.models import CallRow, SubscriptionRow, VoicemailRow
 from gateway.store.settings import validate_setting
+from web.calls import export_file as calls_export_file
 from web.calls import parse_filter
-from web.dashboard import overview
+from web.dashboard import gateways, overview
 from web.forms import FieldError, parse_expires
 from web.rules import pause_delta
 from web.screen import parse_at, screen_number
@@ -171,17 +172,25 @@ def stats() -> Response:
         "burst": {"enabled": data.burst_enabled, "active": data.burst.active,
                   "started_at": data.burst.started_at.isoformat()
                   if data.burst.started_at else None,
-                  "distinct_callers": data.burst.distinct_callers},
+                  "distinct_callers": data.burst.distinct_callers,
+                  "profile": data.burst_profile, "action": data.burst_action},
         "paused_until": data.paused_until.isoformat() if data.paused_until else None,
+        # Messages actually left; "voicemail" above counts the calls sent there.
+        "messages": data.messages,
     })
 
 
 @bp.get("/lines")
 def lines() -> Response:
-    """Registration state of each SIP line."""
+    """Registration state of each SIP line, and each gateway's heartbeat."""
     return jsonify({"lines": [
         {"name": r.name, "state": r.state, "error": r.error, "changed_at": r.changed_at.isoformat()}
-        for r in state().store.lines.all()]})
+        for r in state().store.lines.all()],
+        "gateways": [{"host": g.row.host, "mode": g.row.mode, "listening": g.row.listening,
+                      "state": g.life.state, "since": g.life.since.isoformat(),
+                      "started_at": g.row.started_at.isoformat(),
+                      "seen_at": g.row.seen_at.isoformat(), "version": g.row.version}
+                     for g in gateways()]})
 
 
 @bp.get("/calls")
@@ -198,6 +207,17 @@ def calls() -> Response:
                     "calls": [call_json(r) for r in store.calls.recent(parsed.flt,
                                                                         limit=limit,
                                                                         offset=offset)]})
+
+
+@bp.get("/calls/export")
+def calls_export() -> BaseResponse:
+    """The calls matching the same filters as GET /api/calls, as CSV (no paging)."""
+    parsed = parse_filter(dict(request.args))
+    if parsed.errors:
+        field, message = next(iter(parsed.errors.items()))
+        fail(message, field=field)
+    return send_file(calls_export_file(parsed.flt), mimetype="text/csv", as_attachment=True,
+                     download_name="ringfence-calls.csv")
 
 
 @bp.post("/screen")
@@ -271,6 +291,37 @@ def add_entry(name: str) -> tuple[Response, int]:
     return jsonify(entry_json(entry)), 201
 
 
+@bp.post("/lists/<name>/numbers")
+def add_numbers(name: str) -> Response:
+    """Put several numbers on a list at once (moving them from the other list)."""
+    list_name = _list_arg(name)
+    data = body()
+    numbers = data.get("numbers")
+    if (not isinstance(numbers, list) or not numbers
+            or not all(isinstance(n, str) for n in numbers)):
+        fail("numbers: expected a list of phone numbers", field="numbers")
+    if len(numbers) > MAX_PAGE:
+        fail(f"numbers: at most {MAX_PAGE} at once", field="numbers")
+    added, refused = state().store.entries.add_numbers(
+        list_name, numbers, label=_text(data, "label").strip()[:200], source="api")
+    return jsonify({"added": [entry_json(e) for e in added],
+                    "refused": [{"number": text, "error": str(why)} for text, why in refused]})
+
+
+@bp.post("/entries/delete")
+def delete_entries() -> Response:
+    """Remove several entries at once: {"ids": [1, 2, 3]}."""
+    ids = body().get("ids")
+    if (not isinstance(ids, list) or not ids
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        fail("ids: expected a list of entry ids", field="ids")
+    if len(ids) > 1000:
+        fail("ids: at most 1000 at once", field="ids")
+    gone = state().store.entries.remove_many(ids)
+    found = {e.id for e in gone}
+    return jsonify({"deleted": sorted(found), "missing": [i for i in ids if i not in found]})
+
+
 @bp.get("/entries/<int:entry_id>")
 def get_entry(entry_id: int) -> Response:
     """One entry."""
@@ -336,8 +387,6 @@ def import_list(name: str) -> Response:
 @bp.get("/lists/<name>/export")
 def export_list(name: str) -> BaseResponse:
     """A list as CSV."""
-    from flask import send_file
-
     list_name = _list_arg(name)
     return send_file(export_file(state().store, list_name), mimetype="text/csv",
                      as_attachment=True, download_name=f"ringfence-{list_name}.csv")
@@ -440,6 +489,18 @@ def patch_settings() -> Response:
     for key, value in checked.items():
         store.runtime.set(key, value)
     return jsonify(store.runtime.all())
+
+
+@bp.post("/burst/profile")
+def burst_profile() -> Response:
+    """Choose what burst mode does: {"profile": "spoofed"} or {"profile": "published"}."""
+    name = _text(body(), "profile")
+    if name not in BURST_PROFILES:
+        fail(f"profile {name!r}: expected one of {', '.join(BURST_PROFILES)}", field="profile")
+    store = state().store
+    store.runtime.set("burst", {**store.runtime.get("burst"),
+                                "action": str(BURST_PROFILES[name])})
+    return jsonify({"profile": name, "burst": store.runtime.get("burst")})
 
 
 @bp.post("/pause")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from babel import Locale
 from flask import Flask, g, request, session
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup, escape
@@ -21,11 +22,21 @@ from gateway.screening.words import (
     SYSTEM_LABELS,
     label_words,
     number_type_words,
+    outcome_words,
     render,
     render_reason,
     source_words,
 )
-from web.i18n import LANGUAGES, formats, gettext, init_babel, ngettext, pgettext
+from web.i18n import (
+    FORMAT_LOCALES,
+    LANGUAGES,
+    country_name,
+    formats,
+    gettext,
+    init_babel,
+    ngettext,
+    pgettext,
+)
 from web.labels import words
 from web.security import LANGUAGE_KEY, new_csrf_token
 from web.state import state
@@ -89,6 +100,23 @@ def reason_words(row: Any) -> str:
                          formats(current_language()))
 
 
+# A call without an outcome this recent is still going on (ringing, a message being left).
+ONGOING_SECONDS = 15 * 60
+
+
+def outcome_text(row: Any) -> str:
+    """What happened to a logged call, in the reader's language ("" when the action says it).
+
+    "rang 2 s, nobody answered", "left a 12 s message", "hung up during the greeting"…
+    """
+    outcome = getattr(row, "outcome", None)
+    ongoing = False
+    if outcome is None and getattr(row, "at", None) is not None:
+        ongoing = (datetime.now(UTC) - row.at).total_seconds() < ONGOING_SECONDS
+    return outcome_words(outcome, getattr(row, "duration_s", None),
+                         formats(current_language()), ongoing=ongoing)
+
+
 def why_words(rejected: Any) -> str:
     """Why an import left a line out (a `list_files.Rejected`), in the reader's language."""
     if rejected.params:
@@ -132,6 +160,23 @@ def stored_label(typed: str) -> str:
 def source(text: str) -> str:
     """Where an entry came from, in words."""
     return source_words(text or "", formats(current_language()))
+
+
+def countries(codes: str) -> str:
+    """Country codes typed with commas ("FR, BE") as the countries' names."""
+    language = current_language()
+    return ", ".join(country_name(code.strip().upper(), language)
+                     for code in str(codes).split(",") if code.strip())
+
+
+def language_name(code: str) -> str:
+    """A language code ("fr") as its name in the reader's language ("French", "français")."""
+    try:
+        name = Locale.parse(code).get_display_name(FORMAT_LOCALES.get(current_language(),
+                                                                      "en_GB"))
+    except (ValueError, TypeError):
+        return code
+    return str(name or code)
 
 
 def caller_kind(kind: str) -> str:
@@ -193,19 +238,27 @@ def action_words(action: str | None) -> str:
 
 # Built-in prompts by name, for labels (the prompts page, actions such as announce:closed).
 PROMPT_WORDS = {
-    "greeting": N_("greeting"), "challenge": N_("challenge (press a key)"),
+    "greeting": N_("voicemail greeting (before the beep)"),
+    "challenge": N_("challenge (press a key)"),
     "challenge_passed": N_("challenge passed"),
     "spoof_shield": N_("spoof shield (we did not call you)"),
     "not_in_service": N_("not in service"), "sit": N_("special information tones"),
-    "closed": N_("closed"), "goodbye": N_("goodbye"),
+    "closed": N_("closed: call back later"), "goodbye": N_("goodbye (after a wrong key)"),
     "connecting": N_("connecting you (after a challenge)"),
+    "published": N_("our number was just published (press a key)"),
+    "beep": N_("beep before the message"),
 }
+_KEY_SLUGS = {"star": "*", "hash": "#"}
 
 
 def prompt_words(name: str) -> str:
-    """A prompt's name in words (challenge_5 is the challenge asking for digit 5)."""
-    if name.startswith("challenge_") and name[10:].isdigit():
-        return _("challenge asking for the key {digit}", digit=name[10:])
+    """A prompt's name in words (challenge_5 is the challenge asking for the key 5)."""
+    base, _sep, slug = name.rpartition("_")
+    key = _KEY_SLUGS.get(slug, slug)
+    if base in ("challenge", "published") and len(key) == 1 and key in "0123456789*#":
+        if base == "challenge":
+            return _("challenge asking for the key {digit}", digit=key)
+        return _("our number was just published, asking for the key {digit}", digit=key)
     known = PROMPT_WORDS.get(name)
     return gettext(known) if known else name
 
@@ -284,7 +337,9 @@ def install_template_helpers(app: Flask) -> None:
                                  duration=duration, reason=reason_words, error=error_words,
                                  label=label, source=source, caller_kind=caller_kind,
                                  number_type=number_type, prompt=prompt_words, words=words,
-                                 why=why_words, decimal=decimal, untrusted=untrusted_text)
+                                 why=why_words, decimal=decimal, untrusted=untrusted_text,
+                                 outcome=outcome_text, countries=countries,
+                                 language=language_name)
 
     @app.context_processor
     def _nav() -> dict[str, Any]:

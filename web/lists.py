@@ -13,7 +13,7 @@ from gateway.screening.rules import ListEntry, ListName, MatchKind
 from gateway.screening.words import entry_words
 from gateway.store.errors import BroadEntry, EntryError
 from web.forms import FieldError, entry_as_form, entry_fields, error_for, parse_expires
-from web.helpers import _, _p, current_language, error_words, local_url, paginate
+from web.helpers import _, _n, _p, current_language, error_words, local_url, paginate
 from web.i18n import formats
 from web.state import state
 
@@ -188,6 +188,71 @@ def confirm() -> BaseResponse | tuple[str, int]:
         store.entries.remove(entry.id)
     flash(change["effect"])
     return redirect(back)
+
+
+@bp.route("/lists/confirm-many", methods=["POST"])
+def confirm_many() -> BaseResponse:
+    """Put the numbers of several call log rows on a list (after `calls.bulk` said what)."""
+    list_name = _list_name(request.form.get("list", ""))
+    back = local_url(request.form.get("back"), url_for("calls.index"))
+    numbers = request.form.getlist("number")[:200]
+    label = request.form.get("label", "").strip()[:200] or "from the call log"
+    added, refused = state().store.entries.add_numbers(list_name, numbers, label=label)
+    if added:
+        flash(bulk_added_message(list_name, len(added)))
+    for typed, why in refused:
+        flash(_("{value}: {error}", value=typed, error=error_words(why)))
+    return redirect(back)
+
+
+def bulk_added_message(list_name: str, n: int) -> str:
+    """"3 numbers added to the block list.", one sentence per list and plural form."""
+    if list_name == "block":
+        return _n("{n} number added to the block list.", "{n} numbers added to the block list.", n)
+    return _n("{n} number added to the allow list.", "{n} numbers added to the allow list.", n)
+
+
+@bp.route("/lists/<name>/bulk", methods=["POST"])
+def bulk(name: str) -> BaseResponse:
+    """Remove the ticked entries, or move them to the other list, at once."""
+    list_name = _list_name(name)
+    store = state().store
+    back = local_url(request.form.get("back"), url_for("lists.show", name=list_name))
+    ids = [int(i) for i in request.form.getlist("entry") if i.isdigit()][:1000]
+    entries = [e for e in (store.entries.get(i) for i in ids)
+               if e is not None and e.list.value == list_name]
+    if not entries:
+        flash(_("Tick at least one entry first."))
+        return redirect(back)
+    if request.form.get("do") == "move":
+        other = "allow" if list_name == "block" else "block"
+        exact = [e for e in entries if e.kind is MatchKind.EXACT]
+        # add_numbers takes them off this list in the same transaction, labels kept.
+        moved, _refused = store.entries.add_numbers(
+            other, [e.pattern for e in exact], labels={e.pattern: e.label for e in exact})
+        flash(bulk_moved_message(other, len(moved)))
+        if len(exact) < len(entries):
+            flash(_("Only single numbers move to the other list; prefixes and patterns stayed."))
+        return redirect(back)
+    gone = store.entries.remove_many([e.id for e in entries])
+    flash(bulk_removed_message(list_name, len(gone)))
+    return redirect(back)
+
+
+def bulk_moved_message(list_name: str, n: int) -> str:
+    """"2 numbers moved to the allow list."."""
+    if list_name == "block":
+        return _n("{n} number moved to the block list.", "{n} numbers moved to the block list.", n)
+    return _n("{n} number moved to the allow list.", "{n} numbers moved to the allow list.", n)
+
+
+def bulk_removed_message(list_name: str, n: int) -> str:
+    """"2 entries removed from the block list."."""
+    if list_name == "block":
+        return _n("{n} entry removed from the block list.",
+                  "{n} entries removed from the block list.", n)
+    return _n("{n} entry removed from the allow list.",
+              "{n} entries removed from the allow list.", n)
 
 
 @bp.route("/permit", methods=["GET", "POST"])

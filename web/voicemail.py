@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.files import create_private
-from gateway.prompts import challenge_prompt_name
+from gateway.prompts import PACKAGED_DIR, challenge_prompt_name, keyed_prompt_name
 from gateway.store.models import VoicemailRow
 from gateway.store.voicemail import resolve_voicemail_path
 from web.helpers import _, paginate
@@ -93,7 +93,8 @@ def known_prompt_names() -> tuple[str, ...]:
     """
     names = list(PROMPT_NAMES)
     digit = str(state().store.runtime.get("challenge_digit"))
-    for extra in ("connecting", challenge_prompt_name(digit)):
+    for extra in ("connecting", challenge_prompt_name(digit),
+                  keyed_prompt_name("published", digit)):
         if extra not in names:
             names.append(extra)
     return tuple(names)
@@ -129,13 +130,24 @@ def save_prompt(lang: str, name: str, data: bytes) -> Path:
     return path
 
 
+def builtin_prompt_path(lang: str, name: str) -> Path:
+    """The packaged recording of a prompt (rendered by `make prompts`), which callers hear
+    unless the owner uploaded their own."""
+    if lang not in LANGUAGES or name not in known_prompt_names():
+        raise ValueError("unknown prompt")
+    return PACKAGED_DIR / lang / f"{name}.wav"
+
+
 def _render_prompts(errors: dict[str, str], form: dict[str, str],
                     status: int = 200) -> tuple[str, int]:
     names = known_prompt_names()
     existing = {(lang, name): prompt_path(lang, name).is_file()
                 for lang in LANGUAGES for name in names}
+    builtin = {(lang, name): builtin_prompt_path(lang, name).is_file()
+               for lang in LANGUAGES for name in names}
     return render_template("prompts.html", names=names, langs=LANGUAGES,
-                           existing=existing, errors=errors, form=form, folder=prompts_folder(),
+                           existing=existing, builtin=builtin, errors=errors, form=form,
+                           folder=prompts_folder(),
                            max_mb=MAX_PROMPT_BYTES // (1024 * 1024)), status
 
 
@@ -166,6 +178,18 @@ def prompt_audio(lang: str, name: str) -> BaseResponse:
     """Play back an uploaded prompt."""
     try:
         path = prompt_path(lang, name)
+    except ValueError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)
+
+
+@bp.route("/prompts/<lang>/<name>/built-in.wav")
+def builtin_prompt_audio(lang: str, name: str) -> BaseResponse:
+    """Play back the built-in voice of a prompt."""
+    try:
+        path = builtin_prompt_path(lang, name)
     except ValueError:
         abort(404)
     if not path.is_file():

@@ -1,7 +1,10 @@
 """Carry out a screening decision on one call: ring through, reject, announce, voicemail, challenge.
 
-Everything here runs on the call's own thread. Any exception fails open (`gateway.call.handle`
-lets the call ring), because a broken screener must never cost the owner a real call.
+A reject or a busy/unavailable/redirect pass runs on a worker and is over at once. A silent ring
+runs nowhere: `ring_through` parks the call and its `done` callback gets the outcome when the
+call ends (CANCEL, timeout, shutdown). Announce, voicemail and challenge run on the call's own
+thread while it holds a media slot. Any exception fails open (`gateway.call.handle` lets the
+call ring), because a broken screener must never cost the owner a real call.
 """
 
 from __future__ import annotations
@@ -9,22 +12,35 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from gateway.call.ports import CallEnvironment, Media, VoicemailSlot
 from gateway.call.record import AUTO_ALLOW_LABEL, CallRecord
 from gateway.media.sdp import parse_sdp
-from gateway.prompts import challenge_prompt_name
+from gateway.prompts import KEYED_PROMPTS, keyed_prompt_name
 from gateway.screening.caller import Caller
 from gateway.screening.rules import REJECT_CODES, Action, ActionKind
 from gateway.sip.ua import Call
+from gateway.sip.workers import Occasional
 
 log = logging.getLogger(__name__)
+_ringing_full = Occasional()
 
 RING_LIMIT_SECONDS = 300.0  # a pass that nobody cancels still ends (480) after this
 DIGIT_TIMEOUT_SECONDS = 10.0
 TRANSFER_WAIT_SECONDS = 30.0
+MEDIA_ACTIONS = frozenset({ActionKind.ANNOUNCE, ActionKind.VOICEMAIL, ActionKind.CHALLENGE})
+ACK_GRACE_SECONDS = 1.0  # past 64*T1: the call's own timer hangs up first
+
+Done = Callable[[str], None]
+"""Receives a call's outcome in a few words, once, when nothing more will happen to it."""
+
+
+def needs_media(action: Action) -> bool:
+    """Whether carrying out `action` answers the call (and so takes a media slot)."""
+    return action.kind in MEDIA_ACTIONS
 
 
 def carry_out(
@@ -40,8 +56,8 @@ def carry_out(
 def _carry_out(
     call: Call, action: Action, caller: Caller, env: CallEnvironment, record: CallRecord
 ) -> str:
-    if action.kind is ActionKind.PASS:
-        return ring_through(call, caller, env, record)
+    if action.kind is ActionKind.PASS:  # pragma: no cover - the flow parks passes itself
+        raise ValueError("a pass is carried out by ring_through")
     if action.kind is ActionKind.REJECT:
         code = action.code or 603
         reason = REJECT_CODES.get(code, "Decline")
@@ -63,22 +79,57 @@ def cancelled_outcome(call: Call) -> str:
 
 
 def ring_through(
-    call: Call, caller: Caller | None, env: CallEnvironment, record: CallRecord | None
-) -> str:
-    """A pass, per the line's behaviour: ring silently, 486, 480 or 302."""
+    call: Call, caller: Caller | None, env: CallEnvironment, record: CallRecord | None,
+    done: Done,
+) -> None:
+    """A pass, per the line's behaviour: 486, 480 or 302 at once, or ring silently.
+
+    A silent ring returns at once and holds no thread: the call stays in the fork until the
+    owner's phone answers (CANCEL with cause=200), the caller gives up (CANCEL), nobody does
+    for RING_LIMIT_SECONDS (480 from the timer thread) or the gateway stops; then `done` gets
+    the outcome on a worker.
+    """
     behaviour = env.pass_behaviour
     if behaviour == "busy":
-        return "passed: busy" if call.reject(486, "Busy Here") else cancelled_outcome(call)
+        done("passed: busy" if call.reject(486, "Busy Here") else cancelled_outcome(call))
+        return
     if behaviour == "unavailable":
         sent = call.reject(480, "Temporarily Unavailable")
-        return "passed: unavailable" if sent else cancelled_outcome(call)
+        done("passed: unavailable" if sent else cancelled_outcome(call))
+        return
     if behaviour == "redirect" and env.redirect_to:
-        return "passed: redirected" if call.redirect(env.redirect_to) else cancelled_outcome(call)
-    # ring: stay silent in the fork until the owner's phone answers or the caller gives up.
+        sent = call.redirect(env.redirect_to)
+        done("passed: redirected" if sent else cancelled_outcome(call))
+        return
+    capacity = env.capacity
     if record is not None:
         record.ensure()  # the call shows in the log while it rings
-    if not call.wait_ended(RING_LIMIT_SECONDS):
-        call.reject(480, "Temporarily Unavailable")
+    if not capacity.ringing.try_acquire():
+        # Memory is the only thing a ring holds, but it must stay bounded: leave the fork
+        # (a 4xx keeps the owner's phone ringing, which is what a pass means).
+        capacity.counters.add("left_fork_ringing_full")
+        _ringing_full.warn(log, "call %s: %d calls ringing already -> 480", call.call_id,
+                           capacity.ringing.limit)
+        sent = call.reject(480, "Temporarily Unavailable")
+        done(f"passed: 480, {capacity.ringing.limit} calls ringing already" if sent
+             else cancelled_outcome(call))
+        return
+    def nobody_answered() -> None:  # on the timer thread: one response, nothing slow
+        call.reject(480, "Temporarily Unavailable", why="timeout")
+
+    timer = capacity.timers.call_later(RING_LIMIT_SECONDS, nobody_answered)
+
+    def ended() -> None:  # on the thread that ended the call: keep it short
+        capacity.ringing.release()
+        capacity.timers.cancel(timer)
+        capacity.work.follow_up(lambda: done(rang(call, caller, env)))
+
+    call.when_ended(ended)
+
+
+def rang(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
+    """How a silent ring ended; learns the caller when the owner answered elsewhere."""
+    if call.ended_by == "timeout":
         return "passed: nobody answered"
     if not call.cancelled.is_set():
         return "passed: ended by the gateway"
@@ -120,11 +171,19 @@ def answer(call: Call, env: CallEnvironment, record: CallRecord) -> Media:
         if not call.answer(media.answer_sdp()):
             media.close()
             raise NotAnswered(cancelled_outcome(call))
+        record.ensure()  # the caller has had our 200 OK: the call shows in the log from now
+        # No RTP before the ACK: the SDP of an INVITE nobody confirms may name anybody (a
+        # reflection attack). Without an ACK within 64*T1 the call hangs itself up.
+        if not call.wait_confirmed(64 * call.ua.layer.t1 + ACK_GRACE_SECONDS):
+            media.close()
+            if call.remote_hangup.is_set():
+                raise NotAnswered("caller hung up before the ACK")
+            call.hangup(wait=False)
+            raise NotAnswered("not answered: no ACK for our 200 OK")
         media.start()
     except Exception:
         media.close()
         raise
-    record.ensure()
     return media
 
 
@@ -202,8 +261,13 @@ def voicemail(
         if result is None or not slot.path.exists():
             return "voicemail: nothing recorded"
         slot.save(float(result.duration_s), slot.path.stat().st_size)
-        ended = {"cap": ", mailbox now full", "disk": ", disk full"}.get(result.stopped, "")
-        return f"voicemail {result.duration_s:.0f} s{ended}"
+        outcome = f"voicemail {result.duration_s:.0f} s"
+        # Why it stopped before the caller did, when the mailbox or the disk ended it.
+        if result.stopped == "cap":
+            return outcome + ", mailbox now full"
+        if result.stopped == "disk":
+            return outcome + ", disk full"
+        return outcome
     finally:
         if slot is not None:
             slot.close()  # nothing if saved; otherwise keeps what the file holds, or drops it
@@ -259,11 +323,12 @@ def challenge(
 
 
 def challenge_prompt(prompt: str, key: str) -> str:
-    """The default "press 5" prompt names the owner's key; a chosen prompt stays as is."""
-    if prompt != "challenge":
+    """A prompt that asks for a key ("press 5", "our number was published… press 5") names the
+    owner's key; any other chosen prompt stays as is."""
+    if prompt not in KEYED_PROMPTS:
         return prompt
     try:
-        return challenge_prompt_name(key)
+        return keyed_prompt_name(prompt, key)
     except ValueError:
         return prompt
 

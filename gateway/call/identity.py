@@ -22,8 +22,14 @@ def identity_of(invite: SipRequest) -> tuple[str, str]:
                 address = parse_name_addr(value)
             except SipParseError:
                 continue
-            return address.uri, address.display_name
+            return address.uri, printable(address.display_name)
     return "", ""
+
+
+def printable(text: str) -> str:
+    """`text` without control characters: a display name may carry escaped NUL, BEL or DEL
+    (RFC 4475 "intmeth"), which PostgreSQL refuses and a log or a mail has no use for."""
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
 
 
 def caller_of(invite: SipRequest, home_region: str, line: str | None) -> Caller:

@@ -15,6 +15,13 @@ from typing import Any, Protocol
 from gateway.config import PassBehaviour, Settings
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
+from gateway.sip.workers import LoadCounters, Slots
+
+MAX_RINGING = 1000
+"""Calls ringing silently at once. A ring holds no thread and no media, only memory (the INVITE
+and its transaction: about 13 KiB measured); past this a pass leaves the fork with 480 (the
+owner's phone still rings), so a flood of never-cancelled INVITEs cannot grow the gateway
+without bound."""
 
 
 class Recording(Protocol):
@@ -137,6 +144,37 @@ MediaFactory = Callable[[str, str, str], Media]
 PromptResolver = Callable[[str], Path]
 
 
+class Work(Protocol):
+    """Where the rest of a call runs (`gateway.sip.workers.WorkerPool`)."""
+
+    def follow_up(self, task: Callable[[], None]) -> None:
+        """Run `task` soon on a worker (how a parked ring ended: its log row)."""
+
+    def spawn(self, name: str, task: Callable[[], None]) -> object:
+        """Run `task` on a thread of its own (a call with media, for minutes)."""
+
+
+class Scheduler(Protocol):
+    """Callbacks at a later time (`gateway.sip.transaction.Timers`)."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        """Run `callback` after `delay` seconds; a handle for `cancel`."""
+
+    def cancel(self, handle: int | None) -> None:
+        """Forget a pending callback."""
+
+
+@dataclass
+class Capacity:
+    """What every call of one gateway process shares: workers, timers, slots and counters."""
+
+    work: Work
+    timers: Scheduler
+    media: Slots  # calls with media at once: `[gateway] max_calls`
+    ringing: Slots = field(default_factory=lambda: Slots(MAX_RINGING))
+    counters: LoadCounters = field(default_factory=LoadCounters)
+
+
 @dataclass
 class CallEnvironment:
     """What a call needs besides itself: settings, screening, the log, media, line choices."""
@@ -146,6 +184,7 @@ class CallEnvironment:
     book: Records
     media_factory: MediaFactory
     prompt: PromptResolver
+    capacity: Capacity
     line: str | None = None
     pass_behaviour: PassBehaviour = "ring"
     redirect_to: str = ""

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from gateway import __version__
 from gateway.call.handle import handle_call
 from gateway.call.ports import (
     CallEnvironment,
+    Capacity,
     Media,
     MediaFactory,
     PromptResolver,
@@ -32,10 +36,12 @@ from gateway.media.sdp import parse_sdp
 from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
 from gateway.sip.register import Registration
-from gateway.sip.transaction import Timers
-from gateway.sip.ua import Call, CallHandler, CallLimiter, UaIdentity, UserAgent, set_product
+from gateway.sip.transaction import T1, Timers
+from gateway.sip.ua import Call, CallHandler, UaIdentity, UserAgent, set_product
+from gateway.sip.workers import LoadCounters, Slots, WorkerPool
 from gateway.store import Store, open_store
 from gateway.store.models import utcnow
+from gateway.store.status import HEARTBEAT_SECONDS
 from gateway.store.writer import CallWriter
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,7 @@ class Gateway:
         media_factory: MediaFactory | None = None,
         prompts: PromptResolver | None = None,
         backoff_start: float = 2.0,
+        t1: float = T1,
     ) -> None:
         self.settings = settings
         self.screener = screener
@@ -91,23 +98,38 @@ class Gateway:
         self.media_factory = media_factory or default_media_factory(settings)
         self.prompts = prompts or default_prompts(settings)
         self.backoff_start = backoff_start
-        self.limiter = CallLimiter(settings.gateway.max_calls)
+        self.t1 = t1  # RFC 3261 T1; every SIP timer scales with it (tests shrink it)
         set_product(settings.gateway.user_agent)
         self.timers = Timers()
+        # Shared by every line: the workers that screen, the media slots (`max_calls`: calls
+        # answered at once), the ring count and the counters `load` reports.
+        self.work = WorkerPool()
+        self.capacity = Capacity(self.work, self.timers, Slots(settings.gateway.max_calls))
+        load = self.capacity.counters
+        load.gauge("queued", self.work.queued)
+        load.gauge("workers_busy", self.work.busy)
+        load.gauge("media_calls", lambda: self.capacity.media.active)
+        load.gauge("media_slots", lambda: self.capacity.media.limit)
+        load.gauge("ringing", lambda: self.capacity.ringing.active)
         self.uas: list[UserAgent] = []
         self.registrations: list[Registration] = []
+
+    @property
+    def load(self) -> LoadCounters:
+        """Counters and gauges of calls under load (shed, refused, queued, slots in use)."""
+        return self.capacity.counters
 
     def _environment(self, line: LineConfig | None) -> CallEnvironment:
         if line is None:
             gw = self.settings.gateway
             return CallEnvironment(
                 self.settings, self.screener, self.book, self.media_factory, self.prompts,
-                line=None,
+                self.capacity, line=None,
                 pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to,
             )
         return CallEnvironment(
             self.settings, self.screener, self.book, self.media_factory, self.prompts,
-            line=line.name,
+            self.capacity, line=line.name,
             pass_behaviour=line.pass_behaviour, redirect_to=line.redirect_to,
             refer_to=line.refer_to,
         )
@@ -122,13 +144,15 @@ class Gateway:
 
     def start(self) -> None:
         """Bind every listener and start registering; OSError if an address is taken."""
+        self.work.start()
+        work, counters = self.work, self.capacity.counters
         try:
             if not self.settings.lines:
                 gw = self.settings.gateway
                 handle = self._handler(None)
                 ua = UserAgent(
-                    gw.listen.host, gw.listen.port, call_handler=handle,
-                    limiter=self.limiter, timers=self.timers, name="direct",
+                    gw.listen.host, gw.listen.port, call_handler=handle, work=work,
+                    counters=counters, timers=self.timers, name="direct", t1=self.t1,
                     identity=UaIdentity("ringfence", gw.public_address),
                 )
                 self._start_ua(ua, gw.listen, "[gateway] listen")
@@ -136,8 +160,9 @@ class Gateway:
             for line in self.settings.lines:
                 handle = self._handler(line)
                 ua = UserAgent(
-                    line.listen.host, line.listen.port, call_handler=handle,
-                    limiter=self.limiter, timers=self.timers, name=f"line {line.name}",
+                    line.listen.host, line.listen.port, call_handler=handle, work=work,
+                    counters=counters, timers=self.timers, name=f"line {line.name}",
+                    t1=self.t1,
                     identity=UaIdentity(line.username, self.settings.gateway.public_address),
                 )
                 self._start_ua(ua, line.listen, f"listen of line {line.name!r}")
@@ -160,15 +185,18 @@ class Gateway:
         if self.line_states is not None:
             self.line_states.set_line_state(name, state, error)
 
-    def stop(self) -> None:
-        """Unregister, end calls, close sockets."""
+    def stop(self, grace: float = 5.0) -> None:
+        """Unregister, end calls, let their work finish (logged outcomes), close sockets."""
         for registration in self.registrations:
             try:
                 registration.stop()
             except Exception:
                 log.exception("line %s: error while unregistering", registration.line.name)
         for ua in self.uas:
-            ua.stop()
+            ua.end_calls()
+        self.work.stop(grace)  # media threads hear the hang-up; rings log their end
+        for ua in self.uas:
+            ua.close()
         self.timers.stop()
         self.registrations.clear()
         self.uas.clear()
@@ -226,9 +254,10 @@ def run_gateway(settings: Settings) -> int:
     if scheduler is not None:
         book.on_voicemail = scheduler.poke
     log.info("Ringfence gateway started (%d line(s))", len(settings.lines))
+    heartbeat = Heartbeat(store, settings)
     try:
         while not stop.wait(1.0):
-            pass
+            heartbeat.tick()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -236,5 +265,52 @@ def run_gateway(settings: Settings) -> int:
             scheduler.shutdown(wait=False)
         gateway.stop()
         writer.stop()  # after the calls: their last rows are written or journaled
+        heartbeat.stopped()
         log.info("Ringfence gateway stopped")
     return 0
+
+
+def listening_addresses(settings: Settings) -> list[str]:
+    """Where the gateway takes calls, as the UI shows it: "127.0.0.1:5060" or per line."""
+    if not settings.lines:
+        return [str(settings.gateway.listen)]
+    return [f"{line.name} {line.listen}" for line in settings.lines]
+
+
+class Heartbeat:
+    """The gateway's row in `gateway_status`: written at start, every few minutes, at stop.
+
+    A failed write is logged and never stops the gateway: the UI would only say it is unsure.
+    """
+
+    def __init__(self, store: Store, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self.instance: str | None = None
+        self.last = clock()
+        try:
+            self.instance = store.status.started(
+                mode="lines" if settings.lines else "direct",
+                listening=listening_addresses(settings), version=__version__, at=utcnow())
+        except Exception:
+            log.exception("could not write the gateway's heartbeat")
+
+    def tick(self) -> None:
+        """Write a beat when HEARTBEAT_SECONDS have passed since the last one."""
+        if self.instance is None or self.clock() - self.last < HEARTBEAT_SECONDS:
+            return
+        self.last = self.clock()
+        try:
+            self.store.status.beat(self.instance, utcnow())
+        except Exception:
+            log.exception("could not write the gateway's heartbeat")
+
+    def stopped(self) -> None:
+        """Record a clean stop."""
+        if self.instance is None:
+            return
+        try:
+            self.store.status.stopped(self.instance, utcnow())
+        except Exception:
+            log.exception("could not record the gateway's stop")

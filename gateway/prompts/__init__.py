@@ -10,6 +10,8 @@ Public API:
     prompt_path(name, language, settings) -> Path
     challenge_prompt_name(key) -> str   "challenge_5", "challenge_star", "challenge_hash"...
         (``challenge`` itself asks for 5, the default key)
+    keyed_prompt_name(base, key) -> str  the same for any prompt of KEYED_PROMPTS
+        ("published_5": the burst profile "my number was published")
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHALLENGE_KEYS",
+    "KEYED_PROMPTS",
     "LANGUAGES",
     "PACKAGED_DIR",
     "PROMPT_NAMES",
@@ -30,6 +33,7 @@ __all__ = [
     "TEXTS",
     "TONE_PROMPTS",
     "challenge_prompt_name",
+    "keyed_prompt_name",
     "prompt_path",
 ]
 
@@ -87,6 +91,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "Merci de rappeler plus tard.",
         "en": "The mailbox is full and cannot take a message. Please call back later.",
     },
+    # Burst profile "my number was published": new clients are welcome, robots are not. The
+    # key is asked for as in the challenge (published_<key> below for the other keys).
+    "published": {
+        "fr": "Bonjour. Notre numéro vient d'être publié et nous recevons beaucoup d'appels. "
+        "Si vous êtes client, appuyez sur la touche 5.",
+        "en": "Hello. Our number has just been published and we are getting many calls. "
+        "If you are a customer, please press 5.",
+    },
 }
 """Spoken prompts by name and language. ``not_in_service`` is rendered after the SIT tones."""
 
@@ -94,26 +106,45 @@ CHALLENGE_KEYS = "0123456789*#"
 """Keys the owner may choose for the challenge (the store's ``challenge_digit`` setting)."""
 _KEY_SLUGS = {"*": "star", "#": "hash"}
 _KEY_WORDS = {"fr": {"*": "étoile", "#": "dièse"}, "en": {"*": "star", "#": "hash"}}
-_CHALLENGE_TEMPLATE = {
-    "fr": "Bonjour. Pour être mis en relation, appuyez sur la touche {key}.",
-    "en": "Hello. To be put through, please press {key}.",
+# Prompts that ask for the owner's key, and their text with the key left open.
+_KEYED_TEMPLATES = {
+    "challenge": {
+        "fr": "Bonjour. Pour être mis en relation, appuyez sur la touche {key}.",
+        "en": "Hello. To be put through, please press {key}.",
+    },
+    "published": {
+        "fr": "Bonjour. Notre numéro vient d'être publié et nous recevons beaucoup d'appels. "
+        "Si vous êtes client, appuyez sur la touche {key}.",
+        "en": "Hello. Our number has just been published and we are getting many calls. "
+        "If you are a customer, please press {key}.",
+    },
 }
+KEYED_PROMPTS: tuple[str, ...] = tuple(_KEYED_TEMPLATES)
+"""Prompts played with the key the caller must press: one file per key (``challenge_5``)."""
+
+
+def keyed_prompt_name(base: str, key: str) -> str:
+    """Return the prompt `base` asking for `key`: ``published_5``, ``challenge_star``..."""
+    if base not in _KEYED_TEMPLATES:
+        raise ValueError(f"{base!r} does not ask for a key; those that do: {KEYED_PROMPTS}")
+    if len(key) != 1 or key not in CHALLENGE_KEYS:
+        raise ValueError(f"no {base} prompt for key {key!r}; allowed: {CHALLENGE_KEYS}")
+    return f"{base}_{_KEY_SLUGS.get(key, key)}"
 
 
 def challenge_prompt_name(key: str) -> str:
     """Return the prompt that asks for `key`: ``challenge_5``, ``challenge_star``..."""
-    if len(key) != 1 or key not in CHALLENGE_KEYS:
-        raise ValueError(f"no challenge prompt for key {key!r}; allowed: {CHALLENGE_KEYS}")
-    return f"challenge_{_KEY_SLUGS.get(key, key)}"
+    return keyed_prompt_name("challenge", key)
 
 
 # One "press N" prompt per key, so changing the challenge digit in the UI needs no new file.
-for _key in CHALLENGE_KEYS:
-    TEXTS[challenge_prompt_name(_key)] = {
-        lang: template.format(key=_KEY_WORDS[lang].get(_key, _key))
-        for lang, template in _CHALLENGE_TEMPLATE.items()
-    }
-del _key
+for _base, _templates in _KEYED_TEMPLATES.items():
+    for _key in CHALLENGE_KEYS:
+        TEXTS[keyed_prompt_name(_base, _key)] = {
+            lang: template.format(key=_KEY_WORDS[lang].get(_key, _key))
+            for lang, template in _templates.items()
+        }
+del _base, _templates, _key
 
 TONE_PROMPTS: tuple[str, ...] = ("sit", "beep")
 """Prompts made of tones only, generated without espeak-ng (the same file in every language)."""

@@ -25,6 +25,7 @@ from gateway.screening.rules import (
     Policy,
     Rule,
     RuleKind,
+    burst_profile,
     parse_hh_mm,
 )
 from gateway.screening.telemarketing import (
@@ -137,6 +138,9 @@ def _matching(rules: Rules, caller: Caller, list_name: ListName, now: datetime) 
 
 
 Reason = tuple[str, dict[str, Any]]  # a code of words.REASONS and its parameters
+
+# The reason of a burst decision, per burst profile ("burst" is the spoof shield's, as before).
+BURST_REASONS = {"spoofed": "burst", "published": "burst_published"}
 
 
 def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
@@ -284,10 +288,14 @@ def decide_rate_limits(caller: Caller, rules: Rules, history: History,
         )
         if burst.active:
             started = (burst.started_at or now).astimezone(ZoneInfo(policy.timezone))
+            # The reason names what callers actually get: the profile, or the action itself.
+            profile = burst_profile(policy.burst.action)
+            extra = {} if profile else {"action": str(policy.burst.action)}
             return Decision(
                 policy.burst.action, step=Step.BURST, burst=burst,
-                **because("burst", since_time=started.isoformat(),
-                          callers=burst.distinct_callers, window=policy.burst.window_minutes),
+                **because(BURST_REASONS.get(profile or "", "burst_custom"),
+                          since_time=started.isoformat(), callers=burst.distinct_callers,
+                          window=policy.burst.window_minutes, **extra),
             )
 
     # 6. Default for unknown callers.

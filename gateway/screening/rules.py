@@ -40,7 +40,8 @@ class ActionKind(StrEnum):
 
 
 # Prompts the gateway can play; owners may replace each WAV with their own recording.
-PROMPTS = ("greeting", "challenge", "spoof_shield", "not_in_service", "sit", "closed")
+PROMPTS = ("greeting", "challenge", "spoof_shield", "not_in_service", "sit", "closed",
+           "published")
 DEFAULT_PROMPT = {
     ActionKind.ANNOUNCE: "not_in_service",
     ActionKind.VOICEMAIL: "greeting",
@@ -245,6 +246,21 @@ class BurstSettings:
     window_minutes: int = 10
     duration_minutes: int = 60  # burst mode lasts this long after the last triggering call
     action: Action = Action(ActionKind.VOICEMAIL, prompt="spoof_shield")
+
+
+# What burst mode does, as profiles the owner picks in one click (the dashboard): each is a
+# burst action. "spoofed" is the spoof shield (a message, then voicemail); "published" asks
+# callers to press a key, then allows them (their next call rings) and takes a message or
+# transfers them where the line can (the challenge action with its own prompt).
+BURST_PROFILES: dict[str, Action] = {
+    "spoofed": Action(ActionKind.VOICEMAIL, prompt="spoof_shield"),
+    "published": Action(ActionKind.CHALLENGE, prompt="published"),
+}
+
+
+def burst_profile(action: Action) -> str | None:
+    """The burst profile whose action is `action`, or None for an action set by hand."""
+    return next((name for name, known in BURST_PROFILES.items() if known == action), None)
 
 
 @dataclass(frozen=True)

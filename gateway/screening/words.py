@@ -12,6 +12,7 @@ Pure: no I/O and no gettext here. Whoever renders passes its own `gettext`/`nget
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +97,13 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
                "count"),
     "burst": N_("burst mode since {since_time}: {callers} unknown callers within {window} min; "
                 "unknown callers hear the spoof-shield message"),
+    # The same, per burst profile (gateway/screening/rules.BURST_PROFILES); "burst" is the
+    # "my number is being spoofed" profile.
+    "burst_published": N_("burst mode since {since_time}: {callers} unknown callers within "
+                          "{window} min; profile \"my number was published\": unknown callers "
+                          "may press a key to get through"),
+    "burst_custom": N_("burst mode since {since_time}: {callers} unknown callers within "
+                       "{window} min; unknown callers get {action}"),
     "greylist_back": N_("greylist: {caller} called back after a first try"),
     "greylist_first": N_("greylist: first call from {caller}; a call back within {window} min "
                          "rings"),
@@ -104,6 +112,85 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
     "default_pass": N_("no rule matched"),
     "screening_failed": N_("screening failed ({error}); call let through"),
 }
+
+# --------------------------------------------------------------------------- outcomes
+
+# How a call ended, as the gateway logs it (gateway/call/carry_out.py), in words. An outcome
+# is stored as English text; these are the phrases the UI shows for it, with {duration} the
+# whole call's length; a rejected call's outcome adds nothing to its action ("").
+OUTCOMES: dict[str, str] = {
+    "answered elsewhere": N_("answered on another phone"),
+    "cancelled by caller": N_("the caller hung up before the answer"),
+    "passed: cancelled by caller": N_("rang {duration}, nobody answered"),
+    "passed: nobody answered": N_("rang {duration}, nobody answered"),
+    "passed: busy": N_("let through: we answered busy, your phone rang"),
+    "passed: unavailable": N_("let through: we answered unavailable, your phone rang"),
+    "passed: redirected": N_("redirected"),
+    "passed: ended by the gateway": N_("rang until the gateway stopped"),
+    "announced": N_("heard the message"),
+    "caller hung up during the announcement": N_("hung up during the message"),
+    "caller hung up during the greeting": N_("hung up during the greeting"),
+    "voicemail full": N_("voicemail full: no message recorded"),
+    "voicemail: nothing recorded": N_("left no message"),
+    "challenge failed": N_("did not press the key"),
+    "challenge passed: transferred": N_("pressed the key and was transferred"),
+    "not answered: INVITE without SDP (488)": N_("could not be answered (no audio offered)"),
+    "not answered: unusable SDP offer (488)": N_("could not be answered (no common audio "
+                                                 "codec)"),
+    "caller hung up before the ACK": N_("hung up as we answered"),
+    "not answered: no ACK for our 200 OK": N_("could not be answered (the caller's phone never "
+                                              "confirmed the answer)"),
+    "failed open": N_("screening failed: the call rang"),
+    "hung up": N_("hung up"),
+    "interrupted: gateway restarted": N_("cut off when the gateway restarted"),
+}
+OUTCOME_MESSAGE = N_("left a {seconds} s message")
+# A message the total cap or a full disk stopped before the caller did (issue 11).
+OUTCOME_MESSAGE_STOPPED = {
+    ", mailbox now full": N_("left a {seconds} s message; the mailbox is now full"),
+    ", disk full": N_("left a {seconds} s message, cut short: the disk is full"),
+}
+OUTCOME_AFTER_CHALLENGE = N_("pressed the key, then {then}")
+OUTCOME_FAILED_OPEN = N_("screening failed, then {then}")
+OUTCOME_ONGOING = N_("in progress")
+_VOICEMAIL_SECONDS = re.compile(r"voicemail (\d+) s(, mailbox now full|, disk full)?")
+_REJECTED = re.compile(r"rejected \d+")
+
+
+def duration_words(seconds: float) -> str:
+    """A call's length the same way in French and English: "12 s", "2 min 05 s"."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
+def outcome_words(outcome: str | None, duration_s: float | None, fmt: Formats = ENGLISH,
+                  *, ongoing: bool = False) -> str:
+    """What happened to a call, in the reader's language; "" when the action says it all.
+
+    `ongoing` is for a row without an outcome yet: the call is still going on (the caller
+    decides, since only it knows how old the row is); unknown outcomes are shown as stored.
+    """
+    if not outcome:
+        return fmt.gettext(OUTCOME_ONGOING) if ongoing else ""
+    head, _sep, rest = outcome.partition(": ")
+    if head == "challenge passed" and rest and rest != "transferred":
+        then = outcome_words(rest, duration_s, fmt)
+        return fmt.gettext(OUTCOME_AFTER_CHALLENGE).format(then=then) if then else ""
+    if head == "failed open" and rest:
+        then = outcome_words(rest, duration_s, fmt) or rest
+        return fmt.gettext(OUTCOME_FAILED_OPEN).format(then=then)
+    seconds = _VOICEMAIL_SECONDS.fullmatch(outcome)
+    if seconds:
+        words = OUTCOME_MESSAGE_STOPPED.get(seconds.group(2) or "", OUTCOME_MESSAGE)
+        return fmt.gettext(words).format(seconds=seconds.group(1))
+    if _REJECTED.fullmatch(outcome):
+        return ""
+    if outcome not in OUTCOMES:
+        return outcome
+    return fmt.gettext(OUTCOMES[outcome]).format(duration=duration_words(duration_s or 0.0))
+
 
 # How an entry that decided a call is described inside a reason ({entry}).
 ENTRY_FORMS = {

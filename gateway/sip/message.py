@@ -4,7 +4,9 @@ Tolerant where RFC 3261 and RFC 4475 ask for it (compact header names, any case,
 repeated headers, empty headers such as ``Supported:``, spaces around colons and slashes, leading
 blank lines) and strict where guessing would be dangerous (start line, CSeq, Content-Length, the
 five headers every request needs). Every rejection raises `SipParseError` with a message that
-says what was wrong and where, because that line is what ends up in the log.
+says what was wrong and where, because that line is what ends up in the log. When the message
+was a request we could read well enough to answer, the error carries it and the status to
+answer with (400, 416 or 505), so the user agent can tell the sender instead of going silent.
 """
 
 from __future__ import annotations
@@ -48,13 +50,39 @@ LIST_HEADERS = frozenset(
      "proxy-require", "accept", "allow-events", "p-asserted-identity"}
 )
 REQUIRED_REQUEST_HEADERS = ("via", "from", "to", "call-id", "cseq")
+# Headers a request carries once (RFC 3261 §20): two of them leave us guessing which one counts.
+SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards")
+# Request-URI schemes we can be reached at; another scheme gets 416 (RFC 3261 §8.2.2.1).
+URI_SCHEMES = ("sip", "sips", "tel")
+MAX_DIGITS = 10  # no number in a header we read is longer; 5,000 digits is an attack on int()
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also takes '²' and '٠'
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
+_STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE | re.ASCII)
+_SIP_VERSION = re.compile(r"^SIP/[0-9]+\.[0-9]+$", re.IGNORECASE | re.ASCII)
 
 
 class SipParseError(ValueError):
-    """A message we refuse to handle; the text says what is wrong and where."""
+    """A message we refuse to handle; the text says what is wrong and where.
+
+    `status` is what to answer (400 Bad Request unless said otherwise) and `request` the request
+    as far as it could be read, or None when nothing can be answered (a response, garbage).
+    """
+
+    def __init__(self, message: str, *, status: int = 400,
+                 request: SipRequest | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request = request
+
+
+def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
+    """The value of `text` if it is ASCII digits only, at most `max_digits` long; else None."""
+    text = text.strip()
+    if not text or len(text) > max_digits or not _DIGITS.fullmatch(text):
+        return None
+    return int(text)
 
 
 def canonical_name(name: str) -> str:
@@ -197,17 +225,17 @@ def parse_uri(text: str) -> SipUri:
         if not number:
             raise SipParseError(f"tel URI {text[:80]!r} has no number")
         return SipUri("tel", number, "", None, parse_params(params))
-    rest, _, headers = rest.partition("?")
     user: str | None = None
     password: str | None = None
-    # The user part may itself contain ';' (RFC 4475 "escnull", verstat in the user part), so
-    # split on the last '@' before looking for parameters.
+    # The user part may itself contain ';' and '?' (RFC 4475 "intmeth", verstat in the user
+    # part), while '@' can appear nowhere after it unescaped: split on the last '@' first.
     if "@" in rest:
         userinfo, _, hostpart = rest.rpartition("@")
         user, colon, pw = userinfo.partition(":")
         password = pw if colon else None
     else:
         hostpart = rest
+    hostpart, _, headers = hostpart.partition("?")
     hostport, _, params = hostpart.partition(";")
     host, port = _split_hostport(hostport, text)
     return SipUri(scheme, user, host, port, parse_params(params), headers, password)
@@ -228,9 +256,10 @@ def _split_hostport(hostport: str, whole: str) -> tuple[str, int | None]:
     if not tail:
         return host, None
     port_text = tail[1:]
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    port = ascii_number(port_text, max_digits=5)
+    if port is None or not 0 < port < 65536:
         raise SipParseError(f"URI {whole[:80]!r}: port {port_text[:10]!r} is not 1-65535")
-    return host, int(port_text)
+    return host, port
 
 
 # --------------------------------------------------------------------------- name-addr
@@ -340,6 +369,10 @@ def parse_via(text: str) -> Via:
     transport, rest = match.groups()
     hostport, _, params = rest.partition(";")
     host, port = _split_hostport(hostport, text)
+    if params and any(not piece.strip().partition("=")[0].strip()
+                      for piece in _split_semicolons(params)):
+        # RFC 3261 §20.42: every via-param has a name (RFC 4475 "badinv01": ";;,;,,")
+        raise SipParseError(f"Via {text[:80]!r}: a parameter without a name")
     return Via(transport.upper(), host, port, parse_params(params))
 
 
@@ -497,10 +530,10 @@ class SipResponse(SipMessage):
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: 42 INVITE``."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+    if len(parts) != 2 or not _DIGITS.fullmatch(parts[0]) or not _TOKEN.match(parts[1]):
         raise SipParseError(f"CSeq {value[:40]!r}: expected '<number> <METHOD>'")
-    number = int(parts[0])
-    if number >= 2**31:
+    number = ascii_number(parts[0])
+    if number is None or number >= 2**31:
         raise SipParseError(f"CSeq {value[:40]!r}: the number must be below 2**31")
     return number, parts[1].upper()
 
@@ -519,6 +552,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     """Parse one SIP message; raise SipParseError with a precise message if we refuse it.
 
     `stream` is true for TCP, where the framer has already cut the body to Content-Length.
+    A request refused after its headers were read carries itself and the status to answer
+    (`SipParseError.request`, `.status`); anything else is to be dropped.
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
@@ -526,60 +561,120 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if not stripped:
         raise SipParseError("empty message")
     head, body = _split_head_body(stripped)
-    if b"\x00" in head:
+    if b"\x00" in head and not _nul_only_in_quoted_pairs(head):
         raise SipParseError("NUL byte in the header section")
     text = head.decode("utf-8", errors="replace")
     lines = re.split(r"\r\n|\n|\r", text)
     start = lines[0].strip()
     headers: list[tuple[str, str]] = []
+    problem: str | None = None  # the first bad header line: answered once we know the sender
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         if line[0] in " \t":
             if not headers:
-                raise SipParseError(f"line {number}: continuation line before any header")
+                problem = problem or f"line {number}: continuation line before any header"
+                continue
             name, value = headers[-1]
             headers[-1] = (name, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
         name = name.strip()
         if not colon:
-            raise SipParseError(f"line {number}: header without ':': {line[:60]!r}")
+            problem = problem or f"line {number}: header without ':': {line[:60]!r}"
+            continue
         if not _TOKEN.match(name):
-            raise SipParseError(f"line {number}: invalid header name {name[:40]!r}")
+            problem = problem or f"line {number}: invalid header name {name[:40]!r}"
+            continue
         headers.append((name, value.strip()))
         if len(headers) > MAX_HEADERS:
             raise SipParseError(f"more than {MAX_HEADERS} headers")
 
-    message: SipRequest | SipResponse
-    status_match = _STATUS_LINE.match(start)
-    if status_match:
-        code = int(status_match.group(1))
-        if not 100 <= code <= 699:
-            raise SipParseError(f"status code {code} is outside 100-699")
-        message = SipResponse(code, (status_match.group(2) or "").strip(), headers)
-    else:
-        parts = start.split()
-        if len(parts) != 3:
-            raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'")
-        method, uri, version = parts
-        if version.upper() != SIP_VERSION:
-            raise SipParseError(f"start line {start[:80]!r}: unsupported version {version[:20]!r}")
+    first = start.split(maxsplit=1)[0] if start else ""
+    if _STATUS_LINE.match(start) or first.upper().startswith("SIP/"):
+        if problem:
+            raise SipParseError(problem)
+        return _response(start, headers, body, stream)
+    parts = start.split()
+    if len(parts) != 3:
+        raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'",
+                            request=_partial_request(parts, headers))
+    method, uri, version = parts
+    request = SipRequest(method, uri, headers)
+    if version.upper() != SIP_VERSION:
+        if _SIP_VERSION.match(version):  # a SIP we do not speak (RFC 4475 "badvers")
+            raise SipParseError(f"start line {start[:80]!r}: unsupported version "
+                                f"{version[:20]!r}", status=505, request=request)
+        raise SipParseError(f"start line {start[:80]!r}: unsupported version {version[:20]!r}",
+                            request=request)
+    try:
+        if problem:
+            raise SipParseError(problem)
         if not _TOKEN.match(method):
             raise SipParseError(f"start line {start[:80]!r}: invalid method {method[:20]!r}")
-        if ":" not in uri:
-            raise SipParseError(f"Request-URI {uri[:80]!r} has no scheme")
-        message = SipRequest(method, uri, headers)
+        _check_request_uri(uri)
+        _check_content_length(request, body, stream)
+        _check_request(request)
+    except SipParseError as exc:
+        exc.request = request
+        raise
+    return request
 
+
+def _response(start: str, headers: list[tuple[str, str]], body: bytes,
+              stream: bool) -> SipResponse:
+    status_match = _STATUS_LINE.match(start)
+    if not status_match:
+        raise SipParseError(f"status line {start[:80]!r}: expected 'SIP/2.0 <code> <reason>'")
+    code = int(status_match.group(1))
+    if not 100 <= code <= 699:
+        raise SipParseError(f"status code {code} is outside 100-699")
+    message = SipResponse(code, (status_match.group(2) or "").strip(), headers)
     _check_content_length(message, body, stream)
-    if isinstance(message, SipRequest):
-        _check_request(message)
-    else:
-        for key in ("via", "call-id", "cseq"):
-            if message.get(key) is None:
-                raise SipParseError(f"response {message.status}: missing {canonical_name(key)}")
-        message.cseq()
+    for key in ("via", "call-id", "cseq"):
+        if message.get(key) is None:
+            raise SipParseError(f"response {message.status}: missing {canonical_name(key)}")
+    message.cseq()
     return message
+
+
+def _partial_request(parts: list[str], headers: list[tuple[str, str]]) -> SipRequest | None:
+    """A request whose start line is wrong but whose sender we can still answer (400)."""
+    if not parts or not _TOKEN.match(parts[0]) or not _SIP_VERSION.match(parts[-1]):
+        return None  # not even shaped like a request line: nothing to answer
+    return SipRequest(parts[0], " ".join(parts[1:-1]), headers)
+
+
+def _nul_only_in_quoted_pairs(head: bytes) -> bool:
+    """Whether every NUL is an escaped character inside a quoted string (RFC 3261 §25.1
+    quoted-pair; RFC 4475 "intmeth" puts one in a display name)."""
+    in_quotes = escaped = False
+    for byte in head:
+        if escaped:
+            escaped = False
+            continue
+        if byte == 0:
+            return False
+        if in_quotes and byte == 0x5C:  # backslash
+            escaped = True
+        elif byte == 0x22:  # double quote
+            in_quotes = not in_quotes
+        elif byte == 0x0A:
+            in_quotes = False  # a quoted string never runs past the end of its header line
+    return True
+
+
+def _check_request_uri(uri: str) -> None:
+    """Refuse a Request-URI we cannot be reached at: 416 for another scheme, else 400."""
+    scheme, colon, _ = uri.partition(":")
+    if not colon or not _SCHEME.match(scheme):
+        raise SipParseError(f"Request-URI {uri[:80]!r} does not start with a scheme")
+    if scheme.lower() not in URI_SCHEMES:
+        raise SipParseError(f"Request-URI scheme {scheme[:20]!r} is not sip, sips or tel",
+                            status=416)
+    # Escaped headers (RFC 4475 "escruri") are ignored, as the RFC allows: we route nothing by
+    # the Request-URI, and a 400 would leave the fork unscreened.
+    parse_uri(uri)
 
 
 def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> None:
@@ -593,9 +688,9 @@ def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> Non
         message.body = body
         return
     text = values.pop()
-    if not text.isdigit():
+    length = ascii_number(text)
+    if length is None:
         raise SipParseError(f"Content-Length {text[:20]!r} is not a number")
-    length = int(text)
     if length > len(body):
         raise SipParseError(f"truncated body: Content-Length {length}, only {len(body)} bytes")
     message.body = body[:length]  # RFC 3261 §18.3: bytes past Content-Length are discarded
@@ -605,18 +700,23 @@ def _check_request(request: SipRequest) -> None:
     for key in REQUIRED_REQUEST_HEADERS:
         if not request.get(key):
             raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
+    for key in SINGLE_HEADERS:
+        if len([h for h in request.headers if h.key == key]) > 1:  # RFC 4475 "multi01"
+            raise SipParseError(f"{canonical_name(key)} appears more than once")
     number, method = request.cseq()
     del number
     if method != request.method.upper():
         raise SipParseError(
             f"CSeq method {method!r} does not match the request method {request.method!r}"
         )
-    request.top_via()
+    request.vias()  # every Via, not only the top one: responses may travel back along them
     request.from_()
     request.to()
     max_forwards = request.get("Max-Forwards")
-    if max_forwards is not None and not max_forwards.strip().isdigit():
-        raise SipParseError(f"Max-Forwards {max_forwards[:20]!r} is not a number")
+    if max_forwards is not None:
+        hops = ascii_number(max_forwards)  # "0068" is fine (RFC 4475 "wsinv")
+        if hops is None or hops > 255:
+            raise SipParseError(f"Max-Forwards {max_forwards[:20]!r} is not a number 0-255")
 
 
 def header_params_text(value: str) -> dict[str, str | None]:

@@ -1,9 +1,11 @@
 """RFC 3261 §17 transactions (the parts a UAS that also registers needs) and a timer thread.
 
 Server transactions absorb retransmitted requests by resending the last response; INVITE server
-transactions retransmit a non-2xx final response until the ACK (timer G/H). Client transactions
-(REGISTER, BYE, REFER, OPTIONS) retransmit over UDP with T1 doubling up to T2 (timer E) and give
-up after 64*T1 (timer F).
+transactions retransmit a non-2xx final response until the ACK (timer G) and give up after
+64*T1 (timer H), so nobody can make us send responses to an address for ever. Client
+transactions (REGISTER, BYE, REFER, OPTIONS) retransmit over UDP with T1 doubling up to T2
+(timer E) and give up after 64*T1 (timer F). T1 is per transaction layer, so tests can shrink
+every timer at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ T1 = 0.5
 T2 = 4.0
 T4 = 5.0
 MAGIC_COOKIE = "z9hG4bK"
+MAX_RETRANSMITTING = 256
+"""Final responses being retransmitted at once (timer G). Past this a final goes out once and
+the caller's own retransmissions fetch it again: a flood of spoofed INVITEs cannot turn us into
+a steady source of packets towards its victim."""
 
 
 def new_branch() -> str:
@@ -65,11 +71,21 @@ class Timers:
             return
         with self._cond:
             self._pending.discard(handle)
+            # Cancelled entries stay in the heap until their time; at a flood's rate (a
+            # 32 s timer per transaction) they would pile up, so rebuild when most are dead.
+            if len(self._heap) > 1024 and len(self._pending) < len(self._heap) // 4:
+                self._heap = [e for e in self._heap if e[1] in self._pending]
+                heapq.heapify(self._heap)
 
     def pending(self) -> int:
         """Callbacks still waiting to run (for tests and leak checks)."""
         with self._cond:
             return len(self._pending)
+
+    def queued(self) -> int:
+        """Entries in the heap, cancelled ones included (for leak checks)."""
+        with self._cond:
+            return len(self._heap)
 
     def stop(self) -> None:
         """Stop the thread; pending callbacks never run."""
@@ -130,6 +146,7 @@ class ServerTransaction:
     completed: bool = False
     confirmed: bool = False
     timer: int | None = None
+    retransmitting: bool = False
     on_ack: Callable[[], None] | None = None
     created: float = field(default_factory=time.monotonic)
 
@@ -160,23 +177,36 @@ class ServerTransaction:
             self.layer.transport.send_routed(data, route)
         if response.status < 200:
             return
+        t1 = self.layer.t1
         if self.is_invite and response.status < 300:
             # 2xx: the transaction ends; the UA core retransmits the 200 until the ACK.
-            self.layer.forget_server(self, after=64 * T1)
+            self.layer.forget_server(self, after=64 * t1)
             return
         self.completed = True
-        if self.is_invite and self.source.transport == "udp":
-            self._schedule_retransmit(T1)
-        self.layer.forget_server(self, after=64 * T1)  # timers H and J
+        if self.is_invite and self.source.transport == "udp" and self.layer.start_retransmitting():
+            self.retransmitting = True
+            self._schedule_retransmit(t1)
+        # Timer H (INVITE: give up waiting for the ACK) and timer J (others: absorb
+        # retransmitted requests); forget_server also stops timer G.
+        self.layer.forget_server(self, after=64 * t1)
 
     def _schedule_retransmit(self, interval: float) -> None:
         def resend() -> None:
             if self.confirmed or self.route is None:
                 return
             self.layer.transport.send_routed(self.response_bytes, self.route)
-            self._schedule_retransmit(min(interval * 2, T2))
+            self._schedule_retransmit(min(interval * 2, self.layer.t2))
 
         self.timer = self.layer.timers.call_later(interval, resend)
+
+    def stop_retransmitting(self) -> None:
+        """Stop timer G (the ACK came, or timer H fired); idempotent."""
+        self.layer.timers.cancel(self.timer)
+        self.timer = None
+        with self.layer.lock:
+            was, self.retransmitting = self.retransmitting, False
+        if was:
+            self.layer.stop_retransmitting()
 
     def retransmitted(self) -> None:
         """The same request came again: resend the last response (RFC 3261 §17.2.1)."""
@@ -186,7 +216,7 @@ class ServerTransaction:
     def acked(self) -> None:
         """An ACK for our non-2xx final response arrived."""
         self.confirmed = True
-        self.layer.timers.cancel(self.timer)
+        self.stop_retransmitting()
         if self.on_ack is not None:
             self.on_ack()
 
@@ -205,6 +235,7 @@ class ClientTransaction:
     on_final: ResponseCallback
     on_provisional: Callable[[SipResponse], None] | None = None
     done: bool = False
+    proceeding: bool = False  # a provisional answer came: resend every T2 (RFC 3261 §17.1.2.2)
     retransmit_timer: int | None = None
     timeout_timer: int | None = None
 
@@ -213,15 +244,15 @@ class ClientTransaction:
         data = self.request.to_bytes()
         self.layer.transport.send(data, self.target)
         if self.target.transport == "udp":
-            self._arm_retransmit(T1, data)
-        self.timeout_timer = self.layer.timers.call_later(64 * T1, self._timed_out)
+            self._arm_retransmit(self.layer.t1, data)
+        self.timeout_timer = self.layer.timers.call_later(64 * self.layer.t1, self._timed_out)
 
     def _arm_retransmit(self, interval: float, data: bytes) -> None:
         def resend() -> None:
             if self.done:
                 return
             self.layer.transport.send(data, self.target)
-            self._arm_retransmit(min(interval * 2, T2), data)
+            self._arm_retransmit(min(interval * 2, self.layer.t2), data)
 
         self.retransmit_timer = self.layer.timers.call_later(interval, resend)
 
@@ -240,8 +271,13 @@ class ClientTransaction:
         if self.done:
             return
         if response.status < 200:
-            # A provisional answer stops retransmissions at T1 (RFC 3261 §17.1.2.2: slow to T2).
-            self.layer.timers.cancel(self.retransmit_timer)
+            # Proceeding (RFC 3261 §17.1.2.2): keep resending, but every T2 rather than at the
+            # doubling interval, so a lost final answer over UDP is still asked for again.
+            if not self.proceeding:
+                self.proceeding = True
+                self.layer.timers.cancel(self.retransmit_timer)
+                if self.target.transport == "udp":
+                    self._arm_retransmit(self.layer.t2, self.request.to_bytes())
             if self.on_provisional is not None:
                 self.on_provisional(response)
             return
@@ -262,12 +298,29 @@ class ClientTransaction:
 class TransactionLayer:
     """Tables of server and client transactions over one transport."""
 
-    def __init__(self, transport: SipTransport, timers: Timers) -> None:
+    def __init__(self, transport: SipTransport, timers: Timers, *, t1: float = T1,
+                 t2: float = T2) -> None:
         self.transport = transport
         self.timers = timers
+        self.t1 = t1
+        self.t2 = t2
         self.lock = threading.RLock()
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
+        self.retransmitting = 0  # server transactions running timer G now
+
+    def start_retransmitting(self) -> bool:
+        """Take a place among the final responses being retransmitted; False when full."""
+        with self.lock:
+            if self.retransmitting >= MAX_RETRANSMITTING:
+                return False
+            self.retransmitting += 1
+            return True
+
+    def stop_retransmitting(self) -> None:
+        """Give a retransmission place back."""
+        with self.lock:
+            self.retransmitting = max(0, self.retransmitting - 1)
 
     def find_server(self, request: SipRequest) -> ServerTransaction | None:
         """The transaction a request (or its ACK/CANCEL) belongs to."""
@@ -285,6 +338,7 @@ class TransactionLayer:
         """Drop a server transaction now or after `after` seconds (absorbing retransmits)."""
 
         def drop() -> None:
+            tx.stop_retransmitting()  # timer H: a final nobody ACKs is not resent for ever
             with self.lock:
                 if self.server.get(tx.key) is tx:
                     del self.server[tx.key]

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,13 +21,20 @@ from gateway.sip.message import (
     SipParseError,
     SipRequest,
     SipResponse,
+    ascii_number,
     parse_message,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_TCP_CONNECTIONS = 64
+MAX_TCP_PER_SOURCE = 8
+"""Connections one address may hold open to us: a PBX needs a few, a stranger must not take all."""
+TCP_MESSAGE_SECONDS = 5.0
+"""A connection we accepted must send a complete message within this long of opening, and
+finish any message it starts within this long: idle or trickling sockets are dropped."""
 TCP_IDLE_SECONDS = 600.0
+"""Between complete messages (keep-alives count as traffic): how long a quiet connection stays."""
 KEEPALIVE = b"\r\n\r\n"
 UDP_RECEIVE_BUFFER = 1 << 20
 
@@ -43,10 +51,12 @@ class Target:
 class TcpConnection:
     """One TCP connection, framed by Content-Length."""
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], owner: SipTransport) -> None:
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], owner: SipTransport, *,
+                 accepted: bool = False) -> None:
         self.sock = sock
         self.peer = peer
         self.owner = owner
+        self.accepted = accepted  # a stranger's connection, not one we opened to a registrar
         self.send_lock = threading.Lock()
         self.closed = False
 
@@ -70,33 +80,69 @@ class TcpConnection:
         self.owner.forget(self)
 
     def read_loop(self) -> None:
-        """Read, frame and dispatch messages until the peer closes."""
-        buffer = b""
-        self.sock.settimeout(TCP_IDLE_SECONDS)
+        """Read, frame and dispatch messages until the peer closes; nothing it sends kills it."""
         try:
-            while not self.closed:
-                try:
-                    chunk = self.sock.recv(65536)
-                except (TimeoutError, OSError):
-                    break
-                if not chunk:
-                    break
-                buffer += chunk
-                while True:
-                    buffer = buffer.lstrip(b"\r\n")  # CRLF keep-alives between messages
-                    frame, buffer, error = split_stream_frame(buffer)
-                    if error:
-                        log.warning("tcp %s:%s: %s; closing", *self.peer, error)
-                        return
-                    if frame is None:
-                        break
-                    self.owner.deliver(frame, Source("tcp", self.peer[0], self.peer[1], self))
+            self._read_messages()
+        except Exception:  # a framing bug must cost this connection only, never go unlogged
+            log.exception("tcp %s:%s: reader failed; closing", *self.peer)
         finally:
             self.close()
+            self.owner.reader_done()
+
+    def _read_messages(self) -> None:
+        buffer = b""
+        # An accepted connection owes us a complete message soon after it opens, and a message
+        # once started must not trickle in for ever (RFC 5626 keep-alives are not messages).
+        opened = time.monotonic()
+        message_started: float | None = opened if self.accepted else None
+        while not self.closed:
+            if message_started is not None:
+                timeout = message_started + TCP_MESSAGE_SECONDS - time.monotonic()
+                if timeout <= 0:
+                    log.info("tcp %s:%s: no complete message within %.0f s; closing",
+                             *self.peer, TCP_MESSAGE_SECONDS)
+                    return
+            else:
+                timeout = TCP_IDLE_SECONDS
+            self.sock.settimeout(timeout)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                if message_started is None:
+                    log.info("tcp %s:%s: idle for %.0f s; closing", *self.peer, TCP_IDLE_SECONDS)
+                    return
+                continue  # the deadline check above closes it
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while True:
+                buffer = buffer.lstrip(b"\r\n")  # CRLF keep-alives between messages
+                frame, buffer, error = split_stream_frame(buffer)
+                if error:
+                    log.warning("tcp %s:%s: %s; closing", *self.peer, error)
+                    if frame:  # the header section: lets the sender learn why (400)
+                        self.owner.deliver(frame, self.source())
+                    return
+                if frame is None:
+                    break
+                self.owner.deliver(frame, self.source())
+                message_started = None
+            if buffer and message_started is None:
+                message_started = time.monotonic()
+
+    def source(self) -> Source:
+        """Where messages on this connection come from."""
+        return Source("tcp", self.peer[0], self.peer[1], self)
 
 
 def split_stream_frame(buffer: bytes) -> tuple[bytes | None, bytes, str | None]:
-    """Cut one message off a TCP stream: (message or None if incomplete, rest, error)."""
+    """Cut one message off a TCP stream: (message or None if incomplete, rest, error).
+
+    On an error the stream cannot be framed any further; the first item is then the header
+    section when there is one (so the sender can be told why), else None.
+    """
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > MAX_MESSAGE_BYTES:
@@ -108,9 +154,10 @@ def split_stream_frame(buffer: bytes) -> tuple[bytes | None, bytes, str | None]:
         name, _, value = line.partition(":")
         if name.strip().lower() in ("content-length", "l"):
             value = value.strip()
-            if not value.isdigit():
-                return None, b"", f"bad Content-Length {value[:20]!r}"
-            length = int(value)
+            number = ascii_number(value)  # ASCII digits only: int() takes '²' and 5,000 digits
+            if number is None:
+                return buffer[: end + 4], b"", f"bad Content-Length {value[:20]!r}"
+            length = number
     total = end + 4 + length
     if total > MAX_MESSAGE_BYTES:
         return None, b"", f"message of {total} bytes is too long"
@@ -147,8 +194,11 @@ class SipTransport:
         self.connections: dict[tuple[str, int], TcpConnection] = {}
         self.lock = threading.Lock()
         self.running = False
-        self.threads: list[threading.Thread] = []
+        self.threads: set[threading.Thread] = set()
         self.rejected = 0  # messages that failed to parse, for tests and the bench
+        # Called with the parse error of a request we could read enough of to answer (400,
+        # 416, 505); the user agent sets it. None: such requests are dropped like garbage.
+        self.on_bad_request: Callable[[SipParseError, Source], None] | None = None
 
     def start(self) -> None:
         """Bind the sockets (raises OSError when the address is taken) and start reading."""
@@ -170,9 +220,15 @@ class SipTransport:
 
     def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
+        with self.lock:
+            self.threads.add(thread)
         thread.start()
-        self.threads.append(thread)
         return thread
+
+    def reader_done(self) -> None:
+        """A TCP reader thread is ending: forget it (a flood of connections must not pile up)."""
+        with self.lock:
+            self.threads.discard(threading.current_thread())
 
     def stop(self) -> None:
         """Close every socket; the reader threads end."""
@@ -191,7 +247,9 @@ class SipTransport:
             connections = list(self.connections.values())
         for connection in connections:
             connection.close()
-        for thread in self.threads:
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=2.0)
 
@@ -218,15 +276,20 @@ class SipTransport:
                     return
                 continue
             with self.lock:
-                too_many = len(self.connections) >= MAX_TCP_CONNECTIONS
-            if too_many:
-                log.warning("refusing tcp connection from %s:%s: too many connections", *addr[:2])
-                sock.close()
+                total = len(self.connections)
+                from_there = sum(1 for host, _ in self.connections if host == addr[0])
+            if total >= MAX_TCP_CONNECTIONS or from_there >= MAX_TCP_PER_SOURCE:
+                why = (f"{from_there} connections from there already" if total <
+                       MAX_TCP_CONNECTIONS else f"{total} connections already")
+                log.warning("refusing tcp connection from %s:%s: %s", addr[0], addr[1], why)
+                with contextlib.suppress(OSError):
+                    sock.close()
                 continue
-            self._adopt(sock, (addr[0], addr[1]))
+            self._adopt(sock, (addr[0], addr[1]), accepted=True)
 
-    def _adopt(self, sock: socket.socket, peer: tuple[str, int]) -> TcpConnection:
-        connection = TcpConnection(sock, peer, self)
+    def _adopt(self, sock: socket.socket, peer: tuple[str, int], *,
+               accepted: bool = False) -> TcpConnection:
+        connection = TcpConnection(sock, peer, self, accepted=accepted)
         with self.lock:
             self.connections[peer] = connection
         self._spawn(connection.read_loop, f"sip-tcp-{peer[0]}:{peer[1]}")
@@ -246,6 +309,12 @@ class SipTransport:
             self.rejected += 1
             log.info("rejected %d bytes from %s:%s/%s: %s", len(data), source.host,
                      source.port, source.transport, exc)
+            if exc.request is not None and self.on_bad_request is not None:
+                try:
+                    self.on_bad_request(exc, source)
+                except Exception:
+                    log.exception("error answering a bad request from %s:%s", source.host,
+                                  source.port)
             return
         except Exception:  # a parser bug must not stop the receive loop
             self.rejected += 1
@@ -307,7 +376,8 @@ class SipTransport:
             return None
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
-        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        port = ascii_number(rport, max_digits=5) if rport else None
+        port = port or via.port or 5060
         transport = "tcp" if via.transport.lower() == "tcp" else "udp"
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %r to %s:%s/%s", response, host, port, transport)

@@ -1,16 +1,19 @@
 """The user agent: dispatches requests and responses, owns calls and their dialogs.
 
 One `UserAgent` per listening address (one per line, or the direct listener). It answers at the
-SIP level itself (100 Trying at once, CANCEL, BYE, OPTIONS, ACK, 481, retransmissions) on the
-receive thread, and hands each new call to `call_handler` on a thread of its own, because what
-follows (screening, prompts, recording) may take minutes.
+SIP level itself (100 Trying at once, CANCEL, BYE, OPTIONS, ACK, 481, retransmissions, 4xx/5xx
+for what it cannot take) on the receive thread, and hands each new call to `call_handler` on the
+shared `WorkerPool`. The receive thread never waits for a worker: when the pool's queue is full
+the call is shed at once (503, counted). A call's end (CANCEL, BYE, a final response, our
+hang-up) is an event: `Call.when_ended` callbacks run then, so a ringing call holds no thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,7 +39,8 @@ from gateway.sip.transaction import (
     new_tag,
     wait_for_final,
 )
-from gateway.sip.transport import SipTransport, Source, Target
+from gateway.sip.transport import SipTransport, Source, Target, TcpConnection
+from gateway.sip.workers import LoadCounters, Occasional, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +60,28 @@ def product() -> str:
     return _product[0]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, INFO, UPDATE"
+# Methods registered with IANA: one of these we do not take gets 405, anything else 501
+# (RFC 3261 §8.2.1).
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
+SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # option tags we implement (Require/Supported)
 REQUEST_TIMEOUT = 40.0  # longer than timer F (32 s): the transaction reports first
 BYE_WAIT = 4.0  # a caller that never answers our BYE must not hold a call slot for 32 s
+SHED_RETRY_AFTER = 5  # seconds, in the 503 of a call shed by a full work queue
+REASONS = {400: "Bad Request", 416: "Unsupported URI Scheme", 505: "Version Not Supported"}
 
 
-class CallLimiter:
-    """A counter of calls in progress shared by every UA, bounded by `max_calls`."""
+def _warning_text(text: str) -> str:
+    """A parse error as a Warning header's quoted text: printable ASCII, no quotes, short."""
+    return re.sub(r'[^ -~]|["\\]', "?", text)[:120]
 
-    def __init__(self, max_calls: int) -> None:
-        self.max_calls = max_calls
-        self.active = 0
-        self._lock = threading.Lock()
 
-    def try_acquire(self) -> bool:
-        """Take a slot, or return False when all are busy."""
-        with self._lock:
-            if self.active >= self.max_calls:
-                return False
-            self.active += 1
-            return True
-
-    def release(self) -> None:
-        """Give a slot back."""
-        with self._lock:
-            self.active = max(0, self.active - 1)
+def unsupported_options(request: SipRequest) -> list[str]:
+    """Option tags in Require that we do not implement (RFC 3261 §8.2.2.3)."""
+    tags = [tag.strip() for tag in request.get_all("Require") if tag.strip()]
+    return [tag for tag in dict.fromkeys(tags) if tag.lower() not in SUPPORTED_OPTIONS]
 
 
 def make_response(
@@ -128,12 +130,45 @@ class Call:
         self.remote_hangup = threading.Event()
         self.acked = threading.Event()
         self.ended = threading.Event()
+        # What ended the call: "final" (our non-2xx), "cancel", "bye", "hangup" or the `why`
+        # given to reject() (e.g. "timeout"); "" while it goes on.
+        self.ended_by = ""
         self.media: MediaCloser | None = None
         # Set once answered: turns a re-INVITE's offer into our answer (None: refuse, 488).
         self.on_reoffer: Callable[[str], str | None] | None = None
         self.local_sdp: bytes = b""
+        # Option tags the INVITE requires and we lack: the call flow decides what to answer.
+        self.unsupported: list[str] = unsupported_options(invite)
         self._lock = threading.Lock()
         self._retransmit_timer: int | None = None
+        self._settled = threading.Event()  # the ACK came or the call ended
+        self._on_end: list[Callable[[], None]] = []
+
+    # --- the end of a call, as an event
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once when the call ends (at once if it has); keep it short: it runs
+        on whatever thread ends the call (receive, timers, shutdown)."""
+        with self._lock:
+            if not self.ended.is_set():
+                self._on_end.append(callback)
+                return
+        callback()
+
+    def _end(self, by: str) -> bool:
+        """Mark the call ended and run the callbacks once; False if it had ended already."""
+        with self._lock:
+            if self.ended.is_set():
+                return False
+            self.ended_by = by
+            self.ended.set()
+            callbacks, self._on_end = self._on_end, []
+        self._settled.set()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("call %s: error in an end-of-call callback", self.call_id)
+        return True
 
     # --- state
     @property
@@ -158,9 +193,13 @@ class Call:
 
     # --- final responses
     def reject(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]] = ()
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]] = (), *,
+        why: str = "final",
     ) -> bool:
-        """Send a final non-2xx; False if the INVITE already had one (e.g. it was cancelled)."""
+        """Send a final non-2xx; False if the INVITE already had one (e.g. it was cancelled).
+
+        `why` is what `ended_by` says afterwards, for whoever logs the call.
+        """
         with self._lock:
             if self.final_sent:
                 return False
@@ -168,7 +207,7 @@ class Call:
                 self.invite, status, reason, to_tag=self.local_tag, headers=headers
             )
             self.tx.respond(response)
-        self.ended.set()
+        self._end(why)
         return True
 
     def redirect(self, contact: str) -> bool:
@@ -191,8 +230,11 @@ class Call:
             )
             self.ua.register_dialog(self)
             self.tx.respond(response)
+        t1 = self.ua.layer.t1
         if self.tx.source.transport == "udp":
-            self._retransmit_ok(response, T1, 0.0)
+            self._retransmit_ok(response, t1, 0.0)
+        else:  # reliable: nothing to resend, but an ACK that never comes still ends the call
+            self._retransmit_timer = self.ua.timers.call_later(64 * t1, self._no_ack)
         return True
 
     def _retransmit_ok(self, response: SipResponse, interval: float, waited: float) -> None:
@@ -200,14 +242,31 @@ class Call:
         def resend() -> None:
             if self.acked.is_set() or self.ended.is_set():
                 return
-            if waited + interval >= 64 * T1:
-                log.warning("call %s: no ACK for our 200 OK; hanging up", self.call_id)
-                self.hangup(wait=False)
+            if waited + interval >= 64 * self.ua.layer.t1:
+                self._no_ack()
                 return
             self.ua.transport.send_response(response, self.tx.source)
-            self._retransmit_ok(response, min(interval * 2, T2), waited + interval)
+            self._retransmit_ok(response, min(interval * 2, self.ua.layer.t2), waited + interval)
 
         self._retransmit_timer = self.ua.timers.call_later(interval, resend)
+
+    def _no_ack(self) -> None:
+        if self.acked.is_set() or self.ended.is_set():
+            return
+        # The dialog never got confirmed: nobody may have asked for this call, so no media
+        # went out (see wait_confirmed); end it and free its media slot.
+        log.warning("call %s: no ACK for our 200 OK within 64*T1; hanging up", self.call_id)
+        self.hangup(wait=False)
+
+    def wait_confirmed(self, timeout: float) -> bool:
+        """Block until the ACK for our 200 OK (True) or the call's end / `timeout` (False).
+
+        Media waits for this: a 200 OK to a forged INVITE must not make us stream RTP to
+        whatever address its SDP names (a reflection attack), and the ACK is the caller's
+        proof that it asked for the call.
+        """
+        self._settled.wait(timeout)
+        return self.acked.is_set()  # an ACK followed at once by a BYE still confirmed it
 
     # --- in-dialog requests we send
     def _dialog_request(self, method: str) -> tuple[SipRequest, Target]:
@@ -222,18 +281,20 @@ class Call:
 
     def hangup(self, *, wait: bool = True) -> None:
         """Send BYE (answered) or 480 (not yet answered); idempotent."""
-        with self._lock:
-            if self.ended.is_set():
-                return
-            self.ended.set()
+        if self.dialog is None:
+            with self._lock:
+                if self.ended.is_set():
+                    return
+                if not self.final_sent:  # the 480 first: end-of-call callbacks may log it
+                    self.tx.respond(make_response(self.invite, 480, "Temporarily Unavailable",
+                                                  to_tag=self.local_tag))
+        if not self._end("hangup"):
+            return
         if not wait:
             self._close_media_soon()  # from the timer thread or shutdown: do not block there
         elif self.media is not None:
             self.media.close()
-        if self.dialog is None:
-            self.reject(480, "Temporarily Unavailable")
-            return
-        if self.remote_hangup.is_set():
+        if self.dialog is None or self.remote_hangup.is_set():
             return
         request, target = self._dialog_request("BYE")
         log.info("call %s: sending BYE to %s:%s", self.call_id, target.host, target.port)
@@ -275,7 +336,7 @@ class Call:
             self.tx.respond(
                 make_response(self.invite, 487, "Request Terminated", to_tag=self.local_tag)
             )
-        self.ended.set()
+        self._end("cancel")
         self._close_media_soon()
 
     def _close_media_soon(self) -> None:
@@ -288,13 +349,14 @@ class Call:
     def on_ack(self) -> None:
         """The ACK for our 200 OK arrived."""
         self.acked.set()
+        self._settled.set()
         self.ua.timers.cancel(self._retransmit_timer)
 
     def on_bye(self) -> None:
         """The caller hung up."""
         self.remote_hangup.set()
-        self.ended.set()
         self.ua.timers.cancel(self._retransmit_timer)
+        self._end("bye")
         self._close_media_soon()
 
 
@@ -325,24 +387,28 @@ class UserAgent:
         port: int,
         *,
         call_handler: CallHandler,
-        limiter: CallLimiter,
+        work: WorkerPool,
+        counters: LoadCounters | None = None,
         identity: UaIdentity | None = None,
         timers: Timers | None = None,
         name: str = "direct",
+        t1: float = T1,
     ) -> None:
         self.name = name
         self.identity = identity or UaIdentity()
         self.call_handler = call_handler
-        self.limiter = limiter
+        self.work = work
+        self.counters = counters or LoadCounters()
         self.transport = SipTransport(host, port, self._on_message)
+        self.transport.on_bad_request = self._on_bad_request
         self._own_timers = timers is None
         self.timers = timers or Timers()
-        self.layer = TransactionLayer(self.transport, self.timers)
+        self.layer = TransactionLayer(self.transport, self.timers, t1=t1, t2=max(T2, t1))
         self.calls: dict[tuple[str, str], Call] = {}  # (Call-ID, From tag) of INVITEs
         self.dialogs: dict[tuple[str, str, str], Call] = {}  # (Call-ID, our tag, their tag)
         self.lock = threading.Lock()
-        self.threads: set[threading.Thread] = set()
         self.stopping = False
+        self._shed_warning = Occasional()
         # Scanner requests dropped, by signature; the first from each address is logged.
         self.scanners: Counter[str] = Counter()
         self._scanner_sources: set[str] = set()
@@ -358,8 +424,8 @@ class UserAgent:
         self.transport.start()
         log.info("SIP %s listening on %s:%d (udp, tcp)", self.name, self.transport.host, self.port)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """End every call (BYE / 480), then close sockets and stop timers."""
+    def end_calls(self) -> None:
+        """Refuse new calls (503) and end every call in progress (BYE / 480)."""
         self.stopping = True
         with self.lock:
             calls = list({id(c): c for c in [*self.calls.values(), *self.dialogs.values()]}
@@ -369,13 +435,18 @@ class UserAgent:
                 call.hangup(wait=False)
             except Exception:
                 log.exception("call %s: error while hanging up at shutdown", call.call_id)
-        deadline = time.monotonic() + grace
-        for thread in list(self.threads):
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        """Stop client transactions, close sockets and stop our own timers."""
         self.layer.abandon_all()
         self.transport.stop()
         if self._own_timers:
             self.timers.stop()
+
+    def stop(self) -> None:
+        """End every call and close (whoever owns the worker pool stops it in between)."""
+        self.end_calls()
+        self.close()
 
     # --- addresses
     def local_host_for(self, host: str) -> str:
@@ -422,6 +493,29 @@ class UserAgent:
         tx = self.layer.new_server(request, source)
         tx.respond(make_response(request, status, reason, to_tag=new_tag(), headers=headers))
 
+    def _on_bad_request(self, error: SipParseError, source: Source) -> None:
+        """Answer a request the parser refused (400, 416, 505) along its Via, or to where it
+        came from when even the Via is unreadable; statelessly: one answer per copy."""
+        request = error.request
+        if request is None or request.method.upper() == "ACK" or not request.get_all("Via"):
+            return  # an ACK is never answered (RFC 3261 §17.2.1); without Via none can match
+        reason = REASONS.get(error.status, "Bad Request")
+        headers = [("Warning", f'399 ringfence "{_warning_text(str(error))}"')]
+        if error.status == 505:
+            headers = []
+        response = make_response(request, error.status, reason, to_tag=new_tag(),
+                                 headers=headers)
+        route: TcpConnection | Target | None = None
+        with contextlib.suppress(SipParseError):
+            request.top_via()
+            route = self.transport.response_route(response, source)
+        if route is None and source.connection is None:
+            route = Target("udp", source.host, source.port)
+        elif route is None:
+            route = source.connection
+        if route is not None:
+            self.transport.send_routed(response.to_bytes(), route)
+
     def _on_request(self, request: SipRequest, source: Source) -> None:
         method = request.method.upper()
         if method == "ACK":
@@ -439,6 +533,16 @@ class UserAgent:
         if method == "CANCEL":
             self._on_cancel(request, source)
             return
+        if method not in KNOWN_METHODS:
+            self._reply(request, source, 501, "Not Implemented", [("Allow", ALLOW)])
+            return
+        unsupported = unsupported_options(request)
+        if unsupported and (method != "INVITE" or request.to().tag):
+            # RFC 3261 §8.2.2.3. An INVITE is screened first: a stranger must not be able to
+            # turn a rejection into a ring by requiring an extension (see the call flow).
+            self._reply(request, source, 420, "Bad Extension",
+                        [("Unsupported", ", ".join(unsupported))])
+            return
         if request.to().tag:
             self._on_in_dialog(request, source)
             return
@@ -446,7 +550,8 @@ class UserAgent:
             self._on_invite(request, source)
         elif method == "OPTIONS":
             self._reply(request, source, 200, "OK", [
-                ("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", ""),
+                ("Allow", ALLOW), ("Accept", "application/sdp"),
+                ("Supported", ", ".join(sorted(SUPPORTED_OPTIONS))),
             ])
         elif method in ("BYE", "NOTIFY", "INFO", "UPDATE", "PRACK"):
             self._reply(request, source, 481, "Call/Transaction Does Not Exist")
@@ -487,39 +592,44 @@ class UserAgent:
                                      headers=[("Warning", '399 ringfence "unusable address"')]))
             return
         tx.respond(make_response(invite, 100, "Trying"))
-        if self.stopping or not self.limiter.try_acquire():
-            log.warning("call %s: %d calls already in progress -> 486", invite.call_id,
-                        self.limiter.max_calls)
-            tx.respond(make_response(invite, 486, "Busy Here", to_tag=new_tag()))
+        if self.stopping:
+            tx.respond(make_response(invite, 503, "Service Unavailable", to_tag=new_tag(),
+                                     headers=[("Retry-After", str(SHED_RETRY_AFTER))]))
             return
+        self.counters.add("invites")
         call = Call(self, invite, tx)
         tx.on_ack = None
         with self.lock:
             self.calls[key] = call
-        thread = threading.Thread(
-            target=self._run_call, args=(call, key), name=f"call-{invite.call_id[:12]}",
-            daemon=True,
-        )
-        self.threads.add(thread)
-        thread.start()
+        call.when_ended(lambda: self._call_ended(call, key))
+        if not self.work.offer(lambda: self._run_call(call)):
+            # Every worker busy and the queue full: this caller cannot be screened now. A 503
+            # says "not now" without ending the owner's branch in a fork (a 6xx would let a
+            # flood block every call); counted, and logged now and then, never per call.
+            self.counters.add("shed")
+            self._shed_warning.warn(log, "call %s: work queue full; shed with 503, not screened "
+                                    "(%d shed in all)", invite.call_id, self.counters.get("shed"))
+            call.reject(503, "Service Unavailable",
+                        [("Retry-After", str(SHED_RETRY_AFTER))], why="shed")
 
-    def _run_call(self, call: Call, key: tuple[str, str]) -> None:
+    def _run_call(self, call: Call) -> None:
+        """On a worker: the call flow; it returns once the call needs no worker any more."""
         try:
             self.call_handler(call)
         except Exception:
             log.exception("call %s: handler failed; failing open", call.call_id)
-        finally:
             if not call.final_sent and not call.cancelled.is_set():
-                # Whatever happened, never leave the caller's INVITE hanging.
-                call.reject(480, "Temporarily Unavailable")
-            self.limiter.release()
-            with self.lock:
-                if self.calls.get(key) is call:
-                    del self.calls[key]
-            self.threads.discard(threading.current_thread())
-            # Keep the dialog a little longer so late BYE/ACK retransmissions still match.
-            if call.dialog is not None:
-                self.timers.call_later(64 * T1, lambda: self.forget_dialog(call))
+                # Never leave the INVITE hanging: a 4xx leaves the fork, the owner's phone rings.
+                call.reject(480, "Temporarily Unavailable", why="failed")
+
+    def _call_ended(self, call: Call, key: tuple[str, str]) -> None:
+        """The call is over (any thread): stop matching CANCELs to it, drop its dialog later."""
+        with self.lock:
+            if self.calls.get(key) is call:
+                del self.calls[key]
+        if call.dialog is not None:
+            # Kept a little longer so late BYE/ACK retransmissions still match.
+            self.timers.call_later(64 * self.layer.t1, lambda: self.forget_dialog(call))
 
     def _on_cancel(self, cancel: SipRequest, source: Source) -> None:
         invite_key = (cancel.call_id, cancel.from_().tag or "")
@@ -559,6 +669,11 @@ class UserAgent:
             self._reply(request, source, 481, "Call/Transaction Does Not Exist")
             return
         tx = self.layer.new_server(request, source)
+        if request.method.upper() not in ("BYE", "INVITE", "UPDATE", "INFO", "NOTIFY",
+                                          "OPTIONS", "REFER"):
+            tx.respond(make_response(request, 405, "Method Not Allowed", to_tag=call.local_tag,
+                                     headers=[("Allow", ALLOW)]))
+            return
         method = request.method.upper()
         ok = make_response(request, 200, "OK", to_tag=call.local_tag)
         if method == "BYE":

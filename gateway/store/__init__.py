@@ -3,8 +3,9 @@
 `Store` gathers them for one database; the CLI, the web UI and the gateway all go through it:
 `store.entries` (allow/block lists), `store.list_files` (CSV in and out), `store.rules`,
 `store.runtime` (run-time settings), `store.calls` (the call log), `store.voicemails`,
-`store.lines` (registration states), `store.screening` (what a call's screening reads) and
-`store.web_sessions` (the web UI's logged-in sessions).
+`store.lines` (registration states), `store.status` (the gateway's heartbeat),
+`store.screening` (what a call's screening reads) and `store.web_sessions` (the web UI's
+logged-in sessions).
 
 The gateway's call flow writes through its call writer instead (`store.writer`: events from
 `store.events`, applied in batches by `store.batch`, spooled to `store.journal`).
@@ -25,6 +26,7 @@ from gateway.store.rules import RuleStore
 from gateway.store.screening import ScreeningReads
 from gateway.store.sessions import WebSessions
 from gateway.store.settings import RuntimeSettings
+from gateway.store.status import GatewayStatus
 from gateway.store.voicemail import Voicemails
 
 __all__ = ["EntryError", "ImportReport", "Store", "open_database", "open_store"]
@@ -45,6 +47,7 @@ class Store:
         self.calls = CallLog(db)
         self.voicemails = Voicemails(db, voicemail_dir)
         self.lines = LineStates(db)
+        self.status = GatewayStatus(db)
         self.web_sessions = WebSessions(db)
         self.screening = ScreeningReads(db, self.runtime, self.rules, home_region=home_region,
                                         timezone=timezone)

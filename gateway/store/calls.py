@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select, update
 
+from gateway.numbers import number_query
 from gateway.screening.caller import Caller
 from gateway.screening.decide import Decision
 from gateway.screening.ratelimit import History, PastCall
@@ -51,6 +53,12 @@ class CallFilter:
     number: str | None = None  # E.164
     since: datetime | None = None
     until: datetime | None = None  # exclusive
+    # A search: numbers starting `number_start` or holding `number_digits`, or callers whose
+    # display name holds `name` (any case). Set by `search`.
+    number_start: str | None = None
+    number_digits: str | None = None
+    name: str | None = None
+    after_id: int | None = None  # only calls logged after this row (the live view)
 
     @classmethod
     def for_day(cls, day: date, timezone: str, *, action: str | None = None,
@@ -59,6 +67,22 @@ class CallFilter:
         since, until = day_bounds(day, timezone)
         return cls(action=action, number=number, since=since, until=until)
 
+    def search(self, text: str, home_region: str) -> CallFilter:
+        """This filter, also looking for `text`: a number in any form, even partial, or a name.
+
+        ``0612``, ``06 12`` and ``+33612`` find the numbers starting +33612; ``3456`` finds
+        numbers holding those digits; anything else is looked for in the callers' names.
+        """
+        text = text.strip()
+        if not text:
+            return self
+        query = number_query(text, home_region)
+        if query is None:
+            return replace(self, name=text[:100])
+        if query.complete and not query.digits and query.start == query.complete:
+            return replace(self, number=query.complete)  # the indexed exact lookup
+        return replace(self, number_start=query.start, number_digits=query.digits)
+
     def apply(self, query: Select[Any]) -> Select[Any]:
         """Add the WHERE clauses to a query over CallRow."""
         if self.action:
@@ -66,11 +90,36 @@ class CallFilter:
                                 | CallRow.action.startswith(self.action + ":"))
         if self.number:
             query = query.where(CallRow.number == self.number)
+        if self.number_start:
+            # A range rather than LIKE, so the (number, at) index serves it on both databases.
+            query = query.where(CallRow.number >= self.number_start)
+            end = digits_after(self.number_start)
+            if end is not None:
+                query = query.where(CallRow.number < end)
+        if self.number_digits:
+            query = query.where(CallRow.number.contains(self.number_digits, autoescape=True))
+        if self.name:
+            query = query.where(CallRow.display_name.icontains(self.name, autoescape=True))
         if self.since:
             query = query.where(CallRow.at >= self.since)
         if self.until:
             query = query.where(CallRow.at < self.until)
+        if self.after_id is not None:
+            query = query.where(CallRow.id > self.after_id)
         return query
+
+
+def digits_after(start: str) -> str | None:
+    """The first digit string of the same length after every number starting with `start`.
+
+    "+33612" gives "+33613", "+33619" gives "+3362"; None when nothing comes after ("+99").
+    Digits compare the same in every collation (a ':' bound would not, in PostgreSQL's
+    en_US), so the range is right on both databases.
+    """
+    body = start.rstrip("9")
+    if not body or not body[-1].isdigit():
+        return None
+    return body[:-1] + str(int(body[-1]) + 1)
 
 
 EVERY_CALL = CallFilter()
@@ -190,3 +239,61 @@ class CallLog:
                     totals[category(str(action))] += int(n)
                 result.append(totals)
         return result
+
+    def live_token(self, since: datetime) -> str:
+        """Changes whenever a call is logged or one of the calls since `since` ends.
+
+        The live view polls with it (as an ETag): one indexed MAX and one COUNT over the
+        recent rows, so an idle page costs the database almost nothing.
+        """
+        ongoing_query = select(func.count(CallRow.id)).where(CallRow.at >= since,
+                                                              CallRow.outcome.is_(None))
+        with self.db.engine.connect() as conn:
+            last_id = conn.execute(select(func.max(CallRow.id))).scalar()
+            ongoing = conn.execute(ongoing_query).scalar()
+        return f"{int(last_id or 0)}.{int(ongoing or 0)}"
+
+    def last_id(self) -> int:
+        """The newest call's row id (0 for an empty log)."""
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.max(CallRow.id))).scalar() or 0)
+
+    def by_ids(self, ids: list[int]) -> list[CallRow]:
+        """The calls with these row ids, newest first."""
+        if not ids:
+            return []
+        query = (select(CallRow).where(CallRow.id.in_(ids))
+                 .order_by(CallRow.at.desc(), CallRow.id.desc()))
+        with self.db.session() as s:
+            return list(s.scalars(query))
+
+    def top_numbers(self, since: datetime, until: datetime, *, blocked: bool = False,
+                    limit: int = 5) -> list[tuple[str, int, str]]:
+        """The numbers that called most in [since, until): (number, calls, a display name).
+
+        `blocked` counts only the calls that were blocked (rejected or answered with a
+        message), for "most-blocked numbers". The names are read for the winners only: taking
+        them in the grouped scan doubled its cost.
+        """
+        query = (select(CallRow.number, func.count(CallRow.id))
+                 .where(CallRow.at >= since, CallRow.at < until, CallRow.number.is_not(None))
+                 .group_by(CallRow.number).order_by(func.count(CallRow.id).desc(),
+                                                    CallRow.number).limit(limit))
+        if blocked:
+            query = query.where(CallRow.action.startswith("reject")
+                                | CallRow.action.startswith("announce"))
+        with self.db.session() as s:
+            top = [(str(number), int(n)) for number, n in s.execute(query)]
+            names = {str(number): name for number, name in s.execute(
+                select(CallRow.number, func.max(CallRow.display_name))
+                .where(CallRow.number.in_([n for n, _count in top]), CallRow.at >= since,
+                       CallRow.at < until)
+                .group_by(CallRow.number))} if top else {}
+        return [(number, n, str(names.get(number) or "")) for number, n in top]
+
+    def iter_matching(self, flt: CallFilter = EVERY_CALL) -> Iterator[CallRow]:
+        """Every call matching `flt`, newest first, read in batches (an export of the log)."""
+        query = (flt.apply(select(CallRow)).order_by(CallRow.at.desc(), CallRow.id.desc())
+                 .execution_options(yield_per=2000))
+        with self.db.session() as s:
+            yield from s.scalars(query)

@@ -19,10 +19,11 @@ from gateway.numbers import (
     list_number,
     normalize_glob,
     normalize_prefix,
+    number_query,
     prefix_reach,
     why_not_a_number,
 )
-from gateway.screening.rules import Action, ListEntry, ListName, MatchKind
+from gateway.screening.rules import Action, InvalidField, ListEntry, ListName, MatchKind
 from gateway.screening.words import N_
 from gateway.store.db import Database, rowcount
 from gateway.store.errors import BroadEntry, EntryError, entry_error
@@ -168,8 +169,31 @@ def _parse_action(list_name: ListName, action: str | None) -> str | None:
         raise entry_error(exc, "action") from None
 
 
-def _search_clause(search: str) -> Any:
-    return ListEntryRow.pattern.contains(search) | ListEntryRow.label.contains(search)
+def search_clause(search: str, home_region: str) -> Any:
+    """Entries whose pattern or label holds `search`, reading a number in any written form.
+
+    ``0612345678`` finds the entry +33612345678 and the prefix entries that cover it (+33612…);
+    ``06 12`` or ``+33612`` finds every entry starting +33612; a word finds labels (any case).
+    """
+    clause = (ListEntryRow.pattern.contains(search, autoescape=True)
+              | ListEntryRow.label.icontains(search, autoescape=True))
+    query = number_query(search, home_region)
+    if query is None:
+        return clause
+    if query.start:
+        clause |= ListEntryRow.pattern.startswith(query.start, autoescape=True)
+    if query.digits:
+        clause |= ListEntryRow.pattern.contains(query.digits, autoescape=True)
+    if query.complete:
+        # The prefix entries a complete number falls under: which entry would decide its call.
+        clause |= (ListEntryRow.pattern.in_(number_prefixes(query.complete))
+                   & ListEntryRow.kind.in_((MatchKind.EXACT.value, MatchKind.PREFIX.value)))
+    return clause
+
+
+def number_prefixes(number: str) -> list[str]:
+    """The number and each of its prefixes ("+3", "+33", …)."""
+    return [number[:i] for i in range(2, len(number) + 1)]
 
 
 class Entries:
@@ -223,6 +247,60 @@ class Entries:
             bump_rules_version(s)
             return entry_from_row(row)
 
+    def add_numbers(
+        self, list_name: ListName | str, numbers: list[str], *, label: str = "",
+        labels: dict[str, str] | None = None, source: str = "manual",
+    ) -> tuple[list[ListEntry], list[tuple[str, InvalidField]]]:
+        """Put several complete numbers on a list at once, in one transaction.
+
+        Each number moves: an exact entry for it on the other list is removed (the call log's
+        "block"/"allow" of several rows). `labels` gives some numbers (as typed) their own
+        label. Returns the entries and, for each number refused, what was typed and why.
+        """
+        list_name = ListName(list_name)
+        other = ListName.BLOCK if list_name is ListName.ALLOW else ListName.ALLOW
+        good: dict[str, str] = {}
+        refused: list[tuple[str, InvalidField]] = []
+        for text in numbers:
+            number = list_number(text, self.home_region)
+            if number is None:
+                refused.append((text, why_not_a_number(text, self.home_region)))
+            else:
+                good.setdefault(number, text)
+        if not good:
+            return [], refused
+        with self.db.session() as s:
+            existing = {r.pattern: r for r in s.scalars(select(ListEntryRow).where(
+                ListEntryRow.list == list_name.value, ListEntryRow.pattern.in_(list(good))))}
+            rows: list[ListEntryRow] = []
+            for number in good:
+                row = existing.get(number)
+                if row is None:
+                    row = ListEntryRow(list=list_name.value, pattern=number, created_at=utcnow())
+                    s.add(row)
+                own = (labels or {}).get(good[number], "")
+                row.kind, row.label = MatchKind.EXACT.value, own or label or row.label or ""
+                row.action, row.expires_at, row.once, row.source = None, None, False, source
+                rows.append(row)
+            s.execute(delete(ListEntryRow).where(
+                ListEntryRow.list == other.value, ListEntryRow.pattern.in_(list(good)),
+                ListEntryRow.kind == MatchKind.EXACT.value))
+            s.flush()
+            bump_rules_version(s)
+            return [entry_from_row(r) for r in rows], refused
+
+    def remove_many(self, entry_ids: list[int]) -> list[ListEntry]:
+        """Delete several entries in one transaction; return those that existed."""
+        if not entry_ids:
+            return []
+        with self.db.session() as s:
+            rows = list(s.scalars(select(ListEntryRow).where(ListEntryRow.id.in_(entry_ids))))
+            gone = [entry_from_row(r) for r in rows]
+            if rows:
+                s.execute(delete(ListEntryRow).where(ListEntryRow.id.in_([r.id for r in rows])))
+                bump_rules_version(s)
+        return gone
+
     def remove(self, entry_id: int) -> bool:
         """Delete an entry by id; False if there was none."""
         with self.db.session() as s:
@@ -266,7 +344,7 @@ class Entries:
         if source is not None:
             query = query.where(ListEntryRow.source == source)
         if search:
-            query = query.where(_search_clause(search))
+            query = query.where(search_clause(search, self.home_region))
         with self.db.session() as s:
             return [entry_from_row(r) for r in s.scalars(query)]
 
@@ -276,7 +354,7 @@ class Entries:
         if list_name is not None:
             query = query.where(ListEntryRow.list == ListName(list_name).value)
         if search:
-            query = query.where(_search_clause(search))
+            query = query.where(search_clause(search, self.home_region))
         with self.db.session() as s:
             return int(s.scalar(query) or 0)
 

@@ -168,6 +168,22 @@ class LineStateRow(Base):
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GatewayStatusRow(Base):
+    """A gateway's heartbeat (migration 0006): started, still alive at `seen_at`, stopped."""
+
+    __tablename__ = "gateway_status"
+
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)  # host + addresses
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(10))  # direct | lines
+    listening: Mapped[Any] = mapped_column(JSON)  # ["udp 127.0.0.1:5060", …]
+    version: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 # --------------------------------------------------------------------------- notifications
 # Tables below belong to gateway/notify, gateway/subscriptions and the scheduler (migration 0002).
 

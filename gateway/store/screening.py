@@ -212,6 +212,20 @@ class ScreeningReads:
         """Entries that may match `caller`: exact and prefix by index, cached globs/regexes."""
         return self.rules_for(caller)[2]
 
+    def candidates_for_numbers(self, numbers: list[str]) -> dict[str, list[ListEntry]]:
+        """`candidate_entries` for several numbers with one query (a page of the call log)."""
+        numbers = list(dict.fromkeys(n for n in numbers if n))
+        if not numbers:
+            return {}
+        prefixes = sorted({p for n in numbers for p in number_prefixes(n)})
+        with self.db.engine.connect() as conn:
+            version = read_rules_version(conn)
+            rows = [entry_from_mapping(r._mapping)
+                    for r in conn.execute(_ENTRIES_BY_PREFIX, {"prefixes": prefixes})]
+        cache = self._pattern_cache(version)
+        return {n: [e for e in rows if n.startswith(e.pattern)] + cache.candidates(n)
+                for n in numbers}
+
     def recent_history(self, caller: Caller, now: datetime, window: timedelta,
                        version: int = 0,
                        pending: Sequence[tuple[str, PastCall]] = ()) -> History:

@@ -64,11 +64,16 @@ class Voicemails:
             query = select(VoicemailRow).order_by(VoicemailRow.at.desc()).limit(limit)
             return list(s.scalars(query.offset(offset)))
 
-    def count(self, *, unheard_only: bool = False) -> int:
-        """How many voicemails there are (optionally only unheard ones)."""
+    def count(self, *, unheard_only: bool = False, since: datetime | None = None,
+              until: datetime | None = None) -> int:
+        """How many voicemails there are (optionally only unheard ones, or left in a period)."""
         query = select(func.count(VoicemailRow.id))
         if unheard_only:
             query = query.where(VoicemailRow.heard.is_(False))
+        if since is not None:
+            query = query.where(VoicemailRow.at >= since)
+        if until is not None:
+            query = query.where(VoicemailRow.at < until)
         with self.db.session() as s:
             return int(s.scalar(query) or 0)
 

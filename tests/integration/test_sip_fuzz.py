@@ -62,7 +62,8 @@ def test_semantic_fuzz_keeps_the_agent_healthy(
     action: str,
 ) -> None:
     fake_service.action = Action.parse(action)
-    gateway: Gateway = make_gateway(pass_behaviour="busy", max_calls=50)
+    # A small T1: an answered fuzz call is never ACKed and gives up after 64*T1.
+    gateway: Gateway = make_gateway(pass_behaviour="busy", max_calls=50, t1=0.05)
     port = gateway.uas[0].port
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
@@ -86,7 +87,8 @@ def test_semantic_fuzz_keeps_the_agent_healthy(
             send()
         finally:
             sender.close()
-    wait_until(lambda: gateway.limiter.active == 0, 30, "every fuzzed call to end")
+    wait_until(lambda: not any(ua.calls for ua in gateway.uas)
+               and gateway.capacity.media.active == 0, 30, "every fuzzed call to end")
     peer = RawPeer(port)
     try:
         # Like any UAC over UDP, retransmit: the fuzz burst may have overflowed the socket

@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 
 from gateway.config import Settings
+from gateway.store.calls import CallFilter
+from gateway.store.models import utcnow
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import Services
 
@@ -63,5 +65,36 @@ def test_an_export_imports_back_the_same_entries_on_postgres(postgres_url: str, 
         for name, out in exported.items():  # batched inserts: PostgreSQL has no staging
             assert files.import_csv(io.StringIO(out.getvalue()), name).rejected == []
         assert listed() == before
+    finally:
+        service.db.dispose()
+
+
+def test_postgres_searches_numbers_and_names_and_keeps_the_heartbeat(
+        postgres_url: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(f'database = "{postgres_url}"')
+    service = Services.open(settings)
+    try:
+        store = service.store
+        # The module's database is shared: numbers of their own (06 55…, 06 59…, 06 60…).
+        for number, name in (("0655345678", "Jean DUPONT"), ("0655999999", ""),
+                             ("0659000000", ""), ("0660000000", "")):
+            who = service.screener.caller(number, name)
+            service.book.record_call(who, service.screener.screen(who, NOW), at=NOW)
+
+        def found(text: str) -> set[str]:
+            return {r.number or "" for r in store.calls.recent(CallFilter().search(text, "FR"))}
+
+        assert found("06 55") == {"+33655345678", "+33655999999"}
+        assert found("0659") == {"+33659000000"}  # the range ends at +3366, not after it
+        assert found("dupont") == {"+33655345678"}  # ILIKE: any case
+        assert found("5345") == {"+33655345678"}
+        store.entries.add("block", "0655*", confirm=True)
+        assert [e.pattern for e in store.entries.find("block", search="0655345678")] == \
+            ["+33655"]
+        instance = store.status.started(mode="direct", listening=["127.0.0.1:5060"],
+                                        version="0.1.0", at=utcnow())
+        store.status.beat(instance, utcnow())
+        [row] = store.status.all()
+        assert row.listening == ["127.0.0.1:5060"] and row.stopped_at is None
     finally:
         service.db.dispose()

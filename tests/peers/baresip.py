@@ -20,7 +20,7 @@ CONFIG = """\
 poll_method\t\tepoll
 sip_listen\t\t127.0.0.1:{sip_port}
 call_local_timeout\t120
-call_max_calls\t\t4
+call_max_calls\t\t{max_calls}
 audio_player\t\talsa,null
 audio_source\t\taufile,{tone}
 audio_alert\t\talsa,null
@@ -60,7 +60,8 @@ class Baresip:
     """One baresip process with an account for `user` at `registrar_port`."""
 
     def __init__(self, rundir: Path, *, registrar_port: int, user: str = "caller",
-                 password: str = "callerpw", codecs: str = "PCMU,PCMA") -> None:
+                 password: str = "callerpw", codecs: str = "PCMU,PCMA",
+                 max_calls: int = 4, register: bool = False) -> None:
         self.binary = require_binary("baresip")
         self.rundir = rundir
         self.sip_port = free_port()
@@ -71,6 +72,8 @@ class Baresip:
         self.user = user
         self.password = password
         self.codecs = codecs
+        self.max_calls = max_calls
+        self.register = register  # True: registers like a phone (the owner's), not a caller
         self.process: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.events: list[dict[str, Any]] = []
@@ -86,10 +89,12 @@ class Baresip:
         (self.rundir / "config").write_text(CONFIG.format(
             sip_port=self.sip_port, rundir=self.rundir, tone=tone, rtp_low=self.rtp_low,
             rtp_high=self.rtp_low + 99, ctrl_port=self.ctrl_port, cons_port=self.cons_port,
+            max_calls=self.max_calls,
         ))
         (self.rundir / "accounts").write_text(
             f"<sip:{self.user}@127.0.0.1:{self.registrar_port};transport=udp>;"
-            f"auth_pass={self.password};regint=0;audio_codecs={self.codecs};answermode=manual\n"
+            f"auth_pass={self.password};regint={60 if self.register else 0};"
+            f"audio_codecs={self.codecs};answermode=manual\n"
         )
         (self.rundir / "contacts").write_text("")
         log = (self.rundir / "baresip.log").open("ab")

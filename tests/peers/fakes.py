@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from gateway.screening.caller import Caller
@@ -221,11 +222,12 @@ class _FakeTransport:
 
 
 class _FakeUa:
-    """The two address questions `answer` asks the user agent."""
+    """The two address questions `answer` asks the user agent, and its T1."""
 
     def __init__(self, public_address: str, bind_address: str) -> None:
         self.public_address = public_address
         self.transport = _FakeTransport(bind_address)
+        self.layer = SimpleNamespace(t1=0.5)
         self.asked: list[str] = []
 
     def local_host_for(self, host: str) -> str:
@@ -251,10 +253,10 @@ class FakeCall:
     """What `gateway.call.carry_out` uses of `gateway.sip.ua.Call`, with no SIP underneath.
 
     Final responses are recorded in `responses`; the test scripts the caller's side with
-    `cancel()`, `caller_hangs_up()` and the hooks: `while_ringing` runs inside `wait_ended`
-    (the moment a ringing call waits for the owner or the caller), `refer_accepted` is what the
-    caller answers to a REFER, `cancel_before_answer` makes the CANCEL win the race with our
-    200 OK. `wait_ended` never blocks: it reports whether the call has ended by then.
+    `cancel()`, `caller_hangs_up()` and the hooks: `while_ringing` runs when a ring is parked
+    (`when_ended`: the moment a ringing call waits for the owner or the caller),
+    `refer_accepted` is what the caller answers to a REFER, `cancel_before_answer` makes the
+    CANCEL win the race with our 200 OK. Nothing blocks: the end of the call is an event.
     """
 
     cancelled_by_answer_elsewhere = Call.cancelled_by_answer_elsewhere  # the real parsing
@@ -280,10 +282,35 @@ class FakeCall:
         self.refers: list[str] = []
         self.byes = 0
         self.hangups = 0
-        self.waits: list[float] = []
         self.while_ringing: Callable[[], None] | None = None
         self.refer_accepted = False
         self.cancel_before_answer: str | None = None  # a Reason header value, or None
+        self.ended_by = ""
+        self.unsupported: list[str] = []  # Require option tags we lack
+        self.acks = True  # False: the caller never ACKs our 200 OK
+        self._on_end: list[Callable[[], None]] = []
+
+    def _end(self, by: str) -> None:
+        if self.ended.is_set():
+            return
+        self.ended_by = by
+        self.ended.set()
+        callbacks, self._on_end = self._on_end, []
+        for callback in callbacks:
+            callback()
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Park a ring: `callback` runs when the call ends; `while_ringing` runs now."""
+        if self.ended.is_set():
+            callback()
+            return
+        self._on_end.append(callback)
+        if self.while_ringing is not None:
+            self.while_ringing()
+
+    def wait_confirmed(self, timeout: float) -> bool:
+        """The ACK came with our 200 OK (fakes never lose it)."""
+        return self.acked.is_set()
 
     # --- the caller's side, scripted by the test
     def cancel(self, reason: str | None = None) -> None:
@@ -294,21 +321,21 @@ class FakeCall:
         self.cancelled.set()
         self.final_sent = True
         self.responses.append(SentResponse(487, "Request Terminated"))
-        self.ended.set()
+        self._end("cancel")
 
     def caller_hangs_up(self) -> None:
         """The caller sends BYE."""
         self.remote_hangup.set()
-        self.ended.set()
+        self._end("bye")
 
     # --- what carry_out calls
     def reject(self, status: int, reason: str,
-               headers: Iterable[tuple[str, str]] = ()) -> bool:
+               headers: Iterable[tuple[str, str]] = (), *, why: str = "final") -> bool:
         if self.final_sent:
             return False
         self.final_sent = True
         self.responses.append(SentResponse(status, reason, tuple(headers)))
-        self.ended.set()
+        self._end(why)
         return True
 
     def redirect(self, contact: str) -> bool:
@@ -324,19 +351,21 @@ class FakeCall:
         self.answered = True
         self.answer_sdp = sdp
         self.responses.append(SentResponse(200, "OK"))
-        self.acked.set()
+        if self.acks:
+            self.acked.set()
         return True
 
     def hangup(self, *, wait: bool = True) -> None:
         self.hangups += 1
         if self.ended.is_set():
             return
-        self.ended.set()
+        if not self.answered and not self.final_sent:
+            self.final_sent = True
+            self.responses.append(SentResponse(480, "Temporarily Unavailable"))
+        self._end("hangup")
         if self.media is not None:
             self.media.close()
-        if not self.answered:
-            self.reject(480, "Temporarily Unavailable")
-        elif not self.remote_hangup.is_set():
+        if self.answered and not self.remote_hangup.is_set():
             self.byes += 1
 
     def refer(self, refer_to: str) -> bool:
@@ -347,11 +376,48 @@ class FakeCall:
             self.caller_hangs_up()  # the caller's UA calls the extension and says BYE to us
         return self.refer_accepted
 
-    def wait_ended(self, timeout: float) -> bool:
-        self.waits.append(timeout)
-        if self.while_ringing is not None:
-            self.while_ringing()
-        return self.ended.is_set()
+
+class InlineWork:
+    """The call flow's `Work` port on the caller's thread: follow-ups and media run at once."""
+
+    def __init__(self) -> None:
+        self.spawned: list[str] = []  # names of the threads a real pool would have started
+
+    def follow_up(self, task: Callable[[], None]) -> None:
+        task()
+
+    def spawn(self, name: str, task: Callable[[], None]) -> None:
+        self.spawned.append(name)
+        task()
+
+
+class TimersByHand:
+    """The `Scheduler` port by hand: nothing runs until the test calls `fire()`."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []  # every delay asked for, in order
+        self._pending: dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        self._next += 1
+        self.delays.append(delay)
+        self._pending[self._next] = callback
+        return self._next
+
+    def cancel(self, handle: int | None) -> None:
+        if handle is not None:
+            self._pending.pop(handle, None)
+
+    def pending(self) -> int:
+        """Callbacks not yet run nor cancelled."""
+        return len(self._pending)
+
+    def fire(self) -> None:
+        """Run every pending callback, as if their time had come."""
+        while self._pending:
+            handle = min(self._pending)
+            self._pending.pop(handle)()
 
 
 @dataclass

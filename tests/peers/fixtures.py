@@ -89,6 +89,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
 
     def make(*, lines: tuple[LineConfig, ...] = (), media_factory: MediaFactory | None = None,
              service: object | None = None, max_calls: int = 4, real_media: bool = False,
+             t1: float | None = None,
              listen: HostPort | None = None, pass_behaviour: str = "ring",
              redirect_to: str = "", public_address: str = "", user_agent: str = "Ringfence",
              **settings_overrides: object) -> Gateway:
@@ -111,12 +112,14 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
             book: Any = chosen.book
         else:  # the stand-in decides, records and takes line states
             screener = book = chosen
+        timing = {} if t1 is None else {"t1": t1}
         if real_media:
-            gateway = Gateway(settings, screener, book, line_states=book, backoff_start=0.5)
+            gateway = Gateway(settings, screener, book, line_states=book, backoff_start=0.5,
+                              **timing)
         else:
             gateway = Gateway(settings, screener, book, line_states=book,
                               media_factory=media_factory or SilentMedia,
-                              prompts=prompt_stub, backoff_start=0.5)
+                              prompts=prompt_stub, backoff_start=0.5, **timing)
         started.append(gateway)
         gateway.start()
         return gateway

@@ -1,4 +1,4 @@
-"""A raw SIP peer over a UDP socket, for exact transaction-level scenarios."""
+"""A raw SIP peer over UDP or TCP, for exact transaction-level scenarios."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import uuid
 
 from gateway.sip.message import SipRequest, SipResponse, parse_message
+from gateway.sip.transport import split_stream_frame
 
 SDP_OFFER = (
     "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -18,14 +19,20 @@ SDP_OFFER = (
 class RawPeer:
     """Sends hand-built requests and collects what comes back."""
 
-    def __init__(self, gateway_port: int, transport: str = "udp") -> None:
+    def __init__(self, gateway_port: int, transport: str = "udp", *, host: str = "127.0.0.1",
+                 bind_port: int = 0, user: str = "ringfence") -> None:
+        """Talk to `host`:`gateway_port` (a gateway, or Kamailio with `user` "home"); bind
+        `bind_port` to send from a known port (Kamailio's trusted one)."""
         self.gateway_port = gateway_port
         self.transport = transport
+        self.host = host
+        self.user = user
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if transport == "tcp":
-            self.sock = socket.create_connection(("127.0.0.1", gateway_port), timeout=5)
+            self.sock = socket.create_connection((host, gateway_port), timeout=5)
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((host, bind_port))
         self.port = int(self.sock.getsockname()[1])
         self.buffer = b""
 
@@ -39,23 +46,24 @@ class RawPeer:
         if self.transport == "tcp":
             self.sock.sendall(raw)
         else:
-            self.sock.sendto(raw, ("127.0.0.1", self.gateway_port))
+            self.sock.sendto(raw, (self.host, self.gateway_port))
 
     def invite(self, *, call_id: str | None = None, branch: str | None = None,
                from_tag: str = "caller1", extra: str = "", cseq: int = 1,
-               user: str = "+33612345678") -> SipRequest:
+               user: str = "+33612345678", sdp: str = SDP_OFFER) -> SipRequest:
         """An INVITE with an SDP offer, as a request object (send it with `send`)."""
         call_id = call_id or uuid.uuid4().hex
         branch = branch or "z9hG4bK" + uuid.uuid4().hex[:12]
+        host = f"[{self.host}]" if ":" in self.host else self.host
         text = (
-            f"INVITE sip:ringfence@127.0.0.1:{self.gateway_port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/{self.transport.upper()} 127.0.0.1:{self.port};branch={branch};rport\r\n"
+            f"INVITE sip:{self.user}@{host}:{self.gateway_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/{self.transport.upper()} {host}:{self.port};branch={branch};rport\r\n"
             f"Max-Forwards: 70\r\n"
             f'From: "Test Caller" <sip:{user}@127.0.0.1>;tag={from_tag}\r\n'
-            f"To: <sip:ringfence@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n"
-            f"Contact: <sip:caller@127.0.0.1:{self.port}>\r\n{extra}"
-            f"Content-Type: application/sdp\r\nContent-Length: {len(SDP_OFFER)}\r\n\r\n"
-            f"{SDP_OFFER}"
+            f"To: <sip:{self.user}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n"
+            f"Contact: <sip:caller@{host}:{self.port}>\r\n{extra}"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n"
+            f"{sdp}"
         )
         message = parse_message(text.encode())
         assert isinstance(message, SipRequest)
@@ -78,6 +86,11 @@ class RawPeer:
 
     def receive(self, timeout: float = 5.0) -> SipRequest | SipResponse | None:
         """The next message, or None after `timeout`."""
+        data = self.receive_bytes(timeout)
+        return None if data is None else parse_message(data, stream=self.transport == "tcp")
+
+    def receive_bytes(self, timeout: float = 5.0) -> bytes | None:
+        """The next datagram or TCP frame as sent (even one our parser would refuse)."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -89,15 +102,12 @@ class RawPeer:
                     frame = self._tcp_frame()
                     if frame is None:
                         continue
-                    return parse_message(frame, stream=True)
-                data = self.sock.recv(65536)
+                    return frame
+                return self.sock.recv(65536)
             except (TimeoutError, OSError):
                 return None
-            return parse_message(data)
 
     def _tcp_frame(self) -> bytes | None:
-        from gateway.sip.transport import split_stream_frame
-
         frame, rest, error = split_stream_frame(self.buffer)
         if error:
             raise AssertionError(error)

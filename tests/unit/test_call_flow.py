@@ -20,7 +20,7 @@ from gateway.call.carry_out import (
 )
 from gateway.call.handle import handle_call
 from gateway.call.identity import caller_of, identity_of
-from gateway.call.ports import CallEnvironment
+from gateway.call.ports import CallEnvironment, Capacity
 from gateway.call.record import CallRecord
 from gateway.config import Settings
 from gateway.media.sdp import parse_sdp
@@ -28,6 +28,7 @@ from gateway.screening.caller import Caller, CallerKind, Verstat
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, REJECT_CODES, Action, ActionKind
 from gateway.sip.message import SipRequest
+from gateway.sip.workers import Slots
 from tests.helpers import TUESDAY_AFTERNOON as NOW
 from tests.helpers import caller
 from tests.peers.fakes import (
@@ -36,8 +37,10 @@ from tests.peers.fakes import (
     FakeCall,
     FakeService,
     FakeSlot,
+    InlineWork,
     ScriptedMedia,
     SentResponse,
+    TimersByHand,
     parsed_invite,
 )
 
@@ -59,6 +62,8 @@ class Rig:
     call: FakeCall = field(default_factory=FakeCall)
     sessions: list[ScriptedMedia] = field(default_factory=list)
     media_options: dict[str, Any] = field(default_factory=dict)
+    work: InlineWork = field(default_factory=InlineWork)
+    timers: TimersByHand = field(default_factory=TimersByHand)
 
     def media(self, offer: str, announced: str, bind: str) -> ScriptedMedia:
         session = ScriptedMedia(offer, announced, bind, **self.media_options)
@@ -68,6 +73,7 @@ class Rig:
     def env(self, **options: Any) -> CallEnvironment:
         options.setdefault("media_factory", self.media)
         options.setdefault("prompt", prompt)
+        options.setdefault("capacity", Capacity(self.work, self.timers, Slots(4)))
         return CallEnvironment(self.settings, self.service, self.service, clock=lambda: NOW,
                                **options)
 
@@ -106,8 +112,9 @@ def test_a_pass_rings_silently_and_is_logged_while_it_rings(rig: Rig) -> None:
     rig.call.while_ringing = ringing
     row = rig.run("pass")
     assert seen == [None]
-    assert rig.call.waits == [RING_LIMIT_SECONDS]
+    assert rig.timers.delays == [RING_LIMIT_SECONDS] and rig.timers.pending() == 0
     assert rig.statuses == [487]  # only the CANCEL's 487: no answer of our own
+    assert rig.work.spawned == []  # nothing waited on a thread while it rang
     assert row.outcome == "passed: cancelled by caller"
     assert rig.sessions == [] and rig.service.known == []
 
@@ -147,6 +154,8 @@ def test_failing_to_remember_a_known_caller_still_logs_answered_elsewhere(
 
 def test_a_ring_nobody_ends_is_given_up_with_480(rig: Rig) -> None:
     row = rig.run("pass")
+    assert row.outcome is None and rig.call.responses == []  # parked: nothing waits for it
+    rig.timers.fire()  # RING_LIMIT_SECONDS later, on the timer thread
     assert rig.call.responses == [SentResponse(480, "Temporarily Unavailable")]
     assert row.outcome == "passed: nobody answered"
 
@@ -170,13 +179,13 @@ def test_pass_behaviours_answer_at_once(rig: Rig, behaviour: str, response: Sent
     row = rig.run("pass", pass_behaviour=behaviour, redirect_to="sip:owner@192.0.2.10")
     assert rig.call.responses == [response]
     assert row.outcome == outcome
-    assert rig.call.waits == []
+    assert rig.timers.delays == []
 
 
 def test_a_redirect_without_a_target_rings_instead(rig: Rig) -> None:
     rig.call.while_ringing = rig.call.cancel
     assert rig.run("pass", pass_behaviour="redirect").outcome == "passed: cancelled by caller"
-    assert rig.call.waits == [RING_LIMIT_SECONDS]
+    assert rig.timers.delays == [RING_LIMIT_SECONDS]
 
 
 @pytest.mark.parametrize("reason", [None, ELSEWHERE])
@@ -187,6 +196,64 @@ def test_a_pass_behaviour_after_the_caller_cancelled_logs_the_cancel(
     row = rig.run("pass", pass_behaviour="busy")
     assert rig.statuses == [487]
     assert row.outcome == ("answered elsewhere" if reason else "cancelled by caller")
+
+
+def test_a_pass_with_too_many_calls_ringing_leaves_the_fork_with_480(rig: Rig) -> None:
+    capacity = Capacity(rig.work, rig.timers, Slots(4), ringing=Slots(0))
+    row = rig.run("pass", capacity=capacity)
+    assert rig.call.responses == [SentResponse(480, "Temporarily Unavailable")]
+    assert row.outcome == "passed: 480, 0 calls ringing already"
+    assert capacity.counters.get("left_fork_ringing_full") == 1
+
+
+# --------------------------------------------------------------------------- capacity, Require
+
+
+@pytest.mark.parametrize("action", ["announce", "voicemail", "challenge"])
+def test_a_full_house_keeps_the_caller_away_with_600_and_logs_it(rig: Rig, action: str) -> None:
+    capacity = Capacity(rig.work, rig.timers, Slots(0))
+    row = rig.run(action, capacity=capacity)
+    assert rig.call.responses == [SentResponse(600, "Busy Everywhere")]  # a 6xx ends the fork
+    assert row.outcome == f"refused 600: all 0 media slots busy ({action})"
+    assert rig.sessions == [] and capacity.counters.get("refused_no_media_slot") == 1
+
+
+def test_a_call_with_media_holds_its_slot_until_it_ends(rig: Rig) -> None:
+    capacity = Capacity(rig.work, rig.timers, Slots(1))
+    seen: list[int] = []
+    rig.media_options["on_play"] = lambda _path: seen.append(capacity.media.active)
+    assert rig.run("announce", capacity=capacity).outcome == "announced"
+    assert seen == [1] and capacity.media.active == 0
+    assert rig.work.spawned == [f"call-{rig.call.call_id[:12]}"]  # its own thread
+
+
+def test_a_reject_keeps_its_code_when_the_invite_requires_an_unknown_extension(rig: Rig) -> None:
+    rig.call.unsupported = ["100rel"]
+    assert rig.run("reject:603").outcome == "rejected 603"  # not a 420: the fork must stop
+    assert rig.statuses == [603]
+
+
+def test_a_pass_requiring_an_unknown_extension_gets_420_listing_it(rig: Rig) -> None:
+    rig.call.unsupported = ["100rel", "timer"]
+    row = rig.run("pass")
+    assert rig.call.responses == [SentResponse(420, "Bad Extension",
+                                               (("Unsupported", "100rel, timer"),))]
+    assert row.outcome == "passed: 420, requires 100rel, timer"
+
+
+def test_an_answer_requiring_an_unknown_extension_is_declined_not_rung(rig: Rig) -> None:
+    rig.call.unsupported = ["timer"]
+    row = rig.run("voicemail")
+    assert rig.statuses == [603] and rig.sessions == []
+    assert row.outcome == "refused 603: requires timer (voicemail)"
+
+
+def test_no_media_before_the_ack_and_no_call_without_one(rig: Rig) -> None:
+    rig.call.acks = False
+    row = rig.run("voicemail")
+    assert row.outcome == "not answered: no ACK for our 200 OK"
+    assert "start" not in rig.session.events and rig.session.closed >= 1  # no RTP ever sent
+    assert rig.call.ended.is_set()  # hung up (BYE): the media slot is free again
 
 
 # --------------------------------------------------------------------------- reject
@@ -736,3 +803,11 @@ def test_a_recording_that_cannot_start_says_the_mailbox_is_full(rig: Rig) -> Non
     row = rig.run("voicemail")
     assert row.outcome == "voicemail full" and row.voicemail is None
     assert rig.session.played == ["greeting.wav", "beep", "voicemail_full.wav"]
+
+
+def test_control_characters_never_reach_the_callers_display_name() -> None:
+    """RFC 4475 "intmeth" escapes NUL, BEL and DEL in a display name: valid SIP, but nothing
+    the call log, a mail or PostgreSQL (which refuses NUL in text) should receive."""
+    invite = parsed_invite()
+    invite.set("From", '"Bad\\\x00 \\\x07Name\\\x7f" <sip:+33612345678@192.0.2.9>;tag=x')
+    assert identity_of(invite) == ("sip:+33612345678@192.0.2.9", "Bad Name")

@@ -282,10 +282,6 @@ def test_an_unacked_invite_transaction_is_forgotten_after_64_t1(sip: Layer) -> N
     assert sip.layer.find_server(request()) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timer H only drops the transaction from the table: the timer G retransmission keeps "
-    "rescheduling itself every T2 (its handle, tx.timer, is never cancelled and nothing but "
-    "an ACK stops it), so an INVITE rejected and never ACKed is resent forever"))
 def test_resending_stops_when_timer_h_fires_without_an_ack(sip: Layer) -> None:
     tx = sip.layer.new_server(request(), UDP_PEER)
     respond(tx, 486, "Busy Here")
@@ -407,10 +403,6 @@ def test_a_provisional_response_is_passed_on_and_the_request_still_times_out(
     assert finals == [None]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RFC 3261 §17.1.2.2: in Proceeding, timer E still fires every T2; ClientTransaction."
-    "received() cancels the retransmission timer on a provisional and never re-arms it, so a "
-    "lost final response over UDP is never asked for again and the request times out (F)"))
 def test_after_a_provisional_response_the_request_is_resent_every_t2(sip: Layer) -> None:
     register = request("REGISTER")
     tx = sip.layer.send_request(register, REGISTRAR, lambda r: None)

@@ -1,7 +1,7 @@
 """voicemails.interrupted, notifications.phase and .sender: nothing lost on a crash (issue 11)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 
 `voicemails.interrupted` marks a message recovered on start from a recording a crash cut
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

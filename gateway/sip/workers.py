@@ -1,0 +1,241 @@
+"""Bounded work for calls: a few worker threads, a queue with a limit, slots, and counters.
+
+The receive thread must never wait on screening or the database, and a flood must never turn
+into a thread (and a database connection) per INVITE. New calls go through `WorkerPool.offer`:
+a full queue refuses at once and the UA sheds the call, counted in `LoadCounters`. What an
+admitted call still has to do later (log how a ring ended) goes through `WorkerPool.follow_up`,
+which is never refused: each admitted call adds at most one, so they are bounded by the calls
+themselves. A call that needs minutes of media gets a thread of its own (`spawn`) while it holds
+one of the `Slots`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+WORKERS = 8
+"""Threads screening calls and carrying out short actions. Screening is mostly CPU under the
+GIL, but each call's log row still waits on a database commit, so a few more than the cores
+keep screening going meanwhile; with `max_calls` media threads and the scheduler's two they
+stay within SQLAlchemy's default pool (5 + 10 overflow), which a thread per INVITE exhausted."""
+QUEUE_LIMIT = 256
+"""New calls waiting for a worker; a full queue sheds (about a quarter of a second of work)."""
+
+Task = Callable[[], None]
+
+
+class Occasional:
+    """A warning that a flood would repeat per call: the first goes out at once, then at most
+    one every `interval` seconds saying how many it stands for (journald writes to the SD card)."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = -interval
+        self._unlogged = 0
+
+    def warn(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Log `message % args` now or fold it into the next one."""
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += 1
+            if now - self._last < self.interval:
+                return
+            count, self._unlogged, self._last = self._unlogged, 0, now
+        if count > 1:
+            logger.warning(message + " (and %d more like it since the last such line)", *args,
+                           count - 1)
+        else:
+            logger.warning(message, *args)
+
+
+class LoadCounters:
+    """Counts of what the gateway did under load, for `ringfence status` and `/metrics`."""
+
+    NAMES = (
+        "invites",  # new INVITEs that reached screening or were shed
+        "shed",  # refused with 503 because the work queue was full: never screened
+        "refused_no_media_slot",  # kept away with a 6xx: all media slots busy
+        "left_fork_ringing_full",  # a pass answered 480: too many calls ringing already
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.NAMES, 0)
+        self._gauges: dict[str, Callable[[], int]] = {}
+
+    def add(self, name: str, count: int = 1) -> None:
+        """Add to a counter (names in NAMES)."""
+        with self._lock:
+            self._counts[name] += count
+
+    def get(self, name: str) -> int:
+        """One counter's value."""
+        with self._lock:
+            return self._counts[name]
+
+    def gauge(self, name: str, read: Callable[[], int]) -> None:
+        """Report `read()` under `name` in every snapshot (queue depth, slots in use)."""
+        with self._lock:
+            self._gauges[name] = read
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter and gauge now, by name."""
+        with self._lock:
+            values = dict(self._counts)
+            gauges = dict(self._gauges)
+        for name, read in gauges.items():
+            values[name] = read()
+        return values
+
+
+class Slots:
+    """A bounded count shared by every UA: media slots (`max_calls`), calls ringing."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """Take a slot, or return False when all are taken."""
+        with self._lock:
+            if self.active >= self.limit:
+                return False
+            self.active += 1
+            return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        with self._lock:
+            self.active = max(0, self.active - 1)
+
+
+class WorkerPool:
+    """A fixed set of threads running short tasks; follow-ups first, then new work."""
+
+    def __init__(self, workers: int = WORKERS, queue_limit: int = QUEUE_LIMIT,
+                 name: str = "call-work") -> None:
+        self.workers = workers
+        self.queue_limit = queue_limit
+        self.name = name
+        self._new: deque[Task] = deque()
+        self._follow_ups: deque[Task] = deque()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._spawned: set[threading.Thread] = set()
+        self._busy = 0
+        self._running = False
+
+    def start(self) -> None:
+        """Start the worker threads (idempotent)."""
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        for number in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{number}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def offer(self, task: Task) -> bool:
+        """Queue new work; False at once when the queue is full or the pool is stopping."""
+        with self._cond:
+            if not self._running or len(self._new) >= self.queue_limit:
+                return False
+            self._new.append(task)
+            self._cond.notify()
+            return True
+
+    def follow_up(self, task: Task) -> None:
+        """Queue the rest of work already admitted; never refused, run before new work."""
+        with self._cond:
+            running = self._running
+            if running:
+                self._follow_ups.append(task)
+                self._cond.notify()
+        if not running:
+            # Stopped (or never started): run it here rather than lose a call's log entry.
+            self._run(task)
+
+    def spawn(self, name: str, task: Task) -> threading.Thread:
+        """Run long work (a call with media) on a thread of its own, joined by `stop`."""
+
+        def run() -> None:
+            try:
+                self._run(task)
+            finally:
+                with self._cond:
+                    self._spawned.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._cond:
+            # Started while the set is locked: `stop` must never see (and join) an unstarted
+            # thread, which raises RuntimeError.
+            self._spawned.add(thread)
+            thread.start()
+        return thread
+
+    def queued(self) -> int:
+        """New calls waiting for a worker."""
+        with self._cond:
+            return len(self._new)
+
+    def busy(self) -> int:
+        """Workers running a task now."""
+        with self._cond:
+            return self._busy
+
+    def spawned(self) -> int:
+        """Threads of their own alive now (calls with media)."""
+        with self._cond:
+            return len(self._spawned)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Finish what is queued (follow-ups and new work), then end; wait up to `grace`."""
+        deadline = time.monotonic() + grace
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+            spawned = list(self._spawned)
+        for thread in [*spawned, *self._threads]:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+        with self._cond:
+            left = list(self._follow_ups)
+            self._follow_ups.clear()
+        for task in left:  # whatever the workers could not reach in time: record it anyway
+            self._run(task)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._follow_ups and not self._new:
+                    self._cond.wait()
+                if self._follow_ups:
+                    task = self._follow_ups.popleft()
+                elif self._new:
+                    task = self._new.popleft()
+                else:
+                    return  # stopping and nothing left
+                self._busy += 1
+            try:
+                self._run(task)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    @staticmethod
+    def _run(task: Task) -> None:
+        try:
+            task()
+        except Exception:  # a task's bug must not take a worker with it
+            log.exception("call task failed")

@@ -1,0 +1,158 @@
+"""The bounded work of `gateway.sip.workers` (pool, slots, counters, occasional warnings), the
+timer heap's compaction, and the parser's ASCII numbers and answerable refusals."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.sip.message import SipParseError, ascii_number, parse_message
+from gateway.sip.transaction import Timers
+from gateway.sip.workers import LoadCounters, Occasional, Slots, WorkerPool
+
+
+def test_a_full_queue_refuses_new_work_at_once_but_never_a_follow_up() -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    order: list[str] = []
+    pool = WorkerPool(workers=1, queue_limit=2)
+    pool.start()
+    try:
+        assert pool.offer(lambda: (started.set(), gate.wait(10), order.append("busy")))
+        assert started.wait(10)  # the only worker is taken
+        assert pool.offer(lambda: order.append("new 1"))
+        assert pool.offer(lambda: order.append("new 2"))
+        assert not pool.offer(lambda: order.append("shed"))  # full: refused, not blocked
+        assert pool.queued() == 2 and pool.busy() == 1
+        pool.follow_up(lambda: order.append("follow-up"))  # never refused
+        gate.set()
+    finally:
+        pool.stop(5)
+    assert order == ["busy", "follow-up", "new 1", "new 2"]  # follow-ups first
+
+
+def test_stop_finishes_what_was_queued_and_joins_the_threads_it_spawned() -> None:
+    ran: list[str] = []
+    pool = WorkerPool(workers=2, queue_limit=10)
+    pool.start()
+    release = threading.Event()
+    pool.spawn("call-media", lambda: (release.wait(10), ran.append("media")))
+    for n in range(5):
+        pool.offer(lambda n=n: ran.append(f"task {n}"))  # type: ignore[misc]
+    assert pool.spawned() == 1
+    release.set()
+    pool.stop(5)
+    assert sorted(ran) == ["media", *(f"task {n}" for n in range(5))]
+    assert pool.spawned() == 0
+    assert not pool.offer(lambda: None)  # stopped: new work is refused
+    late: list[str] = []
+    pool.follow_up(lambda: late.append("logged anyway"))  # a call's end is never lost
+    assert late == ["logged anyway"]
+
+
+def test_a_task_that_raises_does_not_take_the_worker_with_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done = threading.Event()
+    pool = WorkerPool(workers=1, queue_limit=4)
+    pool.start()
+    try:
+        pool.offer(lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+        pool.offer(done.set)
+        assert done.wait(10)
+    finally:
+        pool.stop(5)
+    assert "call task failed" in caplog.text
+
+
+def test_slots_are_bounded_and_never_go_negative() -> None:
+    slots = Slots(2)
+    assert slots.try_acquire() and slots.try_acquire()
+    assert not slots.try_acquire()
+    slots.release()
+    slots.release()
+    slots.release()
+    assert slots.active == 0
+
+
+def test_counters_and_gauges_in_one_snapshot() -> None:
+    counters = LoadCounters()
+    counters.add("shed", 3)
+    counters.gauge("queued", lambda: 7)
+    snapshot = counters.snapshot()
+    assert snapshot["shed"] == 3 and snapshot["queued"] == 7 and snapshot["invites"] == 0
+    assert set(LoadCounters.NAMES) <= set(snapshot)
+
+
+def test_an_occasional_warning_folds_a_flood_into_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.occasional")
+    warning = Occasional(interval=3600)
+    with caplog.at_level(logging.WARNING, logger="test.occasional"):
+        for n in range(100):
+            warning.warn(logger, "call %d refused", n)
+        warning.interval = 0  # the next one is due: it says how many it stands for
+        warning.warn(logger, "call %d refused", 100)
+    assert [r.getMessage() for r in caplog.records] == [
+        "call 0 refused", "call 100 refused (and 99 more like it since the last such line)"]
+
+
+def test_cancelled_timers_do_not_pile_up_in_the_heap() -> None:
+    timers = Timers()
+    try:
+        handles = [timers.call_later(3600, lambda: None) for _ in range(5000)]
+        for handle in handles:
+            timers.cancel(handle)
+        assert timers.pending() == 0
+        assert timers.queued() <= 1024  # rebuilt once most entries were dead
+    finally:
+        timers.stop()
+
+
+@given(st.text(max_size=12))
+def test_ascii_number_takes_ascii_digits_only(text: str) -> None:
+    value = ascii_number(text)
+    stripped = text.strip()
+    if stripped and len(stripped) <= 10 and all(c in "0123456789" for c in stripped):
+        assert value == int(stripped)
+    else:
+        assert value is None  # '²', '٠', '-1', '1e3', '', 11 digits...
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"OPTIONS sip:a@b SIP/7.0\r\nVia: SIP/7.0/UDP h;branch=z9hG4bK1\r\n\r\n", 505),
+        (b"OPTIONS mailto:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>"
+         b";tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n", 416),
+        (b"OPTIONS <sip:a@b> SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n", 400),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>"
+         b";tag=1\r\nTo: <sip:c@d>\r\nTo: <sip:e@f>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n", 400),
+    ],
+    ids=["version", "scheme", "angle-brackets", "two-To"],
+)
+def test_a_refused_request_carries_the_status_to_answer(data: bytes, status: int) -> None:
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    assert info.value.status == status and info.value.request is not None
+
+
+def test_a_refused_response_or_garbage_has_nothing_to_answer() -> None:
+    for data in (b"SIP/2.0 4294967301 big\r\nVia: SIP/2.0/UDP h\r\n\r\n", b"garbage\r\n\r\n"):
+        with pytest.raises(SipParseError) as info:
+            parse_message(data)
+        assert info.value.request is None
+
+
+def test_a_quoted_nul_is_valid_and_a_bare_one_is_not() -> None:
+    head = (b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            b"To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n")
+    quoted = head + b'From: "a\\\x00b" <sip:a@b>;tag=1\r\n\r\n'
+    assert parse_message(quoted).from_().display_name == "a\x00b"
+    with pytest.raises(SipParseError, match="NUL"):
+        parse_message(head + b"From: a\x00b <sip:a@b>;tag=1\r\n\r\n")
