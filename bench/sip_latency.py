@@ -232,6 +232,29 @@ def footprint(pid: int, seconds: float) -> tuple[float, float]:
     return 100 * used / (time.monotonic() - start), rss_mb(pid)
 
 
+class StubSlot:
+    """Room for one message, with no cap; nothing is kept."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def has_room(self) -> bool:
+        """Always."""
+        return True
+
+    def claim(self, count: int) -> int:
+        """Everything fits."""
+        return count
+
+    def save(self, duration_s: float, size_bytes: int) -> str:
+        """Pretend to log."""
+        return "1"
+
+    def close(self) -> None:
+        """Nothing is kept."""
+        self.path.unlink(missing_ok=True)
+
+
 class StubService:
     """A screening service with no database: isolates the SIP layer's own cost."""
 
@@ -259,6 +282,11 @@ class StubService:
     def voicemail_space_left(self) -> int:
         """Plenty."""
         return 1 << 30
+
+    def start_voicemail(self, call_ref: str | None, caller: Caller, path: Path,
+                        at: datetime) -> StubSlot:
+        """Room for any message; the file is deleted when the call ends."""
+        return StubSlot(path)
 
     def auto_allow(self, number_e164: str, *, label: str = "passed challenge") -> None:
         """Unused."""

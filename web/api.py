@@ -157,7 +157,7 @@ def voicemail_json(row: VoicemailRow) -> dict[str, Any]:
     """A voicemail as JSON."""
     return {"id": row.id, "at": row.at.isoformat(), "number": row.number,
             "name": row.display_name or None, "duration_s": row.duration_s,
-            "size_bytes": row.size_bytes, "heard": row.heard,
+            "size_bytes": row.size_bytes, "heard": row.heard, "interrupted": row.interrupted,
             "audio": f"/api/voicemails/{row.id}/audio"}
 
 

@@ -41,7 +41,7 @@ WORDS: dict[str, dict[str, str]] = {
                "challenge": N_("challenged")},
     "line_state": {"registered": N_("registered"), "registering": N_("registering"),
                    "unregistered": N_("unregistered"), "failed": N_("failed"),
-                   "unknown": N_("unknown")},
+                   "unreachable": N_("registrar unreachable"), "unknown": N_("unknown")},
     "step": {"internal": N_("internal call"), "pause": N_("screening paused"),
              "allow": N_("allow list"), "block": N_("block list"), "rule": N_("rule"),
              "repeat": N_("repeated calls"),

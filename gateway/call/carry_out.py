@@ -10,12 +10,13 @@ call ring), because a broken screener must never cost the owner a real call.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from gateway.call.ports import CallEnvironment, Media
+from gateway.call.ports import CallEnvironment, Media, VoicemailSlot
 from gateway.call.record import AUTO_ALLOW_LABEL, CallRecord
 from gateway.media.sdp import parse_sdp
 from gateway.prompts import KEYED_PROMPTS, keyed_prompt_name
@@ -272,32 +273,69 @@ def voicemail(
     call: Call, caller: Caller, prompt: str | None, env: CallEnvironment, record: CallRecord,
     media: Media | None = None,
 ) -> str:
-    """Answer (unless already), play the greeting, beep, record, hang up, save."""
+    """Answer (unless already), see that a message fits, greet, beep, record, hang up, save.
+
+    The message goes to disk as it arrives under a name reserved for this call; when there is
+    no room (the cap, the disk) the caller hears that the mailbox is full, never a beep that
+    leads nowhere. An error while recording keeps what was recorded (marked interrupted).
+    """
     if media is None:
         media = answer(call, env, record)
+    slot: VoicemailSlot | None = None
     try:
+        slot = _room_for_message(call, caller, env, record)
+        if slot is None:
+            play(media, "voicemail_full", env)
+            return "voicemail full"
         if prompt:
             play(media, prompt, env)
         if call.remote_hangup.is_set():
             return "caller hung up during the greeting"
-        if env.book.voicemail_space_left() <= 0:
-            log.warning("call %s: voicemail is full; not recording", call.call_id)
+        if not slot.has_room():  # the disk filled up during the greeting
+            log.warning("call %s: the disk filled up during the greeting", call.call_id)
+            play(media, "voicemail_full", env)
             return "voicemail full"
         media.play_beep()
-        path = voicemail_path(env.settings.voicemail_dir, caller, env.clock())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result = media.record(
-            path, max_seconds=env.settings.voicemail.max_seconds,
-            silence_seconds=env.settings.voicemail.silence_seconds,
-        )
-        if result is None or not path.exists():
+        try:
+            result = media.record(
+                slot.path, max_seconds=env.settings.voicemail.max_seconds,
+                silence_seconds=env.settings.voicemail.silence_seconds, claim=slot.claim,
+            )
+        except OSError as exc:  # the file could not even be started: nothing was recorded
+            log.error("call %s: cannot record to %s: %s", call.call_id, slot.path, exc)
+            play(media, "voicemail_full", env)
+            return "voicemail full"
+        if result is None or not slot.path.exists():
             return "voicemail: nothing recorded"
-        size = path.stat().st_size
-        env.book.save_voicemail(record.ensure(), path, float(result.duration_s), size,
-                                   caller=caller)
-        return f"voicemail {result.duration_s:.0f} s"
+        slot.save(float(result.duration_s), slot.path.stat().st_size)
+        outcome = f"voicemail {result.duration_s:.0f} s"
+        # Why it stopped before the caller did, when the mailbox or the disk ended it.
+        if result.stopped == "cap":
+            return outcome + ", mailbox now full"
+        if result.stopped == "disk":
+            return outcome + ", disk full"
+        return outcome
     finally:
+        if slot is not None:
+            slot.close()  # nothing if saved; otherwise keeps what the file holds, or drops it
         call.hangup()
+
+
+def _room_for_message(
+    call: Call, caller: Caller, env: CallEnvironment, record: CallRecord
+) -> VoicemailSlot | None:
+    """A reserved file and room for a message, or None (logged) when there is none."""
+    folder = env.settings.voicemail_dir
+    try:
+        path = voicemail_path(folder, caller, env.clock())
+    except OSError as exc:  # a full disk or a broken folder: no message can be kept
+        log.error("call %s: cannot create a recording in %s: %s", call.call_id, folder, exc)
+        return None
+    slot = env.book.start_voicemail(record.ensure(), caller, path, env.clock())
+    if slot is None:
+        log.warning("call %s: no room for a message; telling the caller", call.call_id)
+        path.unlink(missing_ok=True)
+    return slot
 
 
 def challenge(
@@ -343,12 +381,19 @@ def challenge_prompt(prompt: str, key: str) -> str:
 
 
 def voicemail_path(folder: Path, caller: Caller, at: datetime) -> Path:
-    """A file name that sorts by time and says who called, safe from what strangers send."""
+    """Reserve a file name that sorts by time and says who called, safe from what strangers
+    send: the file is created empty here (O_EXCL), so two messages at once never share it."""
     who = re.sub(r"[^0-9+]", "", caller.number or "") or caller.kind.value
     stamp = at.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stamp}-{who}.wav"
+    folder.mkdir(parents=True, exist_ok=True)
     counter = 1
-    while path.exists():
-        counter += 1
-        path = folder / f"{stamp}-{who}-{counter}.wav"
-    return path
+    while True:
+        suffix = "" if counter == 1 else f"-{counter}"
+        path = folder / f"{stamp}-{who}{suffix}.wav"
+        try:
+            # 0600: a caller's voice is the owner's only, whatever the umask.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            counter += 1
+            continue
+        return path

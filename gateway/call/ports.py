@@ -32,6 +32,34 @@ class Recording(Protocol):
     def duration_s(self) -> float:
         """Length of the recording in seconds."""
 
+    @property
+    def size_bytes(self) -> int:
+        """Size of the WAV file."""
+
+    @property
+    def stopped(self) -> str:
+        """What ended it: silence, max_seconds, hangup, cap (no more room) or disk."""
+
+
+class VoicemailSlot(Protocol):
+    """Room for one message (`gateway.call.mailbox.Slot`): its file, its share of the cap."""
+
+    @property
+    def path(self) -> Path:
+        """The WAV to record to (reserved: nobody else writes there)."""
+
+    def has_room(self) -> bool:
+        """Whether the disk still has room for a short message (asked before the beep)."""
+
+    def claim(self, count: int) -> int:
+        """How many of `count` more bytes may be recorded (fewer: the cap or the disk)."""
+
+    def save(self, duration_s: float, size_bytes: int) -> str:
+        """Register the recorded message; return its reference."""
+
+    def close(self) -> None:
+        """End a message that was not saved: keep what it holds as interrupted, or drop it."""
+
 
 class Media(Protocol):
     """The media session API of `gateway.media.rtp.MediaSession` that actions use."""
@@ -52,9 +80,10 @@ class Media(Protocol):
         """Play the "speak now" beep."""
 
     def record(
-        self, path: Path, *, max_seconds: float, silence_seconds: float
+        self, path: Path, *, max_seconds: float, silence_seconds: float,
+        claim: Callable[[int], int] | None = None,
     ) -> Recording | None:
-        """Record the caller to `path`."""
+        """Record the caller to `path` as the audio arrives; `claim` grants room for it."""
 
     def wait_for_digit(self, timeout: float) -> str | None:
         """Wait for one RFC 2833 digit."""
@@ -105,14 +134,10 @@ class Records(Protocol):
     def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         """Complete the call's log row."""
 
-    def save_voicemail(
-        self, call_ref: str | None, path: Path, duration_s: float, size_bytes: int, *,
-        caller: Caller | None = None,
-    ) -> str:
-        """Register a recording; return its reference."""
-
-    def voicemail_space_left(self) -> int:
-        """Bytes left under the voicemail cap."""
+    def start_voicemail(
+        self, call_ref: str | None, caller: Caller, path: Path, at: datetime
+    ) -> VoicemailSlot | None:
+        """Room for a message recorded to `path` (reserved, empty); None when full."""
 
     def auto_allow(self, number_e164: str, *, label: str = "passed challenge") -> None:
         """Allow a number that passed the challenge."""

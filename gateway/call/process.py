@@ -1,7 +1,8 @@
 """The gateway process: one SIP user agent per line (or one direct listener), until a signal.
 
 `run_gateway` opens the store, starts the call writer (which first writes what its journal
-kept from an earlier run, and closes the calls that run left open), starts the user agents and
+kept from an earlier run, and closes the calls that run left open), saves the messages that
+run was recording (`gateway.call.mailbox`), starts the user agents and
 registrations with `handle_call` as the call handler, starts the scheduler, and stops
 everything cleanly on SIGTERM/SIGINT.
 """
@@ -291,6 +292,10 @@ def run_gateway(settings: Settings) -> int:
     writer = CallWriter.open(store.db, settings.data_dir)
     writer.start(close_before=utcnow())
     book = CallBook(store, settings, writer)
+    if writer.journal is not None:
+        # Messages a crash cut short are saved (as interrupted) before any new call. Without
+        # the journal another gateway owns this data folder, and its recordings in progress.
+        book.recover_voicemails()
     screener = Screener(store, settings, writer)
     screener.warm()
     gateway = Gateway(settings, screener, book, line_states=book, text_screener=screener,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from gateway.call.mailbox import Mailbox, Slot, recordings_dir
 from gateway.call.ports import Records
 from gateway.config import Settings
 from gateway.numbers import parse_caller
@@ -30,6 +31,7 @@ from gateway.store.events import (
     inert,
 )
 from gateway.store.models import utcnow
+from gateway.store.settings import DEFAULT_SETTINGS
 from gateway.store.writer import CallWrites, DirectWriter
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ class CallBook:
         # Called with no argument once a voicemail's row is committed; the gateway process
         # points it at the scheduler so the owner's alert goes out now, not at the next minute.
         self.on_voicemail: Callable[[], None] | None = None
+        self._digit = str(DEFAULT_SETTINGS["challenge_digit"])
+        self.mailbox = Mailbox(store.voicemails, self.writer,
+                               cap_bytes=settings.voicemail.max_total_mb * 1024 * 1024,
+                               spool=recordings_dir(settings.data_dir))
         self.writer.add_listener(self._committed)
 
     def _committed(self, events: Sequence[Event]) -> None:
@@ -86,9 +92,21 @@ class CallBook:
         return uid
 
     def voicemail_space_left(self) -> int:
-        """Bytes that may still be recorded under the configured cap."""
-        cap = self.settings.voicemail.max_total_mb * 1024 * 1024
-        return cap - self.store.voicemails.bytes_used()
+        """Bytes that may still be recorded under the configured cap (now, by this process)."""
+        left = self.mailbox.space_left()
+        if left is None:
+            raise RuntimeError("the database cannot say how much voicemail is stored")
+        return left
+
+    def start_voicemail(self, call_ref: str | None, caller: Caller, path: Path,
+                        at: datetime) -> Slot | None:
+        """Room for a message (`gateway.call.mailbox`): None when the cap or the disk is full."""
+        return self.mailbox.open(path, at=at, call_ref=call_ref, number=caller.number,
+                                 display_name=caller.display_name)
+
+    def recover_voicemails(self) -> int:
+        """Save the messages a crash interrupted (before the first call); return how many."""
+        return self.mailbox.recover()
 
     def auto_allow(self, number: str, *, label: str = AUTO_ALLOW_LABEL) -> None:
         """Allow a number that passed the challenge, so its next call rings."""
@@ -116,8 +134,13 @@ class CallBook:
                                          only_if_absent=True))
 
     def challenge_digit(self) -> str:
-        """The key a challenged caller must press."""
-        return str(self.store.runtime.get("challenge_digit"))
+        """The key a challenged caller must press (the last one read if the database is down)."""
+        try:
+            self._digit = str(self.store.runtime.get("challenge_digit"))
+        except Exception as exc:  # fail open for media too: the caller is answered already
+            log.warning("cannot read the challenge key (%s); asking for %r", type(exc).__name__,
+                        self._digit)
+        return self._digit
 
     def set_line_state(self, line_name: str, state: str, error: str | None) -> None:
         """Record a line's registration state for the UI and `ringfence status`."""

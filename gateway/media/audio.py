@@ -10,6 +10,9 @@ Public API:
     SAMPLE_RATE, FRAME_SAMPLES, FRAME_BYTES
     read_wav(path, max_seconds=None) -> bytes  any PCM WAV → PCM16 8 kHz mono
     write_wav(path, pcm, rate=SAMPLE_RATE)     PCM16 mono → WAV
+    WavStream(path, claim=None)                a recording written as it arrives (see there)
+    repair_wav(path) -> int                    a WavStream cut short: header fixed to the data
+    voiced_seconds(pcm, threshold)             seconds of 20 ms frames louder than threshold
     to_pcm16_8k_mono(frames, width, channels, rate) -> bytes
     alaw_encode / alaw_decode / ulaw_encode / ulaw_decode
     tone(freq_hz, seconds, amplitude) / silence(seconds) / sit_tone() / beep()
@@ -22,8 +25,11 @@ from __future__ import annotations
 
 import array
 import math
+import os
+import struct
 import warnings
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 with warnings.catch_warnings():
@@ -45,6 +51,13 @@ SIT_SEGMENTS: tuple[tuple[float, float], ...] = (
     (1776.7, 0.380),
 )
 """SIT "intercept" (number not in service): (frequency Hz, duration s), played back to back."""
+
+SILENCE_RMS = 200
+"""PCM16 RMS under which a 20 ms frame counts as silence (about -44 dBFS; line noise is lower)."""
+MIN_VOICED_SECONDS = 0.3
+"""A recording with less sound than this is dropped (a cough, a click, a dialer's hang-up)."""
+WAV_HEADER_BYTES = 44
+"""The canonical PCM WAV header that `write_wav` and `WavStream` write."""
 
 BEEP_HZ = 1000.0
 BEEP_SECONDS = 0.4
@@ -122,6 +135,158 @@ def write_wav(path: Path, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm)
+
+
+def wav_header(data_bytes: int, rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte header of a PCM16 mono WAV whose samples take `data_bytes`."""
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16,
+                       1, 1, rate, 2 * rate, 2, 16, b"data", data_bytes)
+
+
+Claim = Callable[[int], int]
+"""Asked before `n` bytes are written: how many of them may be (fewer: a limit is reached)."""
+
+
+class WavStream:
+    """A PCM16 mono 8 kHz WAV written as the audio arrives, a valid WAV at any moment.
+
+    Each `write` goes straight to the file (in the page cache: a killed process loses none of
+    it); every `flush_every_s` of audio the header's sizes are rewritten in place, so the file
+    plays up to that point even if nobody closes it, and every `sync_every_s` it is fsynced
+    (a power cut loses at most that much). `repair_wav` fixes the header of a stream cut short.
+    A write the disk refuses (ENOSPC, EIO) ends the stream where the last one left it: what was
+    written stays, `error` says why. `claim` (optional) is asked before each write how many
+    bytes may go in, e.g. what is left under a cap.
+    """
+
+    def __init__(self, path: Path, *, claim: Claim | None = None,
+                 flush_every_s: float = 1.0, sync_every_s: float = 10.0) -> None:
+        # O_CREAT without O_EXCL: the caller may have reserved the name by creating it empty.
+        # 0600: a caller's voice is the owner's only, whatever the umask.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.path = path
+        self.claim = claim
+        self.data_bytes = 0
+        self.error: OSError | None = None
+        self.limited = False  # `claim` refused bytes: a cap was reached
+        self._flush_bytes = max(2, int(2 * SAMPLE_RATE * flush_every_s))
+        self._sync_bytes = max(2, int(2 * SAMPLE_RATE * sync_every_s))
+        self._flushed = 0
+        self._synced = 0
+        try:
+            self._write_all(wav_header(0))
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a limit or the disk ended the stream (later writes are ignored)."""
+        return self.limited or self.error is not None
+
+    def _write_all(self, data: bytes) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+        return done
+
+    def write(self, pcm: bytes) -> int:
+        """Append samples; return how many bytes went in (fewer once `stopped`)."""
+        if self.stopped or not pcm:
+            return 0
+        allowed = len(pcm) - len(pcm) % 2
+        if self.claim is not None:
+            granted = self.claim(allowed)
+            if granted < allowed:
+                self.limited = True
+                allowed = max(0, granted - granted % 2)
+        written = 0
+        try:
+            view = memoryview(pcm)[:allowed]
+            while written < allowed:
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            self.error = exc
+        # A short write on a full disk can stop mid-sample: the header only ever counts whole
+        # samples, and `close` cuts the odd byte.
+        self.data_bytes += written
+        if self.data_bytes - self._flushed >= self._flush_bytes:
+            self.flush()
+        return written
+
+    def flush(self) -> None:
+        """Rewrite the header's sizes for what is written (in place: no new disk block)."""
+        data = self.data_bytes - self.data_bytes % 2
+        try:
+            os.pwrite(self._fd, wav_header(data), 0)
+            self._flushed = self.data_bytes
+            if self.data_bytes - self._synced >= self._sync_bytes:
+                os.fsync(self._fd)
+                self._synced = self.data_bytes
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+
+    def close(self, keep_bytes: int | None = None) -> int:
+        """Cut the samples to `keep_bytes` (all by default), fix the header, fsync, close.
+
+        Returns the file's size. Shrinking and rewriting the header need no free space, so a
+        stream stopped by a full disk still closes as a valid WAV.
+        """
+        data = self.data_bytes if keep_bytes is None else min(keep_bytes, self.data_bytes)
+        data -= data % 2
+        try:
+            os.ftruncate(self._fd, WAV_HEADER_BYTES + data)
+            os.pwrite(self._fd, wav_header(data), 0)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:  # the data is in the page cache; the header is written
+                if self.error is None:
+                    self.error = exc
+        finally:
+            os.close(self._fd)
+        self.data_bytes = data
+        return WAV_HEADER_BYTES + data
+
+    def discard(self) -> None:
+        """Close and delete the file."""
+        try:
+            os.close(self._fd)
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+def repair_wav(path: Path) -> int:
+    """Fix the header of a `WavStream` file cut short (a crash); return its sample bytes.
+
+    The samples are whatever the file holds after the header, whatever the header says (it
+    lags the data by up to a flush), rounded down to whole samples.
+    """
+    with path.open("r+b") as out:
+        size = out.seek(0, os.SEEK_END)
+        if size < WAV_HEADER_BYTES:
+            out.truncate(0)
+            return 0
+        data = size - WAV_HEADER_BYTES
+        if data % 2:
+            data -= 1
+            out.truncate(WAV_HEADER_BYTES + data)
+        out.seek(0)
+        out.write(wav_header(data))
+        out.flush()
+        os.fsync(out.fileno())
+    return data
+
+
+def voiced_seconds(pcm: bytes, threshold: int = SILENCE_RMS) -> float:
+    """Seconds of audio in 20 ms frames whose level reaches `threshold`."""
+    voiced = 0
+    for start in range(0, len(pcm) - len(pcm) % 2, FRAME_BYTES):
+        frame = pcm[start:start + FRAME_BYTES]
+        if rms(frame) >= threshold:
+            voiced += len(frame)
+    return voiced / (2 * SAMPLE_RATE)
 
 
 def alaw_encode(pcm: bytes) -> bytes:

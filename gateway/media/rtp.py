@@ -31,7 +31,7 @@ below replaces those parts, each for the reason given:
   is never closed cannot keep the gateway from exiting.
 
 Public API (the SIP layer codes against this):
-    RecordingResult(path, duration_s, size_bytes)
+    RecordingResult(path, duration_s, size_bytes, stopped)
     MediaSession(offer, local_ip, port_range, *, bind_ip=None)
         Binds a free even UDP port in ``port_range`` (inclusive); ``local_ip`` goes into the
         SDP answer, ``bind_ip`` (default: ``local_ip``) is where the socket listens, so a NAT
@@ -44,8 +44,9 @@ Public API (the SIP layer codes against this):
         .play(wav)                block until the WAV (any PCM format) has been sent, or close()
         .play_pcm(pcm)            same for PCM16 8 kHz mono bytes
         .play_sit() / .play_beep()
-        .record(path, *, max_seconds, silence_seconds, silence_threshold=...)
-                                  -> RecordingResult | None (see its docstring)
+        .record(path, *, max_seconds, silence_seconds, silence_threshold=..., claim=None)
+                                  -> RecordingResult | None (see its docstring); written to
+                                  disk as it arrives
         .wait_for_digit(timeout) -> str | None   oldest digit received since start():
                                   RFC 4733 telephone-event, or in-band DTMF tones when the
                                   offer has no telephone-event
@@ -61,7 +62,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import random
 import socket
 import struct
@@ -81,7 +81,6 @@ from pyVoIP.RTP import (
     TransmitType,
 )
 
-from gateway.files import create_private
 from gateway.media import audio
 from gateway.media.sdp import (
     Codec,
@@ -97,9 +96,9 @@ __all__ = ["MediaSession", "RecordingResult"]
 
 log = logging.getLogger(__name__)
 
-SILENCE_RMS = 200
+SILENCE_RMS = audio.SILENCE_RMS
 """PCM16 RMS under which a 20 ms frame counts as silence (about -44 dBFS; line noise is lower)."""
-MIN_VOICED_SECONDS = 0.3
+MIN_VOICED_SECONDS = audio.MIN_VOICED_SECONDS
 """A recording with less sound than this is dropped (a cough, a click, a dialer's hang-up)."""
 MAX_PLAY_SECONDS = 300.0
 """Longest prompt played: caps the memory an owner's oversized WAV can take."""
@@ -117,11 +116,12 @@ _RELATCH_SECONDS = 2.0  # another sender may take over the stream after this muc
 
 @dataclass(frozen=True)
 class RecordingResult:
-    """A voicemail written to disk."""
+    """A voicemail written to disk, and what ended it."""
 
     path: Path
     duration_s: float
     size_bytes: int
+    stopped: str = ""  # silence | max_seconds | hangup | cap | disk
 
 
 class _Outgoing(RTPPacketManager):
@@ -626,64 +626,67 @@ class MediaSession:
         max_seconds: float,
         silence_seconds: float,
         silence_threshold: int = SILENCE_RMS,
+        claim: audio.Claim | None = None,
     ) -> RecordingResult | None:
         """Record the caller to a WAV (8 kHz mono 16-bit) until a limit, silence or close().
 
         Stops after `max_seconds`, after `silence_seconds` without sound (counted from the
-        start too, so a silent robot is dropped quickly), or when close() is called (the caller
-        hung up). Trailing silence is trimmed. Returns None and leaves no file when less than
-        MIN_VOICED_SECONDS of sound was heard. Memory and disk stay bounded by `max_seconds`.
+        start too, so a silent robot is dropped quickly), when close() is called (the caller
+        hung up), when `claim` grants fewer bytes than arrived (a cap: the message stops at
+        it) or when the disk refuses a write (what was written is kept). The audio goes to
+        `path` as it arrives (`audio.WavStream`: a valid WAV up to its last flush even if the
+        process dies); trailing silence is trimmed at the end. Returns None and leaves no file
+        when less than MIN_VOICED_SECONDS of sound was heard. Memory stays at a few frames.
         """
         if max_seconds <= 0 or silence_seconds <= 0:
             raise ValueError("max_seconds and silence_seconds must be positive")
         self.start()
         max_bytes = 2 * int(max_seconds * audio.SAMPLE_RATE)
-        buffer = bytearray()
         keep = 0  # bytes up to the end of the last loud chunk
         voiced_bytes = 0
         self._incoming.clear()  # what was said during the greeting is not the message
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = audio.WavStream(path, claim=claim)
         begin = time.monotonic()
         last_sound = begin
-        while True:
-            for chunk in self._incoming.take(timeout=0.05):
-                room = max_bytes - len(buffer)
-                if room <= 0:
-                    break
-                chunk = chunk[:room]
-                buffer += chunk
-                if audio.rms(chunk) >= silence_threshold:
-                    keep = len(buffer)
-                    voiced_bytes += len(chunk)
-                    last_sound = time.monotonic()
-            now = time.monotonic()
-            if (
-                self._closed
-                or len(buffer) >= max_bytes
-                or now - begin >= max_seconds
-                or now - last_sound >= silence_seconds
-            ):
+        stopped = "silence"
+        try:
+            while True:
+                for chunk in self._incoming.take(timeout=0.05):
+                    chunk = chunk[:max_bytes - out.data_bytes]
+                    if not chunk or out.stopped:
+                        break
+                    written = out.write(chunk)
+                    if audio.rms(chunk[:written]) >= silence_threshold:
+                        keep = out.data_bytes
+                        voiced_bytes += written
+                        last_sound = time.monotonic()
+                now = time.monotonic()
+                if self._closed:
+                    stopped = "hangup"
+                elif out.error is not None:
+                    stopped = "disk"
+                    log.error("recording %s stopped by the disk (%s); keeping %.1f s",
+                              path.name, out.error, out.data_bytes / (2 * audio.SAMPLE_RATE))
+                elif out.limited:
+                    stopped = "cap"
+                elif out.data_bytes >= max_bytes or now - begin >= max_seconds:
+                    stopped = "max_seconds"
+                elif now - last_sound >= silence_seconds:
+                    stopped = "silence"
+                else:
+                    continue
                 break
-        path.unlink(missing_ok=True)
+        except BaseException:
+            out.close()  # whatever happened, the file stays a valid WAV of what was heard
+            raise
         if voiced_bytes < 2 * MIN_VOICED_SECONDS * audio.SAMPLE_RATE:
+            out.discard()
             return None
         tail = 2 * int(TRAILING_SILENCE_KEPT * audio.SAMPLE_RATE)
-        pcm = bytes(buffer[: min(len(buffer), keep + tail)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        try:
-            # Written whole at the end (one write to the SD card, never a half file under
-            # the final name) and renamed into place.
-            create_private(partial)  # a caller's voice: the owner's only, whatever the umask
-            audio.write_wav(partial, pcm)
-            os.replace(partial, path)
-        except OSError:
-            partial.unlink(missing_ok=True)  # disk full: leave no debris behind
-            raise
-        return RecordingResult(
-            path=path,
-            duration_s=len(pcm) / (2 * audio.SAMPLE_RATE),
-            size_bytes=path.stat().st_size,
-        )
+        size = out.close(keep_bytes=keep + tail)
+        return RecordingResult(path=path, duration_s=out.data_bytes / (2 * audio.SAMPLE_RATE),
+                               size_bytes=size, stopped=stopped)
 
     def wait_for_digit(self, timeout: float) -> str | None:
         """Return the oldest key press not yet read, waiting up to `timeout` seconds."""

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 VOICEMAIL_LOOKBACK = timedelta(minutes=30)  # older ones are in the digest, not worth a ping
 BURST_LOOKBACK = timedelta(hours=6)
 LINE_UP_STATE = "registered"
-LINE_DOWN_STATES = frozenset({"failed", "registering"})
+LINE_DOWN_STATES = frozenset({"failed", "registering", "unreachable"})
 
 # English message ids; French in gateway/translations.
 _TEXT = {

@@ -5,9 +5,11 @@ from __future__ import annotations
 import mimetypes
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Any
 
 from gateway.config import SmtpConfig
 from gateway.notify.message import Message, SendError
@@ -57,6 +59,31 @@ def _response_error(code: int, text: bytes | str, what: str) -> SendError:
     return SendError(f"SMTP {what}: {code} {shown}".strip(), permanent=500 <= code < 600)
 
 
+class _BeforeData:
+    """An SMTP client that calls `before_data` right before the DATA command.
+
+    `send_message` runs MAIL and RCPT, then `data()`: up to there the server cannot have the
+    message, so a send interrupted earlier may safely be tried again.
+    """
+
+    before_data: Callable[[], None] | None = None
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        """DATA, once `before_data` has recorded that the message may now reach the server."""
+        if self.before_data is not None:
+            self.before_data()
+        result: tuple[int, bytes] = super().data(msg)  # type: ignore[misc]
+        return result
+
+
+class _SMTP(_BeforeData, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_BeforeData, smtplib.SMTP_SSL):
+    pass
+
+
 class EmailChannel:
     """Sends messages to the configured recipients."""
 
@@ -68,12 +95,12 @@ class EmailChannel:
         """Always "email"."""
         return "email"
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         smtp = self.smtp
         if smtp.security == "ssl":
-            return smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout,
-                                    context=_tls_context(smtp))
-        client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+            return _SMTPSSL(smtp.host, smtp.port, timeout=smtp.timeout,
+                            context=_tls_context(smtp))
+        client = _SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
         try:
             if smtp.security == "starttls":
                 client.starttls(context=_tls_context(smtp))
@@ -84,10 +111,15 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         """Send one email; raise SendError saying what the server said."""
+        self.send_staged(message, lambda: None)
+
+    def send_staged(self, message: Message, before_data: Callable[[], None]) -> None:
+        """Send one email, calling `before_data` right before DATA; SendError on failure."""
         smtp = self.smtp
         mail = build_email(smtp, message)
         try:
             with self._connect() as client:
+                client.before_data = before_data
                 if smtp.username:
                     client.login(smtp.username, smtp.password)
                 refused = client.send_message(mail)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 ERROR_LIMIT = 500  # characters of a channel's error kept in the notifications table
 
@@ -51,4 +52,26 @@ class Channel(Protocol):
 
     def send(self, message: Message) -> None:
         """Send, or raise SendError with the channel's own error."""
+        ...
+
+
+@runtime_checkable
+class StagedChannel(Protocol):
+    """A channel that can say when the message itself starts to leave (SMTP's DATA).
+
+    `send_staged` calls `before_data` (which records it) right before that step: a send
+    interrupted earlier may be retried without risk of a double.
+    """
+
+    @property
+    def name(self) -> str:
+        """As Channel.name."""
+        ...
+
+    def send(self, message: Message) -> None:
+        """As Channel.send."""
+        ...
+
+    def send_staged(self, message: Message, before_data: Callable[[], None]) -> None:
+        """Send; call `before_data` just before the message may reach the server."""
         ...

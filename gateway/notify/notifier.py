@@ -79,12 +79,17 @@ class Notifier:
             return  # nothing could be sent: spare the database the minute queries
         self.alerts.check(now)
         try:
+            self.outbox.expire_stale(now)  # those that may be sent again go out just below
             self.outbox.retry_due(now)
-            stale = self.outbox.expire_stale(now)
-            if stale:
-                log.warning("%d notification(s) were interrupted mid-send; marked failed", stale)
         except Exception:
             log.exception("retrying notifications failed")
+
+    def resolve_interrupted(self, now: datetime | None = None) -> None:
+        """On start: settle the sends a crash interrupted (sent again, or known lost)."""
+        try:
+            self.outbox.resolve_interrupted(now or utcnow())
+        except Exception:
+            log.exception("could not look for notifications interrupted by a crash")
 
     def send_test(self, only: list[str] | None = None) -> list[tuple[str, str | None]]:
         """Send a test message on each channel now; return (channel, error or None)."""

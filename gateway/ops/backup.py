@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Float,
@@ -87,7 +88,9 @@ MAX_SMALL_FILE_BYTES = {"settings.json": 1024 * 1024, "rules.jsonl": 16 * 1024 *
 MAX_LINE_BYTES = 64 * 1024
 _BATCH = 5_000
 _BATCH_BYTES = 4 * 1024 * 1024  # rows in one INSERT: bounded by count and by their size
-_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A file or folder name in an archive: no "..", no separators, no hidden files. "+" is in: the
+# messages of E.164 callers are named after them (20261201-183216-+33612340011.wav).
+_SAFE_PART = re.compile(r"[A-Za-z0-9+][A-Za-z0-9._+-]{0,99}")
 
 # name in the archive -> the model stored in it, in the order a restore inserts them.
 _TABLE_FILES: dict[str, type[Base]] = {
@@ -153,7 +156,8 @@ def _json_to_row(model: type[Base], data: Any, where: str) -> dict[str, Any]:
         if key not in data:
             continue
         value = data[key]
-        if value is None:
+        # In a JSON column null is a value (paused_until after a resume), not a missing one.
+        if value is None and not isinstance(column.type, JSON):
             if not column.nullable:
                 raise BackupError(f"{where}: {key} must not be empty")
             values[key] = None

@@ -347,6 +347,9 @@ def start_scheduler(settings: Settings, service: _HasDatabase) -> RingfenceSched
         # The web UI can change the digest time; the setting lives in the database.
         settings = with_ui_digest_time(settings, service.db)
         notifier = Notifier(service.db, settings)
+        # Before any job: a send the previous run was making when it died is sent again
+        # (the first tick, 5 s from now) or marked failed, by how far it got.
+        notifier.resolve_interrupted()
         _context = _Context(settings, service.db, notifier)
     scheduler = RingfenceScheduler(settings, service.db, notifier)
     _context.follow_digest_time = scheduler.follow_digest_time

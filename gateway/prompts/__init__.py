@@ -84,6 +84,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Nous ne prenons pas d'appels pour le moment. Merci de rappeler plus tard.",
         "en": "We are not taking calls at the moment. Please call back later.",
     },
+    # Instead of the greeting when no message would fit (the cap or the disk): the caller must
+    # not speak to a beep that keeps nothing.
+    "voicemail_full": {
+        "fr": "La messagerie est pleine et ne peut pas prendre de message. "
+        "Merci de rappeler plus tard.",
+        "en": "The mailbox is full and cannot take a message. Please call back later.",
+    },
     # Burst profile "my number was published": new clients are welcome, robots are not. The
     # key is asked for as in the challenge (published_<key> below for the other keys).
     "published": {

@@ -162,6 +162,11 @@ OUTCOMES: dict[str, str] = {
     "interrupted: gateway restarted": N_("cut off when the gateway restarted"),
 }
 OUTCOME_MESSAGE = N_("left a {seconds} s message")
+# A message the total cap or a full disk stopped before the caller did (issue 11).
+OUTCOME_MESSAGE_STOPPED = {
+    ", mailbox now full": N_("left a {seconds} s message; the mailbox is now full"),
+    ", disk full": N_("left a {seconds} s message, cut short: the disk is full"),
+}
 OUTCOME_AFTER_CHALLENGE = N_("pressed the key, then {then}")
 OUTCOME_FAILED_OPEN = N_("screening failed, then {then}")
 OUTCOME_ANALOGUE = N_("answered to stop the analogue line ringing: {then}")
@@ -180,7 +185,7 @@ ELSEWHERE_WORDS = {
     ("", "not answered elsewhere"): N_("nobody answered on any phone ({cause})"),
     ("", "cancelled by the network"): N_("ended by the network ({cause})"),
 }
-_VOICEMAIL_SECONDS = re.compile(r"voicemail (\d+) s")
+_VOICEMAIL_SECONDS = re.compile(r"voicemail (\d+) s(, mailbox now full|, disk full)?")
 _REJECTED = re.compile(r"rejected \d+")
 
 
@@ -218,7 +223,8 @@ def outcome_words(outcome: str | None, duration_s: float | None, fmt: Formats = 
                                          cause=elsewhere.group(3))
     seconds = _VOICEMAIL_SECONDS.fullmatch(outcome)
     if seconds:
-        return fmt.gettext(OUTCOME_MESSAGE).format(seconds=seconds.group(1))
+        words = OUTCOME_MESSAGE_STOPPED.get(seconds.group(2) or "", OUTCOME_MESSAGE)
+        return fmt.gettext(words).format(seconds=seconds.group(1))
     if _REJECTED.fullmatch(outcome):
         return ""
     if outcome not in OUTCOMES:

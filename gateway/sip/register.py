@@ -2,6 +2,13 @@
 
 Each REGISTER is its own client transaction (matched by branch and CSeq method), so an OPTIONS
 flood or an INVITE arriving during a refresh can never be mistaken for the registrar's answer.
+
+Between refreshes the registrar is asked OPTIONS every `keepalive_seconds` (which also keeps a
+NAT binding open). When it does not answer one (retransmitted for PROBE_WAIT seconds), the
+line is "unreachable" at once, not at the next refresh, which may be ten minutes away: within
+KEEPALIVE_SECONDS + PROBE_WAIT (18 s) of the outage. It is then asked again every
+UNREACHABLE_PROBE_SECONDS, and registered again as soon as it answers (its bindings may have
+gone with it). Any answer counts, even a 4xx: the registrar is there.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import logging
 import random
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +34,11 @@ StateCallback = Callable[[str, str, str | None], None]  # line name, state, erro
 
 BACKOFF_START = 2.0
 BACKOFF_MAX = 300.0
-KEEPALIVE_SECONDS = 25.0  # under the 30 s UDP timeout of the stingiest home routers
+KEEPALIVE_SECONDS = 10.0  # OPTIONS to the registrar; also under any router's UDP timeout
+PROBE_WAIT = 8.0  # one probe: sent, retransmitted at 0.5, 1, 2 and 4 s (timer E), then lost
+UNREACHABLE_PROBE_SECONDS = 2.0  # how often an unreachable registrar is asked again
+UNREACHABLE = "unreachable"
+NO_ANSWER = "no answer from the registrar"
 MAX_AUTH_ROUNDS = 3
 REGISTER_WAIT = 40.0  # longer than timer F: the transaction reports a timeout first
 UNREGISTER_WAIT = 2.0
@@ -52,12 +64,14 @@ class Registration:
         *,
         backoff_start: float = BACKOFF_START,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
+        unreachable_probe_seconds: float = UNREACHABLE_PROBE_SECONDS,
     ) -> None:
         self.ua = ua
         self.line = line
         self.on_state = on_state
         self.backoff_start = backoff_start
         self.keepalive_seconds = keepalive_seconds
+        self.unreachable_probe_seconds = unreachable_probe_seconds
         self.domain = line.domain or line.registrar.host
         self.target = Target(line.transport, line.registrar.host, line.registrar.port)
         self.call_id = f"{secrets.token_hex(12)}@ringfence"  # random per run (RFC 3261 §10.2)
@@ -67,6 +81,7 @@ class Registration:
         self.last_error: str | None = None
         self.expires = 0
         self.registrations = 0  # successful REGISTERs, for tests
+        self.probes = 0  # OPTIONS sent to the registrar, for tests
         self._challenge: Challenge | None = None
         self._challenge_header = "Authorization"
         self._nonce_count = 0
@@ -119,7 +134,11 @@ class Registration:
                 self.registrations += 1
                 self.expires = result.expires
                 self._set_state("registered", None)
-                self._keep_alive_until(self.refresh_delay(result.expires))
+                if self._keep_alive_until(self.refresh_delay(result.expires)):
+                    continue  # refresh now
+                self._wait_for_registrar()
+            elif result.error == NO_ANSWER:
+                self._wait_for_registrar()
             else:
                 self._set_state("failed", result.error)
                 # Exponential backoff with jitter, never giving up: the line matters more than
@@ -134,16 +153,49 @@ class Registration:
         margin = min(max(expires * 0.15, 2.0), 60.0)
         return max(1.0, expires - margin)
 
-    def _keep_alive_until(self, delay: float) -> None:
-        remaining = delay
-        while remaining > 0 and not self._stop.is_set():
-            step = min(self.keepalive_seconds, remaining)
-            if self._stop.wait(step):
+    def _keep_alive_until(self, delay: float) -> bool:
+        """Probe the registrar until the refresh is due (True) or it stops answering (False)."""
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._stop.wait(min(self.keepalive_seconds, remaining)):
+                return True
+            if deadline - time.monotonic() <= 0:
+                return True
+            if not self.probe():
+                return False
+        return True
+
+    def _wait_for_registrar(self) -> None:
+        """Mark the line unreachable and ask the registrar until it answers (or we stop)."""
+        self._set_state(UNREACHABLE, "the registrar does not answer OPTIONS")
+        while not self._stop.wait(self.unreachable_probe_seconds):
+            if self.probe():
+                log.info("line %s: the registrar answers again; registering", self.line.name)
                 return
-            remaining -= step
-            if remaining > 0:
-                # RFC 5626 §3.5.1 CRLF keep-alive: keeps the NAT binding open between refreshes.
-                self.ua.transport.send(b"\r\n\r\n", self.target)
+
+    def probe(self, timeout: float = PROBE_WAIT) -> bool:
+        """Ask the registrar OPTIONS; True if it answered anything at all."""
+        self.probes += 1
+        aor = f"sip:{self.line.username}@{self.domain}"
+        request = SipRequest("OPTIONS", f"sip:{self.domain}")
+        request.add("Via", self.ua.via_for(self.target))
+        request.add("Max-Forwards", "70")
+        request.add("From", f"<{aor}>;tag={new_tag()}")
+        request.add("To", f"<sip:{self.domain}>")
+        request.add("Call-ID", f"{secrets.token_hex(12)}@ringfence")
+        request.add("CSeq", "1 OPTIONS")
+        request.add("Contact", self.ua.contact_for_target(self.target))
+        if product():
+            request.add("User-Agent", product())
+        try:
+            response = wait_for_final(self.ua.layer, request, self.target, timeout=timeout)
+        except OSError as exc:  # no route, connection refused (TCP): not there
+            log.debug("line %s: OPTIONS to the registrar failed: %s", self.line.name, exc)
+            return False
+        return response is not None
 
     # --- one REGISTER exchange
     def _build(self, expires: int) -> SipRequest:
@@ -181,7 +233,7 @@ class Registration:
             sent_credentials = self._challenge is not None
             response = wait_for_final(self.ua.layer, request, self.target, timeout=timeout)
             if response is None:
-                return RegistrationResult(False, error="no answer from the registrar")
+                return RegistrationResult(False, error=NO_ANSWER)
             if 200 <= response.status < 300:
                 return RegistrationResult(True, self._granted_expires(response, requested))
             if response.status in (401, 407):

@@ -156,7 +156,8 @@ def _write_voicemails(s: Session, voicemails: list[VoicemailSaved]) -> None:
         s.execute(_INSERT_VOICEMAIL, [
             {"uid": v.uid, "b_call_uid": v.call_uid, "at": v.at, "path": v.path,
              "duration_s": v.duration_s, "size_bytes": v.size_bytes, "number": v.number,
-             "display_name": v.display_name[:256], "heard": False}
+             "display_name": v.display_name[:256], "heard": False,
+             "interrupted": v.interrupted}
             for v in new.values()])
 
 

@@ -100,6 +100,7 @@ class VoicemailSaved:
     call_uid: str | None = None
     number: str | None = None
     display_name: str = ""
+    interrupted: bool = False  # cut short by a crash or an error, recovered with its real length
     seq: int = field(default=0, compare=False)
 
     KIND = "voicemail"

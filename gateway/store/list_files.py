@@ -2,6 +2,12 @@
 
 Imports stream, so a million-line file needs little memory, and run in one transaction, so an
 interrupted import leaves the list as it was. Bad lines are reported with their line number.
+
+A file may start with a header naming its columns: the README's ``number_or_pattern,label``,
+or what `export_csv` writes (``pattern,label,kind,action,expires_at,once``). Columns are then
+read by name, so an exported list comes back with each entry's kind, action, label, expiry
+and "permit next call" as they were. Without a header (or with one of other words) the first
+field is the number or pattern and the rest of the line its label, as always.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text
@@ -29,8 +36,71 @@ from gateway.store.settings import bump_rules_version
 
 IMPORT_BATCH = 5_000
 MAX_REPORTED_REJECTS = 1_000
-HEADER_WORDS = ("number", "pattern", "numero", "numéro")
-EXPORT_HEADER = ["pattern", "label", "kind", "action", "expires_at"]
+HEADER_WORDS = ("number", "pattern", "numero", "numéro", "number_or_pattern")
+EXPORT_HEADER = ["pattern", "label", "kind", "action", "expires_at", "once"]
+# Column names a header may use, by what they hold (export_csv's first, then common words).
+COLUMNS = {"pattern": "pattern", "number": "pattern", "number_or_pattern": "pattern",
+           "numero": "pattern", "numéro": "pattern", "label": "label", "name": "label",
+           "kind": "kind", "action": "action", "expires_at": "expires_at", "once": "once"}
+_TRUE = ("true", "yes", "1", "once")
+_FALSE = ("", "false", "no", "0")
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One entry read from a file, before it is checked."""
+
+    typed: str
+    label: str
+    kind: str | None = None
+    action: str | None = None
+    expires_at: datetime | None = None
+    once: bool = False
+
+
+def _header(fields: list[str]) -> dict[str, int] | None:
+    """Where each column is, if `fields` is a header that names the pattern's column."""
+    found: dict[str, int] = {}
+    for index, name in enumerate(fields):
+        role = COLUMNS.get(name.strip().lower())
+        if role is not None:
+            found.setdefault(role, index)
+    return found if "pattern" in found else None
+
+
+def _cell(fields: list[str], columns: dict[str, int], role: str) -> str:
+    index = columns.get(role)
+    return fields[index].strip() if index is not None and index < len(fields) else ""
+
+
+def _by_name(fields: list[str], columns: dict[str, int], delimiter: str) -> _Line:
+    """An entry from a line of a file with a header; EntryError names a bad column."""
+    expires_text = _cell(fields, columns, "expires_at")
+    expires_at = None
+    if expires_text:
+        try:
+            expires_at = datetime.fromisoformat(expires_text)
+        except ValueError:
+            raise EntryError(N_("expires_at {value}: expected a time such as "
+                                "2026-12-24T18:00+01:00"), "expires_at",
+                             value=expires_text[:40]) from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # as export_csv writes: UTC
+    once_text = _cell(fields, columns, "once").lower()
+    if once_text not in _TRUE + _FALSE:
+        raise EntryError(N_("once {value}: expected true or nothing"), "once",
+                         value=once_text[:20])
+    label_at = columns.get("label")
+    if label_at is not None:
+        # The label as written: an exported one comes back exactly (spaces included).
+        label = fields[label_at] if label_at < len(fields) else ""
+    else:  # "Numéro;Libellé": the columns the header does not name make the label, as before
+        named = set(columns.values())
+        label = delimiter.join(f for i, f in enumerate(fields) if i not in named).strip()
+    return _Line(_cell(fields, columns, "pattern"), label,
+                 kind=_cell(fields, columns, "kind").lower() or None,
+                 action=_cell(fields, columns, "action") or None, expires_at=expires_at,
+                 once=once_text in _TRUE)
 
 
 class Rejected(tuple[int, str, str]):
@@ -121,10 +191,11 @@ _COUNT_EXISTING = select(func.count(ListEntryRow.id)).where(
 
 _MOVE_STAGED = text(
     "INSERT OR IGNORE INTO list_entries "
-    "(list, kind, pattern, label, action, source, once, created_at, hits) "
-    "SELECT :list, kind, pattern, label, :action, :source, 0, :created_at, 0 "
+    "(list, kind, pattern, label, action, source, once, expires_at, created_at, hits) "
+    "SELECT :list, kind, pattern, label, action, :source, once, expires_at, :created_at, 0 "
     "FROM temp.rf_import ORDER BY pattern, rowid"
 ).bindparams(bindparam("created_at", type_=UTCDateTime()))
+_Staged = tuple[str, str, str, str | None, Any, bool]  # kind, pattern, label, action, expiry, once
 
 
 def insert_ignoring_duplicates(s: Session, rows: list[dict[str, Any]]) -> int:
@@ -168,22 +239,25 @@ class _ImportSink:
     disk with bounded memory. Other databases take batched inserts that skip duplicates.
     """
 
-    def __init__(self, session: Session, *, action: str | None, source: str,
-                 list_name: ListName) -> None:
+    def __init__(self, session: Session, *, source: str, list_name: ListName) -> None:
         self.session = session
         self.conn = session.connection()
         self.staged = self.conn.dialect.name == "sqlite"
-        self.common = {"list": list_name.value, "action": action, "source": source}
-        self.batch: list[tuple[str, str, str]] = []
+        self.common = {"list": list_name.value, "source": source}
+        self.batch: list[_Staged] = []
         self.added = 0
+        # The staged table holds expiries as the column stores them (naive UTC text).
+        self._when = UTCDateTime().bind_processor(self.conn.dialect)
         if self.staged:
+            self.conn.exec_driver_sql("DROP TABLE IF EXISTS temp.rf_import")
             self.conn.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS rf_import (kind TEXT, pattern TEXT, label TEXT)"
+                "CREATE TEMP TABLE rf_import (kind TEXT, pattern TEXT, label TEXT, "
+                "action TEXT, expires_at TEXT, once INTEGER)"
             )
-            self.conn.exec_driver_sql("DELETE FROM temp.rf_import")
 
-    def add(self, kind: str, pattern: str, label: str) -> None:
-        self.batch.append((kind, pattern, label))
+    def add(self, kind: str, pattern: str, label: str, action: str | None = None,
+            expires_at: datetime | None = None, once: bool = False) -> None:
+        self.batch.append((kind, pattern, label, action, expires_at, once))
         if len(self.batch) >= IMPORT_BATCH:
             self._flush()
 
@@ -193,11 +267,16 @@ class _ImportSink:
         if self.staged:
             raw = self.conn.connection.dbapi_connection
             assert raw is not None
-            raw.cursor().executemany("INSERT INTO temp.rf_import VALUES (?, ?, ?)", self.batch)
+            when = self._when or (lambda value: value)
+            raw.cursor().executemany(
+                "INSERT INTO temp.rf_import VALUES (?, ?, ?, ?, ?, ?)",
+                [(k, p, lb, a, when(e) if e is not None else None, int(o))
+                 for k, p, lb, a, e, o in self.batch])
         else:
             now = utcnow()
-            rows = [{**self.common, "kind": k, "pattern": p, "label": lb, "once": False,
-                     "created_at": now, "hits": 0} for k, p, lb in self.batch]
+            rows = [{**self.common, "kind": k, "pattern": p, "label": lb, "action": a,
+                     "expires_at": e, "once": o, "created_at": now, "hits": 0}
+                    for k, p, lb, a, e, o in self.batch]
             self.added += insert_ignoring_duplicates(self.session, rows)
         self.batch.clear()
 
@@ -224,6 +303,16 @@ def export_pattern(kind: str, pattern: str) -> str:
     return pattern
 
 
+def _checked_action(action: str | None) -> str | None:
+    """An action as stored; EntryError("action") if it is not one."""
+    if action is None:
+        return None
+    try:
+        return str(Action.parse(action))
+    except ValueError as exc:
+        raise entry_error(exc, "action") from None
+
+
 class ListFiles:
     """CSV in and out of the lists, and atomic replacement of a subscription's entries."""
 
@@ -236,22 +325,20 @@ class ListFiles:
         source: str = "manual", action: str | None = None, delimiter: str = ",",
         confirm: bool = False,
     ) -> ImportReport:
-        """Import "number_or_pattern[,label]" lines; bad lines are reported, good ones kept.
+        """Import "number_or_pattern[,label]" lines, or a file `export_csv` wrote; bad lines
+        are reported, good ones kept.
 
+        `action` is for block entries whose line names none (a file without an action column).
         Entries that reach a whole country or more than a million numbers are held back in
         `report.unconfirmed` unless `confirm` is true (the same rule as adding one entry).
         """
         list_name = ListName(list_name)
-        if action is not None:
-            try:
-                action = str(Action.parse(action))
-            except ValueError as exc:
-                raise entry_error(exc, "action") from None
+        default_action = _checked_action(action)
         report = ImportReport(delimiter=delimiter)
         parsed = 0
-        exported = False  # a file export_csv wrote: its label is the second column only
+        columns: dict[str, int] | None = None  # the header's columns, if it named them
         with self.db.session() as s:
-            sink = _ImportSink(s, action=action, source=source, list_name=list_name)
+            sink = _ImportSink(s, source=source, list_name=list_name)
             for line_no, cells, problem in csv_rows(iter(stream), delimiter):
                 if cells is None:
                     report.reject(line_no, "", EntryError(
@@ -263,29 +350,41 @@ class ListFiles:
                 typed = fields[0].strip()
                 if line_no == 1 and (typed.lower() in HEADER_WORDS
                                      or not any(c.isdigit() for c in typed)):
-                    exported = fields == EXPORT_HEADER
+                    columns = _header(fields)
                     continue  # a header row ("number", "Numéro de téléphone"…)
-                label = (fields[1] if exported and len(fields) > 1
-                         else delimiter.join(fields[1:])).strip()[:MAX_LABEL_LENGTH]
-                number = list_number(typed, self.home_region)
-                if number is not None:
-                    kind, pattern = MatchKind.EXACT, number
-                else:
-                    try:
-                        kind, pattern = classify_pattern(typed, self.home_region)
-                        check_breadth(kind, pattern, typed, confirm=confirm)
-                    except BroadEntry as exc:
-                        report.hold(line_no, typed, exc, label)
-                        continue
-                    except EntryError as exc:
-                        report.reject(line_no, typed, exc)
-                        continue
-                sink.add(kind.value, pattern, label)
+                try:
+                    line = (_by_name(fields, columns, delimiter) if columns is not None else
+                            _Line(typed, delimiter.join(fields[1:]).strip()))
+                    entry = self._entry(line, list_name, default_action, confirm)
+                except BroadEntry as exc:
+                    report.hold(line_no, line.typed, exc, line.label[:MAX_LABEL_LENGTH])
+                    continue
+                except EntryError as exc:
+                    report.reject(line_no, typed, exc)
+                    continue
+                sink.add(*entry)
                 parsed += 1
             report.added = sink.finish()
             report.duplicates = parsed - report.added
             bump_rules_version(s)
         return report
+
+    def _entry(self, line: _Line, list_name: ListName, default_action: str | None,
+               confirm: bool) -> tuple[str, str, str, str | None, datetime | None, bool]:
+        """The row of one line: (kind, pattern, label, action, expires_at, once)."""
+        number = list_number(line.typed, self.home_region) if line.kind in (None, "exact") \
+            else None
+        if number is not None:
+            kind, pattern = MatchKind.EXACT, number
+        else:
+            kind, pattern = classify_pattern(line.typed, self.home_region, line.kind)
+            check_breadth(kind, pattern, line.typed, confirm=confirm)
+        action = None
+        if list_name is ListName.BLOCK:  # an allow entry takes no action: it always rings
+            action = _checked_action(line.action) or default_action
+        once = line.once and list_name is ListName.ALLOW  # "permit next call" is an allow
+        return (kind.value, pattern, line.label[:MAX_LABEL_LENGTH], action, line.expires_at,
+                once)
 
     def import_file(
         self, data: bytes, list_name: ListName | str, *, source: str = "manual",
@@ -303,7 +402,7 @@ class ListFiles:
         return report
 
     def export_csv(self, list_name: ListName | str, out: TextIO) -> int:
-        """Write a list as CSV (pattern,label,kind,action,expires_at); return the row count.
+        """Write a list as CSV (pattern,label,kind,action,expires_at,once); return the count.
 
         Labels come from strangers (subscriptions, vCards, imports): every cell is stripped of
         control and bidi-override characters and neutralised (`csv_cells`) so no spreadsheet
@@ -318,7 +417,8 @@ class ListFiles:
         with self.db.session() as s:
             for row in s.scalars(query):
                 cells = [export_pattern(row.kind, row.pattern), row.label, row.kind,
-                         row.action or "", row.expires_at.isoformat() if row.expires_at else ""]
+                         row.action or "", row.expires_at.isoformat() if row.expires_at else "",
+                         "true" if row.once else ""]
                 writer.writerow([neutralise(untrusted.strip_controls(cell)) for cell in cells])
                 count += 1
         return count

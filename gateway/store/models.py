@@ -156,6 +156,8 @@ class VoicemailRow(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     heard: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Cut short by a crash (or an error) and recovered on start with what reached the disk.
+    interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class MessageRow(Base):
@@ -247,6 +249,10 @@ class NotificationRow(Base):
     period: Mapped[str] = mapped_column(String(80))  # "2026-11-23" or an event key
     channel: Mapped[str] = mapped_column(String(60))  # "email" or "<scheme>:<url hash>"
     status: Mapped[str] = mapped_column(String(10))  # sending | sent | retry | failed
+    # While "sending": claimed | connecting | data (the server may have the message: never
+    # resent). NULL on rows before migration 0005, read as "data".
+    phase: Mapped[str | None] = mapped_column(String(12), default=None)
+    sender: Mapped[str | None] = mapped_column(String(80), default=None)  # host:pid sending it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     subject: Mapped[str] = mapped_column(String(200), default="")

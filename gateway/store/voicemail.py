@@ -43,12 +43,13 @@ class Voicemails:
         return resolve_voicemail_path(self.folder, row.path)
 
     def save(self, call_row_id: int | None, *, at: datetime, path: str, duration_s: float,
-             size_bytes: int, number: str | None, display_name: str) -> int:
+             size_bytes: int, number: str | None, display_name: str,
+             interrupted: bool = False) -> int:
         """Log a recorded message; return its id."""
         with self.db.session() as s:
             row = VoicemailRow(call_id=call_row_id, at=at, path=path, duration_s=duration_s,
                                size_bytes=size_bytes, number=number,
-                               display_name=display_name[:256])
+                               display_name=display_name[:256], interrupted=interrupted)
             s.add(row)
             s.flush()
             return row.id

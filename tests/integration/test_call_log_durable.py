@@ -6,9 +6,7 @@ simultaneous calls on one "permit next call" (issue 11, items 2, 5 and 6)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.peers import wait_until
+from tests.peers.disk import fill, small_tmpfs
 from tests.peers.gateway_process import GatewayProcess, SqliteLock, call, count_calls, ring
 from tests.peers.postgres import PostgresUnavailable, postgres_server
 from tests.peers.require import missing_peer
@@ -130,38 +129,6 @@ def test_two_simultaneous_calls_on_one_permit_let_exactly_one_through(
     steps = sorted(r[0] for r in rows(gateway.database_file, "SELECT step FROM calls"))
     assert steps == ["allow", "block"]
     assert rows(gateway.database_file, "SELECT count(*) FROM list_entries WHERE once") == [(0,)]
-
-
-@contextlib.contextmanager
-def small_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` at `mount_point` (needs root); always unmounted."""
-    if os.geteuid() != 0:
-        missing_peer("a full disk is simulated with a small tmpfs, which needs root")
-    mount_point.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        missing_peer(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write zeros into `folder` until the disk is full; return the file to delete later."""
-    filler = folder / "filler"
-    block = b"\0" * 65536
-    # Unbuffered: a buffered file would raise ENOSPC again when closed, flushing the part of
-    # the last block that did not fit (whether it does depends on how full the disk was).
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(block)
-                out.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def test_calls_on_a_full_disk_reach_the_log_when_space_is_back(tmp_path: Path) -> None:

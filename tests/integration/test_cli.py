@@ -152,8 +152,42 @@ def test_import_export(config: Path, tmp_path: Path) -> None:
     assert "block list: 3 added, 0 already present, 1 rejected" in result.stdout
     assert "numbers.csv:2: 'nonsense' rejected" in result.stderr
     exported = ringfence(config, "export", "--list", "block").stdout.splitlines()
-    assert exported[0] == "pattern,label,kind,action,expires_at"
+    assert exported[0] == "pattern,label,kind,action,expires_at,once"
     assert len(exported) == 4
+
+
+def test_an_export_imports_back_to_the_same_entries_in_a_new_installation(
+        config: Path, tmp_path: Path) -> None:
+    """Issue 11, item 11: reject:404 came back as 603, announce:sit as 603, the label as
+    "spam,exact,reject:404,", an expiry as permanent; the README's header was a bad line."""
+    ringfence(config, "db", "upgrade")
+    for args in (("0612000001", "--action", "reject:404", "--label", "=spam, really"),
+                 ("0612000002", "--action", "announce:sit", "--expires", "2099-01-01T00:00Z"),
+                 ("0612*", "--kind", "glob", "--label", "@SUM(A1)")):
+        ringfence(config, "block", "add", *args, "--yes")
+    ringfence(config, "allow", "add", "0612000003", "--once", "--label", "next call")
+    exported = {name: ringfence(config, "export", "--list", name).stdout
+                for name in ("block", "allow")}
+    assert "'=spam, really" in exported["block"]  # a spreadsheet would evaluate it
+
+    fresh = tmp_path / "fresh" / "config.toml"
+    fresh.parent.mkdir()
+    fresh.write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    ringfence(fresh, "db", "upgrade")
+    for name, text in exported.items():
+        file = tmp_path / f"{name}.csv"
+        file.write_text(text, encoding="utf-8")
+        result = ringfence(fresh, "import", str(file), "--list", name, "--yes")
+        assert "0 rejected" in result.stdout, result.stdout + result.stderr
+        again = ringfence(fresh, "export", "--list", name).stdout.splitlines()
+        assert again[0] == text.splitlines()[0] and sorted(again) == sorted(text.splitlines())
+    readme = tmp_path / "readme.csv"
+    readme.write_text("number_or_pattern,label\n0612000009,from the README\n", encoding="utf-8")
+    result = ringfence(fresh, "import", str(readme), "--list", "block")
+    assert "1 added" in result.stdout and result.stderr == "", result.stderr
+    # "+" starts a formula in a spreadsheet: exported numbers carry the neutralising "'".
+    assert "'+33612000009,from the README,exact,,," in \
+        ringfence(fresh, "export", "--list", "block").stdout.splitlines()
 
 
 def test_replay_changes_nothing_unless_recorded(config: Path, tmp_path: Path) -> None:

@@ -61,6 +61,26 @@ def test_line_down_then_up(tmp_path: Path) -> None:
     assert "403 Forbidden X: injected" in bodies[0]["message"]
 
 
+def test_an_unreachable_registrar_is_alerted_after_the_limit(tmp_path: Path) -> None:
+    with http_server() as sink:
+        settings = make_settings(
+            tmp_path, f'[notify]\nalert_line_down_minutes = 5\n'
+            f'apprise_urls = ["json://127.0.0.1:{sink.port}/a"]\n')
+        service = Services.open(settings)
+        notifier = Notifier(service.db, settings)
+        now = datetime.now(UTC)
+        service.book.set_line_state("home", "unreachable", "the registrar does not answer OPTIONS")
+        notifier.tick(now)
+        # The registration retries in between (a REGISTER that times out): still one outage.
+        service.book.set_line_state("home", "registering", "the registrar does not answer OPTIONS")
+        notifier.tick(now + timedelta(minutes=3))
+        service.book.set_line_state("home", "unreachable", "the registrar does not answer OPTIONS")
+        notifier.tick(now + timedelta(minutes=5, seconds=30))
+    [body] = [json.loads(b) for b in sink.bodies]
+    assert body["title"] == "Line home not registered for 5 min"
+    assert "the registrar does not answer OPTIONS" in body["message"]
+
+
 def test_retention_purges_old_rows_files_and_keeps_under_the_cap(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "[voicemail]\nmax_total_mb = 1\n"
                              "[retention]\ncalls_days = 30\nvoicemail_days = 10\n")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from gateway.sip.register import KEEPALIVE_SECONDS, PROBE_WAIT
 from tests.peers import wait_until
 from tests.peers.fakes import FakeService
 from tests.peers.fixtures import GatewayFactory, line_for
@@ -76,6 +77,36 @@ def test_reregisters_after_kamailio_restart(
     before = registration.registrations
     wait_until(lambda: registration.registrations > before, 15, "registration after restart")
     assert "REQ REGISTER" in kamailio.log_text().split("signal 15")[-1]
+
+
+def test_a_registrar_outage_is_seen_between_refreshes_and_ends_with_a_new_registration(
+    make_kamailio: Callable[..., Kamailio], make_gateway: GatewayFactory,
+    fake_service: FakeService,
+) -> None:
+    kamailio = make_kamailio()
+    # A 10-minute binding: before issue 11 the outage showed only at the refresh, 9 min away.
+    gateway = make_gateway(lines=(line_for(kamailio, expires=600),))
+    registration = gateway.registrations[0]
+    wait_until(lambda: registered(fake_service), 10, "the first registration")
+    assert registration.expires == 600
+    wait_until(lambda: kamailio.count_in_log("REQ OPTIONS") >= 1, 30, "a keep-alive OPTIONS")
+    kamailio.stop()
+    # Bounded by design at KEEPALIVE_SECONDS + PROBE_WAIT (18 s); the wait here is generous.
+    wait_until(lambda: registration.state == "unreachable", 60, "the line to be unreachable")
+    assert fake_service.line_states[-1] == (
+        "home", "unreachable", "the registrar does not answer OPTIONS")
+    before = registration.registrations
+    kamailio.start()  # same port; its bindings are gone with the old process
+    wait_until(lambda: registered(fake_service), 30, "the line registered again")
+    assert registration.registrations == before + 1
+    assert "REQ REGISTER" in kamailio.log_text().split("signal 15")[-1]
+    states = [state for _, state, _ in fake_service.line_states]
+    assert states[-3:] == ["unreachable", "registering", "registered"]
+
+
+def test_the_keep_alive_finds_the_outage_well_within_30_seconds() -> None:
+    assert KEEPALIVE_SECONDS + PROBE_WAIT <= 20  # the slowest a lost registrar is noticed
+    assert PROBE_WAIT > 7.5  # a probe outlives four retransmissions (0.5+1+2+4 s): no flap
 
 
 def test_options_flood_during_refreshes_does_not_break_registration(

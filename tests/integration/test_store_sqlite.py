@@ -159,8 +159,8 @@ def test_import_reports_bad_lines_and_keeps_good_ones(service: Services) -> None
     out = io.StringIO()
     assert service.store.list_files.export_csv("block", out) == 3
     exported = out.getvalue().splitlines()
-    assert exported[0] == "pattern,label,kind,action,expires_at"
-    assert "'+33162*,telemarketing,prefix,," in exported  # neutralised (docs/security.md)
+    assert exported[0] == "pattern,label,kind,action,expires_at,once"
+    assert "'+33162*,telemarketing,prefix,,," in exported  # neutralised (docs/security.md)
     # What we export imports again as the same entries.
     service.store.list_files.replace_source("allow", "subscription:x", [])
     again = service.store.list_files.import_csv(io.StringIO(out.getvalue()), "block")

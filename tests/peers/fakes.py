@@ -45,6 +45,7 @@ class FakeService:
     known: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     raise_in_screen: bool = False
+    slots_asked: list[Path] = field(default_factory=list)
     finished: threading.Condition = field(default_factory=threading.Condition)
 
     def screen(self, caller: Caller, now: datetime) -> Decision:
@@ -73,6 +74,14 @@ class FakeService:
     def voicemail_space_left(self) -> int:
         return self.space_left
 
+    def start_voicemail(self, call_ref: str | None, caller: Caller, path: Path,
+                        at: datetime) -> FakeSlot | None:
+        """Room for a message unless `space_left` says the mailbox is full."""
+        self.slots_asked.append(path)
+        if self.space_left <= 0:
+            return None
+        return FakeSlot(self, call_ref, caller, path)
+
     def auto_allow(self, number_e164: str, *, label: str = "passed challenge") -> None:
         self.allowed.append(number_e164)
 
@@ -93,6 +102,36 @@ class FakeService:
             )
         assert ok, f"calls did not finish: {self.calls}"
         return self.calls
+
+
+@dataclass
+class FakeSlot:
+    """Room for one message in a `FakeService`: no cap, saved through `save_voicemail`."""
+
+    service: FakeService
+    call_ref: str | None
+    caller: Caller
+    path: Path
+    saved: bool = False
+    closed: bool = False
+
+    room: bool = True
+
+    def has_room(self) -> bool:
+        return self.room
+
+    def claim(self, count: int) -> int:
+        return count
+
+    def save(self, duration_s: float, size_bytes: int) -> str:
+        self.saved = True
+        return self.service.save_voicemail(self.call_ref, self.path, duration_s, size_bytes,
+                                           caller=self.caller)
+
+    def close(self) -> None:
+        self.closed = True
+        if not self.saved:
+            self.path.unlink(missing_ok=True)
 
 
 class SilentMedia:
@@ -121,7 +160,8 @@ class SilentMedia:
     def play_beep(self) -> None:
         self.played.append("beep")
 
-    def record(self, path: Path, *, max_seconds: float, silence_seconds: float) -> None:
+    def record(self, path: Path, *, max_seconds: float, silence_seconds: float,
+               claim: Callable[[int], int] | None = None) -> None:
         self.closed.wait(max_seconds)
         return None
 
@@ -385,6 +425,8 @@ class Recorded:
     """What `ScriptedMedia.record` reports (the `Recording` port)."""
 
     duration_s: float
+    size_bytes: int = 0
+    stopped: str = "silence"
 
 
 class ScriptedMedia:
@@ -392,13 +434,15 @@ class ScriptedMedia:
 
     `digits` are handed out one per `wait_for_digit`; `record` writes `audio` to the path and
     reports `recording_s` seconds (None: nothing recorded, no file); `on_play` runs after each
-    prompt (to hang the caller up mid-greeting, say); `fail_on_play` raises from `play`.
+    prompt (to hang the caller up mid-greeting, say); `fail_on_play` raises from `play`,
+    `fail_on_record` from `record` once `audio` is written.
     """
 
     def __init__(self, offer: str, announced: str, bind: str, *, digits: Iterable[str] = (),
                  recording_s: float | None = 4.0, audio: bytes = b"RIFF-test-audio",
                  on_play: Callable[[Path], None] | None = None,
-                 fail_on_play: BaseException | None = None) -> None:
+                 fail_on_play: BaseException | None = None,
+                 fail_on_record: BaseException | None = None) -> None:
         self.offer = offer
         self.announced = announced
         self.bind = bind
@@ -407,6 +451,7 @@ class ScriptedMedia:
         self.audio = audio
         self.on_play = on_play
         self.fail_on_play = fail_on_play
+        self.fail_on_record = fail_on_record
         self.events: list[Any] = []
         self.closed = 0
 
@@ -429,13 +474,23 @@ class ScriptedMedia:
     def play_beep(self) -> None:
         self.events.append("beep")
 
-    def record(self, path: Path, *, max_seconds: float,
-               silence_seconds: float) -> Recorded | None:
+    def record(self, path: Path, *, max_seconds: float, silence_seconds: float,
+               claim: Callable[[int], int] | None = None) -> Recorded | None:
         self.events.append(("record", max_seconds, silence_seconds))
         if self.recording_s is None:
+            path.unlink(missing_ok=True)  # as MediaSession.record: nothing heard, no file
             return None
-        path.write_bytes(self.audio)
-        return Recorded(self.recording_s)
+        if self.fail_on_record is not None:
+            path.write_bytes(self.audio)
+            raise self.fail_on_record
+        audio = self.audio
+        stopped = "silence"
+        if claim is not None:
+            granted = claim(len(audio))
+            if granted < len(audio):
+                audio, stopped = audio[:granted], "cap"
+        path.write_bytes(audio)
+        return Recorded(self.recording_s, len(audio), stopped)
 
     def wait_for_digit(self, timeout: float) -> str | None:
         self.events.append(("digit", timeout))

@@ -36,7 +36,8 @@ class GatewayProcess:
     """One `ringfence run` with its config, data folder and log under `folder`."""
 
     def __init__(self, folder: Path, *, data_dir: Path | None = None, database: str = "",
-                 extra: str = "") -> None:
+                 extra: str = "", gateway: str = "") -> None:
+        """`extra`: top-level keys and whole sections; `gateway`: more keys of [gateway]."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = free_port()
@@ -44,7 +45,7 @@ class GatewayProcess:
         self.config = folder / "config.toml"
         db = f'database = "{database}"\n' if database else ""
         self.config.write_text(f'data_dir = "{self.data_dir}"\n{db}{extra}[gateway]\n'
-                               f'listen = "127.0.0.1:{self.port}"\n', encoding="utf-8")
+                               f'listen = "127.0.0.1:{self.port}"\n{gateway}', encoding="utf-8")
         self.log_path = folder / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +64,13 @@ class GatewayProcess:
         process = self.process
         wait_until(lambda: process.poll() is None and answers_options(self.port), 60,
                    "the gateway to answer OPTIONS")
+
+    def start_without_probe(self) -> None:
+        """Start the gateway without waiting for it (its lines listen elsewhere)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--config", str(self.config), "run"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def stop(self) -> int | None:
         """SIGTERM and wait (SIGKILL after 30 s); return the exit code."""

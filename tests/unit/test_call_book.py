@@ -182,3 +182,17 @@ def test_set_line_state_writes_and_never_raises(service: Services,
     monkeypatch.setattr(service.store.lines, "set", broken)
     service.book.set_line_state("home", "failed", "timeout")  # logged, not raised
 
+
+
+def test_the_challenge_key_is_the_last_one_read_when_the_database_is_down(
+        service: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    service.store.runtime.set("challenge_digit", "7")
+    assert service.book.challenge_digit() == "7"
+
+    def down(key: str) -> object:
+        raise ConnectionError("the database is gone (test)")
+
+    monkeypatch.setattr(service.store.runtime, "get", down)
+    assert service.book.challenge_digit() == "7"  # answered callers are not hung up on
+    fresh = CallBook(service.store, service.settings)
+    assert fresh.challenge_digit() == "5"  # never read: the default key

@@ -4,6 +4,7 @@ caller is (`identity`) and what the voicemail file is called (`voicemail_path`).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.peers.fakes import (
     CallLog,
     FakeCall,
     FakeService,
+    FakeSlot,
     InlineWork,
     ScriptedMedia,
     SentResponse,
@@ -379,13 +381,44 @@ def test_voicemail_with_another_prompt_plays_that_prompt(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("space_left", [0, -1])
-def test_a_full_voicemail_records_nothing(rig: Rig, space_left: int) -> None:
+def test_a_full_voicemail_says_so_instead_of_the_greeting(rig: Rig, settings: Settings,
+                                                           space_left: int) -> None:
     rig.service.space_left = space_left
     row = rig.run("voicemail")
     assert row.outcome == "voicemail full"
-    assert rig.session.played == ["greeting.wav"]  # no beep, no recording
+    assert rig.session.played == ["voicemail_full.wav"]  # no greeting, no beep, no recording
     assert row.voicemail is None
     assert rig.call.byes == 1
+    assert list(settings.voicemail_dir.iterdir()) == []  # the reserved name is given back
+
+
+def test_the_message_file_is_reserved_before_the_greeting(rig: Rig, settings: Settings) -> None:
+    reserved: list[bool] = []
+    rig.media_options["on_play"] = lambda _path: reserved.append(
+        rig.service.slots_asked[0].exists())
+    rig.run("voicemail")
+    assert reserved == [True]  # the name was this call's while the greeting played
+
+
+def test_a_caller_hanging_up_during_the_greeting_leaves_no_file(rig: Rig,
+                                                                settings: Settings) -> None:
+    rig.media_options["on_play"] = lambda _path: rig.call.caller_hangs_up()
+    assert rig.run("voicemail").outcome == "caller hung up during the greeting"
+    assert list(settings.voicemail_dir.iterdir()) == []
+
+
+def test_a_message_that_reaches_the_cap_says_so_in_the_outcome(rig: Rig,
+                                                               settings: Settings) -> None:
+    class HalfSlot(FakeSlot):
+        def claim(self, count: int) -> int:
+            return count // 2
+
+    rig.service.start_voicemail = (  # type: ignore[method-assign]
+        lambda ref, who, path, at: HalfSlot(rig.service, ref, who, path))
+    row = rig.run("voicemail")
+    assert row.outcome == "voicemail 4 s, mailbox now full"
+    assert row.voicemail is not None
+    assert row.voicemail[0].read_bytes() == b"RIFF-te"  # stopped at what the cap granted
 
 
 def test_a_caller_hanging_up_during_the_greeting(rig: Rig) -> None:
@@ -733,6 +766,32 @@ def test_voicemail_path_names_a_caller_without_number_by_kind(tmp_path: Path) ->
         "20261124-140509-invalid.wav")
 
 
+def test_voicemail_path_reserves_the_name_at_once(tmp_path: Path) -> None:
+    first = voicemail_path(tmp_path, stranger(None, CallerKind.WITHHELD), AT)
+    second = voicemail_path(tmp_path, stranger(None, CallerKind.WITHHELD), AT)
+    assert first != second and first.exists() and second.exists()  # before any audio
+
+
+def test_simultaneous_reservations_never_share_a_name(tmp_path: Path) -> None:
+    names: list[Path] = []
+    lock = threading.Lock()
+    start = threading.Barrier(10)
+
+    def reserve() -> None:
+        start.wait()
+        path = voicemail_path(tmp_path, stranger(CALLER), AT)
+        with lock:
+            names.append(path)
+
+    threads = [threading.Thread(target=reserve) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(names)) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in names)
+
+
 def test_voicemail_path_never_overwrites(tmp_path: Path) -> None:
     first = voicemail_path(tmp_path, stranger(CALLER), AT)
     assert first.name == f"20261124-140509-{CALLER}.wav"
@@ -742,6 +801,26 @@ def test_voicemail_path_never_overwrites(tmp_path: Path) -> None:
     second.write_bytes(b"two")
     assert voicemail_path(tmp_path, stranger(CALLER), AT).name.endswith("-3.wav")
     assert first.read_bytes() == b"one"
+
+
+def test_a_disk_that_fills_up_during_the_greeting_says_the_mailbox_is_full(
+        rig: Rig, settings: Settings) -> None:
+    def full_after_greeting(ref: str | None, who: Caller, path: Path, at: datetime) -> FakeSlot:
+        return FakeSlot(rig.service, ref, who, path, room=False)
+
+    rig.service.start_voicemail = full_after_greeting  # type: ignore[method-assign]
+    row = rig.run("voicemail")
+    assert row.outcome == "voicemail full"
+    assert rig.session.played == ["greeting.wav", "voicemail_full.wav"]  # no beep
+    assert list(settings.voicemail_dir.iterdir()) == []
+
+
+def test_a_recording_that_cannot_start_says_the_mailbox_is_full(rig: Rig) -> None:
+    rig.media_options["fail_on_record"] = OSError(28, "No space left on device")
+    rig.media_options["audio"] = b""
+    row = rig.run("voicemail")
+    assert row.outcome == "voicemail full" and row.voicemail is None
+    assert rig.session.played == ["greeting.wav", "beep", "voicemail_full.wav"]
 
 
 def test_control_characters_never_reach_the_callers_display_name() -> None:

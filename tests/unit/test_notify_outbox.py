@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,3 +125,90 @@ def test_message_round_trips_through_its_payload() -> None:
     message = Message(kind="voicemail", subject="s", text="t", html="<p>h</p>", sms=("a", "b"),
                       attachments=("/x.wav",))
     assert Message.from_payload(message.to_payload()) == message
+
+
+class StagedFake(FakeChannel):
+    """Reports the DATA step like the email channel; `at_data` runs right after it."""
+
+    def __init__(self, name: str, db: Database) -> None:
+        super().__init__(name)
+        self.db = db
+        self.phases: list[str | None] = []
+
+    def send_staged(self, message: Message, before_data: Callable[[], None]) -> None:
+        self.phases.append(phase(self.db))
+        before_data()
+        self.phases.append(phase(self.db))
+        self.send(message)
+
+
+def phase(db: Database) -> str | None:
+    with db.session() as s:
+        return s.scalars(select(NotificationRow.phase)).one()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def interrupted(db: Database, phase_name: str | None, sender: str | None) -> None:
+    """What a kill -9 during a send leaves behind."""
+    with db.session() as s:
+        s.add(NotificationRow(kind="digest", period="p", channel="email", status="sending",
+                              attempts=1, subject="s", payload=MESSAGE.to_payload(),
+                              created_at=NOW, phase=phase_name, sender=sender))
+
+
+def test_each_phase_is_committed_before_the_step_it_names(tmp_path: Path) -> None:
+    db = database(tmp_path)
+    staged = StagedFake("email", db)
+    plain = FakeChannel("ntfy:1")
+    seen: list[str | None] = []
+    plain.send = lambda message: seen.append(  # type: ignore[method-assign]
+        next(r.phase for r in recent_notifications(db) if r.channel == "ntfy:1"))
+    Outbox(db, [staged, plain]).deliver("digest", "p", MESSAGE, NOW)
+    assert staged.phases == ["connecting", "data"]
+    assert seen == ["data"]  # a channel that cannot tell: it may have the message at once
+    assert [r.phase for r in recent_notifications(db)] == [None, None]  # settled
+
+
+@pytest.mark.parametrize("phase_name", ["claimed", "connecting"])
+def test_a_send_killed_before_data_is_sent_again_on_start(tmp_path: Path,
+                                                          phase_name: str) -> None:
+    db = database(tmp_path)
+    interrupted(db, phase_name, f"{socket.gethostname()}:{dead_pid()}")
+    channel = FakeChannel("email")
+    outbox = Outbox(db, [channel])
+    assert outbox.resolve_interrupted(NOW + timedelta(seconds=30)) == 1
+    [outcome] = outbox.retry_due(NOW + timedelta(seconds=35))
+    assert outcome.status == "sent" and channel.sent == [MESSAGE]
+    assert statuses(db) == [("email", "sent", 2)]
+
+
+@pytest.mark.parametrize("phase_name", ["data", None])
+def test_a_send_killed_once_data_may_have_left_is_never_resent(tmp_path: Path,
+                                                               phase_name: str | None) -> None:
+    db = database(tmp_path)
+    interrupted(db, phase_name, f"{socket.gethostname()}:{dead_pid()}")
+    channel = FakeChannel("email")
+    outbox = Outbox(db, [channel])
+    assert outbox.resolve_interrupted(NOW) == 1
+    assert outbox.retry_due(NOW + timedelta(days=1)) == [] and channel.sent == []
+    [row] = recent_notifications(db)
+    assert row.status == "failed" and "not resent" in (row.last_error or "")
+
+
+def test_a_send_of_a_live_process_or_another_host_waits_for_the_stale_timeout(
+        tmp_path: Path) -> None:
+    db = database(tmp_path)
+    interrupted(db, "connecting", f"{socket.gethostname()}:{os.getpid()}")  # sending now
+    with db.session() as s:
+        s.add(NotificationRow(kind="digest", period="q", channel="email", status="sending",
+                              attempts=1, subject="s", payload=MESSAGE.to_payload(),
+                              created_at=NOW, phase="connecting", sender="other-pi:12"))
+    outbox = Outbox(db, [FakeChannel("email")])
+    assert outbox.resolve_interrupted(NOW) == 0
+    assert outbox.expire_stale(NOW + timedelta(minutes=20)) == 2
+    assert [o.status for o in outbox.retry_due(NOW + timedelta(minutes=20))] == ["sent"] * 2

@@ -328,11 +328,11 @@ def test_export_writes_patterns_as_the_owner_types_them(store: Store) -> None:
     out = io.StringIO()
     assert store.list_files.export_csv("block", out) == 4
     assert out.getvalue().splitlines() == [
-        "pattern,label,kind,action,expires_at",
-        f"'+33611111111,pest,exact,reject:404,{(NOW + timedelta(days=1)).isoformat()}",
-        "'+33162*,tm,prefix,,",
-        r"re:^\+4420,,regex,,",
-        "'+336??????99,,glob,,",
+        "pattern,label,kind,action,expires_at,once",
+        f"'+33611111111,pest,exact,reject:404,{(NOW + timedelta(days=1)).isoformat()},",
+        "'+33162*,tm,prefix,,,",
+        r"re:^\+4420,,regex,,,",
+        "'+336??????99,,glob,,,",
     ]
 
 
@@ -489,3 +489,62 @@ def test_the_policy_is_cached_per_version(store: Store) -> None:
     assert changed.versions.policy > first.versions.policy
     assert changed.versions.patterns == first.versions.patterns
     assert str(changed.policy.block_action) == "announce:sit"
+
+
+def imported(store: Store, text: str, list_name: str = "block", **options: Any) -> list[
+        tuple[object, ...]]:
+    report = store.list_files.import_csv(io.StringIO(text), list_name, **options)
+    assert report.rejected == [], report.rejected
+    return sorted((e.pattern, str(e.action) if e.action else None, e.label, e.expires_at, e.once)
+                  for e in store.entries.find(list_name))
+
+
+def test_the_readme_header_is_understood(store: Store) -> None:
+    assert imported(store, "number_or_pattern,label\n0612345678,from the README\n") == [
+        ("+33612345678", None, "from the README", None, False)]
+
+
+def test_the_two_column_form_and_extra_fields_still_import(store: Store) -> None:
+    assert imported(store, "0612345678,pest, really\n0612345679\n") == [
+        ("+33612345678", None, "pest, really", None, False),
+        ("+33612345679", None, "", None, False)]
+
+
+def test_an_export_of_the_previous_version_keeps_its_actions_and_expiries(store: Store) -> None:
+    text = ("pattern,label,kind,action,expires_at\n"  # before the `once` column
+            "'+33612345601,\"spam,exact,x\",exact,reject:404,\n"
+            "'+33612345602,robot,exact,announce:sit,\n"
+            "'+33612345603,gone,exact,,2026-11-01T00:00:00+00:00\n")
+    assert imported(store, text) == [
+        ("+33612345601", "reject:404", "spam,exact,x", None, False),
+        ("+33612345602", "announce:sit", "robot", None, False),
+        ("+33612345603", None, "gone", NOW.replace(year=2026, month=11, day=1, hour=0,
+                                                   minute=0, second=0, microsecond=0), False)]
+
+
+def test_a_line_without_its_own_action_takes_the_import_action(store: Store) -> None:
+    text = "pattern,label,action\n0612345601,a,reject:404\n0612345602,b,\n"
+    assert [a for _, a, *_ in imported(store, text, action="announce")] == [
+        "reject:404", "announce"]
+
+
+def test_an_allow_list_takes_no_action_and_keeps_once(store: Store) -> None:
+    text = "pattern,label,action,once\n0612345601,mum,reject:404,true\n0612345602,dad,,\n"
+    assert imported(store, text, "allow") == [
+        ("+33612345601", None, "mum", None, True), ("+33612345602", None, "dad", None, False)]
+
+
+@pytest.mark.parametrize(("line", "field", "why"), [
+    ("0612345601,x,exact,reject:999,,", "reject code", "reject code '999'"),
+    ("0612345601,x,exact,,tomorrow,", "expires_at", "expires_at tomorrow"),
+    ("0612345601,x,exact,,,maybe", "once", "once maybe"),
+    ("0612345601,x,sideways,,,", "kind", "kind sideways"),
+])
+def test_a_bad_column_rejects_its_line_naming_the_field(
+        store: Store, line: str, field: str, why: str) -> None:
+    # `field`: the words of the reason that say which column is wrong
+    text = "pattern,label,kind,action,expires_at,once\n" + line + "\n0612345602,ok,exact,,,\n"
+    report = store.list_files.import_csv(io.StringIO(text), "block")
+    assert report.added == 1
+    [rejected] = report.rejected
+    assert rejected.line == 2 and why in rejected.why and field in rejected.why, rejected.why

@@ -69,7 +69,8 @@ def wav_bytes(seconds: float = 0.5, rate: int = 8000, fmt: int = 1) -> bytes:
 
 
 def save_voicemail(service: Services, settings: Settings, number: str | None,
-                   *, name: str = "", seconds: float = 1.0, at: datetime = NOW) -> int:
+                   *, name: str = "", seconds: float = 1.0, at: datetime = NOW,
+                   interrupted: bool = False) -> int:
     """Write a WAV under the voicemail folder and log it."""
     folder = settings.voicemail_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,8 @@ def save_voicemail(service: Services, settings: Settings, number: str | None,
     path = folder / f"vm-{at:%Y%m%d%H%M%S}-{(number or 'anon').lstrip('+')}.wav"
     path.write_bytes(data)
     return service.store.voicemails.save(None, at=at, path=path.name, duration_s=seconds,
-                                       size_bytes=len(data), number=number, display_name=name)
+                                       size_bytes=len(data), number=number, display_name=name,
+                                       interrupted=interrupted)
 
 
 def relative_to(folder: Path, path: Path) -> str:

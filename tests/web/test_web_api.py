@@ -205,6 +205,7 @@ def test_voicemail_endpoints(api: Api, settings: Settings, service: Services) ->
     vm = save_voicemail(service, settings, "+33612345678")
     listing = api("GET", "/api/voicemails").get_json()
     assert listing["total"] == 1 and listing["voicemails"][0]["heard"] is False
+    assert listing["voicemails"][0]["interrupted"] is False
     audio = api("GET", f"/api/voicemails/{vm}/audio")
     assert audio.mimetype == "audio/wav" and audio.data[:4] == b"RIFF"
     assert api("POST", f"/api/voicemails/{vm}/heard").get_json()["heard"] is True

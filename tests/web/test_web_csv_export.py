@@ -50,7 +50,7 @@ def seed(service: Services, tmp_path: Path) -> None:
 
 def check_cells(text: str) -> list[list[str]]:
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0] == ["pattern", "label", "kind", "action", "expires_at"]
+    assert rows[0] == ["pattern", "label", "kind", "action", "expires_at", "once"]
     for row in rows[1:]:
         for cell in row:
             assert cell[:1] not in FORMULA_START, (row, cell)

@@ -41,6 +41,17 @@ def test_voicemail_list_audio_range_download(client: FlaskClient, settings: Sett
     assert "voicemail-" in download.headers["Content-Disposition"]
 
 
+def test_a_message_a_crash_cut_short_says_so(client: FlaskClient, settings: Settings,
+                                             service: Services) -> None:
+    """Issue 11: a message saved on start from what a crash left is marked, not passed off."""
+    whole = save_voicemail(service, settings, "+33612345678", seconds=2.0)
+    cut = save_voicemail(service, settings, "+33612345679", seconds=3.0, interrupted=True)
+    html = text(client.get("/voicemail"))
+    rows = {re.search(r'id="vm-(\d+)"', row).group(1): row  # type: ignore[union-attr]
+            for row in html.split('<li class="row')[1:]}
+    assert "cut short" in rows[str(cut)] and "cut short" not in rows[str(whole)]
+
+
 def test_mark_heard_and_delete_removes_file_and_row(client: FlaskClient, settings: Settings,
                                                     service: Services) -> None:
     vm = save_voicemail(service, settings, "+33612345678")
@@ -141,7 +152,7 @@ def test_export_a_list_as_csv(client: FlaskClient, service: Services) -> None:
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     body = response.get_data(as_text=True)
-    assert body.splitlines()[0] == "pattern,label,kind,action,expires_at"
+    assert body.splitlines()[0] == "pattern,label,kind,action,expires_at,once"  # once: issue 11
     assert "'+33612345678,spam,exact" in body and "'+33162*,range,prefix" in body
     assert client.get("/transfer/export/grey.csv").status_code == 404
 
