@@ -23,7 +23,7 @@ from gateway.ops.backup import backup_to, restore_from
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PROMPTS, REJECT_CODES, Action, DefaultMode
 from gateway.store.models import Base, CallRow, ListEntryRow, RuleRow, SettingRow, VoicemailRow
-from gateway.store.settings import CREDENTIAL_KEYS, RULES_VERSION_KEY
+from gateway.store.settings import CREDENTIAL_KEYS, VERSION_KEYS
 from tests.helpers import Services
 
 NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
@@ -161,7 +161,7 @@ def rows(service: Services) -> dict[str, Any]:
             return [{c.key: getattr(r, c.key) for c in table.columns} for r in found]  # type: ignore[attr-defined]
 
     settings = {r["key"]: r["value"] for r in dump(SettingRow)
-                if r["key"] not in (*CREDENTIAL_KEYS, RULES_VERSION_KEY)}
+                if r["key"] not in (*CREDENTIAL_KEYS, *VERSION_KEYS)}
     files = {p.name: p.read_bytes() for p in service.settings.voicemail_dir.glob("*")}
     return {"settings": settings, "rules": dump(RuleRow), "entries": dump(ListEntryRow),
             "calls": dump(CallRow), "voicemails": dump(VoicemailRow), "files": files}
