@@ -1,10 +1,12 @@
-"""List subscriptions: an allow or block list kept in step with a URL or a local file.
+"""List subscriptions: an allow or block list kept in step with a URL, a local file or a
+CardDAV address book.
 
-Each refresh downloads (size- and time-limited), parses "number_or_pattern[,label]" lines,
-and only if that gave at least one usable entry replaces the subscription's entries in one
-transaction (`ListFiles.replace_source`). A failed download, an HTML error page or an empty
-file leaves the previous entries in place. Manual entries have another source and are never
-touched.
+Each refresh downloads (size- and time-limited), parses "number_or_pattern[,label]" lines
+(kind "list") or an address book's cards (kind "carddav", `gateway.feeds.carddav`), and only if
+that gave at least one usable entry replaces the subscription's entries in one transaction
+(`ListFiles.replace_source`). A failed download, an HTML error page, a refused password or an
+empty file leaves the previous entries in place. Manual entries have another source and are
+never touched.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import functools
 import http.client
 import ipaddress
 import logging
+import os
 import socket
 import time
 import urllib.error
@@ -27,6 +30,17 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from gateway.config import Settings
+from gateway.feeds.carddav import (
+    MAX_CARDS,
+    MULTIGET_BATCH,
+    PROPFIND_BODY,
+    QUERY_BODY,
+    AddressBookEntries,
+    CardDavError,
+    MultistatusReader,
+    entries_from_cards,
+    multiget_body,
+)
 from gateway.screening.rules import ListName
 from gateway.store.csv_cells import restore
 from gateway.store.db import Database
@@ -43,6 +57,10 @@ RETRY_AFTER_FAILURE = timedelta(hours=1)
 SHRINK_MIN_PREVIOUS = 100  # below this, a list shrinking a lot is normal
 CHUNK = 64 * 1024
 USER_AGENT = "Ringfence list subscription"
+KINDS = ("list", "carddav")
+# Answers a server gives to a REPORT it does not support: then the cards are listed with a
+# PROPFIND and read with addressbook-multiget (RFC 6352 §8.7), which every server has.
+QUERY_UNSUPPORTED = frozenset({400, 403, 405, 412, 415, 422, 501})
 
 
 class SubscriptionError(ValueError):
@@ -172,7 +190,7 @@ class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
                             context=self._context)  # type: ignore[attr-defined]
 
 
-def _opener(lan: bool) -> urllib.request.OpenerDirector:
+def _opener(lan: bool, *extra: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
     guard = _Guard(lan)
     opener = urllib.request.OpenerDirector()
     # No proxy from the environment: through a proxy, the address check would see the proxy,
@@ -180,9 +198,30 @@ def _opener(lan: bool) -> urllib.request.OpenerDirector:
     for handler in (urllib.request.ProxyHandler({}), _GuardedHTTPHandler(guard),
                     _GuardedHTTPSHandler(guard), _HttpOnlyRedirects(),
                     urllib.request.HTTPDefaultErrorHandler(),
-                    urllib.request.HTTPErrorProcessor()):
+                    urllib.request.HTTPErrorProcessor(), *extra):
         opener.add_handler(handler)
     return opener
+
+
+def _read_body(response: http.client.HTTPResponse, max_bytes: int, deadline: float,
+               timeout: float, consume: Callable[[bytes], None]) -> int:
+    """Hand `response`'s body to `consume` in chunks; SubscriptionError when too big or slow.
+
+    Returns how many bytes were read, to be counted against the caller's whole budget.
+    """
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise SubscriptionError(f"the list is {int(declared) // 2**20} MiB, more than "
+                                f"the {max_bytes // 2**20} MiB allowed")
+    size = 0
+    while chunk := response.read(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise SubscriptionError(f"the list is larger than {max_bytes // 2**20} MiB allowed")
+        if time.monotonic() > deadline:
+            raise SubscriptionError(f"the download took longer than {timeout:.0f} s")
+        consume(chunk)
+    return size
 
 
 def fetch(location: str, max_bytes: int, timeout: float, *, lan: bool = False) -> bytes:
@@ -204,20 +243,10 @@ def fetch(location: str, max_bytes: int, timeout: float, *, lan: bool = False) -
     request = urllib.request.Request(location, headers={"User-Agent": USER_AGENT})  # noqa: S310
     try:
         with _opener(lan).open(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise SubscriptionError(f"the list is {int(declared) // 2**20} MiB, more than "
-                                        f"the {max_bytes // 2**20} MiB allowed")
             if "text/html" in (response.headers.get("Content-Type") or "").lower():
                 raise SubscriptionError("the server sent a web page, not a list")
             data = bytearray()
-            while chunk := response.read(CHUNK):
-                data.extend(chunk)
-                if len(data) > max_bytes:
-                    raise SubscriptionError(
-                        f"the list is larger than {max_bytes // 2**20} MiB allowed")
-                if time.monotonic() > deadline:
-                    raise SubscriptionError(f"the download took longer than {timeout:.0f} s")
+            _read_body(response, max_bytes, deadline, timeout, data.extend)
             return bytes(data)
     except urllib.error.HTTPError as exc:
         raise SubscriptionError(f"HTTP {exc.code} {exc.reason}") from None
@@ -227,6 +256,129 @@ def fetch(location: str, max_bytes: int, timeout: float, *, lan: bool = False) -
         if isinstance(exc, SubscriptionError):
             raise
         raise SubscriptionError(f"cannot download: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CardDavAccount:
+    """Where an address book is and how to log in; `name` says which subscription it is."""
+
+    url: str
+    username: str
+    password_file: str | None
+    lan: bool
+    name: str
+
+
+def read_password(account: CardDavAccount) -> str:
+    """The password in the account's file (its first line, trimmed); "" without a file."""
+    if account.password_file is None:
+        return ""
+    path = Path(account.password_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SubscriptionError(f"{account.name}: cannot read the password file {str(path)!r} "
+                                f"({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SubscriptionError(f"{account.name}: the password file {str(path)!r} is not "
+                                "UTF-8 text") from None
+    lines = text.splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _auth_handlers(account: CardDavAccount) -> list[urllib.request.BaseHandler]:
+    if not account.username:
+        return []
+    # Basic is sent with the first request (Radicale, Nextcloud, iCloud, most servers); a
+    # server that asks for Digest (Baïkal's default) gets it in answer to its 401.
+    manager = urllib.request.HTTPPasswordMgrWithPriorAuth()
+    manager.add_password(None, account.url, account.username, read_password(account),
+                         is_authenticated=True)
+    return [urllib.request.HTTPBasicAuthHandler(manager),
+            urllib.request.HTTPDigestAuthHandler(manager)]
+
+
+def _dav_request(opener: urllib.request.OpenerDirector, url: str, method: str, body: bytes,
+                 budget: int, deadline: float, timeout: float) -> tuple[list[str | None],
+                                                                        list[str], int]:
+    """One PROPFIND or REPORT (Depth: 1): (cards, hrefs of non-collections, bytes read)."""
+    # Only http(s) gets here (checked when the subscription was added).
+    request = urllib.request.Request(url, data=body, method=method, headers={  # noqa: S310
+        "User-Agent": USER_AGENT, "Depth": "1",
+        "Content-Type": 'application/xml; charset="utf-8"'})
+    reader = MultistatusReader()
+    with opener.open(request, timeout=max(0.1, deadline - time.monotonic())) as response:
+        if response.status != 207:
+            kind = (response.headers.get("Content-Type") or "?").split(";")[0]
+            raise SubscriptionError(
+                f"the server answered HTTP {response.status} ({kind}) instead of a CardDAV "
+                f"multistatus: is {url} the address book's own URL?")
+        used = _read_body(response, budget, deadline, timeout, reader.feed)
+    resources = reader.close()
+    return ([r.card for r in resources],
+            [r.href for r in resources if r.href and not r.collection], used)
+
+
+def fetch_address_book(account: CardDavAccount, max_bytes: int, timeout: float,
+                       home_region: str) -> AddressBookEntries:
+    """Every phone number of a CardDAV address book; SubscriptionError when that fails.
+
+    One addressbook-query REPORT reads every card; a server that refuses it gets a PROPFIND
+    and addressbook-multiget REPORTs instead. `max_bytes` and `timeout` bound all the
+    requests together, and the SSRF rules of `fetch` apply to each connection.
+    """
+    opener = _opener(account.lan, *_auth_handlers(account))
+    deadline = time.monotonic() + timeout
+    try:
+        try:
+            cards, _, _ = _dav_request(opener, account.url, "REPORT", QUERY_BODY, max_bytes,
+                                       deadline, timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code not in QUERY_UNSUPPORTED:
+                raise
+            log.info("%s: addressbook-query refused (HTTP %d); listing the cards instead",
+                     account.name, exc.code)
+            _, hrefs, used = _dav_request(opener, account.url, "PROPFIND", PROPFIND_BODY,
+                                          max_bytes, deadline, timeout)
+            if len(hrefs) > MAX_CARDS:
+                raise CardDavError(f"the address book has more than {MAX_CARDS} cards") \
+                    from None
+            cards = []
+            for start in range(0, len(hrefs), MULTIGET_BATCH):
+                got, _, size = _dav_request(
+                    opener, account.url, "REPORT",
+                    multiget_body(hrefs[start:start + MULTIGET_BATCH]),
+                    max_bytes - used, deadline, timeout)
+                cards.extend(got)
+                used += size
+        return entries_from_cards([c for c in cards if c], home_region)
+    except CardDavError as exc:
+        raise SubscriptionError(str(exc)) from None
+    except urllib.error.HTTPError as exc:
+        raise SubscriptionError(_dav_http_error(account, exc)) from None
+    except urllib.error.URLError as exc:
+        raise SubscriptionError(f"cannot reach the address book: {exc.reason}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        if isinstance(exc, SubscriptionError):
+            raise
+        raise SubscriptionError(f"cannot reach the address book: {exc}") from None
+
+
+def _dav_http_error(account: CardDavAccount, exc: urllib.error.HTTPError) -> str:
+    if exc.code == 401:
+        who = f"user {account.username!r}" if account.username else "no user name"
+        return (f"{account.name}: the server refused {who} and its password (HTTP 401): "
+                "check --user and the password file")
+    if exc.code == 403:
+        return (f"{account.name}: user {account.username!r} may not read {account.url} "
+                "(HTTP 403)")
+    if exc.code == 404:
+        return f"{account.name}: there is no address book at {account.url} (HTTP 404)"
+    if 300 <= exc.code < 400:
+        moved = (exc.headers.get("Location") or "")[:200] if exc.headers else ""
+        return (f"{account.name}: the server moved the address book (HTTP {exc.code}) to "
+                f"{moved or 'another address'}: subscribe to that URL")
+    return f"{account.name}: HTTP {exc.code} {exc.reason}"
 
 
 def parse_list(data: bytes) -> list[tuple[str, str]]:
@@ -258,14 +410,17 @@ class RefreshResult:
     entries: int = 0
     rejected: int = 0
     error: str | None = None
+    kind: str = "list"
 
 
 def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
-                     refresh_hours: int = 24, lan: bool = False) -> SubscriptionRow:
+                     refresh_hours: int = 24, lan: bool = False, kind: str = "list",
+                     username: str = "", password_file: str | None = None) -> SubscriptionRow:
     """Register a subscription (it is fetched by the next refresh).
 
     `lan` says the owner knows the list is on the home network: its server may then be on a
-    private, loopback or link-local address.
+    private, loopback or link-local address. A `kind="carddav"` subscription reads the
+    address book at `url` as `username`, with the password in the file `password_file`.
     """
     try:
         name = ListName(list_name)
@@ -273,13 +428,43 @@ def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
         raise SubscriptionError(f"list {list_name!r}: expected allow or block") from None
     if not 1 <= refresh_hours <= 24 * 30:
         raise SubscriptionError(f"refresh every {refresh_hours} h: expected 1 to 720 hours")
+    if kind not in KINDS:
+        raise SubscriptionError(f"kind {kind!r}: expected list or carddav")
+    location = _check_location(url)
+    username = username.strip()
+    if kind == "carddav":
+        password_file = _check_carddav(location, username, password_file, lan)
+    elif username or password_file:
+        raise SubscriptionError("user: only a carddav subscription logs in")
     with db.session() as s:
-        row = SubscriptionRow(list=name.value, url=_check_location(url)[:1000],
+        row = SubscriptionRow(list=name.value, url=location[:1000],
                               label=label[:200], refresh_hours=refresh_hours, enabled=True,
-                              created_at=utcnow(), entry_count=0, rejected_count=0, lan=lan)
+                              created_at=utcnow(), entry_count=0, rejected_count=0, lan=lan,
+                              kind=kind, username=username[:200], password_file=password_file)
         s.add(row)
         s.flush()
         return row
+
+
+def _check_carddav(url: str, username: str, password_file: str | None, lan: bool) -> str | None:
+    """The password file's absolute path, after the checks a CardDAV subscription needs."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise SubscriptionError(f"{url!r}: a CardDAV address book is an http:// or https:// URL")
+    if password_file and not username:
+        raise SubscriptionError("user: a password file needs a user name (--user)")
+    if username and url.lower().startswith("http://") and not lan:
+        raise SubscriptionError(
+            f"{url!r}: the password would cross the network unencrypted; use https://, or "
+            "mark a server on your own network as a LAN source (--lan)")
+    if not password_file:
+        return None
+    path = Path(password_file).expanduser()
+    if not path.is_absolute():
+        raise SubscriptionError(f"password_file {password_file!r}: give the file's absolute "
+                                "path")
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise SubscriptionError(f"password_file {str(path)!r}: there is no readable file there")
+    return str(path)[:1000]
 
 
 def list_subscriptions(db: Database) -> list[SubscriptionRow]:
@@ -327,11 +512,23 @@ def refresh(db: Database, settings: Settings, subscription_id: int,
         if row is None:
             raise SubscriptionError(f"there is no subscription {subscription_id}")
         url, list_name, previous, lan = row.url, row.list, row.entry_count, row.lan
+        account = CardDavAccount(url, row.username, row.password_file, lan,
+                                 _display_name(row)) if row.kind == "carddav" else None
         row.last_attempt_at = now
     limits = settings.subscriptions
+    unread = 0  # what the source had that is not a number (cards' TEL values)
     try:
-        entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout,
-                                   lan=lan))
+        if account is not None:
+            book = fetch_address_book(account, limits.max_mb * 1024 * 1024, limits.timeout,
+                                      settings.home_region)
+            entries, unread = book.entries, len(book.rejected)
+            if not entries:
+                raise SubscriptionError(
+                    f"the address book has no contact with a phone number ({book.cards} "
+                    "cards); keeping the previous entries")
+        else:
+            entries = parse_list(fetch(url, limits.max_mb * 1024 * 1024, limits.timeout,
+                                       lan=lan))
         if not _has_usable_entry(entries, settings.home_region):
             raise SubscriptionError("the list has no usable number; keeping the previous entries")
         if not force and previous >= SHRINK_MIN_PREVIOUS and len(entries) * 10 < previous:
@@ -352,9 +549,16 @@ def refresh(db: Database, settings: Settings, subscription_id: int,
         row = s.get(SubscriptionRow, subscription_id)
         if row is not None:
             row.last_error, row.last_success_at = None, now
-            row.entry_count, row.rejected_count = report.added, len(report.rejected)
+            row.entry_count = report.added
+            row.rejected_count = len(report.rejected) + unread
     log.info("subscription %d (%s): %s", subscription_id, url, report.summary())
-    return RefreshResult(subscription_id, True, report.added, len(report.rejected))
+    return RefreshResult(subscription_id, True, report.added, len(report.rejected) + unread,
+                         kind="list" if account is None else "carddav")
+
+
+def _display_name(row: SubscriptionRow) -> str:
+    """How error messages name a subscription: its id, and its label or URL."""
+    return f"CardDAV subscription {row.id} ({(row.label or row.url)[:100]})"
 
 
 def is_due(row: SubscriptionRow, now: datetime) -> bool:

@@ -1,0 +1,199 @@
+"""CardDAV subscriptions against a real Radicale server on loopback: the allow list follows
+the address book (names as labels, removed contacts removed, manual entries untouched), and a
+wrong password, a server gone or a hostile answer keep the previous entries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.feeds import carddav
+from gateway.feeds import subscriptions as subs
+from gateway.store.models import SubscriptionRow
+from tests.helpers import Services
+from tests.integration.notify_support import make_settings
+from tests.peers.radicale import RadicaleServer, radicale_server, vcard
+
+pytestmark = pytest.mark.slow
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def allowed(service: Services, source: str) -> dict[str, str]:
+    """pattern -> label of the allow entries from `source`."""
+    return {e.pattern: e.label for e in service.store.entries.find("allow", source=source)}
+
+
+def password_file(tmp_path: Path, password: str) -> Path:
+    path = tmp_path / "carddav-password"
+    path.write_text(password + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def subscribe(service: Services, server: RadicaleServer, book: str, secret: Path,
+              label: str = "family") -> SubscriptionRow:
+    return subs.add_subscription(service.db, "allow", book, label=label, kind="carddav",
+                                 username=server.user, password_file=str(secret), lan=True)
+
+
+def fill_book(server: RadicaleServer) -> str:
+    book = server.make_book()
+    server.put(book, "marie", vcard("marie", "Marie Dupont", "06 12 34 56 78",
+                                    "+33 (0)1 23 45 67 89"))
+    server.put(book, "paul", vcard("paul", "Paul", "0033 6.98.76.54.32"))
+    server.put(book, "grandma", vcard("grandma", "Mamie", "tel:+33-6-11-22-33-44",
+                                      version="4.0"))
+    server.put(book, "plumber", vcard("plumber", "Plombier"))  # no phone number
+    server.put(book, "again", vcard("again", "Marie (work)", "+33612345678"))  # a duplicate
+    server.put(book, "odd", vcard("odd", "Odd", "re:.*", "0612*", "ask reception"))
+    return book
+
+
+def test_allow_list_follows_the_address_book(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    # The owner's own entries: one for a number also in the address book.
+    service.store.entries.add("allow", "+33698765432", label="Paul (typed by hand)")
+    service.store.entries.add("allow", "0711111111", label="the school")
+    with radicale_server() as server:
+        book = fill_book(server)
+        sub = subscribe(service, server, book, password_file(tmp_path, server.password))
+        source = subs.source_of(sub.id)
+
+        first = subs.refresh(service.db, settings, sub.id, NOW)
+        assert first.ok, first.error
+        assert allowed(service, source) == {
+            "+33612345678": "Marie (work) / Marie Dupont", "+33123456789": "Marie Dupont",
+            "+33611223344": "Mamie",
+        }  # Paul's number is the owner's entry already; a number on two cards has both names
+        assert first.rejected == 3  # re:.*, 0612* and "ask reception" are not numbers
+        assert service.store.entries.find("allow", search="re:") == []
+
+        server.delete(book, "marie")
+        server.put(book, "paul", vcard("paul", "Paul D.", "0033 6.98.76.54.32"))
+        server.delete(book, "again")
+        second = subs.refresh(service.db, settings, sub.id, NOW + timedelta(days=1))
+        assert second.ok, second.error
+        assert allowed(service, source) == {"+33611223344": "Mamie"}
+
+    manual = allowed(service, "manual")
+    assert manual == {"+33698765432": "Paul (typed by hand)", "+33711111111": "the school"}
+    [row] = subs.list_subscriptions(service.db)
+    assert (row.kind, row.entry_count, row.last_error) == ("carddav", 1, None)
+
+    assert subs.remove_subscription(service.db, settings, sub.id)
+    assert allowed(service, source) == {}
+    assert allowed(service, "manual") == manual
+
+
+def test_wrong_password_names_the_subscription_and_keeps_the_entries(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        secret = password_file(tmp_path, server.password)
+        sub = subscribe(service, server, book, secret, label="family")
+        assert subs.refresh(service.db, settings, sub.id, NOW).ok
+        before = allowed(service, subs.source_of(sub.id))
+
+        secret.write_text("not the password\n", encoding="utf-8")
+        result = subs.refresh(service.db, settings, sub.id, NOW + timedelta(days=1))
+        assert not result.ok
+        assert result.error is not None
+        assert f"CardDAV subscription {sub.id} (family)" in result.error
+        assert "401" in result.error and "'alice'" in result.error
+        assert "not the password" not in result.error
+        assert allowed(service, subs.source_of(sub.id)) == before
+
+        secret.unlink()
+        gone = subs.refresh(service.db, settings, sub.id, NOW + timedelta(days=2))
+        assert not gone.ok and "cannot read the password file" in (gone.error or "")
+    [row] = subs.list_subscriptions(service.db)
+    assert row.last_error == gone.error and row.entry_count == len(before)
+
+
+def test_server_gone_keeps_the_last_good_list_and_says_so(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        sub = subscribe(service, server, book, password_file(tmp_path, server.password))
+        assert subs.refresh(service.db, settings, sub.id, NOW).ok
+        before = allowed(service, subs.source_of(sub.id))
+        server.stop()
+        result = subs.refresh(service.db, settings, sub.id, NOW + timedelta(days=1))
+    assert not result.ok and "cannot reach the address book" in (result.error or "")
+    assert allowed(service, subs.source_of(sub.id)) == before
+    [row] = subs.list_subscriptions(service.db)
+    assert row.last_error == result.error
+    assert row.last_success_at is not None
+    assert subs.is_due(row, NOW + timedelta(days=1, hours=1))  # retried within the hour
+
+
+def test_lan_rules_and_plain_http_passwords(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        secret = password_file(tmp_path, server.password)
+        with pytest.raises(subs.SubscriptionError, match="unencrypted"):
+            subs.add_subscription(service.db, "allow", book, kind="carddav",
+                                  username=server.user, password_file=str(secret))
+        with pytest.raises(subs.SubscriptionError, match="absolute path"):
+            subs.add_subscription(service.db, "allow", book, kind="carddav", lan=True,
+                                  username=server.user, password_file="password.txt")
+        # No credentials, not marked LAN: the loopback address is refused before connecting.
+        sub = subs.add_subscription(service.db, "allow", book, kind="carddav")
+        result = subs.refresh(service.db, settings, sub.id, NOW)
+        assert not result.ok and "loopback" in (result.error or "")
+
+
+def test_a_hostile_address_book_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    settings = make_settings(tmp_path, "[subscriptions]\nmax_mb = 1\n")
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        sub = subscribe(service, server, book, password_file(tmp_path, server.password))
+        assert subs.refresh(service.db, settings, sub.id, NOW).ok
+        before = allowed(service, subs.source_of(sub.id))
+
+        monkeypatch.setattr(carddav, "MAX_CARDS", 3)
+        too_many = subs.refresh(service.db, settings, sub.id, NOW)
+        assert not too_many.ok and "more than 3 cards" in (too_many.error or "")
+        monkeypatch.undo()
+
+        server.put(book, "huge", vcard("huge", "X" * 1_200_000, "0612345670"))
+        too_big = subs.refresh(service.db, settings, sub.id, NOW)
+        assert not too_big.ok and "MiB" in (too_big.error or "")
+        assert allowed(service, subs.source_of(sub.id)) == before
+
+
+def test_cli_subscribes_lists_and_refreshes_an_address_book(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text('timezone = "Europe/Paris"\ndata_dir = "data"\n', encoding="utf-8")
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        secret = password_file(tmp_path, server.password)
+        code = main(["--config", str(config), "subscriptions", "add", "allow", book,
+                     "--kind", "carddav", "--user", server.user, "--password-file",
+                     str(secret), "--lan", "--label", "family"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert "4 entries (3 numbers rejected)" in out.out
+        assert main(["--config", str(config), "subscriptions", "list"]) == 0
+        listed = capsys.readouterr().out
+        assert '"kind": "carddav"' in listed and '"user": "alice"' in listed
+        assert server.password not in listed
+
+        secret.write_text("wrong\n", encoding="utf-8")
+        assert main(["--config", str(config), "subscriptions", "refresh"]) == 1
+        assert "401" in capsys.readouterr().err
+    assert len(allowed(service, "subscription:1")) == 4
