@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.feeds.subscriptions import SubscriptionError, add_subscription, list_subscriptions
+from gateway.feeds.vcard import import_contacts
 from gateway.screening.rules import BURST_PROFILES, ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry, EntryError
@@ -27,7 +28,7 @@ from web.rules import pause_delta
 from web.screen import parse_at, screen_number
 from web.security import check_api_token
 from web.state import state
-from web.transfer import export_file, import_contacts, import_csv_bytes
+from web.transfer import export_file, import_csv_bytes
 from web.voicemail import audio as voicemail_audio
 from web.voicemail import known_prompt_names, save_prompt
 from web.wav import MAX_PROMPT_BYTES, WavError
