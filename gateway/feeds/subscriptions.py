@@ -64,7 +64,15 @@ QUERY_UNSUPPORTED = frozenset({400, 403, 405, 412, 415, 422, 501})
 
 
 class SubscriptionError(ValueError):
-    """A subscription could not be added or refreshed; the message says why."""
+    """A subscription could not be added or refreshed; the message says why.
+
+    `field` names the form field or JSON key the message is about, when the owner's input
+    caused it (list, url, refresh_hours, kind, user, password_file).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def source_of(subscription_id: int) -> str:
@@ -77,10 +85,10 @@ def _check_location(url: str) -> str:
     if url.lower().startswith(("http://", "https://")):
         return url
     if "://" in url:
-        raise SubscriptionError(f"{url!r}: only http://, https:// or a local file path")
+        raise SubscriptionError(f"{url!r}: only http://, https:// or a local file path", "url")
     path = Path(url).expanduser()
     if not path.is_absolute():
-        raise SubscriptionError(f"{url!r}: give the file's absolute path")
+        raise SubscriptionError(f"{url!r}: give the file's absolute path", "url")
     return str(path)
 
 
@@ -425,17 +433,19 @@ def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
     try:
         name = ListName(list_name)
     except ValueError:
-        raise SubscriptionError(f"list {list_name!r}: expected allow or block") from None
+        raise SubscriptionError(f"list {list_name!r}: expected allow or block",
+                                "list") from None
     if not 1 <= refresh_hours <= 24 * 30:
-        raise SubscriptionError(f"refresh every {refresh_hours} h: expected 1 to 720 hours")
+        raise SubscriptionError(f"refresh every {refresh_hours} h: expected 1 to 720 hours",
+                                "refresh_hours")
     if kind not in KINDS:
-        raise SubscriptionError(f"kind {kind!r}: expected list or carddav")
+        raise SubscriptionError(f"kind {kind!r}: expected list or carddav", "kind")
     location = _check_location(url)
     username = username.strip()
     if kind == "carddav":
         password_file = _check_carddav(location, username, password_file, lan)
     elif username or password_file:
-        raise SubscriptionError("user: only a carddav subscription logs in")
+        raise SubscriptionError("user: only a carddav subscription logs in", "user")
     with db.session() as s:
         row = SubscriptionRow(list=name.value, url=location[:1000],
                               label=label[:200], refresh_hours=refresh_hours, enabled=True,
@@ -449,21 +459,23 @@ def add_subscription(db: Database, list_name: str, url: str, *, label: str = "",
 def _check_carddav(url: str, username: str, password_file: str | None, lan: bool) -> str | None:
     """The password file's absolute path, after the checks a CardDAV subscription needs."""
     if not url.lower().startswith(("http://", "https://")):
-        raise SubscriptionError(f"{url!r}: a CardDAV address book is an http:// or https:// URL")
+        raise SubscriptionError(
+            f"{url!r}: a CardDAV address book is an http:// or https:// URL", "url")
     if password_file and not username:
-        raise SubscriptionError("user: a password file needs a user name (--user)")
+        raise SubscriptionError("user: a password file needs a user name (--user)", "user")
     if username and url.lower().startswith("http://") and not lan:
         raise SubscriptionError(
             f"{url!r}: the password would cross the network unencrypted; use https://, or "
-            "mark a server on your own network as a LAN source (--lan)")
+            "mark a server on your own network as a LAN source (--lan)", "url")
     if not password_file:
         return None
     path = Path(password_file).expanduser()
     if not path.is_absolute():
         raise SubscriptionError(f"password_file {password_file!r}: give the file's absolute "
-                                "path")
+                                "path", "password_file")
     if not path.is_file() or not os.access(path, os.R_OK):
-        raise SubscriptionError(f"password_file {str(path)!r}: there is no readable file there")
+        raise SubscriptionError(f"password_file {str(path)!r}: there is no readable file there",
+                                "password_file")
     return str(path)[:1000]
 
 

@@ -4,6 +4,7 @@ wrong password, a server gone or a hostile answer keep the previous entries."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from gateway.store.models import SubscriptionRow
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings
 from tests.peers.radicale import RadicaleServer, radicale_server, vcard
+from tests.web.support import login, make_app, post
+from web.security import new_api_token
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +200,51 @@ def test_cli_subscribes_lists_and_refreshes_an_address_book(
         assert main(["--config", str(config), "subscriptions", "refresh"]) == 1
         assert "401" in capsys.readouterr().err
     assert len(allowed(service, "subscription:1")) == 4
+
+
+def test_subscriptions_page_and_api_show_address_books(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, language="fr")
+    service = Services.open(settings)
+    with radicale_server() as server:
+        book = fill_book(server)
+        secret = password_file(tmp_path, server.password)
+        app = make_app(settings, service)
+        with app.test_client() as client:
+            login(client, service)
+            form = {"list": "allow", "url": book, "refresh_hours": "24", "lan": "1",
+                    "kind": "carddav", "user": server.user, "label": "famille"}
+            bad = post(client, "/notifications/subscriptions",
+                       {**form, "password_file": "mot-de-passe.txt"})
+            assert bad.status_code == 400  # type: ignore[attr-defined]
+            page = bad.get_data(as_text=True)  # type: ignore[attr-defined]
+            assert 'id="e-password_file"' in page and "absolute path" in page
+            assert f'value="{book}"' in page  # what the owner typed is kept
+            ok = post(client, "/notifications/subscriptions",
+                      {**form, "password_file": str(secret)})
+            assert ok.status_code == 200  # type: ignore[attr-defined]
+            refreshed = post(client, "/notifications/subscriptions/1/refresh")
+            assert refreshed.status_code == 200  # type: ignore[attr-defined]
+            page = refreshed.get_data(as_text=True)  # type: ignore[attr-defined]
+            assert "Carnet d&#39;adresses CardDAV" in page and "en tant que alice" in page
+
+            secret.write_text("wrong\n", encoding="utf-8")
+            failed = post(client, "/notifications/subscriptions/1/refresh")
+            assert failed.status_code == 502  # type: ignore[attr-defined]
+            page = failed.get_data(as_text=True)  # type: ignore[attr-defined]
+            assert "CardDAV subscription 1 (famille)" in page and "401" in page
+            assert page.count("HTTP 401") >= 2  # the message, and the row's last error
+
+            token = new_api_token(service.store)
+            auth = {"Authorization": f"Bearer {token}"}
+            created = client.post("/api/subscriptions", headers=auth, json={
+                "list": "allow", "url": book, "lan": True, "kind": "carddav",
+                "user": server.user, "password_file": str(secret)})
+            assert created.status_code == 201, created.get_json()
+            assert created.get_json()["kind"] == "carddav"
+            refused = client.post("/api/subscriptions", headers=auth, json={
+                "list": "allow", "url": book, "kind": "carddav", "user": server.user})
+            assert refused.status_code == 400 and refused.get_json()["field"] == "url"
+            listed = client.get("/api/subscriptions", headers=auth).get_json()
+    assert [(s["kind"], s["user"]) for s in listed["subscriptions"]] == [
+        ("carddav", "alice"), ("carddav", "alice")]
+    assert server.password not in json.dumps(listed)
