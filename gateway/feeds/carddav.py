@@ -112,7 +112,8 @@ class MultistatusReader:
 
     def __init__(self, max_cards: int | None = None) -> None:
         self._target = _Target(MAX_CARDS if max_cards is None else max_cards)
-        self._parser: Any = DefusedXMLParser(target=self._target)
+        # A multistatus answer never has a DTD: refusing any keeps entity tricks out entirely.
+        self._parser: Any = DefusedXMLParser(target=self._target, forbid_dtd=True)
 
     def feed(self, chunk: bytes) -> None:
         """Parse the next piece of the answer."""

@@ -4,9 +4,15 @@ wrong password, a server gone or a hostile answer keep the previous entries."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import threading
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -248,3 +254,106 @@ def test_subscriptions_page_and_api_show_address_books(tmp_path: Path) -> None:
     assert [(s["kind"], s["user"]) for s in listed["subscriptions"]] == [
         ("carddav", "alice"), ("carddav", "alice")]
     assert server.password not in json.dumps(listed)
+
+
+class DigestOnlyServer:
+    """A CardDAV server without addressbook-query that wants HTTP Digest (like Baïkal's
+    default): PROPFIND lists the cards, addressbook-multiget returns them."""
+
+    realm, nonce = "BaikalDAV", "5f1c2a"
+
+    def __init__(self, user: str, password: str, cards: dict[str, str]) -> None:
+        self.user, self.password, self.cards = user, password, cards
+        self.requests: list[str] = []
+
+    def authorized(self, method: str, path: str, header: str) -> bool:
+        if not header.startswith("Digest "):
+            return False
+        fields = dict(urllib.request.parse_keqv_list(urllib.request.parse_http_list(
+            header[len("Digest "):])))
+        ha1 = hashlib.md5(f"{self.user}:{self.realm}:{self.password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{method}:{path}".encode()).hexdigest()
+        expected = hashlib.md5(":".join([ha1, self.nonce, fields.get("nc", ""),
+                                         fields.get("cnonce", ""), "auth", ha2]).encode())
+        return fields.get("username") == self.user and \
+            fields.get("response") == expected.hexdigest()
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                server.requests.append(f"{self.command} {body[:60]!r}")
+                if not server.authorized(self.command, self.path,
+                                         self.headers.get("Authorization", "")):
+                    self.reply(401, b"", {"WWW-Authenticate": (
+                        f'Digest realm="{server.realm}", nonce="{server.nonce}", qop="auth"')})
+                elif self.command == "PROPFIND":
+                    self.reply(207, multistatus_of(
+                        [("/book/", None)] + [(f"/book/{uid}.vcf", None) for uid in server.cards]))
+                elif b"addressbook-query" in body:
+                    self.reply(501, b"not implemented")
+                else:
+                    asked = re.findall(rb"<D:href>([^<]+)</D:href>", body)
+                    self.reply(207, multistatus_of(
+                        [(href.decode(), server.cards[href.decode()[6:-4]])
+                         for href in asked]))
+
+            do_PROPFIND = do_REPORT = answer
+
+            def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None
+                      ) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def multistatus_of(resources: list[tuple[str, str | None]]) -> bytes:
+    parts = []
+    for href, card in resources:
+        prop = (f"<C:address-data>{escape(card)}</C:address-data>" if card is not None else
+                "<D:resourcetype><D:collection/></D:resourcetype>" if href.endswith("/") else
+                "<D:resourcetype/>")
+        parts.append(f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>{prop}</D:prop>"
+                     "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
+    return ('<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:carddav">' + "".join(parts)
+            + "</D:multistatus>").encode()
+
+
+def test_a_server_without_addressbook_query_and_with_digest_auth(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    monkeypatch.setattr(subs, "MULTIGET_BATCH", 2)  # three cards: two multigets
+    dav = DigestOnlyServer("bob", "s3cret", {
+        uid: vcard(uid, f"Card {uid}", f"06123456{i:02d}") for i, uid in
+        enumerate(("a", "b", "c"))})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), dav.handler())
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/book/"
+        sub = subs.add_subscription(service.db, "allow", url, kind="carddav", username="bob",
+                                    password_file=str(password_file(tmp_path, "s3cret")),
+                                    lan=True)
+        result = subs.refresh(service.db, settings, sub.id, NOW)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert result.ok, result.error
+    assert allowed(service, subs.source_of(sub.id)) == {
+        "+33612345600": "Card a", "+33612345601": "Card b", "+33612345602": "Card c"}
+    methods = [r.split(" ", 1)[0] for r in dav.requests if "addressbook-query" not in r]
+    assert methods.count("PROPFIND") >= 1 and methods.count("REPORT") >= 2
