@@ -19,6 +19,7 @@ import pytest
 from gateway.cli import main
 from gateway.feeds import carddav
 from gateway.feeds import subscriptions as subs
+from gateway.ops.health import collect_status, public_status, render_text
 from gateway.store.models import SubscriptionRow
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings
@@ -141,6 +142,13 @@ def test_server_gone_keeps_the_last_good_list_and_says_so(tmp_path: Path) -> Non
     assert row.last_error == result.error
     assert row.last_success_at is not None
     assert subs.is_due(row, NOW + timedelta(days=1, hours=1))  # retried within the hour
+
+    status = collect_status(settings, service.db)
+    [warning] = [w for w in status["warnings"] if w.startswith("subscription")]
+    assert warning.startswith(f"subscription {sub.id} (address book, family): cannot reach")
+    assert f"{len(before)} entries from" in warning and status["ok"]
+    assert "1 subscription(s), 1 failing" in render_text(status)
+    assert "address book" not in json.dumps(public_status(status))  # /healthz: no URLs
 
 
 def test_lan_rules_and_plain_http_passwords(tmp_path: Path) -> None:
