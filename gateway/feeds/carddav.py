@@ -42,6 +42,14 @@ PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>'
     b'<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getetag/></D:prop></D:propfind>'
 )
+# What the URL the owner gave is: an address book, or a principal / DAV root from which the
+# address books are found (current-user-principal, then addressbook-home-set).
+DISCOVER_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><D:prop>'
+    b"<D:resourcetype/><D:displayname/><D:current-user-principal/><C:addressbook-home-set/>"
+    b"</D:prop></D:propfind>"
+)
 
 
 class CardDavError(ValueError):
@@ -63,11 +71,15 @@ class DavResource:
 
     href: str = ""
     collection: bool = False
+    address_book: bool = False  # resourcetype has CARDDAV:addressbook
     card: str | None = None  # the vCard text (address-data), when asked for and sent
+    principal: str | None = None  # DAV:current-user-principal's href (RFC 5397)
+    home: str | None = None  # CARDDAV:addressbook-home-set's href (RFC 6352 §7.1.1)
+    name: str = ""  # DAV:displayname
 
 
 class _Target:
-    """ElementTree parser target that keeps each response's href, status, type and card."""
+    """ElementTree parser target that keeps each response's href, type, links and card."""
 
     def __init__(self, max_cards: int) -> None:
         self.max_cards = max_cards
@@ -75,16 +87,25 @@ class _Target:
         self.cards = 0
         self._current: DavResource | None = None
         self._text: list[str] = []
+        self._open: list[str] = []  # the tags open inside the current response
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         self._text = []
         if tag == f"{DAV}response":
-            self._current = DavResource()
-        elif tag == f"{DAV}collection" and self._current is not None:
-            self._current.collection = True
+            self._current, self._open = DavResource(), []
+            return
+        current = self._current
+        if current is None:
+            return
+        self._open.append(tag)
+        if tag == f"{DAV}collection":
+            current.collection = True
+        elif tag == f"{CARDDAV}addressbook":
+            current.address_book = True
 
     def data(self, text: str) -> None:
-        self._text.append(text)
+        if self._current is not None:
+            self._text.append(text)
 
     def end(self, tag: str) -> None:
         current = self._current
@@ -92,8 +113,18 @@ class _Target:
         self._text = []
         if current is None:
             return
-        if tag == f"{DAV}href" and not current.href:
-            current.href = text
+        if self._open and self._open[-1] == tag:
+            self._open.pop()
+        parent = self._open[-1] if self._open else f"{DAV}response"
+        if tag == f"{DAV}href":
+            if parent == f"{DAV}response" and not current.href:
+                current.href = text
+            elif parent == f"{DAV}current-user-principal":
+                current.principal = text
+            elif parent == f"{CARDDAV}addressbook-home-set" and current.home is None:
+                current.home = text
+        elif tag == f"{DAV}displayname":
+            current.name = text[:100]
         elif tag == f"{CARDDAV}address-data":
             current.card = text
             self.cards += 1

@@ -20,6 +20,7 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from sqlalchemy import select
 
 from gateway.config import Settings
 from gateway.feeds.carddav import (
+    DISCOVER_BODY,
     MAX_CARDS,
     MULTIGET_BATCH,
     PROPFIND_BODY,
     QUERY_BODY,
     AddressBookEntries,
     CardDavError,
+    DavResource,
     MultistatusReader,
     entries_from_cards,
     multiget_body,
@@ -294,74 +297,134 @@ def read_password(account: CardDavAccount) -> str:
     return lines[0].strip() if lines else ""
 
 
-def _auth_handlers(account: CardDavAccount) -> list[urllib.request.BaseHandler]:
-    if not account.username:
-        return []
-    # Basic is sent with the first request (Radicale, Nextcloud, iCloud, most servers); a
-    # server that asks for Digest (Baïkal's default) gets it in answer to its 401.
-    manager = urllib.request.HTTPPasswordMgrWithPriorAuth()
-    manager.add_password(None, account.url, account.username, read_password(account),
-                         is_authenticated=True)
-    return [urllib.request.HTTPBasicAuthHandler(manager),
-            urllib.request.HTTPDigestAuthHandler(manager)]
+class _DavSession:
+    """The requests of one refresh: one opener, one byte budget and one deadline for all."""
+
+    def __init__(self, account: CardDavAccount, max_bytes: int, timeout: float) -> None:
+        self.account = account
+        self.budget, self.timeout = max_bytes, timeout
+        self.deadline = time.monotonic() + timeout
+        self.manager = urllib.request.HTTPPasswordMgrWithPriorAuth()
+        handlers: list[urllib.request.BaseHandler] = []
+        self.password = ""
+        if account.username:
+            # Basic is sent with the first request (Radicale, Nextcloud, iCloud, most
+            # servers); a server that asks for Digest (Baïkal's default) gets it in answer to
+            # its 401.
+            self.password = read_password(account)
+            self.manager.add_password(None, account.url, account.username, self.password,
+                                      is_authenticated=True)
+            handlers = [urllib.request.HTTPBasicAuthHandler(self.manager),
+                        urllib.request.HTTPDigestAuthHandler(self.manager)]
+        self.opener = _opener(account.lan, *handlers)
+        self.origins = {_origin(account.url)}
+
+    def follow(self, base: str, href: str) -> str:
+        """The URL a server's href names; the password goes there only over https."""
+        url = urllib.parse.urljoin(base, href)
+        if not url.lower().startswith(("http://", "https://")):
+            raise SubscriptionError(f"{self.account.name}: the server pointed to {url[:100]!r}")
+        origin = _origin(url)
+        if origin not in self.origins and self.account.username:
+            if not url.lower().startswith("https://"):
+                raise SubscriptionError(
+                    f"{self.account.name}: the server sends the address book to {origin}; the "
+                    "password would go there unencrypted (http), so it is not sent")
+            # iCloud keeps each account's address books on another host than the one asked.
+            self.manager.add_password(None, url, self.account.username, self.password,
+                                      is_authenticated=True)
+            self.origins.add(origin)
+        return url
+
+    def request(self, url: str, method: str, body: bytes, depth: str = "1"
+                ) -> list[DavResource]:
+        """One PROPFIND or REPORT; its multistatus answer's resources."""
+        # Only http(s) gets here (checked when the subscription was added, and in follow()).
+        request = urllib.request.Request(url, data=body, method=method, headers={  # noqa: S310
+            "User-Agent": USER_AGENT, "Depth": depth,
+            "Content-Type": 'application/xml; charset="utf-8"'})
+        reader = MultistatusReader()
+        left = max(0.1, self.deadline - time.monotonic())
+        with self.opener.open(request, timeout=left) as response:
+            if response.status != 207:
+                kind = (response.headers.get("Content-Type") or "?").split(";")[0]
+                raise SubscriptionError(
+                    f"{self.account.name}: the server answered HTTP {response.status} ({kind}) "
+                    f"instead of a CardDAV multistatus: is {url} an address book's URL?")
+            self.budget -= _read_body(response, self.budget, self.deadline, self.timeout,
+                                      reader.feed)
+        return reader.close()
 
 
-def _dav_request(opener: urllib.request.OpenerDirector, url: str, method: str, body: bytes,
-                 budget: int, deadline: float, timeout: float) -> tuple[list[str | None],
-                                                                        list[str], int]:
-    """One PROPFIND or REPORT (Depth: 1): (cards, hrefs of non-collections, bytes read)."""
-    # Only http(s) gets here (checked when the subscription was added).
-    request = urllib.request.Request(url, data=body, method=method, headers={  # noqa: S310
-        "User-Agent": USER_AGENT, "Depth": "1",
-        "Content-Type": 'application/xml; charset="utf-8"'})
-    reader = MultistatusReader()
-    with opener.open(request, timeout=max(0.1, deadline - time.monotonic())) as response:
-        if response.status != 207:
-            kind = (response.headers.get("Content-Type") or "?").split(";")[0]
-            raise SubscriptionError(
-                f"the server answered HTTP {response.status} ({kind}) instead of a CardDAV "
-                f"multistatus: is {url} the address book's own URL?")
-        used = _read_body(response, budget, deadline, timeout, reader.feed)
-    resources = reader.close()
-    return ([r.card for r in resources],
-            [r.href for r in resources if r.href and not r.collection], used)
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+def _find_address_book(session: _DavSession) -> str:
+    """The address book's URL: the one given, or the only one its principal has."""
+    url = session.account.url
+    name = session.account.name
+    found = session.request(url, "PROPFIND", DISCOVER_BODY, "0")
+    if any(r.address_book for r in found):
+        return url
+    home = next((r.home for r in found if r.home), None)
+    base = url
+    principal = next((r.principal for r in found if r.principal), None)
+    if home is None and principal is not None:
+        base = session.follow(url, principal)
+        home = next((r.home for r in session.request(base, "PROPFIND", DISCOVER_BODY, "0")
+                     if r.home), None)
+    if home is None:
+        raise SubscriptionError(f"{name}: {url} is not an address book and names no address "
+                                "book home: give the address book's own URL")
+    home_url = session.follow(base, home)
+    books = [r for r in session.request(home_url, "PROPFIND", DISCOVER_BODY, "1")
+             if r.address_book]
+    if len(books) == 1:
+        book = session.follow(home_url, books[0].href)
+        log.info("%s: reading the address book at %s", name, book)
+        return book
+    if not books:
+        raise SubscriptionError(f"{name}: there is no address book in {home_url}")
+    choices = ", ".join(urllib.parse.urljoin(home_url, b.href) + (f" ({b.name})" if b.name
+                                                                 else "")
+                        for b in books[:10])
+    raise SubscriptionError(f"{name}: {len(books)} address books at {home_url}; subscribe to "
+                            f"one of them: {choices}")
 
 
 def fetch_address_book(account: CardDavAccount, max_bytes: int, timeout: float,
                        home_region: str) -> AddressBookEntries:
     """Every phone number of a CardDAV address book; SubscriptionError when that fails.
 
-    One addressbook-query REPORT reads every card; a server that refuses it gets a PROPFIND
-    and addressbook-multiget REPORTs instead. `max_bytes` and `timeout` bound all the
-    requests together, and the SSRF rules of `fetch` apply to each connection.
+    The URL may be the address book's, or a principal or DAV root URL with exactly one
+    address book. One addressbook-query REPORT reads every card; a server that refuses it
+    gets a PROPFIND and addressbook-multiget REPORTs instead. `max_bytes` and `timeout` bound
+    all the requests together, and the SSRF rules of `fetch` apply to each connection.
     """
-    opener = _opener(account.lan, *_auth_handlers(account))
-    deadline = time.monotonic() + timeout
     try:
+        session = _DavSession(account, max_bytes, timeout)
+        book = _find_address_book(session)
         try:
-            cards, _, _ = _dav_request(opener, account.url, "REPORT", QUERY_BODY, max_bytes,
-                                       deadline, timeout)
+            found = session.request(book, "REPORT", QUERY_BODY)
         except urllib.error.HTTPError as exc:
             if exc.code not in QUERY_UNSUPPORTED:
                 raise
             log.info("%s: addressbook-query refused (HTTP %d); listing the cards instead",
                      account.name, exc.code)
-            _, hrefs, used = _dav_request(opener, account.url, "PROPFIND", PROPFIND_BODY,
-                                          max_bytes, deadline, timeout)
+            hrefs = [r.href for r in session.request(book, "PROPFIND", PROPFIND_BODY)
+                     if r.href and not r.collection]
             if len(hrefs) > MAX_CARDS:
                 raise CardDavError(f"the address book has more than {MAX_CARDS} cards") \
                     from None
-            cards = []
+            found = []
             for start in range(0, len(hrefs), MULTIGET_BATCH):
-                got, _, size = _dav_request(
-                    opener, account.url, "REPORT",
-                    multiget_body(hrefs[start:start + MULTIGET_BATCH]),
-                    max_bytes - used, deadline, timeout)
-                cards.extend(got)
-                used += size
-        return entries_from_cards([c for c in cards if c], home_region)
+                found += session.request(
+                    book, "REPORT", multiget_body(hrefs[start:start + MULTIGET_BATCH]))
+        return entries_from_cards([r.card for r in found if r.card], home_region)
     except CardDavError as exc:
-        raise SubscriptionError(str(exc)) from None
+        raise SubscriptionError(f"{account.name}: {exc}") from None
     except urllib.error.HTTPError as exc:
         raise SubscriptionError(_dav_http_error(account, exc)) from None
     except urllib.error.URLError as exc:

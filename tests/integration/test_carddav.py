@@ -100,6 +100,27 @@ def test_allow_list_follows_the_address_book(tmp_path: Path) -> None:
     assert allowed(service, "manual") == manual
 
 
+def test_a_server_or_principal_url_finds_the_only_address_book(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    with radicale_server() as server:
+        fill_book(server)
+        secret = password_file(tmp_path, server.password)
+        for url in (f"{server.base}/", f"{server.base}/{server.user}/"):  # root, principal
+            sub = subs.add_subscription(service.db, "allow", url, kind="carddav", lan=True,
+                                        username=server.user, password_file=str(secret))
+            result = subs.refresh(service.db, settings, sub.id, NOW)
+            assert (result.ok, result.entries) == (True, 4), result.error
+            if url == f"{server.base}/":
+                subs.remove_subscription(service.db, settings, sub.id)
+        server.make_book("work")
+        several = subs.refresh(service.db, settings, sub.id, NOW)
+    assert not several.ok and several.error is not None
+    assert "2 address books" in several.error and "subscribe to one of them" in several.error
+    assert f"{server.base}/{server.user}/contacts/ (contacts)" in several.error
+    assert len(allowed(service, subs.source_of(sub.id))) == 4  # kept
+
+
 def test_wrong_password_names_the_subscription_and_keeps_the_entries(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     service = Services.open(settings)
@@ -330,7 +351,8 @@ def multistatus_of(resources: list[tuple[str, str | None]]) -> bytes:
     parts = []
     for href, card in resources:
         prop = (f"<C:address-data>{escape(card)}</C:address-data>" if card is not None else
-                "<D:resourcetype><D:collection/></D:resourcetype>" if href.endswith("/") else
+                "<D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>"
+                if href.endswith("/") else
                 "<D:resourcetype/>")
         parts.append(f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>{prop}</D:prop>"
                      "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")

@@ -115,3 +115,16 @@ def test_any_answer_is_read_or_refused_with_a_reason(data: bytes, chunk: int) ->
 def test_any_card_text_gives_entries_or_rejections(text: str) -> None:
     book = entries_from_cards([f"BEGIN:VCARD\nFN:x\nTEL:{text}\nEND:VCARD\n", text], "FR")
     assert all(number.startswith("+") for number, _ in book.entries)
+
+
+def test_discovery_links_are_read_from_their_own_elements() -> None:
+    data = multistatus(
+        "<D:response><D:href>/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/>"
+        "</D:resourcetype><D:current-user-principal><D:href>/alice/</D:href>"
+        "</D:current-user-principal><C:addressbook-home-set><D:href>/homes/alice/</D:href>"
+        "</C:addressbook-home-set><D:displayname>Root</D:displayname></D:prop></D:propstat>"
+        "</D:response>")
+    [root] = read(data)
+    assert (root.href, root.principal, root.home, root.name) == ("/", "/alice/",
+                                                                 "/homes/alice/", "Root")
+    assert root.collection and not root.address_book
