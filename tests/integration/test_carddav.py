@@ -387,3 +387,44 @@ def test_a_server_without_addressbook_query_and_with_digest_auth(
         "+33612345600": "Card a", "+33612345601": "Card b", "+33612345602": "Card c"}
     methods = [r.split(" ", 1)[0] for r in dav.requests if "addressbook-query" not in r]
     assert methods.count("PROPFIND") >= 1 and methods.count("REPORT") >= 2
+
+
+def test_the_password_follows_a_server_to_another_host_only_over_https(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    asked: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_PROPFIND(self) -> None:
+            asked.append(self.headers.get("Authorization", ""))
+            body = ('<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" '
+                    'xmlns:C="urn:ietf:params:xml:ns:carddav"><D:response><D:href>/</D:href>'
+                    "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype>"
+                    "<C:addressbook-home-set><D:href>http://elsewhere.example:8080/home/"
+                    "</D:href></C:addressbook-home-set></D:prop></D:propstat></D:response>"
+                    "</D:multistatus>").encode()
+            self.send_response(207)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sub = subs.add_subscription(
+            service.db, "allow", f"http://127.0.0.1:{httpd.server_address[1]}/",
+            kind="carddav", username="bob", lan=True,
+            password_file=str(password_file(tmp_path, "s3cret")))
+        result = subs.refresh(service.db, settings, sub.id, NOW)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert not result.ok and result.error is not None
+    assert "elsewhere.example:8080" in result.error and "unencrypted" in result.error
+    assert len(asked) == 1 and asked[0].startswith("Basic ")  # only the server it was given

@@ -121,7 +121,7 @@ class RadicaleServer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def request(self, method: str, url: str, body: str = "",
-                content_type: str = "text/vcard; charset=utf-8") -> int:
+                content_type: str = "text/vcard; charset=utf-8", timeout: float = 30) -> int:
         """Send one authenticated request as the account's user; the HTTP status."""
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request = urllib.request.Request(url, data=body.encode() if body else None,
@@ -129,7 +129,7 @@ class RadicaleServer:
                                              "Authorization": f"Basic {token}",
                                              "Content-Type": content_type})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return exc.code
