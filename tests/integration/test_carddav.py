@@ -397,12 +397,12 @@ def test_the_password_follows_a_server_to_another_host_only_over_https(tmp_path:
     class Elsewhere(BaseHTTPRequestHandler):
         def do_PROPFIND(self) -> None:
             asked.append(self.headers.get("Authorization", ""))
-            body = ('<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" '
-                    'xmlns:C="urn:ietf:params:xml:ns:carddav"><D:response><D:href>/</D:href>'
-                    "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype>"
-                    "<C:addressbook-home-set><D:href>http://elsewhere.example:8080/home/"
-                    "</D:href></C:addressbook-home-set></D:prop></D:propstat></D:response>"
-                    "</D:multistatus>").encode()
+            body = (b'<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" '
+                    b'xmlns:C="urn:ietf:params:xml:ns:carddav"><D:response><D:href>/</D:href>'
+                    b"<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype>"
+                    b"<C:addressbook-home-set><D:href>http://elsewhere.example:8080/home/"
+                    b"</D:href></C:addressbook-home-set></D:prop></D:propstat></D:response>"
+                    b"</D:multistatus>")
             self.send_response(207)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(body)))
