@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import threading
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from gateway.store.models import SubscriptionRow
 from tests.helpers import Services
 from tests.integration.notify_support import make_settings
 from tests.peers.radicale import RadicaleServer, radicale_server, vcard
+from tests.peers.require import missing_peer
 from tests.web.support import login, make_app, post
 from web.security import new_api_token
 
@@ -428,3 +431,22 @@ def test_the_password_follows_a_server_to_another_host_only_over_https(tmp_path:
     assert not result.ok and result.error is not None
     assert "elsewhere.example:8080" in result.error and "unencrypted" in result.error
     assert len(asked) == 1 and asked[0].startswith("Basic ")  # only the server it was given
+
+
+def test_https_certificates_are_verified(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        missing_peer("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    with radicale_server(tls=(cert, key)) as server:
+        book = fill_book(server)
+        assert book.startswith("https://")
+        sub = subscribe(service, server, book, password_file(tmp_path, server.password))
+        result = subs.refresh(service.db, settings, sub.id, NOW)
+    assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in (result.error or "")
+    assert allowed(service, subs.source_of(sub.id)) == {}

@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,8 @@ def vcard(uid: str, name: str, *numbers: str, version: str = "3.0") -> str:
 class RadicaleServer:
     """One Radicale process; `user`/`password` is the account the htpasswd file holds."""
 
-    def __init__(self, user: str = "alice", password: str = "correct horse") -> None:
+    def __init__(self, user: str = "alice", password: str = "correct horse",
+                 tls: tuple[Path, Path] | None = None) -> None:
         if importlib.util.find_spec("radicale") is None:
             missing_peer("Radicale is not installed (pip install -e '.[test]')")
         self.user, self.password = user, password
@@ -59,9 +61,15 @@ class RadicaleServer:
         self.port = _free_port()
         self.log = self.tmp / "radicale.log"
         (self.tmp / "users").write_text(f"{user}:{password}\n", encoding="utf-8")
+        # With `tls` (certificate, key) it serves https; the harness's own requests then skip
+        # verification (the certificate is the test's), Ringfence's do not.
+        self.scheme = "https" if tls else "http"
+        self._context = ssl._create_unverified_context() if tls else None
+        served = (f"ssl = True\ncertificate = {tls[0]}\nkey = {tls[1]}\n" if tls else "")
         (self.tmp / "config").write_text(
             "[server]\n"
             f"hosts = 127.0.0.1:{self.port}\n"
+            f"{served}"
             "[auth]\n"
             "type = htpasswd\n"
             f"htpasswd_filename = {self.tmp / 'users'}\n"
@@ -76,7 +84,7 @@ class RadicaleServer:
     @property
     def base(self) -> str:
         """The server's root URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def book_url(self, name: str = "contacts") -> str:
         """The URL of the user's address book `name`."""
@@ -94,7 +102,8 @@ class RadicaleServer:
                 raise RuntimeError(f"Radicale exited ({self.process.returncode}):\n"
                                    f"{self.log.read_text(errors='replace')[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.base}/.web/", timeout=2):
+                with urllib.request.urlopen(f"{self.base}/.web/", timeout=2,
+                                            context=self._context):
                     return
             except urllib.error.HTTPError:
                 return  # it answers
@@ -129,7 +138,8 @@ class RadicaleServer:
                                              "Authorization": f"Basic {token}",
                                              "Content-Type": content_type})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout,
+                                        context=self._context) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -154,10 +164,10 @@ class RadicaleServer:
 
 
 @contextlib.contextmanager
-def radicale_server(user: str = "alice", password: str = "correct horse"
-                    ) -> Iterator[RadicaleServer]:
+def radicale_server(user: str = "alice", password: str = "correct horse",
+                    tls: tuple[Path, Path] | None = None) -> Iterator[RadicaleServer]:
     """A started Radicale server, always stopped and removed afterwards."""
-    server = RadicaleServer(user, password)
+    server = RadicaleServer(user, password, tls)
     try:
         server.start()
         yield server
