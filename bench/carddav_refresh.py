@@ -3,7 +3,8 @@
 Starts a Radicale server on loopback (the test harness, `tests/peers/radicale.py`), puts an
 address book of `--cards` contacts (one or two numbers each, written in several forms) in one
 PUT, subscribes a fresh SQLite database to it and refreshes it `--runs` times: wall time of
-each refresh (download, parse, replace the entries in one transaction), then one more under
+each refresh (download, parse, replace the entries in one transaction) and of the same
+requests without the database, then one more refresh under
 tracemalloc for the peak Python memory of a refresh.
 
     python bench/carddav_refresh.py [--cards 2000] [--runs 3]
@@ -63,12 +64,19 @@ def main() -> int:
         store = open_store(settings, upgrade=True)
         sub = subs.add_subscription(store.db, "allow", book, kind="carddav", lan=True,
                                     username=server.user, password_file=str(secret))
-        times = []
+        times, fetches = [], []
+        account = subs.CardDavAccount(book, server.user, str(secret), True, "bench")
+        limits = settings.subscriptions
         for _ in range(runs):
             started = time.perf_counter()
             result = subs.refresh(store.db, settings, sub.id, force=True)
             times.append(time.perf_counter() - started)
             assert result.ok, result.error
+            # The same requests without the database: what the server and the reader take.
+            started = time.perf_counter()
+            subs.fetch_address_book(account, limits.max_mb * 2**20, limits.timeout,
+                                    settings.home_region)
+            fetches.append(time.perf_counter() - started)
         tracemalloc.start()
         subs.refresh(store.db, settings, sub.id, force=True)
         _, peak = tracemalloc.get_traced_memory()
@@ -76,6 +84,8 @@ def main() -> int:
         print(f"refresh: {result.entries} entries from {cards} cards, median "
               f"{statistics.median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}) "
               f"over {runs} runs; {cards / statistics.median(times):.0f} cards/s")
+        print(f"of which the requests, Radicale's answers and the reader (no database): median "
+              f"{statistics.median(fetches):.2f} s")
         print(f"peak Python memory during a refresh: {peak / 2**20:.1f} MiB")
         store.db.dispose()
     return 0

@@ -215,20 +215,22 @@ def _opener(lan: bool, *extra: urllib.request.BaseHandler) -> urllib.request.Ope
 
 
 def _read_body(response: http.client.HTTPResponse, max_bytes: int, deadline: float,
-               timeout: float, consume: Callable[[bytes], None]) -> int:
+               timeout: float, consume: Callable[[bytes], None], *, what: str = "the list",
+               limit: int | None = None) -> int:
     """Hand `response`'s body to `consume` in chunks; SubscriptionError when too big or slow.
 
+    `max_bytes` is what is left of the budget, `limit` the whole budget the message names.
     Returns how many bytes were read, to be counted against the caller's whole budget.
     """
+    allowed = f"the {(max_bytes if limit is None else limit) // 2**20} MiB allowed"
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise SubscriptionError(f"the list is {int(declared) // 2**20} MiB, more than "
-                                f"the {max_bytes // 2**20} MiB allowed")
+        raise SubscriptionError(f"{what} is {int(declared) // 2**20} MiB, more than {allowed}")
     size = 0
     while chunk := response.read(CHUNK):
         size += len(chunk)
         if size > max_bytes:
-            raise SubscriptionError(f"the list is larger than {max_bytes // 2**20} MiB allowed")
+            raise SubscriptionError(f"{what} is larger than {allowed}")
         if time.monotonic() > deadline:
             raise SubscriptionError(f"the download took longer than {timeout:.0f} s")
         consume(chunk)
@@ -302,7 +304,7 @@ class _DavSession:
 
     def __init__(self, account: CardDavAccount, max_bytes: int, timeout: float) -> None:
         self.account = account
-        self.budget, self.timeout = max_bytes, timeout
+        self.budget, self.limit, self.timeout = max_bytes, max_bytes, timeout
         self.deadline = time.monotonic() + timeout
         self.manager = urllib.request.HTTPPasswordMgrWithPriorAuth()
         handlers: list[urllib.request.BaseHandler] = []
@@ -352,7 +354,8 @@ class _DavSession:
                     f"{self.account.name}: the server answered HTTP {response.status} ({kind}) "
                     f"instead of a CardDAV multistatus: is {url} an address book's URL?")
             self.budget -= _read_body(response, self.budget, self.deadline, self.timeout,
-                                      reader.feed)
+                                      reader.feed, what=f"{self.account.name}: the address "
+                                      "book", limit=self.limit)
         return reader.close()
 
 
