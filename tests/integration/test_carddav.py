@@ -450,3 +450,38 @@ def test_https_certificates_are_verified(tmp_path: Path) -> None:
         result = subs.refresh(service.db, settings, sub.id, NOW)
     assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in (result.error or "")
     assert allowed(service, subs.source_of(sub.id)) == {}
+
+
+def test_a_moved_address_book_is_not_followed_with_the_password(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    service = Services.open(settings)
+    asked: list[str] = []
+
+    class Moved(BaseHTTPRequestHandler):
+        def do_PROPFIND(self) -> None:
+            asked.append(self.path)
+            self.send_response(301)
+            self.send_header("Location", "https://dav.example.net/contacts/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sub = subs.add_subscription(
+            service.db, "allow", f"http://127.0.0.1:{httpd.server_address[1]}/old/",
+            kind="carddav", username="bob", lan=True,
+            password_file=str(password_file(tmp_path, "s3cret")))
+        result = subs.refresh(service.db, settings, sub.id, NOW)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert not result.ok and result.error is not None
+    assert "moved the address book (HTTP 301) to https://dav.example.net/contacts/" \
+        in result.error
+    assert asked == ["/old/"]
