@@ -137,6 +137,9 @@ OUTCOMES: dict[str, str] = {
     "not answered: INVITE without SDP (488)": N_("could not be answered (no audio offered)"),
     "not answered: unusable SDP offer (488)": N_("could not be answered (no common audio "
                                                  "codec)"),
+    "not answered: no ACK for our 200 OK": N_("answered, but the caller's phone never "
+                                             "confirmed it (no ACK): hung up"),
+    "caller hung up before the ACK": N_("hung up as we answered"),
     "failed open": N_("screening failed: the call rang"),
     "hung up": N_("hung up"),
     "interrupted: gateway restarted": N_("cut off when the gateway restarted"),
