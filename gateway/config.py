@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.numbers import is_supported_region
+from gateway.screening.caller import InternalNumbers
 
 CONFIG_ENV = "RINGFENCE_CONFIG"
 
@@ -95,6 +96,7 @@ def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
 
 PassBehaviour = Literal["ring", "busy", "unavailable", "redirect"]
 Transport = Literal["udp", "tcp"]
+LineKind = Literal["sip", "analogue"]
 Language = Literal["fr", "en"]
 
 
@@ -126,6 +128,12 @@ class LineConfig:
     refer_to: str = field(
         default="", metadata=_help("extension a passed challenge is transferred to (REFER)")
     )
+    kind: LineKind = field(
+        default="sip",
+        metadata=_help("sip, or analogue when calls come from an FXO adapter on an analogue "
+                       "line: a block is answered (SIT and message, then hang up) and a pass "
+                       "stays silent, since a refusal would not stop the phones ringing"),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,11 @@ class GatewayConfig:
         default="ring", metadata=_help("pass behaviour for direct calls (see [[lines]])")
     )
     redirect_to: str = field(default="", metadata=_help("SIP URI for pass_behaviour=redirect"))
+    kind: LineKind = field(
+        default="sip",
+        metadata=_help("the kind of direct calls: sip, or analogue when an FXO adapter sends "
+                       "them (see [[lines]])"),
+    )
     prompts_dir: Path | None = field(
         default=None, metadata=_help("folder with the owner's own WAV prompts (optional)")
     )
@@ -154,6 +167,16 @@ class GatewayConfig:
         default="Ringfence",
         metadata=_help("the Server and User-Agent header value (empty: none); no version, "
                        "which would only help a scanner"),
+    )
+    internal_prefixes: tuple[str, ...] = field(
+        default=("**",),
+        metadata=_help("callers whose number starts so are the router's own (Fritz!Box **610, "
+                       "**9): internal calls always ring, unscreened ([] for none)"),
+    )
+    internal_max_digits: int = field(
+        default=3,
+        metadata=_help("callers with a number of at most this many digits are internal "
+                       "extensions (0: none)"),
     )
 
 
@@ -288,6 +311,47 @@ class SubscriptionsConfig:
 
 
 @dataclass(frozen=True)
+class StirConfig:
+    """Checking the signature of a STIR/SHAKEN PASSporT (an INVITE's Identity header)."""
+
+    certificates_dir: Path | None = field(
+        default=None,
+        metadata=_help("folder of signers' certificates (PEM), each named after the last part "
+                       "of its x5u URL; trusted as they are"),
+    )
+    certificate_urls: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("URL prefixes a signer's certificate may be fetched from, e.g. "
+                       "'https://cr.example.org/' (empty: never fetch)"),
+    )
+    fetch_timeout_ms: int = field(
+        default=2000, metadata=_help("longest certificate download, ms (in the background)"),
+    )
+    wait_ms: int = field(
+        default=150,
+        metadata=_help("how long a call waits for a certificate being fetched, ms; later "
+                       "calls use it once it is there"),
+    )
+
+    def __post_init__(self) -> None:
+        for i, url in enumerate(self.certificate_urls):
+            if not url.startswith(("https://", "http://")) or len(url) < 10:
+                raise ConfigError(f"stir.certificate_urls[{i}] = {url!r}: expected the start "
+                                  "of an https:// URL, e.g. 'https://cr.example.org/'")
+        if not 100 <= self.fetch_timeout_ms <= 10000:
+            raise ConfigError(f"stir.fetch_timeout_ms = {self.fetch_timeout_ms}: expected 100 "
+                              "to 10000")
+        if self.wait_ms > 1000:
+            raise ConfigError(f"stir.wait_ms = {self.wait_ms}: expected 0 to 1000 (a call "
+                              "must not wait on a download)")
+
+    @property
+    def checks_signatures(self) -> bool:
+        """Whether any certificate can be had (else signatures are left unverified)."""
+        return self.certificates_dir is not None or bool(self.certificate_urls)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `config.toml` says, validated."""
 
@@ -312,12 +376,21 @@ class Settings:
     subscriptions: SubscriptionsConfig = field(
         default_factory=SubscriptionsConfig, metadata=_help("list subscription limits")
     )
+    stir: StirConfig = field(
+        default_factory=StirConfig, metadata=_help("STIR/SHAKEN signature checks")
+    )
     source: Path | None = field(default=None, metadata={"internal": "1"})
 
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to SQLite in the data folder."""
         return self.database or f"sqlite:///{self.data_dir / 'ringfence.db'}"
+
+    @property
+    def internal_numbers(self) -> InternalNumbers:
+        """The home router's own numbers (`[gateway] internal_prefixes`, `internal_max_digits`)."""
+        gw = self.gateway
+        return InternalNumbers(gw.internal_prefixes, gw.internal_max_digits)
 
     @property
     def voicemail_dir(self) -> Path:
@@ -438,6 +511,14 @@ def _resolve_secrets(settings: Settings) -> Settings:
     return dataclasses.replace(settings, lines=tuple(lines), notify=notify)
 
 
+def _check_analogue(where: str, kind: str, pass_behaviour: str) -> None:
+    """An analogue line lets a call through by staying silent: nothing else reaches its phones."""
+    if kind == "analogue" and pass_behaviour != "ring":
+        raise ConfigError(
+            f"{where}.pass_behaviour = {pass_behaviour!r}: an analogue line passes a call by "
+            "staying silent (the phones on the line ring anyway); set 'ring' or remove it")
+
+
 def _validate(settings: Settings) -> None:
     if not is_supported_region(settings.home_region):
         raise ConfigError(
@@ -460,6 +541,13 @@ def _validate(settings: Settings) -> None:
             f"gateway.rtp_ports = {settings.gateway.rtp_ports!r}: expected 'low-high' "
             "with 1024 <= low < high <= 65535"
         )
+    for i, prefix in enumerate(settings.gateway.internal_prefixes):
+        if not prefix.strip() or len(prefix) > 20:
+            raise ConfigError(f"gateway.internal_prefixes[{i}] = {prefix!r}: expected the start "
+                              "of a router's internal number, e.g. '**'")
+    if settings.gateway.internal_max_digits > 6:
+        raise ConfigError(f"gateway.internal_max_digits = {settings.gateway.internal_max_digits}"
+                          ": expected 0 to 6 (a longer number is a real phone number)")
     if settings.gateway.max_calls < 1:
         raise ConfigError("gateway.max_calls = 0: must be at least 1")
     names = set()
@@ -473,8 +561,10 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"lines[{i}].redirect_to is missing: pass_behaviour is 'redirect'")
         if not 30 <= line.expires <= 86400:
             raise ConfigError(f"lines[{i}].expires = {line.expires}: expected 30 to 86400")
+        _check_analogue(f"lines[{i}]", line.kind, line.pass_behaviour)
     if settings.gateway.pass_behaviour == "redirect" and not settings.gateway.redirect_to:
         raise ConfigError("gateway.redirect_to is missing: pass_behaviour is 'redirect'")
+    _check_analogue("gateway", settings.gateway.kind, settings.gateway.pass_behaviour)
     hh_mm = settings.notify.digest_time.split(":")
     if (
         len(hh_mm) != 2

@@ -16,7 +16,7 @@ from functools import cache, lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from gateway.screening.caller import Caller, CallerKind, Verstat
+from gateway.screening.caller import Caller, CallerKind, InternalNumbers, Verstat
 from gateway.screening.rules import InvalidField
 from gateway.screening.words import N_
 
@@ -216,16 +216,21 @@ def parse_caller(
     privacy: str = "",
     verstat: str = "",
     line: str | None = None,
+    internal: InternalNumbers | None = None,
 ) -> Caller:
     """Build a Caller from the best identity the network gave (PAI, else From) and its extras.
 
     `identity` may be a URI, a name-addr or a bare number. `verstat` is any text that may carry a
-    verstat parameter (the identity itself is searched too).
+    verstat parameter (the identity itself is searched too). `internal`: the home router's own
+    numbers, recognised before anything else (a call from `**610` is internal, not invalid).
     """
     raw = identity[:MAX_RAW_LENGTH]
     display_name = display_name[:MAX_RAW_LENGTH]
     status = parse_verstat(verstat) or parse_verstat(raw)
     user = extract_user(raw)
+    if internal is not None and internal.matches(user):
+        return Caller(kind=CallerKind.INTERNAL, raw=raw, display_name=display_name,
+                      verstat=status, line=line)
     if "anonymous.invalid" in raw.lower() or is_withheld(user, display_name, privacy):
         return Caller(
             kind=CallerKind.WITHHELD, raw=raw, display_name=display_name, verstat=status,

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.numbers import NUMBER_TYPES, is_supported_region
 from gateway.prompts import challenge_prompt_name
-from gateway.screening.rules import PROMPTS, REJECT_CODES, Action, RuleKind
+from gateway.screening.rules import ATTESTATIONS, PROMPTS, REJECT_CODES, Action, RuleKind
 from gateway.screening.telemarketing import RANGES
 from gateway.screening.words import N_
 from gateway.store.entries import MAX_LABEL_LENGTH
@@ -47,6 +47,8 @@ PARAM_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "country": (("regions", "list"), ("mode", "choice")),
     "telemarketing": (("country", "choice"), ("outside_hours_only", "bool")),
     "quiet_hours": (("start", "time"), ("end", "time"), ("days", "days")),
+    "stir_attestation": (("attest", "attest"), ("mismatch", "bool"), ("stale", "bool"),
+                         ("max_age", "seconds")),
 }
 SETTING_GROUPS = ("repeat", "burst", "greylist")
 CHALLENGE_KEYS = "0123456789*#"
@@ -192,6 +194,16 @@ def params_from_form(kind: str, form: Mapping[str, Any],
             elif not days:
                 found[key] = _("tick at least one day")
             params[name] = sorted({int(d) for d in days if d.isdigit()})
+        elif shape == "attest":  # STIR/SHAKEN attestation levels
+            levels = sorted({v.upper() for v in _values(form, key)})
+            if any(v not in ATTESTATIONS for v in levels):
+                found[key] = _("attestations are A, B and C")
+            params[name] = levels
+        elif shape == "seconds":
+            raw = str(form.get(key, "")).strip()
+            if not raw.isdigit() or not 10 <= int(raw) <= 3600:
+                found[key] = _("expected 10 to 3600 seconds, not {value}", value=raw or "…")
+            params[name] = int(raw) if raw.isdigit() else raw
         elif shape == "time":
             raw = str(form.get(key, "")).strip()
             match = re.fullmatch(r"(\d{1,2}):(\d{2})", raw)
@@ -224,7 +236,7 @@ def rule_as_form(rule: Any) -> dict[str, Any]:
                             "label": label(rule.label), "enabled": "1" if rule.enabled else ""}
     for name, shape in PARAM_FIELDS.get(rule.kind.value, ()):
         value = rule.params.get(name)
-        if shape in ("list", "checks", "days"):
+        if shape in ("list", "checks", "days", "attest"):
             form[f"params.{name}"] = [str(v) for v in value or []]
         elif shape == "bool":
             form[f"params.{name}"] = "1" if value else ""
@@ -235,7 +247,8 @@ def rule_as_form(rule: Any) -> dict[str, Any]:
 
 # Fields whose values are lists in the form (boxes to tick, codes typed with commas).
 LIST_FIELDS = frozenset(f"params.{name}" for fields in PARAM_FIELDS.values()
-                        for name, shape in fields if shape in ("checks", "days", "list"))
+                        for name, shape in fields if shape in ("checks", "days", "list",
+                                                                "attest"))
 
 
 def posted_form(form: Any) -> dict[str, Any]:

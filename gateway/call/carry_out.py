@@ -21,7 +21,7 @@ from gateway.media.sdp import parse_sdp
 from gateway.prompts import KEYED_PROMPTS, keyed_prompt_name
 from gateway.screening.caller import Caller
 from gateway.screening.rules import REJECT_CODES, Action, ActionKind
-from gateway.sip.ua import Call
+from gateway.sip.ua import Call, reason_causes
 from gateway.sip.workers import Occasional
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,19 @@ ACK_GRACE_SECONDS = 1.0  # past 64*T1: the call's own timer hangs up first
 
 Done = Callable[[str], None]
 """Receives a call's outcome in a few words, once, when nothing more will happen to it."""
+
+
+ANALOGUE_BLOCK = Action(ActionKind.ANNOUNCE, prompt="not_in_service")
+"""What a refusal becomes on an analogue line: answered, the SIT tones and "not in service",
+then hung up. The FXO adapter's INVITE is one leg of a line that rings every phone on it; a
+SIP reject ends only that leg, while answering takes the line off-hook and stops them all."""
+ANALOGUE_OUTCOME = "analogue line: "
+"""What a refusal's outcome starts with on an analogue line ("analogue line: announced")."""
+
+
+def on_analogue_line(action: Action) -> Action:
+    """`action` as it is carried out on an analogue line: a reject is answered instead."""
+    return ANALOGUE_BLOCK if action.kind is ActionKind.REJECT else action
 
 
 def needs_media(action: Action) -> bool:
@@ -70,11 +83,44 @@ def _carry_out(
     raise ValueError(f"unknown action {action}")  # pragma: no cover - enum is closed
 
 
+DECLINED = frozenset({486, 600, 603, 604, 607})  # SIP causes: another phone said no
+NOT_ANSWERED = frozenset({408, 480})  # SIP causes: a proxy gave up on every phone
+Q850_DECLINED = frozenset({17, 21})  # user busy, call rejected
+Q850_NOT_ANSWERED = frozenset({18, 19})  # no user responding, no answer
+
+
+def cancel_words(reason: str | None) -> str | None:
+    """What a CANCEL's Reason says happened elsewhere, in a few words; None for a plain
+    cancel (no Reason, or Q.850 cause 16, normal clearing: the caller hung up).
+
+    The owner declining on their own phone reaches us this way from a proxy that cancels the
+    other branches on a 6xx; a 486 from the phone usually ends nothing (docs/actions.md).
+    """
+    causes = reason_causes(reason)
+    for protocol, cause in causes:  # a SIP cause says more than a Q.850 one
+        if protocol != "SIP":
+            continue
+        if cause == 200:
+            return "answered elsewhere"
+        if cause in DECLINED:
+            return f"declined elsewhere (SIP {cause})"
+        if cause in NOT_ANSWERED:
+            return f"not answered elsewhere (SIP {cause})"
+        return f"cancelled by the network (SIP {cause})"
+    for protocol, cause in causes:
+        if protocol != "Q.850" or cause == 16:
+            continue
+        if cause in Q850_DECLINED:
+            return f"declined elsewhere (Q.850 {cause})"
+        if cause in Q850_NOT_ANSWERED:
+            return f"not answered elsewhere (Q.850 {cause})"
+        return f"cancelled by the network (Q.850 {cause})"
+    return None
+
+
 def cancelled_outcome(call: Call) -> str:
-    """How a call that the caller cancelled is logged."""
-    if call.cancelled_by_answer_elsewhere():
-        return "answered elsewhere"
-    return "cancelled by caller"
+    """How a call that was cancelled before our answer is logged."""
+    return cancel_words(call.cancel_reason) or "cancelled by caller"
 
 
 def ring_through(
@@ -139,7 +185,8 @@ def rang(call: Call, caller: Caller | None, env: CallEnvironment) -> str:
             except Exception:
                 log.exception("call %s: could not mark %s as known", call.call_id, caller.number)
         return "answered elsewhere"
-    return "passed: cancelled by caller"
+    elsewhere = cancel_words(call.cancel_reason)
+    return f"passed: {elsewhere}" if elsewhere else "passed: cancelled by caller"
 
 
 class NotAnswered(Exception):

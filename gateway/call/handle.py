@@ -10,15 +10,26 @@ there, and the call is still logged with what happened.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import threading
 import time
 
-from gateway.call.carry_out import Done, cancelled_outcome, carry_out, needs_media, ring_through
+from gateway.call.carry_out import (
+    ANALOGUE_OUTCOME,
+    Done,
+    cancelled_outcome,
+    carry_out,
+    needs_media,
+    on_analogue_line,
+    ring_through,
+)
 from gateway.call.identity import caller_of
 from gateway.call.ports import CallEnvironment
 from gateway.call.record import CallRecord
-from gateway.screening.caller import Caller
+from gateway.config import PassBehaviour
+from gateway.screening.caller import Caller, InternalNumbers
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, Action, ActionKind
 from gateway.sip.ua import Call
@@ -27,6 +38,8 @@ from gateway.sip.workers import Occasional
 log = logging.getLogger(__name__)
 _full_house = Occasional()  # a spoof storm would log this once per call
 
+SILENT_RING: PassBehaviour = "ring"
+"""How an internal call passes on any line: silence in the fork, never a 486 or a 302."""
 NO_MEDIA_SLOT = (600, "Busy Everywhere")
 """What a call gets that would be answered (announce, voicemail, challenge) when every media
 slot is taken: a 6xx, so a forking proxy cancels the owner's branch as the owner's rules want;
@@ -42,9 +55,15 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     started = time.monotonic()
     caller: Caller | None = None
     try:
-        caller = caller_of(call.invite, env.settings.home_region, env.line)
         now = env.clock()
+        caller = caller_of(call.invite, env.settings.home_region, env.line,
+                           internal=internal_numbers(call, env), now=now,
+                           check=env.check_signature)
         decision = env.screener.screen(caller, now)
+        if decision.step is Step.INTERNAL:
+            # The intercom rings every phone: stay silent in it whatever the line's pass
+            # behaviour (a busy or a redirect would break the family's internal call).
+            env = dataclasses.replace(env, pass_behaviour=SILENT_RING)
         log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
                  decision.action, decision.reason)
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,
@@ -61,11 +80,35 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         fail_open(call, caller, env, failed_record, finisher(call, failed_record, started))
         return
     done = finisher(call, record, started)
+    action, carried = decision.action, done
+    if env.kind == "analogue" and action.kind is ActionKind.REJECT:
+        # The phones on an analogue line keep ringing after a SIP reject: answer instead.
+        action, carried = on_analogue_line(action), analogue_outcome(done)
     try:
-        dispatch(call, decision.action, caller, env, record, done)
+        dispatch(call, action, caller, env, record, carried)
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
+
+
+def from_home_network(host: str) -> bool:
+    """Whether a request came from a private or loopback address (the home router, a PBX)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback
+
+
+def internal_numbers(call: Call, env: CallEnvironment) -> InternalNumbers | None:
+    """The router's own numbers, when the INVITE comes from the home network: a stranger
+    calling a line at a provider from the Internet cannot pass as `**610`."""
+    return env.settings.internal_numbers if from_home_network(call.tx.source.host) else None
+
+
+def analogue_outcome(done: Done) -> Done:
+    """A `Done` that says a refusal was answered because the line is analogue."""
+    return lambda outcome: done(ANALOGUE_OUTCOME + outcome)
 
 
 def dispatch(call: Call, action: Action, caller: Caller, env: CallEnvironment,

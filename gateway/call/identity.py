@@ -5,9 +5,16 @@ The network-asserted identity wins: P-Asserted-Identity, else Remote-Party-ID, e
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from gateway.call.passport import CheckSignature, passport_of
 from gateway.numbers import parse_caller
-from gateway.screening.caller import Caller
+from gateway.screening.caller import Caller, InternalNumbers
 from gateway.sip.message import SipParseError, SipRequest, parse_name_addr
+
+log = logging.getLogger(__name__)
 
 
 def identity_of(invite: SipRequest) -> tuple[str, str]:
@@ -32,12 +39,23 @@ def printable(text: str) -> str:
     return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
 
 
-def caller_of(invite: SipRequest, home_region: str, line: str | None) -> Caller:
-    """The `Caller` of `invite`: number, display name, privacy and STIR/SHAKEN verstat."""
+def caller_of(invite: SipRequest, home_region: str, line: str | None, *,
+              internal: InternalNumbers | None = None, now: datetime | None = None,
+              check: CheckSignature | None = None) -> Caller:
+    """The `Caller` of `invite`: number, display name, privacy, STIR/SHAKEN verstat and
+    PASSporT (its signature checked by `check`, as of `now`); `internal` recognises the home
+    router's own numbers (an internal call)."""
     identity, display = identity_of(invite)
     privacy = ", ".join(invite.get_all("Privacy"))
     verstat = " ".join([*invite.get_all("P-Asserted-Identity"), invite.get("From") or ""])
-    return parse_caller(
+    caller = parse_caller(
         identity, home_region, display_name=display, privacy=privacy, verstat=verstat,
-        line=line,
+        line=line, internal=internal,
     )
+    try:
+        passport = passport_of(invite, caller, now or datetime.now(UTC), check)
+    except Exception:  # a token we failed to read must not cost the call its screening
+        log.exception("the Identity header of %s could not be read; screened without it",
+                      invite.call_id)
+        return caller
+    return caller if passport is None else replace(caller, passport=passport)

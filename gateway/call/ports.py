@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.config import PassBehaviour, Settings
-from gateway.screening.caller import Caller
+from gateway.config import LineKind, PassBehaviour, Settings
+from gateway.screening.caller import Caller, Signature
 from gateway.screening.decide import Decision
 from gateway.sip.workers import LoadCounters, Slots
 
@@ -164,4 +164,7 @@ class CallEnvironment:
     pass_behaviour: PassBehaviour = "ring"
     redirect_to: str = ""
     refer_to: str = ""
+    kind: LineKind = "sip"  # analogue: a block is answered, since a refusal stops no phone
+    # Checks a PASSporT's signature (gateway.call.certificates); None: left unverified.
+    check_signature: Callable[[str, bytes, bytes, datetime], Signature] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

@@ -18,6 +18,7 @@ from types import FrameType
 
 from gateway import __version__
 from gateway.call.handle import handle_call
+from gateway.call.passport import CheckSignature
 from gateway.call.ports import (
     CallEnvironment,
     Capacity,
@@ -75,6 +76,16 @@ def default_prompts(settings: Settings) -> PromptResolver:
     return resolve
 
 
+def signature_checker(settings: Settings) -> CheckSignature | None:
+    """What checks PASSporT signatures: None unless `[stir]` names where certificates come
+    from, so that `cryptography` (~14 MB on a Pi) loads only for an owner who asked for it."""
+    if not settings.stir.checks_signatures:
+        return None
+    from gateway.call.certificates import Certificates
+
+    return Certificates(settings.stir)
+
+
 class Gateway:
     """Every UA and registration of one gateway process."""
 
@@ -112,6 +123,7 @@ class Gateway:
         load.gauge("ringing", lambda: self.capacity.ringing.active)
         self.uas: list[UserAgent] = []
         self.registrations: list[Registration] = []
+        self.check_signature = signature_checker(settings)
 
     @property
     def load(self) -> LoadCounters:
@@ -124,13 +136,14 @@ class Gateway:
             return CallEnvironment(
                 self.settings, self.screener, self.book, self.media_factory, self.prompts,
                 self.capacity, line=None,
-                pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to,
+                pass_behaviour=gw.pass_behaviour, redirect_to=gw.redirect_to, kind=gw.kind,
+                check_signature=self.check_signature,
             )
         return CallEnvironment(
             self.settings, self.screener, self.book, self.media_factory, self.prompts,
             self.capacity, line=line.name,
             pass_behaviour=line.pass_behaviour, redirect_to=line.redirect_to,
-            refer_to=line.refer_to,
+            refer_to=line.refer_to, kind=line.kind, check_signature=self.check_signature,
         )
 
     def _handler(self, line: LineConfig | None) -> CallHandler:

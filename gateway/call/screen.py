@@ -48,7 +48,8 @@ class Screener:
 
     def caller(self, text: str, display_name: str = "") -> Caller:
         """Parse a number the way the gateway does (for CLI and web)."""
-        return parse_caller(text, self.settings.home_region, display_name=display_name)
+        return parse_caller(text, self.settings.home_region, display_name=display_name,
+                            internal=self.settings.internal_numbers)
 
     def evaluate(self, caller: Caller, now: datetime, *,
                  without: frozenset[int] = frozenset()) -> Decision:

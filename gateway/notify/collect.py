@@ -277,7 +277,8 @@ def collect_digest(db: Database, settings: Settings, day: date, *,
     now = now or end
     zone = ZoneInfo(settings.timezone)
     region = settings.home_region
-    window = (CallRow.at >= start, CallRow.at < end)
+    # Internal calls (the router's intercom) are the family's, not calls to report.
+    window = (CallRow.at >= start, CallRow.at < end, CallRow.step != "internal")
 
     def caller(number: str | None, kind: str = "number") -> str:
         return _caller_text(number, kind, region)

@@ -147,7 +147,15 @@ def inert(value: str, limit: int = NAME_LIMIT) -> str:
         else:
             kept.append(char)
     text = " ".join("".join(kept).split())
-    return isolate(text if len(text) <= limit else text[: limit - 1].rstrip() + "…")
+    shown = isolate(_cut(text, limit))
+    if len(shown) > limit:  # the isolation marks count too: make room for them
+        shown = isolate(_cut(text, limit - (len(shown) - len(_cut(text, limit)))))
+    return shown
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` shortened to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
 
 
 def gsm7(text: str) -> str:

@@ -1,7 +1,8 @@
 """`decide()`: one caller in, one explained decision out. Pure: no I/O, time passed in.
 
-First match wins: pause, allow list, block list, rules by priority, rate limits (repeat and
-burst), then the default for unknown callers (docs/architecture.md, "How a decision is made").
+First match wins: internal calls, pause, allow list, block list, rules by priority, rate
+limits (repeat and burst), then the default for unknown callers (docs/architecture.md, "How a
+decision is made").
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.screening.caller import Caller, CallerKind, Verstat
+from gateway.screening.caller import Caller, CallerKind, Passport, Signature, Verstat
 from gateway.screening.ratelimit import BurstState, History, burst_state, repeat_count
 from gateway.screening.rules import (
     PASS,
+    STIR_MAX_AGE,
     Action,
     DefaultMode,
     ListEntry,
@@ -47,6 +49,7 @@ class Rules:
 class Step(StrEnum):
     """Which step of the screening order settled a call."""
 
+    INTERNAL = "internal"  # a call from the home router's own number: never screened
     PAUSE = "pause"
     ALLOW = "allow"
     BLOCK = "block"
@@ -154,6 +157,8 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
         if caller.kind is CallerKind.NUMBER and not caller.valid:
             return "outside_plan", {"number": caller.number}
         return None
+    if rule.kind is RuleKind.STIR_ATTESTATION:
+        return _stir_reason(params, caller.passport, local.timestamp())
     # The remaining rules look at a number; a withheld caller cannot match them, except
     # quiet hours, which are about the clock.
     if caller.number is None and rule.kind is not RuleKind.QUIET_HOURS:
@@ -205,6 +210,27 @@ def _rule_reason(rule: Rule, caller: Caller, local: datetime) -> Reason | None:
     return None  # pragma: no cover - every kind is handled above
 
 
+def _stir_reason(params: dict[str, Any], passport: Passport | None,
+                 now_epoch: float) -> Reason | None:
+    """Why a STIR/SHAKEN rule applies to a PASSporT: forged, signed for another number, old
+    (replayed), or an attestation the rule lists; every reason says whether it was verified."""
+    if passport is None or passport.problem:
+        return None  # no token, or one we could not read: like a network that sends none
+    signature = passport.signature.value
+    if passport.signature is Signature.INVALID:
+        return "stir_forged", {"orig": passport.orig}
+    if params.get("mismatch", True) and passport.orig_matches is False:
+        return "stir_mismatch", {"orig": passport.orig, "signature": signature}
+    age = passport.age(now_epoch)
+    max_age = int(params.get("max_age", STIR_MAX_AGE))
+    if params.get("stale", True) and age is not None and abs(age) > max_age:
+        return "stir_stale", {"age": round(abs(age)), "max_age": max_age,
+                              "signature": signature}
+    if passport.attest in params.get("attest", ["C"]):
+        return "stir_attestation", {"attest": passport.attest, "signature": signature}
+    return None
+
+
 def _caller_param(caller: Caller) -> str:
     return caller.number or caller.kind.value
 
@@ -223,6 +249,12 @@ def decide_without_history(caller: Caller, rules: Rules, now: datetime) -> Decis
     """
     policy = rules.policy
     local = now.astimezone(ZoneInfo(policy.timezone))
+
+    # 0. An internal call (the router's intercom, another extension): it always rings, and
+    # the caller is no stranger (it counts towards no burst).
+    if caller.kind is CallerKind.INTERNAL:
+        return Decision(PASS, step=Step.INTERNAL, unknown=False,
+                        **because("internal", extension=caller.raw))
 
     # 1. Screening paused by the owner.
     if policy.paused_until is not None and now < policy.paused_until:

@@ -193,6 +193,12 @@ class ListEntry:
         return f"{what}{label}"
 
 
+ATTESTATIONS = ("A", "B", "C")
+"""STIR/SHAKEN attestation levels (RFC 8588): full, partial, gateway."""
+STIR_MAX_AGE = 60
+"""Seconds a PASSporT's `iat` may be old (RFC 8224 section 6.2.1 recommends 60)."""
+
+
 class RuleKind(StrEnum):
     """Step-4 rules (docs/architecture.md, "How a decision is made")."""
 
@@ -203,6 +209,8 @@ class RuleKind(StrEnum):
     TELEMARKETING = "telemarketing"  # params: country = "FR", outside_hours_only = false
     VERSTAT_FAILED = "verstat_failed"  # STIR/SHAKEN verification failed
     QUIET_HOURS = "quiet_hours"  # params: start = "22:00", end = "07:00", days = [0..6]
+    # STIR/SHAKEN Identity header: attest = ["C"], mismatch = true, stale = true, max_age = 60
+    STIR_ATTESTATION = "stir_attestation"
 
 
 @dataclass(frozen=True)
@@ -335,6 +343,22 @@ def validate_rule_params(
         if not isinstance(outside, bool):
             raise InvalidField("outside_hours_only",
                              f"outside_hours_only = {outside!r}: expected true or false")
+    elif kind is RuleKind.STIR_ATTESTATION:
+        levels = params.setdefault("attest", ["C"])
+        if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels):
+            raise InvalidField("attest", f"attest = {levels!r}: expected a list of A, B, C")
+        levels = [v.upper() for v in levels]
+        bad = [v for v in levels if v not in ATTESTATIONS]
+        if bad:
+            raise InvalidField("attest", f"attest: {bad[0]!r} is not an attestation (A, B or C)")
+        params["attest"] = sorted(set(levels))
+        for flag in ("mismatch", "stale"):
+            value = params.setdefault(flag, True)
+            if not isinstance(value, bool):
+                raise InvalidField(flag, f"{flag} = {value!r}: expected true or false")
+        max_age = params.setdefault("max_age", STIR_MAX_AGE)
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 10 <= max_age <= 3600:
+            raise InvalidField("max_age", f"max_age = {max_age!r}: expected 10 to 3600 seconds")
     elif kind is RuleKind.QUIET_HOURS:
         _hh_mm(params.setdefault("start", "22:00"), "start")
         _hh_mm(params.setdefault("end", "07:00"), "end")

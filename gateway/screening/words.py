@@ -73,6 +73,7 @@ ENGLISH = Formats()
 
 # code -> English template (the msgid). A tuple is (singular, plural, the count's parameter).
 REASONS: dict[str, str | tuple[str, str, str]] = {
+    "internal": N_("internal call from {extension}, the router's own number: never screened"),
     "paused": N_("screening is paused until {until_at}"),
     "allow": N_("on the allow list: {entry}"),
     "allow_once": N_("permitted once: {entry}"),
@@ -89,6 +90,14 @@ REASONS: dict[str, str | tuple[str, str, str]] = {
     "telemarketing_hours": N_("{range} is a range ARCEP reserves for telemarketing and "
                               "automated calls (decision 2022-1583); it is also outside legal "
                               "calling hours (Mon-Fri 10-13h, 14-20h, no holidays)"),
+    "stir_attestation": N_("STIR/SHAKEN attestation {attest}: the caller's network does not "
+                           "vouch for the number ({signature})"),
+    "stir_mismatch": N_("the STIR/SHAKEN token was signed for {orig}, not for this number "
+                        "({signature})"),
+    "stir_stale": N_("the STIR/SHAKEN token is {age} s old, more than {max_age} s: replayed? "
+                     "({signature})"),
+    "stir_forged": N_("the STIR/SHAKEN signature for {orig} does not verify with its "
+                      "certificate: forged or altered"),
     "verstat_failed": N_("the network could not verify the caller's number (STIR/SHAKEN "
                          "failed)"),
     "quiet_hours": N_("quiet hours ({start}-{end})"),
@@ -147,7 +156,22 @@ OUTCOMES: dict[str, str] = {
 OUTCOME_MESSAGE = N_("left a {seconds} s message")
 OUTCOME_AFTER_CHALLENGE = N_("pressed the key, then {then}")
 OUTCOME_FAILED_OPEN = N_("screening failed, then {then}")
+OUTCOME_ANALOGUE = N_("answered to stop the analogue line ringing: {then}")
 OUTCOME_ONGOING = N_("in progress")
+# What a proxy's CANCEL said happened on the owner's phones (gateway/call/carry_out.cancel_words),
+# after a silent ring ("passed: ...") or before any answer of ours.
+_ELSEWHERE = re.compile(r"(passed: )?(declined elsewhere|not answered elsewhere|"
+                        r"cancelled by the network) \(((?:SIP|Q\.850) \d+)\)")
+ELSEWHERE_WORDS = {
+    ("passed", "declined elsewhere"): N_("rang {duration}, declined on another phone ({cause})"),
+    ("passed", "not answered elsewhere"): N_("rang {duration}, nobody answered on any phone "
+                                             "({cause})"),
+    ("passed", "cancelled by the network"): N_("rang {duration}, ended by the network "
+                                               "({cause})"),
+    ("", "declined elsewhere"): N_("declined on another phone ({cause})"),
+    ("", "not answered elsewhere"): N_("nobody answered on any phone ({cause})"),
+    ("", "cancelled by the network"): N_("ended by the network ({cause})"),
+}
 _VOICEMAIL_SECONDS = re.compile(r"voicemail (\d+) s")
 _REJECTED = re.compile(r"rejected \d+")
 
@@ -176,6 +200,14 @@ def outcome_words(outcome: str | None, duration_s: float | None, fmt: Formats = 
     if head == "failed open" and rest:
         then = outcome_words(rest, duration_s, fmt) or rest
         return fmt.gettext(OUTCOME_FAILED_OPEN).format(then=then)
+    if head == "analogue line" and rest:  # a block answered with SIT and a message
+        then = outcome_words(rest, duration_s, fmt) or rest
+        return fmt.gettext(OUTCOME_ANALOGUE).format(then=then)
+    elsewhere = _ELSEWHERE.fullmatch(outcome)
+    if elsewhere:
+        words = ELSEWHERE_WORDS[("passed" if elsewhere.group(1) else "", elsewhere.group(2))]
+        return fmt.gettext(words).format(duration=duration_words(duration_s or 0.0),
+                                         cause=elsewhere.group(3))
     seconds = _VOICEMAIL_SECONDS.fullmatch(outcome)
     if seconds:
         return fmt.gettext(OUTCOME_MESSAGE).format(seconds=seconds.group(1))
@@ -199,8 +231,8 @@ ENTRY_FORMS = {
 SYSTEM_LABELS = frozenset({
     # default rules (gateway/store/rules.py)
     N_("withheld numbers leave a message"), N_("invalid numbers leave a message"),
-    N_("failed STIR/SHAKEN"), N_("premium rate"), N_("foreign numbers"), N_("night"),
-    N_("telemarketing ranges"),
+    N_("failed STIR/SHAKEN"), N_("doubtful STIR/SHAKEN"), N_("premium rate"),
+    N_("foreign numbers"), N_("night"), N_("telemarketing ranges"),
     # entries the gateway and the UI add by themselves
     N_("passed challenge"), N_("answered by owner"), N_("permit next call"),
     N_("from the call log"),
@@ -210,10 +242,21 @@ RULE_KINDS = {
     "withheld": N_("withheld number"), "invalid": N_("invalid number"),
     "number_type": N_("number type"), "country": N_("countries"),
     "telemarketing": N_("telemarketing"), "verstat_failed": N_("failed STIR/SHAKEN"),
-    "quiet_hours": N_("quiet hours"),
+    "quiet_hours": N_("quiet hours"), "stir_attestation": N_("STIR/SHAKEN attestation"),
 }
 
-CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number")}
+# What became of a PASSporT's signature (screening.caller.Signature), inside a reason.
+SIGNATURES = {
+    "verified": N_("signature verified"),
+    "invalid": N_("signature does not verify"),
+    "pending": N_("signature not verified yet: its certificate is being fetched"),
+    "no_certificate": N_("signature not verified: no certificate for it"),
+    "unusable": N_("signature not verified: its certificate could not be fetched or is out "
+                   "of date"),
+}
+
+CALLER_KINDS = {"withheld": N_("withheld number"), "invalid": N_("invalid number"),
+                "internal": N_("internal call")}
 
 NUMBER_TYPES = {
     "FIXED_LINE": N_("fixed line"), "MOBILE": N_("mobile"),
@@ -271,6 +314,8 @@ def _value(key: str, value: Any, fmt: Formats) -> Any:
         return ", ".join(fmt.country(str(v)) for v in value)
     if key == "number_type":
         return number_type_words(str(value), fmt)
+    if key == "signature" and value in SIGNATURES:
+        return fmt.gettext(SIGNATURES[str(value)])
     if key == "caller" and value in CALLER_KINDS:
         return fmt.gettext(CALLER_KINDS[str(value)])
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1000:

@@ -78,6 +78,18 @@ def _warning_text(text: str) -> str:
     return re.sub(r'[^ -~]|["\\]', "?", text)[:120]
 
 
+def reason_causes(text: str | None) -> list[tuple[str, int]]:
+    """(protocol, cause) of each value of Reason headers (RFC 3326), e.g. ("SIP", 603) or
+    ("Q.850", 16); values without a numeric cause are left out."""
+    causes: list[tuple[str, int]] = []
+    for value in (text or "").split(","):
+        protocol = value.split(";")[0].strip().upper()
+        cause = header_params_text(value).get("cause") or ""
+        if protocol and cause.isdigit() and len(cause) <= 4:
+            causes.append((protocol, int(cause)))
+    return causes
+
+
 def unsupported_options(request: SipRequest) -> list[str]:
     """Option tags in Require that we do not implement (RFC 3261 §8.2.2.3)."""
     tags = [tag.strip() for tag in request.get_all("Require") if tag.strip()]
@@ -183,13 +195,7 @@ class Call:
 
     def cancelled_by_answer_elsewhere(self) -> bool:
         """Whether the CANCEL said another device took the call (RFC 3326, cause=200)."""
-        if not self.cancel_reason:
-            return False
-        for value in self.cancel_reason.split(","):
-            protocol = value.split(";")[0].strip().upper()
-            if protocol == "SIP" and header_params_text(value).get("cause") == "200":
-                return True
-        return False
+        return ("SIP", 200) in reason_causes(self.cancel_reason)
 
     # --- final responses
     def reject(
@@ -646,8 +652,11 @@ class UserAgent:
             return
         # RFC 3261 §9.2: 200 to the CANCEL, then 487 to the INVITE if it is still open.
         tx.respond(make_response(cancel, 200, "OK", to_tag=call.local_tag))
-        log.info("call %s: cancelled by the caller (%s)", call.call_id,
-                 cancel.get("Reason") or "no reason")
+        # A proxy's CANCEL says why in Reason (RFC 3326): another phone answered (cause=200)
+        # or declined (a 6xx); none means the caller hung up, or a proxy gave up waiting.
+        log.info("call %s: cancelled (%s)", call.call_id,
+                 ", ".join(cancel.get_all("Reason"))
+                 or "no Reason: the caller hung up, or a proxy gave up")
         call.on_cancel(cancel)
 
     def _on_ack(self, ack: SipRequest) -> None:

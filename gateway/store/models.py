@@ -106,7 +106,7 @@ class CallRow(Base):
     line: Mapped[str | None] = mapped_column(String(60), default=None)
     sip_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
     number: Mapped[str | None] = mapped_column(String(20), default=None)  # E.164
-    caller_kind: Mapped[str] = mapped_column(String(10))  # number | withheld | invalid
+    caller_kind: Mapped[str] = mapped_column(String(10))  # number | withheld | invalid | internal
     display_name: Mapped[str] = mapped_column(String(256), default="")
     raw_from: Mapped[str] = mapped_column(String(256), default="")
     verstat: Mapped[str | None] = mapped_column(String(30), default=None)

@@ -66,6 +66,13 @@ def default_rules(home_region: str) -> list[dict[str, Any]]:
              "params": {"country": home_region, "outside_hours_only": False},
              "label": "telemarketing ranges"}
         )
+    # Last, so that the ids of the older defaults stay as they were. It only acts on an
+    # Identity header, which most lines never carry; a person can still press the key.
+    rules.append(
+        {"kind": "stir_attestation", "action": "challenge", "enabled": True, "priority": 35,
+         "params": {"attest": ["C"], "mismatch": True, "stale": True, "max_age": 60},
+         "label": "doubtful STIR/SHAKEN"}
+    )
     return rules
 
 

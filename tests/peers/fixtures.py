@@ -92,7 +92,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
              t1: float | None = None,
              listen: HostPort | None = None, pass_behaviour: str = "ring",
              redirect_to: str = "", public_address: str = "", user_agent: str = "Ringfence",
-             **settings_overrides: object) -> Gateway:
+             kind: str = "sip", **settings_overrides: object) -> Gateway:
         prompts_dir = None
         if real_media:
             prompts_dir = tmp_path / "prompts"
@@ -103,7 +103,7 @@ def make_gateway(tmp_path: Path, fake_service: FakeService) -> Iterator[GatewayF
                                   max_calls=max_calls, prompts_dir=prompts_dir,
                                   pass_behaviour=pass_behaviour,  # type: ignore[arg-type]
                                   redirect_to=redirect_to, public_address=public_address,
-                                  user_agent=user_agent),
+                                  user_agent=user_agent, kind=kind),  # type: ignore[arg-type]
             **settings_overrides,  # type: ignore[arg-type]
         )
         chosen = service or fake_service

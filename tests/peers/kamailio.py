@@ -55,6 +55,7 @@ class Kamailio:
         algorithm: str = "MD5",
         trusted_port: int | None = None,
         users: dict[str, str] | None = None,
+        fr_inv_timer_ms: int = 120_000,
     ) -> None:
         self.binary = require_binary("kamailio")
         self.rundir = rundir
@@ -65,6 +66,7 @@ class Kamailio:
         self.max_expires = max_expires
         self.algorithm = algorithm
         self.users = users or USERS
+        self.fr_inv_timer_ms = fr_inv_timer_ms
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = rundir / "kamailio.log"
         self.config_path = rundir / "kamailio.cfg"
@@ -82,6 +84,7 @@ class Kamailio:
             .replace("@MAX_EXPIRES@", str(self.max_expires))
             .replace("@TRUSTED_PORT@", str(self.trusted_port))
             .replace("@ALGORITHM@", self.algorithm)
+            .replace("@FR_INV_TIMER@", str(self.fr_inv_timer_ms))
         )
         self.config_path.write_text(text)
 

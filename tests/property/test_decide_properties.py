@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.numbers import parse_caller
 from gateway.screening import (
     Action,
     BurstSettings,
@@ -23,6 +24,7 @@ from gateway.screening import (
     burst_state,
     decide,
 )
+from gateway.screening.caller import InternalNumbers
 from gateway.screening.ratelimit import repeat_count
 from tests.helpers import caller, rule
 
@@ -152,3 +154,16 @@ def test_every_decision_explains_itself(text: str, policy: Policy, history: Hist
     """There is always a reason in words and a step."""
     decision = decide(caller(text), Rules(replace(policy), ()), history, NOW)
     assert decision.reason and decision.step
+
+
+@given(policy=policies(), listed=entry_lists, history=histories(),
+       user=st.sampled_from(["**610", "**9", "**1", "620", "11"]))
+@settings(max_examples=200)
+def test_an_internal_call_always_passes_and_counts_as_no_stranger(
+    policy: Policy, listed: list[ListEntry], history: History, user: str,
+) -> None:
+    """Issue 14 item 5: whatever the lists, rules, pause or history, the intercom rings."""
+    who = parse_caller(f"sip:{user}@192.168.178.1", "FR", internal=InternalNumbers())
+    decision = decide(who, Rules(policy, tuple(listed)), history, NOW)
+    assert decision.action.is_pass
+    assert not decision.counts_towards_burst

@@ -132,6 +132,24 @@ def test_a_cancel_with_another_cause_is_a_plain_cancel(rig: Rig) -> None:
     assert rig.service.known == []
 
 
+@pytest.mark.parametrize(("reason", "outcome"), [
+    ('SIP;cause=603;text="Decline"', "passed: declined elsewhere (SIP 603)"),
+    ("SIP;cause=486", "passed: declined elsewhere (SIP 486)"),
+    ('SIP;cause=480;text="NO_ANSWER"', "passed: not answered elsewhere (SIP 480)"),
+    ("Q.850;cause=21", "passed: declined elsewhere (Q.850 21)"),
+    ("Q.850;cause=19, SIP;cause=408", "passed: not answered elsewhere (SIP 408)"),
+    ("SIP;cause=500", "passed: cancelled by the network (SIP 500)"),
+    ("Q.850;cause=41", "passed: cancelled by the network (Q.850 41)"),
+    ("SIP;text=no-cause", "passed: cancelled by caller"),
+])
+def test_a_cancel_says_what_happened_on_the_other_phones(rig: Rig, reason: str,
+                                                         outcome: str) -> None:
+    """Issue 14 item 7: the owner declining on their phone is not "cancelled by caller"."""
+    rig.call.while_ringing = lambda: rig.call.cancel(reason)
+    assert rig.run("pass").outcome == outcome
+    assert rig.service.known == []
+
+
 def test_a_withheld_caller_answered_elsewhere_is_not_remembered(rig: Rig) -> None:
     rig.call = FakeCall(parsed_invite(headers="Privacy: id\r\n"))
     rig.call.while_ringing = lambda: rig.call.cancel(ELSEWHERE)

@@ -62,6 +62,14 @@ def test_environment_variable_selects_the_file(tmp_path: Path,
          "password = \"p\"\npass_behaviour = \"redirect\"",
          "lines[0].redirect_to is missing"),
         ("home_region = ", "not valid TOML"),
+        ("[gateway]\ninternal_prefixes = [\"\"]", "gateway.internal_prefixes[0] = '': expected"),
+        ("[gateway]\ninternal_max_digits = 10", "gateway.internal_max_digits = 10: expected 0"),
+        ("[gateway]\nkind = \"pots\"", "gateway.kind = 'pots': expected 'sip' or 'analogue'"),
+        ("[gateway]\nkind = \"analogue\"\npass_behaviour = \"busy\"",
+         "gateway.pass_behaviour = 'busy': an analogue line passes a call by staying silent"),
+        ("[[lines]]\nname = \"a\"\nregistrar = \"1.2.3.4:5060\"\nusername = \"u\"\n"
+         "password = \"p\"\nkind = \"analogue\"\npass_behaviour = \"unavailable\"",
+         "lines[0].pass_behaviour = 'unavailable': an analogue line passes"),
     ],
 )
 def test_errors_name_the_key_and_what_is_allowed(tmp_path: Path, text: str, message: str) -> None:

@@ -30,7 +30,9 @@ def _strings(node: ast.AST) -> list[str]:
         return [node.value]
     if isinstance(node, ast.JoinedStr):
         parts = [p.value if isinstance(p, ast.Constant) else "7" for p in node.values]
-        if len(parts) > 1 and parts[-2].endswith(": "):
+        if len(parts) > 1 and parts[-2] == "passed: ":
+            parts[-1] = "declined elsewhere (SIP 7)"  # what a proxy's CANCEL said: cancel_words
+        elif len(parts) > 1 and parts[-2].endswith(": "):
             parts[-1] = "voicemail 7 s"  # what came before: "challenge passed: {outcome}"
         return ["".join(str(p) for p in parts)]
     return [s for child in ast.iter_child_nodes(node) for s in _strings(child)]
@@ -78,6 +80,19 @@ def test_every_outcome_the_call_flow_logs_is_said_in_words() -> None:
      "screening failed, then rang 1 min 05 s, nobody answered",
      "le filtrage a échoué, puis a sonné 1 min 05 s, personne n'a décroché"),
     ("rejected 486", 0.1, "", ""),
+    ("passed: declined elsewhere (SIP 603)", 9.0,
+     "rang 9 s, declined on another phone (SIP 603)",
+     "a sonné 9 s, refusé sur un autre téléphone (SIP 603)"),
+    ("passed: not answered elsewhere (Q.850 19)", 120.0,
+     "rang 2 min 00 s, nobody answered on any phone (Q.850 19)",
+     "a sonné 2 min 00 s, personne n'a décroché sur aucun téléphone (Q.850 19)"),
+    ("passed: cancelled by the network (SIP 500)", 3.0,
+     "rang 3 s, ended by the network (SIP 500)", "a sonné 3 s, arrêté par le réseau (SIP 500)"),
+    ("declined elsewhere (SIP 603)", 0.5, "declined on another phone (SIP 603)",
+     "refusé sur un autre téléphone (SIP 603)"),
+    ("analogue line: announced", 6.0,
+     "answered to stop the analogue line ringing: heard the message",
+     "décroché pour arrêter la sonnerie de la ligne analogique : a entendu le message"),
 ])
 def test_outcomes_in_both_languages(outcome: str, seconds: float, english: str,
                                     french: str) -> None:

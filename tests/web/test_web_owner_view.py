@@ -339,6 +339,25 @@ def test_rule_forms_take_ticked_boxes(client: FlaskClient, service: Services) ->
         "reject:486"
 
 
+def test_the_stir_rule_offers_attestations_and_checks_its_seconds(
+        client: FlaskClient, service: Services) -> None:
+    """Issue 14 item 4: the STIR/SHAKEN rule's form, in words, every bad field named."""
+    rid = next(r.id for r in service.store.rules.all() if r.kind.value == "stir_attestation")
+    page = text(client.get("/rules"))
+    assert "C: the network only knows where the call came in" in page
+    assert "signed too long ago (replayed)" in page
+    form = {"enabled": "1", "action": "challenge", "priority": "35",
+            "params.attest": ["B", "C"], "params.stale": "1", "params.max_age": "90"}
+    assert post(client, f"/rules/{rid}", form).status_code == 302
+    rule = next(r for r in service.store.rules.all() if r.id == rid)
+    assert rule.params == {"attest": ["B", "C"], "mismatch": False, "stale": True,
+                           "max_age": 90}
+    page = text(post(client, f"/rules/{rid}", {**form, "params.max_age": "5"}))
+    assert 'id="e-params.max_age">expected 10 to 3600 seconds, not 5' in page
+    french(client)
+    assert "C : le réseau sait seulement par où l'appel est entré" in text(client.get("/rules"))
+
+
 # ---------------------------------------------------------------------------- item 9
 
 
