@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway.feeds.subscriptions import SubscriptionError, add_subscription, list_subscriptions
+from gateway.feeds.vcard import import_contacts
 from gateway.ops.report import Language, build_report, period, render_csv, render_json
 from gateway.screening.rules import BURST_PROFILES, ListEntry, ListName, Rule
 from gateway.store.decode import FileProblem
@@ -30,7 +31,7 @@ from web.rules import pause_delta
 from web.screen import parse_at, screen_number
 from web.security import check_api_token
 from web.state import state
-from web.transfer import export_file, import_contacts, import_csv_bytes
+from web.transfer import export_file, import_csv_bytes
 from web.voicemail import audio as voicemail_audio
 from web.voicemail import known_prompt_names, save_prompt
 from web.wav import MAX_PROMPT_BYTES, WavError
@@ -593,7 +594,8 @@ def subscription_json(row: SubscriptionRow) -> dict[str, Any]:
             "refresh_hours": row.refresh_hours, "enabled": row.enabled, "lan": row.lan,
             "entries": row.entry_count, "rejected": row.rejected_count,
             "last_success": row.last_success_at.isoformat() if row.last_success_at else None,
-            "last_error": row.last_error}
+            "last_error": row.last_error, "kind": row.kind, "user": row.username or None,
+            "password_file": row.password_file}
 
 
 @bp.get("/subscriptions")
@@ -605,7 +607,8 @@ def subscriptions() -> Response:
 
 @bp.post("/subscriptions")
 def subscribe() -> tuple[Response, int]:
-    """Subscribe a list: list, url, label, refresh_hours, lan (true for a LAN source)."""
+    """Subscribe a list: list, url, label, refresh_hours, lan (true for a LAN source);
+    kind "carddav" with user and password_file for an address book."""
     data = body()
     hours = data.get("refresh_hours", state().settings.subscriptions.refresh_hours)
     if not isinstance(hours, int) or isinstance(hours, bool):
@@ -615,12 +618,11 @@ def subscribe() -> tuple[Response, int]:
         fail("lan: expected true or false", field="lan")
     try:
         row = add_subscription(state().store.db, _text(data, "list"), _text(data, "url"),
-                               label=_text(data, "label"), refresh_hours=hours, lan=lan)
+                               label=_text(data, "label"), refresh_hours=hours, lan=lan,
+                               kind=_text(data, "kind") or "list", username=_text(data, "user"),
+                               password_file=_text(data, "password_file") or None)
     except SubscriptionError as exc:
-        message = str(exc)
-        field = "list" if message.startswith("list") else (
-            "refresh_hours" if "hours" in message else "url")
-        fail(message, field=field)
+        fail(str(exc), field=exc.field or "url")
     return jsonify(subscription_json(row)), 201
 
 

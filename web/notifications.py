@@ -57,20 +57,21 @@ def test() -> tuple[str, int]:
 
 @bp.route("/notifications/subscriptions", methods=["POST"])
 def subscribe() -> tuple[str, int]:
-    """Subscribe a list to a URL or a file; errors keep what the owner typed."""
+    """Subscribe a list to a URL, a file or an address book; errors keep what was typed."""
     form = {key: request.form.get(key, "").strip()
-            for key in ("list", "url", "label", "refresh_hours", "lan")}
+            for key in ("list", "url", "label", "refresh_hours", "lan", "kind", "user",
+                        "password_file")}
     hours = form["refresh_hours"] or "24"
     if not hours.isdigit():
         return _render(form=form, errors={"refresh_hours": _("Give a whole number of hours.")},
                        status=400)
     try:
         add_subscription(state().store.db, form["list"], form["url"], label=form["label"],
-                         refresh_hours=int(hours), lan=form["lan"] == "1")
+                         refresh_hours=int(hours), lan=form["lan"] == "1",
+                         kind=form["kind"] or "list", username=form["user"],
+                         password_file=form["password_file"] or None)
     except SubscriptionError as exc:
-        field = "list" if str(exc).startswith("list") else (
-            "refresh_hours" if "hours" in str(exc) else "url")
-        return _render(form=form, errors={field: str(exc)}, status=400)
+        return _render(form=form, errors={exc.field or "url": str(exc)}, status=400)
     return _render(message=_("Subscribed; the list is fetched at the next refresh."))
 
 

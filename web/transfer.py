@@ -11,9 +11,8 @@ from typing import IO
 from flask import Blueprint, abort, render_template, request, send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from gateway.feeds.vcard import parse_vcards
+from gateway.feeds.vcard import import_contacts
 from gateway.ops.backup import BackupError, backup_to, restore_from
-from gateway.screening.rules import ListName
 from gateway.store import EntryError, ImportReport, Store
 from gateway.store.decode import FileProblem
 from gateway.store.list_files import Rejected, iter_lines
@@ -23,32 +22,6 @@ from web.state import state
 bp = Blueprint("transfer", __name__)
 
 MAX_REPORTED = 200  # rejected lines shown; the summary still counts them all
-
-
-@dataclass
-class ContactReport:
-    """What a contacts import did."""
-
-    cards: int = 0
-    added: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
-
-
-def import_contacts(store: Store, text: str) -> ContactReport:
-    """Add every phone number of every card to the allow list, labelled with the name."""
-    report = ContactReport()
-    for contact in parse_vcards(text):
-        report.cards += 1
-        for number in contact.numbers:
-            try:
-                store.entries.add(ListName.ALLOW, number, kind="exact",
-                               label=(contact.name or number)[:200], source="contact")
-            except EntryError as exc:
-                report.rejected.append(Rejected(contact.line, f"{contact.name}: {number}"[:80],
-                                                str(exc), exc.template, exc.params))
-            else:
-                report.added += 1
-    return report
 
 
 def import_csv_bytes(store: Store, data: bytes, list_name: str, action: str | None, *,

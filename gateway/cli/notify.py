@@ -71,8 +71,11 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
         if command == "add":
             row = subs.add_subscription(db, args.list, args.url, label=args.label or "",
                                         refresh_hours=args.every
-                                        or settings.subscriptions.refresh_hours, lan=args.lan)
-            print(f"subscription {row.id} added: {row.list} list from {row.url}")
+                                        or settings.subscriptions.refresh_hours, lan=args.lan,
+                                        kind=args.kind, username=args.user or "",
+                                        password_file=args.password_file)
+            what = "address book" if row.kind == "carddav" else "list"
+            print(f"subscription {row.id} added: {row.list} list from the {what} at {row.url}")
             if not args.no_refresh:
                 return _print_refresh(subs.refresh(db, settings, row.id))
         elif command == "remove":
@@ -95,7 +98,8 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
                     "source": subs.source_of(row.id), "entries": row.entry_count,
                     "rejected": row.rejected_count, "refresh_hours": row.refresh_hours,
                     "last_success": _local(row.last_success_at, settings),
-                    "last_error": row.last_error, "lan": row.lan,
+                    "last_error": row.last_error, "lan": row.lan, "kind": row.kind,
+                    "user": row.username or None, "password_file": row.password_file,
                 }, ensure_ascii=False))
     except subs.SubscriptionError as exc:
         print(f"ringfence subscriptions: {exc}", file=sys.stderr)
@@ -105,8 +109,9 @@ def cmd_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_refresh(result: Any) -> int:
     if result.ok:
+        what = "numbers" if result.kind == "carddav" else "lines"
         print(f"subscription {result.subscription_id}: {result.entries} entries "
-              f"({result.rejected} lines rejected)")
+              f"({result.rejected} {what} rejected)")
         return 0
     print(f"subscription {result.subscription_id}: refresh failed, previous entries kept: "
           f"{result.error}", file=sys.stderr)
@@ -138,9 +143,17 @@ def register_commands(sub: Any) -> None:
 
     subscriptions = sub.add_parser("subscriptions", help="lists kept in step with a URL or a file")
     ssub = subscriptions.add_subparsers(dest="subscriptions_command")
-    add = ssub.add_parser("add", help="subscribe a list to a URL or an absolute file path")
+    add = ssub.add_parser("add", help="subscribe a list to a URL, an absolute file path or "
+                                      "(--kind carddav) a CardDAV address book")
     add.add_argument("list", choices=["allow", "block"])
     add.add_argument("url")
+    add.add_argument("--kind", choices=list(subs.KINDS), default="list",
+                     help="list: number_or_pattern[,label] lines (the default); carddav: the "
+                          "phone numbers of an address book's contacts, named after them")
+    add.add_argument("--user", help="CardDAV: the account's user name")
+    add.add_argument("--password-file",
+                     help="CardDAV: absolute path of a file holding the password (read at each "
+                          "refresh; keep it 0600)")
     add.add_argument("--label")
     add.add_argument("--every", type=int, help="refresh every N hours")
     add.add_argument("--no-refresh", action="store_true", help="do not fetch it now")

@@ -25,6 +25,7 @@ from gateway.cli.common import (
     print_json,
 )
 from gateway.config import Settings
+from gateway.feeds.vcard import import_contacts
 from gateway.numbers import national_format
 from gateway.ops.report import (
     FORMATS,
@@ -43,6 +44,7 @@ from gateway.store.batch import write_batch
 from gateway.store.calls import CallFilter
 from gateway.store.decode import FileProblem
 from gateway.store.errors import BroadEntry
+from gateway.store.list_files import iter_lines
 from gateway.store.messages import VERDICTS, MessageFilter
 from gateway.store.writer import CallWriter
 
@@ -86,6 +88,27 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for entry in entries.find(list_name, search=args.search or "", limit=args.limit):
             print_json(entry_json(entry))
+    return 0
+
+
+def cmd_import_vcard(args: argparse.Namespace, settings: Settings) -> int:
+    """Allow every phone number of a vCard file (.vcf), labelled with the contact's name."""
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    text = "".join(iter_lines(data))  # UTF-16 and Windows-1252 exports read too
+    if "BEGIN:VCARD" not in text.upper():
+        raise UsageError(f"{path.name}: there is no vCard in this file")
+    report = import_contacts(owner_store(settings), text)
+    for rejected in report.rejected[:200]:
+        print(f"{path.name}:{rejected.line}: '{rejected.text}' rejected: {rejected.why}",
+              file=sys.stderr)
+    if len(report.rejected) > 200:
+        print(f"... and {len(report.rejected) - 200} more rejected numbers", file=sys.stderr)
+    print(f"allow list: {report.added} numbers added from {report.cards} contacts "
+          f"({len(report.rejected)} rejected)")
     return 0
 
 
@@ -382,6 +405,11 @@ def register_commands(sub: Any) -> None:
         ls.add_argument("--search")
         ls.add_argument("--limit", type=int, default=1000)
         lp.set_defaults(handler=cmd_list)
+        if name == "allow":
+            vcf = lsub.add_parser("import-vcard", help="allow every phone number of a vCard "
+                                  "file (.vcf), labelled with the contact's name")
+            vcf.add_argument("file")
+            vcf.set_defaults(handler=cmd_import_vcard)
 
     permit = sub.add_parser("permit", help="let the next call from NUMBER ring")
     permit.add_argument("number")

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from gateway.screening.rules import ListName
+from gateway.store import EntryError, Store
+from gateway.store.list_files import Rejected
+
 
 @dataclass
 class Contact:
@@ -91,3 +95,33 @@ def parse_vcards(text: str) -> list[Contact]:
             if number:
                 card.numbers.append(number)
     return contacts
+
+
+@dataclass
+class ContactReport:
+    """What a contacts import did."""
+
+    cards: int = 0
+    added: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def import_contacts(store: Store, text: str) -> ContactReport:
+    """Add every phone number of every card to the allow list, labelled with the name.
+
+    The UI's upload, the API's POST /api/contacts and `ringfence allow import-vcard` share
+    it. Entries are the owner's own (source "contact"): no subscription removes them.
+    """
+    report = ContactReport()
+    for contact in parse_vcards(text):
+        report.cards += 1
+        for number in contact.numbers:
+            try:
+                store.entries.add(ListName.ALLOW, number, kind="exact",
+                                  label=(contact.name or number)[:200], source="contact")
+            except EntryError as exc:
+                report.rejected.append(Rejected(contact.line, f"{contact.name}: {number}"[:80],
+                                                str(exc), exc.template, exc.params))
+            else:
+                report.added += 1
+    return report

@@ -25,7 +25,7 @@ from gateway import __version__
 from gateway.config import Settings
 from gateway.store.db import Database, SchemaError, check_schema, current_revision, head_revision
 from gateway.store.journal import REJECTED_FILE, journal_backlog, journal_dir, read_status
-from gateway.store.models import CallRow, LineStateRow, VoicemailRow
+from gateway.store.models import CallRow, LineStateRow, SubscriptionRow, VoicemailRow
 from gateway.store.status import read_load
 
 # Below this much free space on the data folder's disk, recording and logging are at risk.
@@ -174,9 +174,11 @@ def collect_status(settings: Settings, db: Database | None = None,
             "voicemail": None,
             "call_log": call_log_status(settings.data_dir),
             "load": load_status(settings.data_dir),
+            "subscriptions": [],
         }
         if db is not None and status["database"]["ok"]:
             status["lines"] = _line_status(db, settings)
+            status["subscriptions"] = _subscription_status(db)
             with db.session() as s:
                 last = s.scalar(select(func.max(CallRow.at)))
                 recent = s.scalar(select(func.count(CallRow.id))
@@ -199,6 +201,16 @@ def collect_status(settings: Settings, db: Database | None = None,
     status["problems"] = problems
     status["warnings"] = warnings
     return status
+
+
+def _subscription_status(db: Database) -> list[dict[str, Any]]:
+    """Each subscription's last refresh: a failing one keeps its last good entries."""
+    with db.session() as s:
+        rows = list(s.scalars(select(SubscriptionRow).order_by(SubscriptionRow.id)))
+    return [{"id": row.id, "kind": row.kind, "list": row.list, "label": row.label,
+             "entries": row.entry_count, "last_success": _iso(row.last_success_at),
+             "last_attempt": _iso(row.last_attempt_at), "error": row.last_error,
+             "ok": not row.last_error} for row in rows]
 
 
 def _judge(status: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -230,6 +242,16 @@ def _judge(status: dict[str, Any]) -> tuple[list[str], list[str]]:
                             "recorded until some are deleted")
         elif voicemail["ratio"] is not None and voicemail["ratio"] >= VOICEMAIL_WARN_RATIO:
             warnings.append(f"voicemail: {voicemail['ratio']:.0%} of the cap used")
+    # A warning, not a problem: screening goes on with the last good entries, and the error
+    # (URLs, user names) stays out of the public /healthz, which shows only problems.
+    for sub in status.get("subscriptions", []):
+        if not sub["ok"]:
+            what = "address book" if sub["kind"] == "carddav" else "list"
+            kept = (f"{sub['entries']} entries from {sub['last_success']} kept"
+                    if sub["last_success"] else "never fetched")
+            warnings.append(f"subscription {sub['id']} ({what}"
+                            f"{', ' + sub['label'] if sub['label'] else ''}): {sub['error']} "
+                            f"({kept})")
     return problems, warnings
 
 
@@ -313,6 +335,11 @@ def render_text(status: dict[str, Any]) -> str:
     if voicemail is not None:
         out.append(f"  voicemail  {_human_bytes(voicemail['bytes'])} of "
                    f"{_human_bytes(voicemail['cap_bytes'])}")
+    subscriptions = status.get("subscriptions") or []
+    if subscriptions:
+        failing = sum(not sub["ok"] for sub in subscriptions)
+        out.append(f"  feeds      {len(subscriptions)} subscription(s), "
+                   + (f"{failing} failing (see the warnings)" if failing else "all refreshed"))
     out.extend(f"  problem:   {p}" for p in status["problems"])
     out.extend(f"  warning:   {w}" for w in status["warnings"])
     return "\n".join(out) + "\n"

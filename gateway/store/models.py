@@ -278,7 +278,7 @@ class DigestSnapshotRow(Base):
 
 
 class SubscriptionRow(Base):
-    """An allow or block list kept in step with a URL or a local file."""
+    """An allow or block list kept in step with a URL, a local file or a CardDAV address book."""
 
     __tablename__ = "subscriptions"
 
@@ -297,6 +297,12 @@ class SubscriptionRow(Base):
     # The owner says the list lives on the home network: its address may then be private,
     # loopback or link-local (otherwise refused, so a list URL cannot reach internal services).
     lan: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "list" (number_or_pattern[,label] lines) or "carddav" (an address book); migration 0010.
+    kind: Mapped[str] = mapped_column(String(10), default="list", server_default="list")
+    # The CardDAV account: the user name, and the path of a file holding its password (read
+    # at each refresh; the password itself is never stored).
+    username: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    password_file: Mapped[str | None] = mapped_column(String(1000), default=None)
 
 
 class WebSessionRow(Base):

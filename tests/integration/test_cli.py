@@ -224,3 +224,31 @@ def test_rules_pause_and_permit(config: Path) -> None:
     ringfence(config, "pause", "off")
     bad = ringfence(config, "rules", "setting", "burst", '{"distinct_callers": -1}', check=False)
     assert bad.returncode == 2 and "burst.distinct_callers = -1" in bad.stderr
+
+
+def test_allow_import_vcard_adds_every_number_named_after_its_contact(config: Path) -> None:
+    ringfence(config, "db", "upgrade")
+    cards = config.parent / "contacts.vcf"
+    # A phone's export: UTF-16 with a BOM, folded lines, 3.0 and 4.0 cards, one without a
+    # phone, one TEL that is not a number.
+    cards.write_text(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Élodie\r\n  Martin\r\nTEL;TYPE=cell:06 12 34 56 78\r\n"
+        "TEL;TYPE=home:+33 (0)1 23 45 67 89\r\nEND:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Paul\r\nTEL;VALUE=uri:tel:+33-6-98-76-54-32\r\n"
+        "END:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:No phone\r\nEMAIL:x@example.org\r\nEND:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Odd\r\nTEL:re:.*\r\nEND:VCARD\r\n",
+        encoding="utf-16")
+    result = ringfence(config, "allow", "import-vcard", str(cards))
+    assert "3 numbers added from 3 contacts (1 rejected)" in result.stdout
+    assert "'Odd: re:.*' rejected" in result.stderr
+    entries = {e["pattern"]: e for e in json_lines(ringfence(config, "allow", "list").stdout)}
+    assert {p: (e["label"], e["source"], e["kind"]) for p, e in entries.items()} == {
+        "+33612345678": ("Élodie Martin", "contact", "exact"),
+        "+33123456789": ("Élodie Martin", "contact", "exact"),
+        "+33698765432": ("Paul", "contact", "exact"),
+    }
+    (config.parent / "notes.txt").write_text("no cards here\n", encoding="utf-8")
+    refused = ringfence(config, "allow", "import-vcard", str(config.parent / "notes.txt"),
+                        check=False)
+    assert refused.returncode == 2 and "no vCard" in refused.stderr
