@@ -152,7 +152,8 @@ def load_status(data_dir: Path) -> dict[str, Any] | None:
             "updated_at": report.updated_at, "stopped": report.stopped,
             "invites": report.count("invites"), "shed": report.count("shed"),
             "refused_no_media_slot": report.count("refused_no_media_slot"),
-            "left_fork_ringing_full": report.count("left_fork_ringing_full")}
+            "left_fork_ringing_full": report.count("left_fork_ringing_full"),
+            "scanners_dropped": report.count("scanners_dropped")}
 
 
 def collect_status(settings: Settings, db: Database | None = None,
@@ -327,7 +328,8 @@ def render_text(status: dict[str, Any]) -> str:
         out.append(f"  load       {load['invites']} new call(s) since {load['started_at']}: "
                    f"{load['shed']} shed (503), {load['refused_no_media_slot']} refused "
                    f"(media slots full), {load['left_fork_ringing_full']} not rung "
-                   "(too many ringing)")
+                   f"(too many ringing); {load['scanners_dropped']} SIP scanner request(s) "
+                   "dropped")
     disk = status["disk"]
     out.append(f"  disk       {_human_bytes(disk['free_bytes'])} free of "
                f"{_human_bytes(disk['total_bytes'])} ({disk['path']})")
@@ -489,6 +491,8 @@ LOAD_METRICS = (
                               "media slot (max_calls) was busy."),
     ("left_fork_ringing_full", "Calls to ring answered 480 since the gateway started: too "
                                "many calls were ringing already."),
+    ("scanners_dropped", "Requests from known SIP scanners (sipvicious, friendly-scanner…) "
+                         "dropped without an answer since the gateway started."),
 )
 
 

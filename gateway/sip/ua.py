@@ -632,6 +632,7 @@ class UserAgent:
         # No response at all: a scanner learns nothing, not even that a device is here, and
         # no transaction, call, row or RTP is ever made for it.
         self.scanners[signature] += 1
+        self.counters.add("scanners_dropped")
         if source.host not in self._scanner_sources and len(self._scanner_sources) < 1000:
             self._scanner_sources.add(source.host)
             log.warning("SIP scanner at %s:%s (%s): dropping its requests", source.host,

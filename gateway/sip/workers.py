@@ -102,6 +102,7 @@ class LoadCounters:
         "refused_no_media_slot",  # kept away with a 6xx: all media slots busy
         "left_fork_ringing_full",  # a pass answered 480: too many calls ringing already
         "texts",  # text messages (SIP MESSAGE) handed to screening
+        "scanners_dropped",  # requests from known SIP scanners, dropped without an answer
     )
 
     def __init__(self) -> None:

@@ -127,6 +127,7 @@ def test_an_extension_sweep_in_svwars_shape_is_dropped_call_by_call(
     finally:
         peer.close()
     assert scanned(gateway) == 11
+    assert gateway.load.snapshot()["scanners_dropped"] == 11  # what load.json and /metrics show
     assert [r.number for r in service.store.calls.recent()] == ["+33612345678"]
 
 
