@@ -7,7 +7,6 @@ import http.client
 import os
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.files import tighten_umask
 from gateway.media import audio
 from tests.helpers import Services
 from tests.integration.test_media_rtp import session_pair
+from tests.peers import wait_until
 from tests.peers.web import make_config, ringfence, running_web
 from tests.web.support import save_voicemail, wav_bytes
 
@@ -94,10 +94,12 @@ def test_a_recording_is_private_under_umask_022(tmp_path: Path) -> None:
     target = tmp_path / "voicemail" / "rec.wav"
     out: list[object] = []
     with umask(LOOSE), session_pair("PCMA") as (caller, gateway):
+        # Silence is counted from the start: a loaded machine may take a while to play.
         recorder = threading.Thread(target=lambda: out.append(gateway.record(
-            target, max_seconds=6.0, silence_seconds=0.8)), daemon=True)
+            target, max_seconds=6.0, silence_seconds=3.0)), daemon=True)
         recorder.start()
-        time.sleep(0.1)  # let record() listen before the tone starts
+        # record() creates the file once it listens (what arrived before is dropped).
+        wait_until(target.exists, 10, "the recording to start")
         caller.play(tone)
         recorder.join(15)
     assert out and out[0] is not None
