@@ -22,7 +22,10 @@ from gateway.media.rtp import MediaSession, RecordingResult
 from gateway.media.sdp import SdpError, parse_sdp
 
 HOST = "127.0.0.1"
-PORTS = (40000, 40998)
+PORTS = (40000, 40998)  # where the sessions under test bind
+# Where a test's own peer port is picked: outside PORTS, so the session it talks to (which
+# picks at random in PORTS) can never take it between the probe and the peer's bind.
+PEER_PORTS = (41000, 41998)
 CODECS = {"PCMA": 8, "PCMU": 0}
 DECODERS: dict[str, Callable[[bytes], bytes]] = {
     "PCMA": audio.alaw_decode,
@@ -53,7 +56,7 @@ def offer_body(port: int, payload_type: int, te: bool = True) -> str:
 
 def free_even_port() -> int:
     for _ in range(200):
-        port = random.randrange(PORTS[0], PORTS[1], 2)
+        port = random.randrange(PEER_PORTS[0], PEER_PORTS[1], 2)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             try:
                 probe.bind((HOST, port))
