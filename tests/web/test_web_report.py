@@ -68,8 +68,8 @@ def test_the_api_gives_json_or_csv_and_names_a_bad_field(client: FlaskClient,
     assert data["totals"]["numbers"] == 1 and data["since"] == "2026-11-01"
     [number] = data["numbers"]
     assert [f["basis"] for f in number["calls"][0]["facts"]] == ["law", "law"]
-    csv_answer = client.get("/api/report/telemarketing?since=2026-11-01&format=csv",
-                            headers=auth)
+    csv_answer = client.get(  # both ends given: the default end is today, any day
+        "/api/report/telemarketing?since=2026-11-01&until=2026-11-30&format=csv", headers=auth)
     assert csv_answer.mimetype == "text/csv"
     for query, field in (("since=01/11/2026", "since"), ("format=pdf", "format"),
                          ("since=2026-11-30&until=2026-11-01", "since")):
