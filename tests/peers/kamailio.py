@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -95,9 +97,15 @@ class Kamailio:
         for define in self.defines:
             args += ["-A", define]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log)
+        # Its own process group: Kamailio forks workers, and a SIGKILL of the main process
+        # alone (a slow shutdown under load) would leave them running, holding the port.
+        self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         log.close()
-        wait_until(self._answers_options, 15.0, f"Kamailio on port {self.port}")
+        try:
+            wait_until(self._answers_options, 15.0, f"Kamailio on port {self.port}")
+        except BaseException:
+            self.stop()  # the fixture never gets to stop what did not start
+            raise
 
     def _answers_options(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -122,7 +130,7 @@ class Kamailio:
         return data.startswith(b"SIP/2.0 200")
 
     def stop(self) -> None:
-        """Terminate (SIGTERM, then SIGKILL after 5 s)."""
+        """Terminate (SIGTERM, then SIGKILL after 5 s), and every worker it forked."""
         if self.process is None:
             return
         self.process.terminate()
@@ -131,6 +139,8 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):  # workers the main process left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
 
     def restart(self) -> None:
