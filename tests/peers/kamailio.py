@@ -139,8 +139,14 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):  # workers the main process left behind
-            os.killpg(self.process.pid, signal.SIGKILL)
+        # Kamailio's main process can exit before its workers do, and they hold the listening
+        # sockets: kill what is left of the group, and wait (bounded) until it is gone, so a
+        # restart on the same port does not meet "Address already in use".
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not _group_alive(group), 5.0, "Kamailio's workers to exit")
         self.process = None
 
     def restart(self) -> None:
@@ -177,3 +183,13 @@ def running_kamailio(rundir: Path, **options: object) -> Iterator[Kamailio]:
         kamailio.stop()
 
 
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group still runs (zombies, whose sockets are closed, do not)."""
+    for stat_file in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat_file).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:  # state, ppid, pgrp
+            return True
+    return False
