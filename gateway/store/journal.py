@@ -206,12 +206,17 @@ class WriterStatus:
     rejected_total: int = 0  # events the database refused as invalid, kept in rejected.jsonl
 
 
+def replace_json(path: Path, value: object) -> None:
+    """Replace a small JSON file (write, then rename: a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_status(folder: Path, status: WriterStatus) -> None:
-    """Replace the status file (write, then rename: a reader never sees half of it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (STATUS_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(status), sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / STATUS_FILE)
+    """Replace the status file."""
+    replace_json(folder / STATUS_FILE, asdict(status))
 
 
 def read_status(folder: Path) -> WriterStatus | None:

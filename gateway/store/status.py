@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from gateway.store.db import Database
+from gateway.store.journal import replace_json
 from gateway.store.models import GatewayStatusRow
 
 HEARTBEAT_SECONDS = 300
@@ -136,11 +137,8 @@ class LoadReport:
 
 
 def write_load(data_dir: Path, report: LoadReport) -> None:
-    """Replace the load file (write, then rename: a reader never sees half of it)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / (LOAD_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(report), sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, data_dir / LOAD_FILE)
+    """Replace the load file (atomically, like the call writer's status)."""
+    replace_json(data_dir / LOAD_FILE, asdict(report))
 
 
 def read_load(data_dir: Path) -> LoadReport | None:
