@@ -6,11 +6,16 @@ log into a pipe so that only the database's writes
 count), optionally fills the log with `--existing` older calls first (a year of calls makes the
 indexes larger, and random numbers then dirty more index pages per row), then places
 `--calls` calls from telemarketing numbers (refused with 603 by the default rules) from
-`--callers` raw UDP callers in parallel. It reads the gateway's `write_bytes` from
+`--callers` raw UDP callers in parallel: as fast as they can (the default), or `--rate R` calls
+per second in all, each call placed at its own time (start + i/R), as a steady flood arrives. It
+reads the gateway's `write_bytes` from
 /proc/<pid>/io before and after, and divides by the calls that reached the log.
 
-    python bench/call_writes.py [--calls 1000] [--callers 2] [--existing 0] [--same-number]
-                                [--tree CHECKOUT]
+    python bench/call_writes.py [--calls 1000] [--callers 2] [--rate R] [--existing 0]
+                                [--same-number] [--tree CHECKOUT]
+
+A paced run needs enough callers to keep up (each waits for its call's answer): `--rate 400`
+wants `--callers 8` or so; the achieved rate is printed, and a warning when it fell short.
 
 `--tree` runs the gateway of another checkout (e.g. a `git worktree` of an older commit) with
 the same callers, to measure a before/after pair on the same machine.
@@ -102,6 +107,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--callers", type=int, default=2, help="parallel raw UDP callers")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="calls per second in all, paced (default: as fast as possible)")
     parser.add_argument("--existing", type=int, default=0, help="older calls in the log first")
     parser.add_argument("--same-number", action="store_true",
                         help="every call from one number (as SIPp floods do)")
@@ -146,21 +153,25 @@ def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
         wait_until(lambda: logged(db_file) >= args.existing + 20, 30, "the warm-up calls")
         before_rows, before_io, before_cpu = logged(db_file), proc_io(process.pid), \
             cpu_seconds(process.pid)
-        numbers: queue.Queue[str] = queue.Queue()
+        numbers: queue.Queue[tuple[int, str]] = queue.Queue()
         for i in range(args.calls):
-            numbers.put("+33162000001" if args.same_number
-                        else f"+33162{(i * 7919) % 10**6:06d}")
+            numbers.put((i, "+33162000001" if args.same_number
+                         else f"+33162{(i * 7919) % 10**6:06d}"))
         statuses: list[int] = []
+        started = time.monotonic()
 
         def caller() -> None:
             while True:
                 try:
-                    number = numbers.get_nowait()
+                    i, number = numbers.get_nowait()
                 except queue.Empty:
                     return
+                if args.rate:  # paced: call i leaves at its own time, not when a caller is free
+                    delay = started + i / args.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                 statuses.append(call(port, number))
 
-        started = time.monotonic()
         threads = [threading.Thread(target=caller) for _ in range(args.callers)]
         for thread in threads:
             thread.start()
@@ -179,6 +190,11 @@ def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
     print(f"calls placed          {args.calls} from {args.callers} caller(s) in {elapsed:.1f} s "
           f"({args.calls / elapsed:.0f}/s); answers: "
           + ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses))))
+    if args.rate:
+        achieved = args.calls / elapsed
+        print(f"paced at              {args.rate:.0f}/s"
+              + ("" if achieved >= 0.95 * args.rate else
+                 f" (NOT reached: {achieved:.0f}/s; give more --callers)"))
     print(f"gateway               {tree}")
     print(f"older calls in the log {args.existing}; numbers: "
           + ("one" if args.same_number else "all different"))
