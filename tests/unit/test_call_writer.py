@@ -440,16 +440,15 @@ def test_a_rejected_call_is_one_insert_in_one_transaction(service: Services,
     book = CallBook(service.store, settings, writer)
     who = service.screener.caller("0162000001")
     decision = service.screener.screen(who, NOW)
-    commits: list[int] = []
     statements: list[str] = []
-    event.listen(service.db.engine, "commit", lambda conn: commits.append(1))
-    event.listen(service.db.engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, params, context, many: statements.append(
-                     sql.split()[0]))
+    # What SQLite itself runs (the batch goes to the driver, not through SQLAlchemy's events).
+    event.listen(service.db.engine, "checkout",
+                 lambda dbapi, record, proxy: dbapi.set_trace_callback(
+                     lambda sql: statements.append(sql.split()[0].upper())))
     ref = book.record_call(who, decision, at=NOW, sip_call_id="c1")
     book.finish_call(ref, duration_s=0.01, outcome="rejected 603")
     writer.step()
-    assert len(commits) == 1
+    assert statements.count("BEGIN") == 1 and statements.count("COMMIT") == 1, statements
     assert statements.count("INSERT") == 1 and statements.count("UPDATE") == 1  # + the hit
     row = service.store.calls.by_uid(ref)
     assert row is not None and row.outcome == "rejected 603"
