@@ -288,15 +288,13 @@ class _DriverBatch:
 
     def _call_params(self, call: CallLogged, end: CallFinished | None) -> list[Any]:
         row = _call_row(call, end)
-        for i, process in self.call_processors:
-            if row[i] is not None:
-                row[i] = process(row[i])
+        for i, process in self.call_processors:  # None too: JSON keeps it as 'null', as Core
+            row[i] = process(row[i])
         return row
 
     @staticmethod
     def _bind(processors: Sequence[Processor], values: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(v if p is None or v is None else p(v) for p, v in zip(processors, values,
-                                                                          strict=True))
+        return tuple(v if p is None else p(v) for p, v in zip(processors, values, strict=True))
 
     def write(self, batch: _Batch) -> None:
         """Apply a batch of calls and ends in one transaction (all or nothing)."""
