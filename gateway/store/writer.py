@@ -3,12 +3,16 @@
 Call threads `submit` events (`gateway.store.events`) and go on: a submit never waits on the
 database or the disk. The `call-writer` thread takes what arrived, at most every `linger_s`
 (a few tens of ms) or as soon as `batch_size` events wait, and applies it in one transaction
-(`gateway.store.batch`). When the database does not take a batch (locked past the busy
-timeout, disk full, server down), the events are appended to the journal beside the database
-(`gateway.store.journal`, fsynced per batch) and the writer tries again with a growing delay;
-once the database answers, the journal is written in order and emptied. If the journal cannot
-be written either (the same full disk), events wait in memory up to `memory_limit`; only
-beyond that are the oldest dropped, which is logged, counted and shown in the status file.
+(`gateway.store.batch`). While calls keep coming (the previous batch held `flood_events` or
+more and was taken less than `flood_linger_s` before the next event came), a batch stays open
+`flood_linger_s` instead, so that a steady flood of tens of calls a second is written in
+batches of tens of calls, not of two or three. When the database does not take a batch
+(locked past the busy timeout, disk full, server down), the events are appended to the journal
+beside the database (`gateway.store.journal`, fsynced per batch) and the writer tries again
+with a growing delay; once the database answers, the journal is written in order and emptied.
+If the journal cannot be written either (the same full disk), events wait in memory up to
+`memory_limit`; only beyond that are the oldest dropped, which is logged, counted and shown in
+the status file.
 
 Events still queued are visible to screening through `pending_calls()`, so burst detection and
 the repeat limit count the calls of the last seconds before they reach the database.
@@ -165,7 +169,7 @@ class CallWriter(_Listeners):
         batch_size: int = 500,
         linger_s: float = 0.05,
         flood_linger_s: float = 0.25,
-        flood_events: int = 64,
+        flood_events: int = 4,
         memory_limit: int = 10_000,
         inbox_limit: int = 50_000,
         retry_min_s: float = 0.5,
@@ -187,6 +191,7 @@ class CallWriter(_Listeners):
         self.flood_linger_s = flood_linger_s
         self.flood_events = flood_events
         self._last_batch = 0  # events the previous step took
+        self._last_step_at = -1e9  # when it took them (the writer's clock)
         self.memory_limit = memory_limit
         self.inbox_limit = inbox_limit
         self.retry_min_s = retry_min_s
@@ -409,8 +414,7 @@ class CallWriter(_Listeners):
                 if self._inbox:
                     if flush_now or len(self._inbox) >= self.batch_size:
                         return
-                    assert self._first_arrival is not None
-                    timeout = self._first_arrival + self._linger() - now
+                    timeout = self._due_locked() - now
                 elif self._has_backlog():
                     if flush_now or self._retry_at is None:
                         return
@@ -426,10 +430,29 @@ class CallWriter(_Listeners):
                         return
                 self._cond.wait(timeout)
 
-    def _linger(self) -> float:
-        """How long a batch stays open: longer during a flood, where a row costs most of a
-        random index page (ix_calls_number_at) unless many rows share the commit."""
-        return self.flood_linger_s if self._last_batch >= self.flood_events else self.linger_s
+    def batch_due(self) -> float | None:
+        """When the open batch is written (on the writer's clock) unless a flush or a full
+        batch comes first; None if no event waits."""
+        with self._cond:
+            return self._due_locked() if self._inbox else None
+
+    def _due_locked(self) -> float:
+        assert self._first_arrival is not None
+        return self._first_arrival + self._linger(self._first_arrival)
+
+    def _linger(self, first_arrival: float) -> float:
+        """How long a batch stays open: `flood_linger_s` while calls keep coming, else
+        `linger_s`.
+
+        A home line never has two calls in 50 ms, so a previous batch of `flood_events` (two
+        calls' worth) means a flood: each commit costs a WAL frame per page it dirties and
+        ~0.1 ms of CPU however few rows it holds, so its rows should share it. The previous
+        batch must also be recent: the first call after a quiet spell is written in
+        `linger_s`, whatever the last flood left.
+        """
+        flooding = (self._last_batch >= self.flood_events
+                    and first_arrival - self._last_step_at <= self.flood_linger_s)
+        return self.flood_linger_s if flooding else self.linger_s
 
     def step(self) -> None:
         """One round: take new events, journal them if the database is failing, and try to
@@ -439,6 +462,7 @@ class CallWriter(_Listeners):
             self._inbox.clear()
             self._first_arrival = None
             self._last_batch = len(new)
+            self._last_step_at = self.clock()
             flush_now = self._flush_requests > self._flush_seen
             self._flush_seen = self._flush_requests
             stopping = self._stopping

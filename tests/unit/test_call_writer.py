@@ -122,6 +122,84 @@ def test_a_batch_is_one_commit_and_large_ones_are_cut(tmp_path: Path, database: 
     assert journal_backlog(tmp_path / "journal") == 0
 
 
+def rejected(n: int) -> list[Event]:
+    """The two events of a rejected call: its row, then its end at once."""
+    return [call(n), CallFinished(f"uid{n:04d}", 0.01, "rejected 603")]
+
+
+def submit_all(writer: CallWriter, events: list[Event]) -> None:
+    for each in events:
+        writer.submit(each)
+
+
+def flood(writer: CallWriter, clock: Clock, rate: float, calls: int) -> list[float]:
+    """Submit `calls` rejected calls at a steady `rate`, stepping the writer whenever its
+    batch is due, as its thread would; how long each batch was open."""
+    open_for: list[float] = []
+    opened: float | None = None
+    for n in range(calls):
+        arrival = clock.now + 1 / rate
+        due = writer.batch_due()
+        if due is not None and due <= arrival:  # the batch is written before the next call
+            clock.now = due
+            writer.step()
+            assert opened is not None
+            open_for.append(clock.now - opened)
+        clock.now = arrival
+        if writer.batch_due() is None:
+            opened = clock.now
+        submit_all(writer, rejected(n))
+    return open_for
+
+
+def test_a_call_in_quiet_times_is_written_within_the_short_linger(
+        tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
+    writer = make_writer(tmp_path, database, clock)
+    submit_all(writer, rejected(1))
+    assert writer.batch_due() == pytest.approx(clock.now + 0.05)
+    clock.advance(0.05)
+    writer.step()
+    assert [len(b) for b in database.batches] == [2] and writer.batch_due() is None
+
+
+def test_a_steady_flood_is_written_in_batches_of_tens_of_events(
+        tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
+    """Issue 10: at 50-100 calls/s a 50 ms linger made batches of 2-3 calls, each commit
+    dirtying the same pages; the batch now stays open 250 ms once calls keep coming."""
+    for rate, least in ((50.0, 20), (100.0, 40)):
+        database.batches.clear()
+        writer = make_writer(tmp_path / str(rate), database, clock)
+        open_for = flood(writer, clock, rate, calls=int(rate * 3))
+        sizes = [len(b) for b in database.batches]
+        assert max(open_for) <= 0.25 + 1e-9  # never longer than the flood linger
+        assert min(sizes[2:]) >= least, sizes  # after the first batch or two
+        clock.advance(10.0)
+
+
+def test_after_a_flood_the_next_call_gets_the_short_linger_again(
+        tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
+    writer = make_writer(tmp_path, database, clock)
+    flood(writer, clock, 100.0, calls=100)
+    clock.advance(writer.flood_linger_s)
+    writer.step()  # the flood's last batch
+    clock.advance(1.0)  # a quiet second
+    submit_all(writer, rejected(1000))
+    assert writer.batch_due() == pytest.approx(clock.now + 0.05)
+
+
+def test_two_calls_apart_keep_the_short_linger(tmp_path: Path, database: FakeDatabase,
+                                               clock: Clock) -> None:
+    """A home line: calls minutes apart, each its own batch, each within 50 ms."""
+    writer = make_writer(tmp_path, database, clock)
+    for n in range(3):
+        submit_all(writer, rejected(n))
+        assert writer.batch_due() == pytest.approx(clock.now + 0.05)
+        clock.advance(0.05)
+        writer.step()
+        clock.advance(120.0)
+    assert [len(b) for b in database.batches] == [2, 2, 2]
+
+
 def test_a_failed_batch_waits_in_the_journal_and_is_written_in_order(
         tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
     writer = make_writer(tmp_path, database, clock, retry_min_s=0.5)
