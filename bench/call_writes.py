@@ -17,6 +17,10 @@ reads the gateway's `write_bytes` from
 A paced run needs enough callers to keep up (each waits for its call's answer): `--rate 400`
 wants `--callers 8` or so; the achieved rate is printed, and a warning when it fell short.
 
+`--micro` measures instead, in this process, the CPU of one batch of N rejected calls (a row
+and its end each) through `write_batch` (the driver's way) and through the ORM path
+(`write_batch_orm`), warm, on a fresh SQLite database under `--dir`.
+
 `--tree` runs the gateway of another checkout (e.g. a `git worktree` of an older commit) with
 the same callers, to measure a before/after pair on the same machine.
 
@@ -43,6 +47,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gateway.config import load_settings_from_text  # noqa: E402
+from gateway.store.batch import write_batch, write_batch_orm  # noqa: E402
+from gateway.store.events import CallFinished, CallLogged, Event, new_uid  # noqa: E402
+from tests.helpers import Services  # noqa: E402
 from tests.peers import free_port, wait_until  # noqa: E402
 from tests.peers.gateway_process import answers_options, call  # noqa: E402
 
@@ -112,6 +120,8 @@ def main() -> int:
     parser.add_argument("--existing", type=int, default=0, help="older calls in the log first")
     parser.add_argument("--same-number", action="store_true",
                         help="every call from one number (as SIPp floods do)")
+    parser.add_argument("--micro", action="store_true",
+                        help="CPU per batch of write_batch, in process (no gateway)")
     parser.add_argument("--tree", type=Path, default=REPO,
                         help="the checkout whose gateway runs (default: this one)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()),
@@ -125,9 +135,45 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="ringfence-writes-", dir=args.dir))
     try:
-        return measure(args, tree, folder)
+        return micro(folder) if args.micro else measure(args, tree, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def micro(folder: Path) -> int:
+    """CPU per batch of 1, 5, 25 and 100 rejected calls, driver and ORM paths; print it."""
+    service = Services.open(load_settings_from_text("", folder))
+    rule = service.store.rules.all()[0].id
+    at = datetime.now(UTC)
+
+    def batch(calls: int) -> list[Event]:
+        events: list[Event] = []
+        for _ in range(calls):
+            uid = new_uid()
+            events += [CallLogged(uid=uid, at=at, caller_kind="number", action="reject:603",
+                                  number="+33162000001", step="rule", rule=f"rule:{rule}",
+                                  rule_id=rule, reason="telemarketing range",
+                                  reason_code="rule_telemarketing", reason_params={"n": 1}),
+                       CallFinished(uid, 0.01, "rejected 603")]
+        return events
+
+    try:
+        for name, write in (("driver (write_batch)", write_batch), ("ORM (write_batch_orm)",
+                                                                    write_batch_orm)):
+            figures = []
+            for calls in (1, 5, 25, 100):
+                for _ in range(5):  # warm: statements cached, pages in memory
+                    write(service.db, batch(calls))
+                prepared = [batch(calls) for _ in range(max(20, 400 // calls))]
+                started = time.process_time()
+                for events in prepared:
+                    write(service.db, events)
+                spent = (time.process_time() - started) / len(prepared)
+                figures.append(f"{calls}: {1000 * spent:.2f} ms")
+            print(f"{name:22} per batch of N calls  " + ", ".join(figures))
+    finally:
+        service.store.close()
+    return 0
 
 
 def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:

@@ -408,27 +408,41 @@ class CallWriter(_Listeners):
     def _wait_for_work(self) -> None:
         with self._cond:
             while not self._stopping:
-                now = self.clock()
-                flush_now = self._flush_requests > self._flush_seen
-                timeout: float | None
-                if self._inbox:
-                    if flush_now or len(self._inbox) >= self.batch_size:
-                        return
-                    timeout = self._due_locked() - now
-                elif self._has_backlog():
-                    if flush_now or self._retry_at is None:
-                        return
-                    timeout = self._retry_at - now
-                else:
-                    timeout = None
+                timeout = self._step_in_locked()
                 if timeout is not None and timeout <= 0:
                     return
-                if self._status_written_at is not None and self._pending_count() > 0:
-                    due = self._status_written_at + self.status_every_s - now
-                    timeout = due if timeout is None else min(timeout, due)
-                    if timeout <= 0:
-                        return
                 self._cond.wait(timeout)
+
+    def next_step_in(self) -> float | None:
+        """Seconds until the writer thread takes its next step (0 or less: now), or None if
+        it waits for the next event; on the writer's clock (tests drive it with step())."""
+        with self._cond:
+            return self._step_in_locked()
+
+    def _step_in_locked(self) -> float | None:
+        now = self.clock()
+        flush_now = self._flush_requests > self._flush_seen
+        timeout: float | None
+        if self._inbox:
+            if flush_now or len(self._inbox) >= self.batch_size:
+                return 0.0
+            timeout = self._due_locked() - now
+        elif self._has_backlog():
+            if flush_now or self._retry_at is None:
+                return 0.0
+            timeout = self._retry_at - now
+        else:
+            timeout = None
+        if timeout is not None and timeout <= 0:
+            return timeout
+        if self._status_written_at is not None and self._has_backlog():
+            # Only rows that wait for the database make the status worth rewriting: counting
+            # the open batch here woke the thread at each submit once 5 s had passed since the
+            # last rewrite, and `_write_status`, finding nothing pending after the commit,
+            # never reset the timer (issue 10: a commit per call at 50-100 calls/s).
+            due = self._status_written_at + self.status_every_s - now
+            timeout = due if timeout is None else min(timeout, due)
+        return timeout
 
     def batch_due(self) -> float | None:
         """When the open batch is written (on the writer's clock) unless a flush or a full
@@ -687,7 +701,7 @@ class CallWriter(_Listeners):
             return
         now = self.clock()
         due = (self._status_written_at is None or self._status_dirty
-               or (self._pending_count() > 0
+               or (self._has_backlog()
                    and now - self._status_written_at >= self.status_every_s))
         if not (due or force):
             return

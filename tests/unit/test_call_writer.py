@@ -187,6 +187,24 @@ def test_after_a_flood_the_next_call_gets_the_short_linger_again(
     assert writer.batch_due() == pytest.approx(clock.now + 0.05)
 
 
+def test_the_status_timer_does_not_cut_every_batch_short(
+        tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
+    """Issue 10: 5 s after the last status rewrite, the open batch counted as "rows waiting",
+    woke the thread at each submit, and nothing reset the timer: a commit per call."""
+    writer = make_writer(tmp_path, database, clock)
+    writer.step()  # the status file is written once at start
+    clock.advance(writer.status_every_s + 1.0)
+    for n in range(3):
+        submit_all(writer, rejected(n))
+        assert writer.next_step_in() == pytest.approx(0.05 if n == 0 else 0.05 - 0.01 * n)
+        clock.advance(0.01)
+    clock.advance(0.02)
+    assert writer.next_step_in() == pytest.approx(0.0)
+    writer.step()
+    assert [len(b) for b in database.batches] == [6]
+    assert writer.next_step_in() is None  # nothing waits: no timer at all
+
+
 def test_two_calls_apart_keep_the_short_linger(tmp_path: Path, database: FakeDatabase,
                                                clock: Clock) -> None:
     """A home line: calls minutes apart, each its own batch, each within 50 ms."""
