@@ -26,9 +26,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import phonenumbers  # the gateway's own dependency: the bench runs in its environment
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KNEE_P99_MS = 50.0
@@ -294,7 +297,7 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
     args = ["sipp", f"127.0.0.1:{target_port}", "-sf", str(xml), "-i", "127.0.0.1",
             "-p", str(ports.take()), "-mp", str(ports.take()), "-m", str(calls),
             "-r", str(rate), "-l", str(max(200, int(rate * 4))), "-timeout", f"{timeout_s}s",
-            "-nostdin", "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
+            "-nostdin", "-trace_err", "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
             "-recv_timeout", "10000", "-default_behaviors", "all,-bye"]
     if inject is not None:
         args += ["-inf", str(inject)]
@@ -316,10 +319,23 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
             row = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
             ok = int(row.get("SuccessfulCall(C)", 0) or 0)
             failed = int(row.get("FailedCall(C)", 0) or 0)
+    if failed:
+        print(f"  {failed} failed: {failure_reasons(run)}")
     if ok + failed == 0:
         print(f"  sipp placed no call (exit {result.returncode}): "
               f"{(result.stderr or result.stdout)[-600:]}")
     return Step(rate, calls, ok, failed, samples, cpu, elapsed, idle_cpu_s=idle * elapsed)
+
+
+def failure_reasons(run: Path) -> str:
+    """What SIPp's error log says went wrong, counted by kind (an unexpected 488, a timeout)."""
+    reasons: Counter[str] = Counter()
+    for log in run.glob("*_errors.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "Aborting call" in line:
+                reasons[line.split("received '", 1)[-1][:40] if "received '" in line
+                        else line.split(": ", 1)[-1][:60]] += 1
+    return ", ".join(f"{why} x{n}" for why, n in reasons.most_common(3)) or "no SIPp error log"
 
 
 def describe(step: Step) -> str:
@@ -361,10 +377,19 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
 
 
 def write_strangers(path: Path, count: int) -> Path:
-    """A SIPp injection file of `count` distinct French mobile numbers, one per call."""
-    lines = ["SEQUENTIAL"] + [f"+336{10_000_000 + i * 7919 % 89_999_999:08d};"
-                              for i in range(count)]
-    path.write_text("\n".join(lines) + "\n")
+    """A SIPp injection file of `count` distinct, valid French mobile numbers, one per call.
+
+    Valid by phonenumbers' plan, as the gateway checks: a number outside the plan is sent to
+    voicemail (an INVITE without SDP then gets 488), which is not what this phase measures.
+    """
+    numbers: list[str] = []
+    i = 0
+    while len(numbers) < count:
+        candidate = f"+336{10_000_000 + i * 7919 % 89_999_999:08d}"
+        i += 1
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            numbers.append(candidate)
+    path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
     return path
 
 
