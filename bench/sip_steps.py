@@ -346,11 +346,13 @@ def describe(step: Step) -> str:
 
 
 def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: int,
-               rates: Sequence[float], seconds: float, number: str) -> list[tuple[Step, Step]]:
-    """The refused-call steps: gateway and anchor at each rate; prints as it goes."""
+               rates: Sequence[float], seconds: float,
+               number: str | None) -> list[tuple[Step, Step]]:
+    """The refused-call steps: gateway and anchor at each rate; prints as it goes. `number`
+    None: every call from a different number of a range the default rules refuse."""
     results: list[tuple[Step, Step]] = []
     anchor_port = ports.take()
-    scenario = REJECT.format(number=number)
+    scenario = REJECT.format(number=number or "[field0]")
     with anchor(workdir, anchor_port) as kamailio:
         our_idle, their_idle = idle_rate(gateway_pid), idle_rate(kamailio.pid)
         print(f"idle CPU: gateway {100 * our_idle:.1f} %, anchor {100 * their_idle:.1f} % of a "
@@ -358,10 +360,15 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
         for rate in rates:
             calls = max(1, int(rate * seconds))
             timeout = int(seconds) + 60
+            inject = None
+            if number is None:  # new numbers at each step: none was seen before
+                inject = write_numbers(workdir / f"refused-{rate:.0f}.csv", calls,
+                                       f"+33162{len(results)}", 5)
             ours = run_sipp(workdir, scenario, gateway_port, ports, rate=rate, calls=calls,
-                            pid=gateway_pid, timeout_s=timeout, idle=our_idle)
+                            pid=gateway_pid, timeout_s=timeout, idle=our_idle, inject=inject)
             theirs = run_sipp(workdir, scenario, anchor_port, ports, rate=rate, calls=calls,
-                              pid=kamailio.pid, timeout_s=timeout, idle=their_idle)
+                              pid=kamailio.pid, timeout_s=timeout, idle=their_idle,
+                              inject=inject)
             ratio = ours.cpu_per_call_ms / max(theirs.cpu_per_call_ms, 1e-6)
             marginal = ours.marginal_cpu_per_call_ms / max(theirs.marginal_cpu_per_call_ms,
                                                            1e-6)
@@ -376,21 +383,27 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
     return results
 
 
-def write_strangers(path: Path, count: int) -> Path:
-    """A SIPp injection file of `count` distinct, valid French mobile numbers, one per call.
-
-    Valid by phonenumbers' plan, as the gateway checks: a number outside the plan is sent to
-    voicemail (an INVITE without SDP then gets 488), which is not what this phase measures.
-    """
+def write_numbers(path: Path, count: int, prefix: str, digits: int) -> Path:
+    """A SIPp injection file of `count` distinct numbers `prefix` + `digits` digits, one per
+    call, each valid by phonenumbers' plan, as the gateway checks: a number outside the plan
+    goes to voicemail (an INVITE without SDP then gets 488), not what is measured here."""
     numbers: list[str] = []
-    i = 0
-    while len(numbers) < count:
-        candidate = f"+336{10_000_000 + i * 7919 % 89_999_999:08d}"
-        i += 1
+    span = 10**digits
+    for i in range(span):
+        candidate = f"{prefix}{i * 7919 % span:0{digits}d}"
         if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
             numbers.append(candidate)
+            if len(numbers) == count:
+                break
+    else:
+        raise ValueError(f"fewer than {count} valid numbers start with {prefix}")
     path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
     return path
+
+
+def write_strangers(path: Path, count: int) -> Path:
+    """Distinct valid French mobile numbers (unknown callers), one per call."""
+    return write_numbers(path, count, "+336", 8)
 
 
 def ring_cancel(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: int,
@@ -471,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument("--cancel-rate", type=float, default=500.0,
                         help="unknown callers that ring then cancel, per second (0: skip)")
+    parser.add_argument("--numbers", choices=("same", "distinct"), default="same",
+                        help="refused calls all from one block-listed number (as SIPp floods "
+                        "do), or each from a new number of a range the default rules refuse")
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="the checkout whose gateway runs")
     args = parser.parse_args(argv)
@@ -487,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         with gateway_run(workdir / "reject", ports, args.tree, {}) as (process, port):
             run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50, calls=50,
                      pid=process.pid, timeout_s=30)  # warm-up
-            step_rates(workdir, ports, port, process.pid, rates, args.seconds, REFUSED)
+            step_rates(workdir, ports, port, process.pid, rates, args.seconds,
+                       REFUSED if args.numbers == "same" else None)
         print(log_counts(workdir / "reject"))
         if args.cancel_rate:
             # Unknown callers only: no burst shield, no repeat limit (each would answer).
