@@ -225,6 +225,7 @@ class CallWriter(_Listeners):
         self._delay = 0.0
         self._status_dirty = True
         self._status_written_at: float | None = None
+        self._written_pending = 0  # what the status file last said was pending
         self._thread: threading.Thread | None = None
         if journal is not None and journal.size:
             # An earlier run left events: screening must count its calls until they are in.
@@ -702,7 +703,10 @@ class CallWriter(_Listeners):
         now = self.clock()
         due = (self._status_written_at is None or self._status_dirty
                or (self._has_backlog()
-                   and now - self._status_written_at >= self.status_every_s))
+                   and now - self._status_written_at >= self.status_every_s)
+               # The file said events were pending (a batch arrived while it was written):
+               # say once that they are in, or `ringfence status` reports them forever.
+               or (self._written_pending > 0 and self._pending_count() == 0))
         if not (due or force):
             return
         with self._cond:
@@ -715,3 +719,4 @@ class CallWriter(_Listeners):
             return
         self._status_written_at = now
         self._status_dirty = False
+        self._written_pending = snapshot.pending

@@ -413,6 +413,35 @@ def test_the_status_file_is_not_rewritten_per_batch_when_all_is_well(
     assert writes == ["ok"]  # once, at the first step
 
 
+def test_the_status_file_does_not_keep_pending_events_that_are_in(
+        tmp_path: Path, database: FakeDatabase, clock: Clock) -> None:
+    """The status rewritten as the database came back counted a call that arrived during that
+    commit; once it was in, nothing rewrote the file, and `ringfence status` showed it pending
+    (not ok) until the next failure."""
+    writer = make_writer(tmp_path, database, clock)
+    database.error = LOCKED
+    writer.submit(call(1))
+    writer.step()  # journaled, waiting
+    database.error = None
+    clock.advance(writer.retry_min_s)
+
+    def arriving_meanwhile(events: Sequence[Event]) -> None:
+        database(events)
+        if len(database.batches) == 1:
+            writer.submit(call(2))
+
+    writer.sink = arriving_meanwhile
+    writer.step()  # the journal written; the status (ok again) counts call 2, just arrived
+    status = read_status(tmp_path / "journal")
+    assert status is not None and status.state == "ok" and status.pending == 1
+    writer.sink = database
+    clock.advance(0.05)
+    writer.step()
+    status = read_status(tmp_path / "journal")
+    assert status is not None and status.pending == 0
+    assert uids(database.committed) == ["uid0001", "uid0002"]
+
+
 def test_a_second_process_cannot_open_the_same_journal(tmp_path: Path) -> None:
     first = Journal(tmp_path / "journal")
     try:
