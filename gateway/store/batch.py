@@ -9,8 +9,8 @@ skipped, and a call's hit is counted only by the insert that created its row.
 The common batch of a flood holds only calls and their ends. It takes a shorter way
 (`_DriverBatch`): the same SQL as the Core statements below, built once per engine, run with
 the driver's `executemany` on one pooled connection, values converted by the columns' own
-bind processors. Through a Session, a batch of one call cost 0.30 ms, nearly all of it
-SQLAlchemy's per-batch machinery; every other batch keeps the ORM path.
+bind processors. Through a Session a batch of one call cost 0.30 ms, nearly all of it
+SQLAlchemy's per-batch machinery; this way 0.07 ms. Every other batch keeps the ORM path.
 """
 
 from __future__ import annotations
@@ -125,8 +125,6 @@ def _call_row(event: CallLogged, end: CallFinished | None) -> list[Any]:
 
 def _call_values(event: CallLogged, end: CallFinished | None) -> dict[str, Any]:
     return dict(zip(_CALL_COLUMNS, _call_row(event, end), strict=True))
-
-
 
 
 def _split_calls(batch: _Batch, stored: set[str]) -> list[CallLogged]:
@@ -360,7 +358,8 @@ def write_batch(db: Database, events: Sequence[Event]) -> None:
     batch = _Batch.of(events)
     if not (batch.voicemails or batch.allows or batch.permits or batch.closes):
         # Only calls and ends: the driver's way (the flood's batches).
-        _driver_batch(db.engine).write(batch)
+        if batch.calls or batch.finishes:
+            _driver_batch(db.engine).write(batch)
         return
     write_batch_orm(db, batch)
 
