@@ -17,6 +17,10 @@ reads the gateway's `write_bytes` from
 A paced run needs enough callers to keep up (each waits for its call's answer): `--rate 400`
 wants `--callers 8` or so; the achieved rate is printed, and a warning when it fell short.
 
+`--threads` also prints the CPU per call of each of the gateway's threads (`call-writer`, the
+workers together, `sip-udp`, `sip-timers`, ...): their native ids come from `py-spy dump` (the
+`profile` extra), their CPU from /proc/<pid>/task/<tid>/stat (10 ms clock ticks).
+
 `--micro` measures instead, in this process, the CPU of one batch of N rejected calls (a row
 and its end each) through `write_batch` (the driver's way) and through the ORM path
 (`write_batch_orm`), warm, on a fresh SQLite database under `--dir`.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -84,6 +89,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / CLK_TCK
 
 
+def thread_names(pid: int) -> dict[int, str]:
+    """Native id → Python name of each thread of `pid`, from `py-spy dump`."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    dump = subprocess.run([py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    return {int(tid): re.sub(r"-\d+$", "-*", name) for tid, name in
+            re.findall(r'^Thread (\d+) \([^)]*\): "([^"]*)"', dump, re.MULTILINE)}
+
+
+def thread_cpu(pid: int, names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds (user + system) of the named threads, summed per name."""
+    totals: dict[str, float] = {}
+    for tid, name in names.items():
+        try:
+            parts = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(parts[11]) + int(parts[12])) / CLK_TCK
+    return totals
+
+
 def prefill(db_file: Path, count: int) -> None:
     """`count` older calls from random numbers, as a year of use would leave (plain SQL, so
     that it works on any schema version)."""
@@ -120,6 +146,8 @@ def main() -> int:
     parser.add_argument("--existing", type=int, default=0, help="older calls in the log first")
     parser.add_argument("--same-number", action="store_true",
                         help="every call from one number (as SIPp floods do)")
+    parser.add_argument("--threads", action="store_true",
+                        help="CPU per call of each gateway thread (needs py-spy)")
     parser.add_argument("--micro", action="store_true",
                         help="CPU per batch of write_batch, in process (no gateway)")
     parser.add_argument("--tree", type=Path, default=REPO,
@@ -197,6 +225,8 @@ def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
         for i in range(20):  # warm up: imports, caches, the first checkpoint
             call(port, f"+3316299{i:04d}")
         wait_until(lambda: logged(db_file) >= args.existing + 20, 30, "the warm-up calls")
+        names = thread_names(process.pid) if args.threads else {}
+        before_threads = thread_cpu(process.pid, names)
         before_rows, before_io, before_cpu = logged(db_file), proc_io(process.pid), \
             cpu_seconds(process.pid)
         numbers: queue.Queue[tuple[int, str]] = queue.Queue()
@@ -228,6 +258,7 @@ def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
                    "every refused call in the log")
         time.sleep(1.0)  # let the last batch and any checkpoint land (bench only)
         after_io, after_cpu = proc_io(process.pid), cpu_seconds(process.pid)
+        after_threads = thread_cpu(process.pid, names)
         rows = logged(db_file) - before_rows
     finally:
         process.send_signal(signal.SIGTERM)
@@ -248,6 +279,12 @@ def measure(args: argparse.Namespace, tree: Path, folder: Path) -> int:
     print(f"bytes written to disk {written} (write_bytes of the gateway process)")
     print(f"per logged call       {written / max(rows, 1):.0f} B")
     print(f"gateway CPU per call  {1000 * (after_cpu - before_cpu) / max(rows, 1):.2f} ms")
+    spent = sorted(((after_threads[n] - before_threads.get(n, 0.0), n) for n in after_threads),
+                   reverse=True)
+    if spent:
+        print("  by thread           " + ", ".join(
+            f"{name} {1000 * cpu / max(rows, 1):.3f}" for cpu, name in spent if cpu > 0)
+            + " ms")
     sizes = {p.name: p.stat().st_size for p in (folder / "data").glob("ringfence.db*")}
     print(f"files                 {sizes}")
     return 0
