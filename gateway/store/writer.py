@@ -716,6 +716,9 @@ class CallWriter(_Listeners):
             write_status(self.status_dir, snapshot)
         except OSError as exc:  # a full disk: the status is stale, the log says why
             log.debug("could not write the call writer's status: %s", exc)
+            # Tried again in `status_every_s` (or at the next step if it changed): left
+            # unset, the timer stayed due and the thread spun while rows waited.
+            self._status_written_at = now
             return
         self._status_written_at = now
         self._status_dirty = False

@@ -442,6 +442,26 @@ def test_the_status_file_does_not_keep_pending_events_that_are_in(
     assert uids(database.committed) == ["uid0001", "uid0002"]
 
 
+def test_a_status_file_that_cannot_be_written_does_not_make_the_thread_spin(
+        tmp_path: Path, database: FakeDatabase, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk with the database down: the status rewrite failed, its timer stayed due,
+    and the thread woke without waiting, again and again, while the rows waited."""
+    writer = make_writer(tmp_path, database, clock)
+    writer.step()  # the status written once
+    database.error = LOCKED
+
+    def full(folder: Path, status: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer_module, "write_status", full)
+    writer.submit(call(1))
+    clock.advance(writer.status_every_s)
+    writer.step()  # refused: the call waits; the status cannot be written
+    wait = writer.next_step_in()
+    assert wait is not None and wait > 0  # the retry delay, not at once
+
+
 def test_a_second_process_cannot_open_the_same_journal(tmp_path: Path) -> None:
     first = Journal(tmp_path / "journal")
     try:
