@@ -207,6 +207,15 @@ def log_call(call: Call, caller: Caller, decision: Decision) -> bool:
     return True
 
 
+def log_held_calls() -> None:
+    """Say how many calls were not logged line by line, once the flood that held them back is
+    over (the gateway's main loop asks every second)."""
+    held = call_lines.overdue()
+    if held:
+        log.info("%d call(s) not logged line by line (a flood: more than %g a second); each "
+                 "is in the call log", held, call_lines.rate)
+
+
 def finisher(call: Call, record: CallRecord | None, started: float, *,
              logged: bool = True) -> Done:
     """A `Done` that completes the call's log row and logs the outcome (if `logged`: its

@@ -68,6 +68,7 @@ class LineBudget:
         self._lock = threading.Lock()
         self._tokens = float(burst)
         self._at = clock()
+        self._said_at = self._at
         self._held = 0
 
     def take(self) -> int | None:
@@ -82,6 +83,17 @@ class LineBudget:
                 return None
             self._tokens -= 1
             held, self._held = self._held, 0
+            self._said_at = now
+            return held
+
+    def overdue(self, after_s: float = 10.0) -> int:
+        """What was held back, if no line has gone out for `after_s` seconds to say it (the
+        flood is over): reset, for the caller to say now. 0 otherwise."""
+        with self._lock:
+            if not self._held or self.clock() - self._said_at < after_s:
+                return 0
+            held, self._held = self._held, 0
+            self._said_at = self.clock()
             return held
 
 

@@ -268,3 +268,14 @@ def test_a_line_budget_lets_a_burst_through_then_counts_what_it_holds_back() -> 
     assert [budget.take() for _ in range(20)] == [1] + [0] * 19
     assert budget.take() is None
 
+
+def test_what_a_budget_held_back_is_said_once_the_flood_is_over() -> None:
+    now = [0.0]
+    budget = LineBudget(rate=1.0, burst=1, clock=lambda: now[0])
+    assert budget.take() == 0
+    assert budget.take() is None and budget.take() is None
+    assert budget.overdue(after_s=10) == 0  # the flood may go on: the next line will say it
+    now[0] += 10.0
+    assert budget.overdue(after_s=10) == 2  # nothing went out for 10 s: say it now, once
+    assert budget.overdue(after_s=10) == 0
+
