@@ -12,9 +12,10 @@ answer with (400, 416 or 505), so the user agent can tell the sender instead of 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 MAX_MESSAGE_BYTES = 65535  # the largest UDP datagram; nothing we handle is legitimately bigger
 MAX_HEADERS = 200  # a stranger's message with more headers than this is an attack, not a call
@@ -62,6 +63,8 @@ _DIGITS = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also takes '²' and '
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
 _STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE | re.ASCII)
 _SIP_VERSION = re.compile(r"^SIP/[0-9]+\.[0-9]+$", re.IGNORECASE | re.ASCII)
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_CHECKED_HEADERS = frozenset((*REQUIRED_REQUEST_HEADERS, *SINGLE_HEADERS))
 
 
 class SipParseError(ValueError):
@@ -81,7 +84,8 @@ class SipParseError(ValueError):
 def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
     """The value of `text` if it is ASCII digits only, at most `max_digits` long; else None."""
     text = text.strip()
-    if not text or len(text) > max_digits or not _DIGITS.fullmatch(text):
+    # isdigit() alone also takes '²' and '٠'; on ASCII text it means exactly [0-9]+.
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
 
@@ -141,6 +145,23 @@ def _unquote(value: str) -> str:
 
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;a=b;c;d="e f"`` into an ordered dict (names lower-cased, quotes removed)."""
+    if '"' in text:
+        return _parse_quoted_params(text)
+    # Without quotes every ';' separates and no value needs unquoting: str.split does it all
+    # (a flood's From, To and Via each carry one or two plain parameters).
+    params: dict[str, str | None] = {}
+    for piece in text.split(";"):
+        name, sep, value = piece.partition("=")
+        name = name.strip()
+        if not name and not sep:
+            continue  # an empty piece: ";;" or the leading ';'
+        params[name.lower()] = value.strip() if sep else None
+    return params
+
+
+def _parse_quoted_params(text: str) -> dict[str, str | None]:
+    """`parse_params` for any text, quoted values included (the reference the fast path
+    agrees with)."""
     params: dict[str, str | None] = {}
     for piece in _split_semicolons(text):
         piece = piece.strip()
@@ -299,6 +320,29 @@ class NameAddr:
 def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr or addr-spec with its header parameters."""
     text = text.strip()
+    # Fast paths for the shapes of nearly every From and To: ``<uri>;params`` and
+    # ``"Name" <uri>;params`` with no escape in the name. Anything else (an addr-spec, an
+    # unquoted or escaped display name, a missing '>') takes the full parser, which they
+    # agree with (tests/property/test_sip_parse_properties.py).
+    if text.startswith("<"):
+        uri, closed, params = text[1:].partition(">")
+        if closed:
+            return NameAddr(uri.strip(), "", parse_params(params.strip().lstrip(";")))
+    elif text.startswith('"'):
+        end = text.find('"', 1)
+        if end > 0 and "\\" not in text[1:end]:
+            rest = text[end + 1 :].strip()
+            if rest.startswith("<"):
+                uri, closed, params = rest[1:].partition(">")
+                if closed:
+                    return NameAddr(uri.strip(), text[1:end],
+                                    parse_params(params.strip().lstrip(";")))
+    return _parse_name_addr_full(text)
+
+
+def _parse_name_addr_full(text: str) -> NameAddr:
+    """`parse_name_addr` for any shape, character by character through a quoted name."""
+    text = text.strip()
     if not text:
         raise SipParseError("empty address")
     display = ""
@@ -374,12 +418,35 @@ def parse_via(text: str) -> Via:
         raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
     transport, rest = match.groups()
     hostport, _, params = rest.partition(";")
+    if '"' in params:  # a quoted parameter value: split with quotes in mind
+        return _parse_via_full(text)
+    host, port = _split_hostport(hostport, text)
+    # One pass over plain parameters both checks them and builds the dict.
+    parsed: dict[str, str | None] = {}
+    if params:
+        for piece in params.split(";"):
+            name, sep, value = piece.partition("=")
+            name = name.strip()
+            if not name:
+                # RFC 3261 §20.42: every via-param has a name (RFC 4475 "badinv01": ";;,;,,")
+                raise SipParseError(f"Via {text[:80]!r}: a parameter without a name")
+            parsed[name.lower()] = value.strip() if sep else None
+    return Via(transport.upper(), host, port, parsed)
+
+
+def _parse_via_full(text: str) -> Via:
+    """`parse_via` for any Via, quoted parameter values included."""
+    match = _VIA.match(text.strip())
+    if not match:
+        raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
+    transport, rest = match.groups()
+    hostport, _, params = rest.partition(";")
     host, port = _split_hostport(hostport, text)
     if params and any(not piece.strip().partition("=")[0].strip()
                       for piece in _split_semicolons(params)):
         # RFC 3261 §20.42: every via-param has a name (RFC 4475 "badinv01": ";;,;,,")
         raise SipParseError(f"Via {text[:80]!r}: a parameter without a name")
-    return Via(transport.upper(), host, port, parse_params(params))
+    return Via(transport.upper(), host, port, _parse_quoted_params(params))
 
 
 # --------------------------------------------------------------------------- messages
@@ -390,7 +457,18 @@ def _lookup_key(name: str) -> str:
     return canonical_name(name).lower()
 
 
-@dataclass
+@lru_cache(maxsize=512)
+def _header_spelling(name: str) -> str | None:
+    """The canonical spelling of a header name as read (spaces around it allowed), or None
+    when it is not a token; cached like `canonical_name`, the check included."""
+    name = name.strip()
+    return canonical_name(name) if _TOKEN.match(name) else None
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
 class Header:
     """One header line, name canonicalised."""
 
@@ -398,9 +476,42 @@ class Header:
     value: str
     # The lower-case name used for lookups, computed once (every lookup reads every header).
     key: str = field(init=False, repr=False, compare=False)
+    # What was parsed out of `value` (Via list, name-addr, CSeq…), by kind, and the value it
+    # was parsed from: validation parses each header once and the accessors the user agent
+    # calls later reuse it. Replacing `value` (or the Header, as set/add/remove do) drops it.
+    _parsed: tuple[str, dict[str, object]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.key = self.name.lower()
+
+    def parsed(self, kind: str, parse: Callable[[str], _T]) -> _T:
+        """`parse(value)`, computed once per value and kind; errors are raised every time."""
+        memo = self._parsed
+        if memo is None or memo[0] is not self.value:
+            memo = self._parsed = (self.value, {})
+        found = memo[1].get(kind, _NOT_PARSED)
+        if found is _NOT_PARSED:
+            found = memo[1][kind] = parse(self.value)
+        return found  # type: ignore[return-value]  # stored under `kind` by this `parse`
+
+
+_NOT_PARSED = object()
+
+
+def _via_list(value: str) -> tuple[Via, ...]:
+    return tuple(parse_via(v) for v in split_commas(value))
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(split_commas(value))
+
+
+def _top_via(value: str) -> Via:
+    values = split_commas(value)
+    if not values:
+        raise SipParseError("no Via header")
+    return parse_via(values[0])
 
 
 class SipMessage:
@@ -423,10 +534,20 @@ class SipMessage:
         """Every value of `name`, with comma lists split for headers that allow them."""
         key = _lookup_key(name)
         values: list[str] = []
+        if key in LIST_HEADERS:
+            for header in self.headers:
+                if header.key == key:
+                    values.extend(header.parsed("split", _comma_list))
+        else:
+            values = [header.value for header in self.headers if header.key == key]
+        return values
+
+    def _first(self, key: str) -> Header | None:
+        """The first header whose lookup key is `key` (lower case, canonical)."""
         for header in self.headers:
             if header.key == key:
-                values.extend(split_commas(header.value) if key in LIST_HEADERS else [header.value])
-        return values
+                return header
+        return None
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header with one value (appended if absent)."""
@@ -458,38 +579,42 @@ class SipMessage:
         """The Call-ID."""
         return self.get("Call-ID") or ""
 
+    # The typed views parse each header value once (validation already did, for a request
+    # from parse_message) and hand out the same objects again: change the message through
+    # set/add/remove, which drops what was parsed, not by editing a returned Via or NameAddr.
     def vias(self) -> list[Via]:
         """All Via values, top first."""
-        return [parse_via(v) for v in self.get_all("Via")]
+        return [via for header in self.headers if header.key == "via"
+                for via in header.parsed("vias", _via_list)]
 
     def top_via(self) -> Via:
         """The topmost Via."""
-        first = next((h for h in self.headers if h.key == "via"), None)
+        first = self._first("via")
         if first is None:
             raise SipParseError("no Via header")
         # Read several times per message (transaction key, responses): parsed once, again
-        # only if the top Via header was replaced.
-        cached = self.__dict__.get("_top_via")
-        if cached is not None and cached[0] is first:
-            return cached[1]  # type: ignore[no-any-return]
-        values = split_commas(first.value)
-        if not values:
-            raise SipParseError("no Via header")
-        via = parse_via(values[0])
-        self.__dict__["_top_via"] = (first, via)
-        return via
+        # only if the top Via header was replaced. The second Via need not be readable.
+        memo = first._parsed
+        if memo is not None and memo[0] is first.value:
+            every = memo[1].get("vias")
+            if every:  # validation parsed them all: the top one is the first
+                return every[0]  # type: ignore[index,no-any-return]
+        return first.parsed("top_via", _top_via)
 
     def from_(self) -> NameAddr:
         """The From header."""
-        return parse_name_addr(self.get("From") or "")
+        header = self._first("from")
+        return parse_name_addr("") if header is None else header.parsed("addr", parse_name_addr)
 
     def to(self) -> NameAddr:
         """The To header."""
-        return parse_name_addr(self.get("To") or "")
+        header = self._first("to")
+        return parse_name_addr("") if header is None else header.parsed("addr", parse_name_addr)
 
     def cseq(self) -> tuple[int, str]:
         """CSeq number and method."""
-        return parse_cseq(self.get("CSeq") or "")
+        header = self._first("cseq")
+        return parse_cseq("") if header is None else header.parsed("cseq", parse_cseq)
 
     @property
     def content_type(self) -> str:
@@ -585,29 +710,34 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if b"\x00" in head and not _nul_only_in_quoted_pairs(head):
         raise SipParseError("NUL byte in the header section")
     text = head.decode("utf-8", errors="replace")
-    lines = re.split(r"\r\n|\n|\r", text)
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        lines = _LINE_BREAK.split(text)  # a bare LF or CR somewhere: any of the three ends a line
     start = lines[0].strip()
-    headers: list[tuple[str, str]] = []
+    headers: list[Header] = []
     problem: str | None = None  # the first bad header line: answered once we know the sender
     for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
+        if not line:
             continue
         if line[0] in " \t":
+            folded = line.strip()
+            if not folded:
+                continue
             if not headers:
                 problem = problem or f"line {number}: continuation line before any header"
                 continue
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}".strip())
+            headers[-1].value = f"{headers[-1].value} {folded}".strip()
             continue
         name, colon, value = line.partition(":")
-        name = name.strip()
         if not colon:
-            problem = problem or f"line {number}: header without ':': {line[:60]!r}"
+            if line.strip():  # a line of other white space (form feed…) is blank too
+                problem = problem or f"line {number}: header without ':': {line[:60]!r}"
             continue
-        if not _TOKEN.match(name):
-            problem = problem or f"line {number}: invalid header name {name[:40]!r}"
+        spelling = _header_spelling(name)
+        if spelling is None:
+            problem = problem or f"line {number}: invalid header name {name.strip()[:40]!r}"
             continue
-        headers.append((name, value.strip()))
+        headers.append(Header(spelling, value.strip()))
         if len(headers) > MAX_HEADERS:
             raise SipParseError(f"more than {MAX_HEADERS} headers")
 
@@ -621,7 +751,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'",
                             request=_partial_request(parts, headers))
     method, uri, version = parts
-    request = SipRequest(method, uri, headers)
+    request = SipRequest(method, uri)
+    request.headers = headers
     if version.upper() != SIP_VERSION:
         if _SIP_VERSION.match(version):  # a SIP we do not speak (RFC 4475 "badvers")
             raise SipParseError(f"start line {start[:80]!r}: unsupported version "
@@ -642,15 +773,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     return request
 
 
-def _response(start: str, headers: list[tuple[str, str]], body: bytes,
-              stream: bool) -> SipResponse:
+def _response(start: str, headers: list[Header], body: bytes, stream: bool) -> SipResponse:
     status_match = _STATUS_LINE.match(start)
     if not status_match:
         raise SipParseError(f"status line {start[:80]!r}: expected 'SIP/2.0 <code> <reason>'")
     code = int(status_match.group(1))
     if not 100 <= code <= 699:
         raise SipParseError(f"status code {code} is outside 100-699")
-    message = SipResponse(code, (status_match.group(2) or "").strip(), headers)
+    message = SipResponse(code, (status_match.group(2) or "").strip())
+    message.headers = headers
     _check_content_length(message, body, stream)
     for key in ("via", "call-id", "cseq"):
         if message.get(key) is None:
@@ -659,11 +790,13 @@ def _response(start: str, headers: list[tuple[str, str]], body: bytes,
     return message
 
 
-def _partial_request(parts: list[str], headers: list[tuple[str, str]]) -> SipRequest | None:
+def _partial_request(parts: list[str], headers: list[Header]) -> SipRequest | None:
     """A request whose start line is wrong but whose sender we can still answer (400)."""
     if not parts or not _TOKEN.match(parts[0]) or not _SIP_VERSION.match(parts[-1]):
         return None  # not even shaped like a request line: nothing to answer
-    return SipRequest(parts[0], " ".join(parts[1:-1]), headers)
+    request = SipRequest(parts[0], " ".join(parts[1:-1]))
+    request.headers = headers
+    return request
 
 
 def _nul_only_in_quoted_pairs(head: bytes) -> bool:
@@ -699,7 +832,7 @@ def _check_request_uri(uri: str) -> None:
 
 
 def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> None:
-    values = {v.strip() for v in message.get_all("Content-Length")}
+    values = {h.value.strip() for h in message.headers if h.key == "content-length"}
     if len(values) > 1:
         raise SipParseError(f"conflicting Content-Length headers: {sorted(values)}")
     if not values:
@@ -718,23 +851,32 @@ def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> Non
 
 
 def _check_request(request: SipRequest) -> None:
+    # One pass over the headers finds the first of each header checked here and any repeat;
+    # what is parsed below stays on the header for the accessors the user agent calls next.
+    first: dict[str, Header] = {}
+    repeated: set[str] = set()
+    for header in request.headers:
+        if header.key in _CHECKED_HEADERS:
+            if header.key in first:
+                repeated.add(header.key)
+            else:
+                first[header.key] = header
     for key in REQUIRED_REQUEST_HEADERS:
-        if not request.get(key):
+        if key not in first or not first[key].value:
             raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
     for key in SINGLE_HEADERS:
-        if len([h for h in request.headers if h.key == key]) > 1:  # RFC 4475 "multi01"
+        if key in repeated:  # RFC 4475 "multi01"
             raise SipParseError(f"{canonical_name(key)} appears more than once")
-    number, method = request.cseq()
-    del number
+    _, method = first["cseq"].parsed("cseq", parse_cseq)
     if method != request.method.upper():
         raise SipParseError(
             f"CSeq method {method!r} does not match the request method {request.method!r}"
         )
     request.vias()  # every Via, not only the top one: responses may travel back along them
-    request.from_()
-    request.to()
-    max_forwards = request.get("Max-Forwards")
-    if max_forwards is not None:
+    first["from"].parsed("addr", parse_name_addr)
+    first["to"].parsed("addr", parse_name_addr)
+    if "max-forwards" in first:
+        max_forwards = first["max-forwards"].value
         hops = ascii_number(max_forwards)  # "0068" is fine (RFC 4475 "wsinv")
         if hops is None or hops > 255:
             raise SipParseError(f"Max-Forwards {max_forwards[:20]!r} is not a number 0-255")
