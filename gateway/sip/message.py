@@ -59,12 +59,10 @@ URI_SCHEMES = ("sip", "sips", "tel")
 MAX_DIGITS = 10  # no number in a header we read is longer; 5,000 digits is an attack on int()
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also takes '²' and '٠'
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
 _STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE | re.ASCII)
 _SIP_VERSION = re.compile(r"^SIP/[0-9]+\.[0-9]+$", re.IGNORECASE | re.ASCII)
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
-_CHECKED_HEADERS = frozenset((*REQUIRED_REQUEST_HEADERS, *SINGLE_HEADERS))
 
 
 class SipParseError(ValueError):
@@ -145,6 +143,8 @@ def _unquote(value: str) -> str:
 
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;a=b;c;d="e f"`` into an ordered dict (names lower-cased, quotes removed)."""
+    if not text:
+        return {}
     if '"' in text:
         return _parse_quoted_params(text)
     # Without quotes every ';' separates and no value needs unquoting: str.split does it all
@@ -283,7 +283,8 @@ def _split_hostport(hostport: str, whole: str) -> tuple[str, int | None]:
     if not tail:
         return host, None
     port_text = tail[1:]
-    port = ascii_number(port_text, max_digits=5)
+    digits = port_text.strip()  # what ascii_number() takes, without the call
+    port = int(digits) if 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit() else None
     if port is None or not 0 < port < 65536:
         raise SipParseError(f"URI {whole[:80]!r}: port {port_text[:10]!r} is not 1-65535")
     return host, port
@@ -409,10 +410,24 @@ class Via:
 
 
 _VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(.+)$", re.IGNORECASE)
+# The common shape, which the general path below reads the same (checked by a property test):
+# upper-case transport, a name or IPv4 host, a port, parameters of token characters.
+_PLAIN_VIA = re.compile(
+    r"SIP/2\.0/(UDP|TCP|TLS) ([A-Za-z0-9.\-]+):([0-9]{1,5})"
+    r"((?:;[A-Za-z0-9.!%*_+`'~\-]+(?:=[A-Za-z0-9.!%*_+`'~\-:\[\]]*)?)*)", re.ASCII)
 
 
 def parse_via(text: str) -> Via:
     """Parse one Via value (use `SipMessage.vias()` for the whole header)."""
+    plain = _PLAIN_VIA.fullmatch(text.strip())
+    if plain is not None:  # SIP/2.0/UDP host:port;a=b;c, as nearly every Via: one regex
+        plain_port = int(plain[3])
+        if 0 < plain_port < 65536:
+            plain_params: dict[str, str | None] = {}
+            for piece in plain[4].split(";")[1:]:
+                name, sep, value = piece.partition("=")
+                plain_params[name.lower()] = value if sep else None
+            return Via(plain[1], plain[2], plain_port, plain_params)
     match = _VIA.match(text.strip())
     if not match:
         raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
@@ -458,11 +473,14 @@ def _lookup_key(name: str) -> str:
 
 
 @lru_cache(maxsize=512)
-def _header_spelling(name: str) -> str | None:
-    """The canonical spelling of a header name as read (spaces around it allowed), or None
-    when it is not a token; cached like `canonical_name`, the check included."""
+def _header_spelling(name: str) -> tuple[str, str] | None:
+    """The canonical spelling and lookup key of a header name as read (spaces around it
+    allowed), or None when it is not a token; cached like `canonical_name`, check included."""
     name = name.strip()
-    return canonical_name(name) if _TOKEN.match(name) else None
+    if not _TOKEN.match(name):
+        return None
+    canonical = canonical_name(name)
+    return canonical, canonical.lower()
 
 
 _T = TypeVar("_T")
@@ -476,35 +494,37 @@ class Header:
     value: str
     # The lower-case name used for lookups, computed once (every lookup reads every header).
     key: str = field(init=False, repr=False, compare=False)
-    # What was parsed out of `value` (Via list, name-addr, CSeq…), by kind, and the value it
-    # was parsed from: validation parses each header once and the accessors the user agent
-    # calls later reuse it. Replacing `value` (or the Header, as set/add/remove do) drops it.
-    _parsed: tuple[str, dict[str, object]] | None = field(
+    # What was last parsed out of `value` (Via list, name-addr, CSeq…): the value it was parsed
+    # from, its kind and the result. Validation parses each header once and the accessors the
+    # user agent calls later reuse it; replacing `value` (or the Header, as set/add/remove do)
+    # drops it. One kind per header is all a message needs (a Via is read as "vias").
+    _parsed: tuple[str, str, object] | None = field(
         default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.key = self.name.lower()
 
+
     def parsed(self, kind: str, parse: Callable[[str], _T]) -> _T:
-        """`parse(value)`, computed once per value and kind; errors are raised every time."""
+        """`parse(value)`, computed once per value (for one kind); errors raise every time."""
         memo = self._parsed
-        if memo is None or memo[0] is not self.value:
-            memo = self._parsed = (self.value, {})
-        found = memo[1].get(kind, _NOT_PARSED)
-        if found is _NOT_PARSED:
-            found = memo[1][kind] = parse(self.value)
-        return found  # type: ignore[return-value]  # stored under `kind` by this `parse`
+        if memo is not None and memo[0] is self.value and memo[1] == kind:
+            return memo[2]  # type: ignore[return-value]  # stored under `kind` by this `parse`
+        result = parse(self.value)
+        self._parsed = (self.value, kind, result)
+        return result
 
+    def parsed_as(self, kind: str) -> object:
+        """What `parsed(kind, …)` stored for the current value, or None."""
+        memo = self._parsed
+        if memo is not None and memo[0] is self.value and memo[1] == kind:
+            return memo[2]
+        return None
 
-_NOT_PARSED = object()
 
 
 def _via_list(value: str) -> tuple[Via, ...]:
-    return tuple(parse_via(v) for v in split_commas(value))
-
-
-def _comma_list(value: str) -> tuple[str, ...]:
-    return tuple(split_commas(value))
+    return tuple([parse_via(v) for v in split_commas(value)])
 
 
 def _top_via(value: str) -> Via:
@@ -537,7 +557,7 @@ class SipMessage:
         if key in LIST_HEADERS:
             for header in self.headers:
                 if header.key == key:
-                    values.extend(header.parsed("split", _comma_list))
+                    values.extend(split_commas(header.value))
         else:
             values = [header.value for header in self.headers if header.key == key]
         return values
@@ -594,11 +614,9 @@ class SipMessage:
             raise SipParseError("no Via header")
         # Read several times per message (transaction key, responses): parsed once, again
         # only if the top Via header was replaced. The second Via need not be readable.
-        memo = first._parsed
-        if memo is not None and memo[0] is first.value:
-            every = memo[1].get("vias")
-            if every:  # validation parsed them all: the top one is the first
-                return every[0]  # type: ignore[index,no-any-return]
+        every = first.parsed_as("vias")
+        if every:  # validation parsed them all: the top one is the first
+            return every[0]  # type: ignore[index,no-any-return]
         return first.parsed("top_via", _top_via)
 
     def from_(self) -> NameAddr:
@@ -676,16 +694,22 @@ class SipResponse(SipMessage):
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: 42 INVITE``."""
     parts = value.split()
-    if len(parts) != 2 or not _DIGITS.fullmatch(parts[0]) or not _TOKEN.match(parts[1]):
+    if (len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit())
+            or not _TOKEN.match(parts[1])):
         raise SipParseError(f"CSeq {value[:40]!r}: expected '<number> <METHOD>'")
-    number = ascii_number(parts[0])
+    number = int(parts[0]) if len(parts[0]) <= MAX_DIGITS else None
     if number is None or number >= 2**31:
         raise SipParseError(f"CSeq {value[:40]!r}: the number must be below 2**31")
     return number, parts[1].upper()
 
 
 def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
-    crlf = data.find(b"\r\n\r\n")
+    head, crlf_crlf, body = data.partition(b"\r\n\r\n")
+    # Only an LF LF inside what precedes the first CRLF CRLF ends the headers earlier (none
+    # straddles it): the usual message is split in one pass, its body never searched.
+    if crlf_crlf and b"\n\n" not in head:
+        return head, body
+    crlf = len(head) if crlf_crlf else -1
     lf = data.find(b"\n\n")
     if crlf >= 0 and (lf < 0 or crlf <= lf):
         return data[:crlf], data[crlf + 4 :]
@@ -714,38 +738,14 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
         lines = _LINE_BREAK.split(text)  # a bare LF or CR somewhere: any of the three ends a line
     start = lines[0].strip()
-    headers: list[Header] = []
-    problem: str | None = None  # the first bad header line: answered once we know the sender
-    for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
-        if line[0] in " \t":
-            folded = line.strip()
-            if not folded:
-                continue
-            if not headers:
-                problem = problem or f"line {number}: continuation line before any header"
-                continue
-            headers[-1].value = f"{headers[-1].value} {folded}".strip()
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            if line.strip():  # a line of other white space (form feed…) is blank too
-                problem = problem or f"line {number}: header without ':': {line[:60]!r}"
-            continue
-        spelling = _header_spelling(name)
-        if spelling is None:
-            problem = problem or f"line {number}: invalid header name {name.strip()[:40]!r}"
-            continue
-        headers.append(Header(spelling, value.strip()))
-        if len(headers) > MAX_HEADERS:
-            raise SipParseError(f"more than {MAX_HEADERS} headers")
+    found = _read_headers(lines)
+    headers, problem = found.headers, found.problem
 
-    first = start.split(maxsplit=1)[0] if start else ""
-    if _STATUS_LINE.match(start) or first.upper().startswith("SIP/"):
+    first_word = start.split(maxsplit=1)[0] if start else ""
+    if _STATUS_LINE.match(start) or first_word.upper().startswith("SIP/"):
         if problem:
             raise SipParseError(problem)
-        return _response(start, headers, body, stream)
+        return _response(start, found, body, stream)
     parts = start.split()
     if len(parts) != 3:
         raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'",
@@ -765,15 +765,70 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         if not _TOKEN.match(method):
             raise SipParseError(f"start line {start[:80]!r}: invalid method {method[:20]!r}")
         _check_request_uri(uri)
-        _check_content_length(request, body, stream)
-        _check_request(request)
+        _check_content_length(request, found, body, stream)
+        _check_request(request, found)
     except SipParseError as exc:
         exc.request = request
         raise
     return request
 
 
-def _response(start: str, headers: list[Header], body: bytes, stream: bool) -> SipResponse:
+@dataclass(slots=True)
+class _Headers:
+    """The header lines of a message as read, and what validation needs to know of them."""
+
+    headers: list[Header]
+    first: dict[str, Header]  # the first header of each lookup key
+    repeated: set[str]  # the keys of headers that appear more than once
+    problem: str | None  # the first bad header line: answered once we know the sender
+
+
+def _read_headers(lines: list[str]) -> _Headers:
+    """Header objects from the lines after the start line, noting the first of each name and
+    which repeat in the same pass: validation then looks nothing up again."""
+    headers: list[Header] = []
+    first: dict[str, Header] = {}
+    repeated: set[str] = set()
+    problem: str | None = None
+    spelled = _header_spelling
+    new = object.__new__
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        if line[0] in " \t":
+            folded = line.strip()
+            if not folded:
+                continue
+            if not headers:
+                problem = problem or f"line {number}: continuation line before any header"
+                continue
+            headers[-1].value = f"{headers[-1].value} {folded}".strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            if line.strip():  # a line of other white space (form feed…) is blank too
+                problem = problem or f"line {number}: header without ':': {line[:60]!r}"
+            continue
+        spelling = spelled(name)
+        if spelling is None:
+            problem = problem or f"line {number}: invalid header name {name.strip()[:40]!r}"
+            continue
+        # Header(name, value) without its __init__ and __post_init__: the key is known, and
+        # this runs for every line of every message of a flood.
+        header = new(Header)
+        header.name, header.key, header.value, header._parsed = (
+            spelling[0], spelling[1], value.strip(), None)
+        headers.append(header)
+        if header.key in first:
+            repeated.add(header.key)
+        else:
+            first[header.key] = header
+        if len(headers) > MAX_HEADERS:
+            raise SipParseError(f"more than {MAX_HEADERS} headers")
+    return _Headers(headers, first, repeated, problem)
+
+
+def _response(start: str, found: _Headers, body: bytes, stream: bool) -> SipResponse:
     status_match = _STATUS_LINE.match(start)
     if not status_match:
         raise SipParseError(f"status line {start[:80]!r}: expected 'SIP/2.0 <code> <reason>'")
@@ -781,10 +836,10 @@ def _response(start: str, headers: list[Header], body: bytes, stream: bool) -> S
     if not 100 <= code <= 699:
         raise SipParseError(f"status code {code} is outside 100-699")
     message = SipResponse(code, (status_match.group(2) or "").strip())
-    message.headers = headers
-    _check_content_length(message, body, stream)
+    message.headers = found.headers
+    _check_content_length(message, found, body, stream)
     for key in ("via", "call-id", "cseq"):
-        if message.get(key) is None:
+        if key not in found.first:
             raise SipParseError(f"response {message.status}: missing {canonical_name(key)}")
     message.cseq()
     return message
@@ -820,6 +875,18 @@ def _nul_only_in_quoted_pairs(head: bytes) -> bool:
 
 def _check_request_uri(uri: str) -> None:
     """Refuse a Request-URI we cannot be reached at: 416 for another scheme, else 400."""
+    # A flood, like every call to the line, names the same few URIs: remember the good ones
+    # (a bounded cache of short strings; a refusal raises, so it is never cached).
+    if len(uri) <= _CACHED_URI_LENGTH:
+        _check_request_uri_cached(uri)
+    else:
+        _check_request_uri_uncached(uri)
+
+
+_CACHED_URI_LENGTH = 256
+
+
+def _check_request_uri_uncached(uri: str) -> None:
     scheme, colon, _ = uri.partition(":")
     if not colon or not _SCHEME.match(scheme):
         raise SipParseError(f"Request-URI {uri[:80]!r} does not start with a scheme")
@@ -831,8 +898,17 @@ def _check_request_uri(uri: str) -> None:
     parse_uri(uri)
 
 
-def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> None:
-    values = {h.value.strip() for h in message.headers if h.key == "content-length"}
+_check_request_uri_cached = lru_cache(maxsize=64)(_check_request_uri_uncached)
+
+
+def _check_content_length(message: SipMessage, found: _Headers, body: bytes,
+                          stream: bool) -> None:
+    if "content-length" in found.repeated:
+        values = {h.value.strip() for h in found.headers if h.key == "content-length"}
+    elif "content-length" in found.first:
+        values = {found.first["content-length"].value.strip()}
+    else:
+        values = set()
     if len(values) > 1:
         raise SipParseError(f"conflicting Content-Length headers: {sorted(values)}")
     if not values:
@@ -850,17 +926,9 @@ def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> Non
     message.body = body[:length]  # RFC 3261 §18.3: bytes past Content-Length are discarded
 
 
-def _check_request(request: SipRequest) -> None:
-    # One pass over the headers finds the first of each header checked here and any repeat;
-    # what is parsed below stays on the header for the accessors the user agent calls next.
-    first: dict[str, Header] = {}
-    repeated: set[str] = set()
-    for header in request.headers:
-        if header.key in _CHECKED_HEADERS:
-            if header.key in first:
-                repeated.add(header.key)
-            else:
-                first[header.key] = header
+def _check_request(request: SipRequest, found: _Headers) -> None:
+    # What is parsed here stays on the header for the accessors the user agent calls next.
+    first, repeated = found.first, found.repeated
     for key in REQUIRED_REQUEST_HEADERS:
         if key not in first or not first[key].value:
             raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
@@ -872,7 +940,11 @@ def _check_request(request: SipRequest) -> None:
         raise SipParseError(
             f"CSeq method {method!r} does not match the request method {request.method!r}"
         )
-    request.vias()  # every Via, not only the top one: responses may travel back along them
+    # Every Via, not only the top one: responses may travel back along them.
+    if "via" in repeated:
+        request.vias()
+    else:
+        first["via"].parsed("vias", _via_list)
     first["from"].parsed("addr", parse_name_addr)
     first["to"].parsed("addr", parse_name_addr)
     if "max-forwards" in first:
