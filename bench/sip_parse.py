@@ -8,7 +8,8 @@ INVITE with an SDP body: the best of several timed batches ("warm"), then p50/p9
 single parses, each timed on its own. Then the accessors the user agent and the transaction
 layer call on every INVITE (top_via, vias, from_, to, cseq, call_id, get of the usual
 headers), each once on a freshly parsed message ("first") and once more on the same message
-("again"), and the whole receive-thread sequence (parse + those reads) per refused INVITE.
+("again"), the scanner check and the dialog check the UA makes of each INVITE, and the whole
+receive-thread sequence (parse, those checks and reads) per refused INVITE.
 
 `--tree DIR` imports `gateway` from another checkout (e.g. a `git worktree` of main), so
 before and after run with the same script on the same machine, back to back. Single-threaded
@@ -128,8 +129,8 @@ def spread(call: Callable[[], Any], runs: int) -> tuple[float, float]:
 
 
 def ua_reads(message: Any) -> None:
-    """The reads of the receive thread per INVITE (scanner check, transaction key, make_response
-    of 100 Trying and 603, Dialog.from_invite, the call's identity)."""
+    """The reads of the receive thread per INVITE besides the scanner check and the dialog
+    (transaction key, make_response of 100 Trying and 603, the call's identity)."""
     for header in ("User-Agent", "Server", "From", "To", "Contact"):
         message.get(header)
     message.top_via()
@@ -193,10 +194,27 @@ def main() -> None:
         again = best_batch(lambda read=read: read(fresh[0]))
         print(f"{name:40} {first:8.2f} {again:8.2f}")
 
-    warm = best_batch(lambda: ua_reads(sip.parse_message(INVITE)))
-    p50, p99 = spread(lambda: ua_reads(sip.parse_message(INVITE)), args.runs)
-    print(f"\nper refused INVITE: parse + the UA's reads  warm {warm:.2f} µs, "
-          f"p50 {p50:.2f}, p99 {p99:.2f}")
+    scanners = importlib.import_module("gateway.sip.scanners")
+    dialog = importlib.import_module("gateway.sip.dialog")
+    checks = (("scanner_signature", scanners.scanner_signature),
+              ("Dialog.from_invite", lambda m: dialog.Dialog.from_invite(m, "check")))
+    for name, check in checks:
+        messages = iter([sip.parse_message(INVITE) for _ in range(2000)])
+        start = time.perf_counter_ns()
+        for _ in range(2000):
+            check(next(messages))
+        print(f"{name:40} {(time.perf_counter_ns() - start) / 2000 / 1000:8.2f}")
+
+    def receive(data: bytes = INVITE) -> None:
+        message = sip.parse_message(data)
+        scanners.scanner_signature(message)
+        dialog.Dialog.from_invite(message, "check")
+        ua_reads(message)
+
+    warm = best_batch(receive)
+    p50, p99 = spread(receive, args.runs)
+    print(f"\nper refused INVITE on the receive thread (parse, scanner check, dialog check, the "
+          f"UA's reads):\n  warm {warm:.2f} µs, p50 {p50:.2f}, p99 {p99:.2f}")
     gc.enable()
 
 

@@ -307,8 +307,13 @@ class NameAddr:
         return self.params.get("tag")
 
     def parsed_uri(self) -> SipUri:
-        """The URI, parsed."""
-        return parse_uri(self.uri)
+        """The URI, parsed (once per `uri`: the scanner check and the dialog both ask)."""
+        cached = self.__dict__.get("_parsed_uri")
+        if cached is not None and cached[0] is self.uri:
+            return cached[1]  # type: ignore[no-any-return]
+        uri = parse_uri(self.uri)
+        self.__dict__["_parsed_uri"] = (self.uri, uri)
+        return uri
 
     def __str__(self) -> str:
         display = ""
