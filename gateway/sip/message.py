@@ -529,6 +529,9 @@ class Header:
 
 
 def _via_list(value: str) -> tuple[Via, ...]:
+    if "," not in value:  # one Via per header line, as almost every sender writes them
+        value = value.strip()
+        return (parse_via(value),) if value else ()
     return tuple([parse_via(v) for v in split_commas(value)])
 
 
@@ -698,6 +701,12 @@ class SipResponse(SipMessage):
 
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: 42 INVITE``."""
+    # A flood repeats the same few CSeq values ("1 INVITE", "1 ACK"), and the answer is an
+    # immutable tuple: a small cache of short ones (a refusal raises, so is never cached).
+    return _cached_cseq(value) if len(value) <= 40 else _parse_cseq(value)
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
     if (len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit())
             or not _TOKEN.match(parts[1])):
@@ -706,6 +715,9 @@ def parse_cseq(value: str) -> tuple[int, str]:
     if number is None or number >= 2**31:
         raise SipParseError(f"CSeq {value[:40]!r}: the number must be below 2**31")
     return number, parts[1].upper()
+
+
+_cached_cseq = lru_cache(maxsize=128)(_parse_cseq)
 
 
 def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
@@ -746,12 +758,11 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     found = _read_headers(lines)
     headers, problem = found.headers, found.problem
 
-    first_word = start.split(maxsplit=1)[0] if start else ""
-    if _STATUS_LINE.match(start) or first_word.upper().startswith("SIP/"):
+    parts = start.split()
+    if (parts and parts[0].upper().startswith("SIP/")) or _STATUS_LINE.match(start):
         if problem:
             raise SipParseError(problem)
         return _response(start, found, body, stream)
-    parts = start.split()
     if len(parts) != 3:
         raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'",
                             request=_partial_request(parts, headers))
@@ -937,9 +948,10 @@ def _check_request(request: SipRequest, found: _Headers) -> None:
     for key in REQUIRED_REQUEST_HEADERS:
         if key not in first or not first[key].value:
             raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
-    for key in SINGLE_HEADERS:
-        if key in repeated:  # RFC 4475 "multi01"
-            raise SipParseError(f"{canonical_name(key)} appears more than once")
+    if repeated:
+        for key in SINGLE_HEADERS:
+            if key in repeated:  # RFC 4475 "multi01"
+                raise SipParseError(f"{canonical_name(key)} appears more than once")
     _, method = first["cseq"].parsed("cseq", parse_cseq)
     if method != request.method.upper():
         raise SipParseError(
