@@ -26,9 +26,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import phonenumbers  # the gateway's own dependency: the bench runs in its environment
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KNEE_P99_MS = 50.0
@@ -294,7 +297,7 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
     args = ["sipp", f"127.0.0.1:{target_port}", "-sf", str(xml), "-i", "127.0.0.1",
             "-p", str(ports.take()), "-mp", str(ports.take()), "-m", str(calls),
             "-r", str(rate), "-l", str(max(200, int(rate * 4))), "-timeout", f"{timeout_s}s",
-            "-nostdin", "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
+            "-nostdin", "-trace_err", "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
             "-recv_timeout", "10000", "-default_behaviors", "all,-bye"]
     if inject is not None:
         args += ["-inf", str(inject)]
@@ -316,10 +319,23 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
             row = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
             ok = int(row.get("SuccessfulCall(C)", 0) or 0)
             failed = int(row.get("FailedCall(C)", 0) or 0)
+    if failed:
+        print(f"  {failed} failed: {failure_reasons(run)}")
     if ok + failed == 0:
         print(f"  sipp placed no call (exit {result.returncode}): "
               f"{(result.stderr or result.stdout)[-600:]}")
     return Step(rate, calls, ok, failed, samples, cpu, elapsed, idle_cpu_s=idle * elapsed)
+
+
+def failure_reasons(run: Path) -> str:
+    """What SIPp's error log says went wrong, counted by kind (an unexpected 488, a timeout)."""
+    reasons: Counter[str] = Counter()
+    for log in run.glob("*_errors.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "Aborting call" in line:
+                reasons[line.split("received '", 1)[-1][:40] if "received '" in line
+                        else line.split(": ", 1)[-1][:60]] += 1
+    return ", ".join(f"{why} x{n}" for why, n in reasons.most_common(3)) or "no SIPp error log"
 
 
 def describe(step: Step) -> str:
@@ -330,11 +346,13 @@ def describe(step: Step) -> str:
 
 
 def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: int,
-               rates: Sequence[float], seconds: float, number: str) -> list[tuple[Step, Step]]:
-    """The refused-call steps: gateway and anchor at each rate; prints as it goes."""
+               rates: Sequence[float], seconds: float,
+               number: str | None) -> list[tuple[Step, Step]]:
+    """The refused-call steps: gateway and anchor at each rate; prints as it goes. `number`
+    None: every call from a different number of a range the default rules refuse."""
     results: list[tuple[Step, Step]] = []
     anchor_port = ports.take()
-    scenario = REJECT.format(number=number)
+    scenario = REJECT.format(number=number or "[field0]")
     with anchor(workdir, anchor_port) as kamailio:
         our_idle, their_idle = idle_rate(gateway_pid), idle_rate(kamailio.pid)
         print(f"idle CPU: gateway {100 * our_idle:.1f} %, anchor {100 * their_idle:.1f} % of a "
@@ -342,10 +360,15 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
         for rate in rates:
             calls = max(1, int(rate * seconds))
             timeout = int(seconds) + 60
+            inject = None
+            if number is None:  # new numbers at each step: none was seen before
+                inject = write_numbers(workdir / f"refused-{rate:.0f}.csv", calls,
+                                       f"+33162{len(results)}", 5)
             ours = run_sipp(workdir, scenario, gateway_port, ports, rate=rate, calls=calls,
-                            pid=gateway_pid, timeout_s=timeout, idle=our_idle)
+                            pid=gateway_pid, timeout_s=timeout, idle=our_idle, inject=inject)
             theirs = run_sipp(workdir, scenario, anchor_port, ports, rate=rate, calls=calls,
-                              pid=kamailio.pid, timeout_s=timeout, idle=their_idle)
+                              pid=kamailio.pid, timeout_s=timeout, idle=their_idle,
+                              inject=inject)
             ratio = ours.cpu_per_call_ms / max(theirs.cpu_per_call_ms, 1e-6)
             marginal = ours.marginal_cpu_per_call_ms / max(theirs.marginal_cpu_per_call_ms,
                                                            1e-6)
@@ -360,12 +383,27 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
     return results
 
 
-def write_strangers(path: Path, count: int) -> Path:
-    """A SIPp injection file of `count` distinct French mobile numbers, one per call."""
-    lines = ["SEQUENTIAL"] + [f"+336{10_000_000 + i * 7919 % 89_999_999:08d};"
-                              for i in range(count)]
-    path.write_text("\n".join(lines) + "\n")
+def write_numbers(path: Path, count: int, prefix: str, digits: int) -> Path:
+    """A SIPp injection file of `count` distinct numbers `prefix` + `digits` digits, one per
+    call, each valid by phonenumbers' plan, as the gateway checks: a number outside the plan
+    goes to voicemail (an INVITE without SDP then gets 488), not what is measured here."""
+    numbers: list[str] = []
+    span = 10**digits
+    for i in range(span):
+        candidate = f"{prefix}{i * 7919 % span:0{digits}d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            numbers.append(candidate)
+            if len(numbers) == count:
+                break
+    else:
+        raise ValueError(f"fewer than {count} valid numbers start with {prefix}")
+    path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
     return path
+
+
+def write_strangers(path: Path, count: int) -> Path:
+    """Distinct valid French mobile numbers (unknown callers), one per call."""
+    return write_numbers(path, count, "+336", 8)
 
 
 def ring_cancel(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: int,
@@ -446,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument("--cancel-rate", type=float, default=500.0,
                         help="unknown callers that ring then cancel, per second (0: skip)")
+    parser.add_argument("--numbers", choices=("same", "distinct"), default="same",
+                        help="refused calls all from one block-listed number (as SIPp floods "
+                        "do), or each from a new number of a range the default rules refuse")
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="the checkout whose gateway runs")
     args = parser.parse_args(argv)
@@ -462,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         with gateway_run(workdir / "reject", ports, args.tree, {}) as (process, port):
             run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50, calls=50,
                      pid=process.pid, timeout_s=30)  # warm-up
-            step_rates(workdir, ports, port, process.pid, rates, args.seconds, REFUSED)
+            step_rates(workdir, ports, port, process.pid, rates, args.seconds,
+                       REFUSED if args.numbers == "same" else None)
         print(log_counts(workdir / "reject"))
         if args.cancel_rate:
             # Unknown callers only: no burst shield, no repeat limit (each would answer).

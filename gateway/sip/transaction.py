@@ -10,6 +10,7 @@ every timer at once.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -48,8 +49,12 @@ class Timers:
     """One thread running callbacks at given times; cancel by handle."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._pending: set[int] = set()  # handles not yet run nor cancelled
+        # The heap holds (due, handle) only; the callbacks live in `_callbacks` until they
+        # run or are cancelled. A cancelled timer (most of them: every ACK cancels timer G)
+        # then lets go of its transaction at once rather than when it falls due, so a flood
+        # leaves no pile of closures for the garbage collector to walk.
+        self._heap: list[tuple[float, int]] = []
+        self._callbacks: dict[int, Callable[[], None]] = {}
         self._counter = itertools.count()
         self._cond = threading.Condition()
         self._running = True
@@ -60,12 +65,12 @@ class Timers:
         """Run `callback` after `delay` seconds; return a handle for `cancel`."""
         handle = next(self._counter)
         with self._cond:
-            entry = (time.monotonic() + delay, handle, callback)
+            entry = (time.monotonic() + delay, handle)
             # Wake the thread only when it must wake sooner than it planned: a flood adds a
             # few timers per INVITE, and each wake-up cost a GIL hand-off (7 % of the CPU).
             sooner = not self._heap or entry[0] < self._heap[0][0]
             heapq.heappush(self._heap, entry)
-            self._pending.add(handle)
+            self._callbacks[handle] = callback
             if sooner:
                 self._cond.notify()
         return handle
@@ -75,17 +80,17 @@ class Timers:
         if handle is None:
             return
         with self._cond:
-            self._pending.discard(handle)
-            # Cancelled entries stay in the heap until their time; at a flood's rate (a
-            # 32 s timer per transaction) they would pile up, so rebuild when most are dead.
-            if len(self._heap) > 1024 and len(self._pending) < len(self._heap) // 4:
-                self._heap = [e for e in self._heap if e[1] in self._pending]
+            self._callbacks.pop(handle, None)
+            # Cancelled entries stay in the heap until their time (two numbers each); rebuild
+            # when most are dead, so a flood of short transactions cannot grow it unbounded.
+            if len(self._heap) > 1024 and len(self._callbacks) < len(self._heap) // 4:
+                self._heap = [e for e in self._heap if e[1] in self._callbacks]
                 heapq.heapify(self._heap)
 
     def pending(self) -> int:
         """Callbacks still waiting to run (for tests and leak checks)."""
         with self._cond:
-            return len(self._pending)
+            return len(self._callbacks)
 
     def queued(self) -> int:
         """Entries in the heap, cancelled ones included (for leak checks)."""
@@ -109,10 +114,10 @@ class Timers:
                     self._cond.wait(timeout)
                 if not self._running:
                     return
-                _, handle, callback = heapq.heappop(self._heap)
-                if handle not in self._pending:
+                _, handle = heapq.heappop(self._heap)
+                callback = self._callbacks.pop(handle, None)
+                if callback is None:
                     continue  # cancelled
-                self._pending.discard(handle)
             try:
                 callback()
             except Exception:
@@ -151,6 +156,7 @@ class ServerTransaction:
     completed: bool = False
     confirmed: bool = False
     timer: int | None = None
+    forget_timer: int | None = None  # timer H/J, or timer I once the ACK came
     retransmitting: bool = False
     on_ack: Callable[[], None] | None = None
     created: float = field(default_factory=time.monotonic)
@@ -192,8 +198,11 @@ class ServerTransaction:
             self.retransmitting = True
             self._schedule_retransmit(t1)
         # Timer H (INVITE: give up waiting for the ACK) and timer J (others: absorb
-        # retransmitted requests); forget_server also stops timer G.
-        self.layer.forget_server(self, after=64 * t1)
+        # retransmitted requests, none over a reliable transport); forget_server also stops
+        # timer G.
+        reliable = self.source.transport != "udp"
+        self.layer.forget_server(self, after=0.0 if reliable and not self.is_invite
+                                 else 64 * t1)
 
     def _schedule_retransmit(self, interval: float) -> None:
         def resend() -> None:
@@ -220,8 +229,16 @@ class ServerTransaction:
 
     def acked(self) -> None:
         """An ACK for our non-2xx final response arrived."""
+        first = not self.confirmed
         self.confirmed = True
         self.stop_retransmitting()
+        if first and self.completed:
+            # Confirmed (RFC 3261 §17.2.1): timer I absorbs ACK retransmissions for T4 over
+            # UDP, none over a reliable transport. Keeping every refused call's transaction
+            # until timer H instead (32 s) held 32,000 of them in a 1,000/s flood, and the
+            # garbage collector's walks over them were the flood's worst pauses.
+            reliable = self.source.transport != "udp"
+            self.layer.forget_server(self, after=0.0 if reliable else self.layer.t4)
         if self.on_ack is not None:
             self.on_ack()
 
@@ -304,11 +321,12 @@ class TransactionLayer:
     """Tables of server and client transactions over one transport."""
 
     def __init__(self, transport: SipTransport, timers: Timers, *, t1: float = T1,
-                 t2: float = T2) -> None:
+                 t2: float = T2, t4: float | None = None) -> None:
         self.transport = transport
         self.timers = timers
         self.t1 = t1
         self.t2 = t2
+        self.t4 = T4 * t1 / T1 if t4 is None else t4  # scales with T1, as the others do
         self.lock = threading.RLock()
         self.server: dict[tuple[str, str, str], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
@@ -340,18 +358,22 @@ class TransactionLayer:
         return tx
 
     def forget_server(self, tx: ServerTransaction, *, after: float = 0.0) -> None:
-        """Drop a server transaction now or after `after` seconds (absorbing retransmits)."""
-
-        def drop() -> None:
-            tx.stop_retransmitting()  # timer H: a final nobody ACKs is not resent for ever
-            with self.lock:
-                if self.server.get(tx.key) is tx:
-                    del self.server[tx.key]
-
+        """Drop a server transaction now or after `after` seconds (absorbing retransmits);
+        replaces any drop planned before."""
+        self.timers.cancel(tx.forget_timer)
+        tx.forget_timer = None
         if after <= 0:
-            drop()
+            self._drop_server(tx)
         else:
-            self.timers.call_later(after, drop)
+            tx.forget_timer = self.timers.call_later(after,
+                                                     functools.partial(self._drop_server, tx))
+
+    def _drop_server(self, tx: ServerTransaction) -> None:
+        tx.forget_timer = None
+        tx.stop_retransmitting()  # timer H: a final nobody ACKs is not resent for ever
+        with self.lock:
+            if self.server.get(tx.key) is tx:
+                del self.server[tx.key]
 
     def send_request(
         self,

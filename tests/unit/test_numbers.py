@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import gateway.numbers as numbers_module
 from gateway.numbers import (
     extract_user,
     list_number,
@@ -169,3 +170,17 @@ def test_list_number_fast_path_agrees(text: str, expected: str | None) -> None:
 def test_national_format() -> None:
     assert national_format(MOBILE, "FR") == "06 12 34 56 78"
     assert national_format("+442079460958", "FR") == "+44 20 7946 0958"
+
+
+def test_a_repeated_caller_is_classified_once_with_the_same_answer() -> None:
+    # A flood repeats its numbers: formatting and classifying run once per distinct number.
+    numbers_module._number_facts.cache_clear()
+    first = parse_caller("<sip:+33612345678@192.0.2.9>", "FR", display_name="A")
+    second = parse_caller("sip:0612345678@192.0.2.9", "FR", display_name="B")
+    assert numbers_module._number_facts.cache_info().hits == 0  # "+336…" and "06…" differ as text
+    third = parse_caller("<sip:+33612345678@192.0.2.9>", "FR", display_name="C")
+    assert numbers_module._number_facts.cache_info().hits == 1
+    for caller in (first, second, third):
+        assert (caller.number, caller.national, caller.region, caller.number_type,
+                caller.valid) == (MOBILE, "0612345678", "FR", "MOBILE", True)
+    assert third.display_name == "C"  # what is not a fact of the number is never cached

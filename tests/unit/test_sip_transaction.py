@@ -8,11 +8,13 @@ no sleeping. Two tests at the end use the real transport and timer thread on loo
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import re
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ from gateway.sip.transaction import (
     MAGIC_COOKIE,
     T1,
     T2,
+    T4,
     ServerTransaction,
     Timers,
     TransactionLayer,
@@ -292,6 +295,42 @@ def test_resending_stops_when_timer_h_fires_without_an_ack(sip: Layer) -> None:
     assert sip.timers.pending() == 0
 
 
+def test_after_the_ack_the_transaction_is_kept_t4_over_udp_then_forgotten(sip: Layer) -> None:
+    # Timer I (RFC 3261 §17.2.1): long enough to absorb the ACK's retransmissions, not the
+    # 32 s of timer H: a flood of refused calls must not keep every transaction that long.
+    tx = sip.layer.new_server(request(), UDP_PEER)
+    respond(tx, 603, "Decline")
+    sip.timers.advance(1.0)
+    tx.acked()
+    sip.timers.advance(T4 - 0.1)
+    assert sip.layer.find_server(request("ACK")) is tx
+    tx.acked()  # a retransmitted ACK is absorbed and does not restart timer I
+    sip.timers.advance(0.2)
+    assert sip.layer.find_server(request("ACK")) is None
+    assert sip.timers.pending() == 0
+
+
+def test_over_tcp_an_acked_transaction_is_forgotten_at_once(sip: Layer) -> None:
+    tx = sip.layer.new_server(request(transport="TCP"), TCP_PEER)
+    respond(tx, 603, "Decline")
+    tx.acked()
+    assert sip.layer.find_server(request("ACK", transport="TCP")) is None
+    assert sip.timers.pending() == 0
+
+
+def test_over_tcp_a_non_invite_transaction_is_forgotten_at_its_final(sip: Layer) -> None:
+    tx = sip.layer.new_server(request("OPTIONS", transport="TCP"), TCP_PEER)
+    respond(tx, 200, "OK")  # timer J is zero on a reliable transport
+    assert sip.layer.find_server(request("OPTIONS", transport="TCP")) is None
+    assert sip.timers.pending() == 0
+
+
+def test_timer_i_scales_with_t1() -> None:
+    timers = ManualTimers()
+    layer = TransactionLayer(RecordingTransport(timers), timers, t1=0.05)  # type: ignore[arg-type]
+    assert layer.t4 == pytest.approx(T4 * 0.05 / T1)
+
+
 def test_a_2xx_to_an_invite_is_left_to_the_ua_core(sip: Layer) -> None:
     tx = sip.layer.new_server(request(), UDP_PEER)
     respond(tx, 200, "OK")
@@ -489,6 +528,28 @@ def test_a_failing_timer_callback_does_not_stop_the_timer_thread() -> None:
         timers.call_later(0.0, boom)
         timers.call_later(0.0, done.set)
         assert done.wait(5)
+    finally:
+        timers.stop()
+
+
+def test_a_cancelled_callback_is_let_go_at_once() -> None:
+    # The heap keeps a cancelled entry until its time; what the callback holds (a
+    # transaction, its bytes) must not wait with it, or a flood piles them up for 32 s.
+    class Holder:
+        def __call__(self) -> None:
+            pass
+
+    timers = Timers()
+    try:
+        holder = Holder()
+        alive = weakref.ref(holder)
+        handle = timers.call_later(3600, holder)
+        del holder
+        assert alive() is not None
+        timers.cancel(handle)
+        gc.collect()
+        assert alive() is None
+        assert timers.pending() == 0 and timers.queued() == 1
     finally:
         timers.stop()
 
