@@ -477,15 +477,20 @@ def _lookup_key(name: str) -> str:
     return canonical_name(name).lower()
 
 
-@lru_cache(maxsize=512)
-def _header_spelling(name: str) -> tuple[str, str] | None:
+def _spell_header(name: str) -> tuple[str, str] | None:
     """The canonical spelling and lookup key of a header name as read (spaces around it
-    allowed), or None when it is not a token; cached like `canonical_name`, check included."""
+    allowed), or None when it is not a token."""
     name = name.strip()
     if not _TOKEN.match(name):
         return None
     canonical = canonical_name(name)
     return canonical, canonical.lower()
+
+
+# Every message of a flood spells the same dozen names: cached, for names of at most
+# _CACHED_NAME_LENGTH characters (512 long names would otherwise hold megabytes).
+_header_spelling = lru_cache(maxsize=512)(_spell_header)
+_CACHED_NAME_LENGTH = 64
 
 
 _T = TypeVar("_T")
@@ -509,7 +514,6 @@ class Header:
     def __post_init__(self) -> None:
         self.key = self.name.lower()
 
-
     def parsed(self, kind: str, parse: Callable[[str], _T]) -> _T:
         """`parse(value)`, computed once per value (for one kind); errors raise every time."""
         memo = self._parsed
@@ -525,7 +529,6 @@ class Header:
         if memo is not None and memo[0] is self.value and memo[1] == kind:
             return memo[2]
         return None
-
 
 
 def _via_list(value: str) -> tuple[Via, ...]:
@@ -825,7 +828,7 @@ def _read_headers(lines: list[str]) -> _Headers:
             if line.strip():  # a line of other white space (form feed…) is blank too
                 problem = problem or f"line {number}: header without ':': {line[:60]!r}"
             continue
-        spelling = spelled(name)
+        spelling = spelled(name) if len(name) <= _CACHED_NAME_LENGTH else _spell_header(name)
         if spelling is None:
             problem = problem or f"line {number}: invalid header name {name.strip()[:40]!r}"
             continue

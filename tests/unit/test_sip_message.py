@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.sip import message as sip_message
 from gateway.sip.message import (
     MAX_MESSAGE_BYTES,
     SipParseError,
@@ -244,3 +245,16 @@ def test_validation_parses_each_header_once_and_the_accessors_reuse_it() -> None
     message.remove("To")
     with pytest.raises(SipParseError, match="empty address"):
         message.to()
+
+
+def test_long_header_names_are_not_kept_in_the_name_cache() -> None:
+    """The cache of header spellings holds short names only: 512 messages with a 60 KB name
+    each must not pin 30 MB."""
+    long_name = "X-" + "a" * 1000
+    data = BASIC_INVITE.replace(b"Supported:", f"{long_name}: 1\r\nSupported:".encode())
+    sip_message._header_spelling.cache_clear()
+    parse_message(BASIC_INVITE)
+    names_cached = sip_message._header_spelling.cache_info().currsize
+    sip_message._header_spelling.cache_clear()
+    assert parse_message(data).get(long_name) == "1"
+    assert sip_message._header_spelling.cache_info().currsize == names_cached
