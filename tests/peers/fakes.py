@@ -4,6 +4,8 @@ for driving the call flow in unit tests."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -512,3 +514,41 @@ class ScriptedMedia:
             elif isinstance(event, tuple) and event[0] == "play":
                 sounds.append(event[1])
         return sounds
+
+
+class ManualTimers:
+    """The `Timers` API on a clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._pending: set[int] = set()
+        self._counter = itertools.count()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        handle = next(self._counter)
+        heapq.heappush(self._heap, (self.now + delay, handle, callback))
+        self._pending.add(handle)
+        return handle
+
+    def cancel(self, handle: int | None) -> None:
+        if handle is not None:
+            self._pending.discard(handle)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, running every callback that falls due (at its due time)."""
+        until = self.now + seconds
+        while self._heap and self._heap[0][0] <= until + 1e-9:
+            due, handle, callback = heapq.heappop(self._heap)
+            if handle not in self._pending:
+                continue
+            self._pending.discard(handle)
+            self.now = due
+            callback()
+        self.now = until
+
+    def stop(self) -> None:
+        pass
