@@ -11,6 +11,7 @@ there, and the call is still logged with what happened.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import threading
@@ -33,10 +34,13 @@ from gateway.screening.caller import Caller, InternalNumbers
 from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import PASS, Action, ActionKind
 from gateway.sip.ua import Call
-from gateway.sip.workers import Occasional
+from gateway.sip.workers import LineBudget, Occasional
 
 log = logging.getLogger(__name__)
 _full_house = Occasional()  # a spoof storm would log this once per call
+call_lines = LineBudget()
+"""The budget of the two INFO lines each call writes (decision, outcome): every call of a
+home line is logged, a flood's are counted beyond 5 a second; each is in the call log."""
 
 SILENT_RING: PassBehaviour = "ring"
 """How an internal call passes on any line: silence in the fork, never a 486 or a 302."""
@@ -64,8 +68,7 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
             # The intercom rings every phone: stay silent in it whatever the line's pass
             # behaviour (a busy or a redirect would break the family's internal call).
             env = dataclasses.replace(env, pass_behaviour=SILENT_RING)
-        log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(),
-                 decision.action, decision.reason)
+        lines = log_call(call, caller, decision)
         record = CallRecord(env.book, caller, decision, at=now, sip_call_id=call.call_id,
                             line=env.line)
     except Exception as exc:
@@ -79,7 +82,7 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
                                        sip_call_id=call.call_id, line=env.line)
         fail_open(call, caller, env, failed_record, finisher(call, failed_record, started))
         return
-    done = finisher(call, record, started)
+    done = finisher(call, record, started, logged=lines)
     action, carried = decision.action, done
     if env.kind == "analogue" and action.kind is ActionKind.REJECT:
         # The phones on an analogue line keep ringing after a SIP reject: answer instead.
@@ -91,8 +94,11 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         fail_open(call, caller, env, record, done)
 
 
+@functools.lru_cache(maxsize=256)
 def from_home_network(host: str) -> bool:
-    """Whether a request came from a private or loopback address (the home router, a PBX)."""
+    """Whether a request came from a private or loopback address (the home router, a PBX).
+    Cached: calls come from a few addresses (the router, the provider's proxies), and parsing
+    one per INVITE was 3 % of a refused call's work."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -186,8 +192,34 @@ def fail_open(call: Call, caller: Caller | None, env: CallEnvironment,
         failed("left the fork (480)")
 
 
-def finisher(call: Call, record: CallRecord | None, started: float) -> Done:
-    """A `Done` that completes the call's log row and logs the outcome, the first time only."""
+def log_call(call: Call, caller: Caller, decision: Decision) -> bool:
+    """The call's decision as an INFO line, within `call_lines`; whether it was written."""
+    if not log.isEnabledFor(logging.INFO):
+        return False
+    held = call_lines.take()
+    if held is None:
+        return False
+    if held:
+        log.info("%d call(s) not logged line by line (a flood: more than %g a second); each "
+                 "is in the call log", held, call_lines.rate)
+    log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(), decision.action,
+             decision.reason)
+    return True
+
+
+def log_held_calls() -> None:
+    """Say how many calls were not logged line by line, once the flood that held them back is
+    over (the gateway's main loop asks every second)."""
+    held = call_lines.overdue()
+    if held:
+        log.info("%d call(s) not logged line by line (a flood: more than %g a second); each "
+                 "is in the call log", held, call_lines.rate)
+
+
+def finisher(call: Call, record: CallRecord | None, started: float, *,
+             logged: bool = True) -> Done:
+    """A `Done` that completes the call's log row and logs the outcome (if `logged`: its
+    decision was), the first time only."""
     lock = threading.Lock()
     finished = False
 
@@ -200,6 +232,7 @@ def finisher(call: Call, record: CallRecord | None, started: float) -> Done:
         elapsed = time.monotonic() - started
         if record is not None:
             record.finish(duration_s=round(elapsed, 3), outcome=outcome)
-        log.info("call %s: %s after %.1f s", call.call_id, outcome, elapsed)
+        if logged:
+            log.info("call %s: %s after %.1f s", call.call_id, outcome, elapsed)
 
     return done

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway import __version__
-from gateway.call.handle import handle_call
+from gateway.call.handle import handle_call, log_held_calls
 from gateway.call.passport import CheckSignature
 from gateway.call.ports import (
     CallEnvironment,
@@ -320,6 +320,7 @@ def run_gateway(settings: Settings) -> int:
     try:
         while not stop.wait(1.0):
             heartbeat.tick()
+            log_held_calls()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

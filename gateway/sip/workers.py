@@ -55,6 +55,48 @@ class Occasional:
             logger.warning(message, *args)
 
 
+class LineBudget:
+    """Per-event log lines at most `rate` a second (bursts of `burst`): a flood's calls would
+    each write two lines to the journal (on the SD card), at a quarter of a refused call's CPU.
+    What is held back is counted and said with the next line that goes out."""
+
+    def __init__(self, rate: float = 5.0, burst: int = 20,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._at = clock()
+        self._said_at = self._at
+        self._held = 0
+
+    def take(self) -> int | None:
+        """None: hold this event's lines back (counted). Else the number held back since the
+        last line that went out (0 in quiet times), to be said first."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                self._held += 1
+                return None
+            self._tokens -= 1
+            held, self._held = self._held, 0
+            self._said_at = now
+            return held
+
+    def overdue(self, after_s: float = 10.0) -> int:
+        """What was held back, if no line has gone out for `after_s` seconds to say it (the
+        flood is over): reset, for the caller to say now. 0 otherwise."""
+        with self._lock:
+            if not self._held or self.clock() - self._said_at < after_s:
+                return 0
+            held, self._held = self._held, 0
+            self._said_at = self.clock()
+            return held
+
+
 _FLAG_GUARD = threading.Lock()
 
 

@@ -4,18 +4,19 @@ visibly, and every refused call is logged."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.call import carry_out
+from gateway.call import carry_out, handle
 from gateway.config import Settings
 from gateway.screening.rules import Action, ActionKind, ListName
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.ua import Call, UserAgent
-from gateway.sip.workers import LoadCounters, WorkerPool
+from gateway.sip.workers import LineBudget, LoadCounters, WorkerPool
 from tests.helpers import Services
 from tests.peers import wait_until
 from tests.peers.baresip import Baresip
@@ -298,3 +299,34 @@ def test_an_allowed_caller_still_rings_with_every_media_slot_taken(
 def ack_for(invite: SipRequest, response: SipResponse) -> bytes:
     """The ACK of a non-2xx final response."""
     return RawPeer.follow_up(invite, "ACK", to=response.get("To"))
+
+
+def test_a_flood_is_logged_line_by_line_only_within_the_budget(
+    make_gateway: GatewayFactory, fake_service: FakeService, peers: list[RawPeer],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every call of a home line gets its two INFO lines; a flood's beyond the budget are
+    counted and said with the next line (each call is in the call log either way)."""
+    now = [0.0]
+    monkeypatch.setattr(handle, "call_lines", LineBudget(rate=5.0, burst=4,
+                                                         clock=lambda: now[0]))
+    fake_service.action = Action(ActionKind.REJECT, code=603)
+    gateway = make_gateway()
+    peer = RawPeer(gateway.uas[0].port)
+    peers.append(peer)
+    with caplog.at_level(logging.INFO, logger="gateway.call.handle"):
+        for n in range(10):
+            invite = peer.invite(from_tag=f"flood{n}")
+            peer.send(invite)
+            assert final(peer, invite.call_id).status == 603
+        fake_service.wait_finished(10)
+        now[0] += 1.0
+        invite = peer.invite(from_tag="after")
+        peer.send(invite)
+        assert final(peer, invite.call_id).status == 603
+        fake_service.wait_finished(11)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.call.handle"]
+    assert len([m for m in lines if " from " in m and m.startswith("call ")]) == 5
+    assert len([m for m in lines if " after " in m]) == 5
+    assert "6 call(s) not logged line by line" in " ".join(lines)
+

@@ -316,6 +316,8 @@ def test_without_the_database_the_caches_decide(service: Services,
 
     monkeypatch.setattr(store.db.engine, "connect", down)
     monkeypatch.setattr(store.db.engine, "raw_connection", down)
+    # The screening reads' own connection (one per thread on a SQLite file) fails the same way.
+    monkeypatch.setattr(store.screening._driver, "_own_connection", down)
     refused = screener.screen(screener.caller("0162000002"), NOW)
     allowed = screener.screen(screener.caller("0162000001"), NOW)
     stranger = screener.screen(screener.caller("0612345678"), NOW)
@@ -328,6 +330,7 @@ def test_without_the_database_the_caches_decide(service: Services,
     try:
         monkeypatch.setattr(cold.store.db.engine, "connect", down)
         monkeypatch.setattr(cold.store.db.engine, "raw_connection", down)
+        monkeypatch.setattr(cold.store.screening._driver, "_own_connection", down)
         assert cold.screener.screen(cold.screener.caller("0162000002"), NOW).step == "error"
     finally:
         cold.store.close()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.sip import ua as ua_module
 from gateway.sip.message import SipParseError, ascii_number, parse_message
 from gateway.sip.transaction import Timers
-from gateway.sip.workers import Flag, LoadCounters, Occasional, Slots, WorkerPool
+from gateway.sip.workers import Flag, LineBudget, LoadCounters, Occasional, Slots, WorkerPool
 
 
 def test_a_full_queue_refuses_new_work_at_once_but_never_a_follow_up() -> None:
@@ -253,3 +253,29 @@ def test_a_call_builds_no_threading_event(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(threading, "Event", refused)
     call = ua_module.Call(object(), invite, object())  # type: ignore[arg-type]
     assert not call.ended.is_set() and not call.cancelled.is_set()
+
+
+def test_a_line_budget_lets_a_burst_through_then_counts_what_it_holds_back() -> None:
+    now = [100.0]
+    budget = LineBudget(rate=5.0, burst=20, clock=lambda: now[0])
+    assert [budget.take() for _ in range(20)] == [0] * 20
+    assert [budget.take() for _ in range(7)] == [None] * 7
+    now[0] += 1.0  # five more lines' worth
+    assert budget.take() == 7  # the first line out says how many were held back
+    assert [budget.take() for _ in range(4)] == [0] * 4
+    assert budget.take() is None
+    now[0] += 3600  # a quiet hour refills to the burst, no more
+    assert [budget.take() for _ in range(20)] == [1] + [0] * 19
+    assert budget.take() is None
+
+
+def test_what_a_budget_held_back_is_said_once_the_flood_is_over() -> None:
+    now = [0.0]
+    budget = LineBudget(rate=1.0, burst=1, clock=lambda: now[0])
+    assert budget.take() == 0
+    assert budget.take() is None and budget.take() is None
+    assert budget.overdue(after_s=10) == 0  # the flood may go on: the next line will say it
+    now[0] += 10.0
+    assert budget.overdue(after_s=10) == 2  # nothing went out for 10 s: say it now, once
+    assert budget.overdue(after_s=10) == 0
+
