@@ -12,9 +12,10 @@ answer with (400, 416 or 505), so the user agent can tell the sender instead of 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 MAX_MESSAGE_BYTES = 65535  # the largest UDP datagram; nothing we handle is legitimately bigger
 MAX_HEADERS = 200  # a stranger's message with more headers than this is an attack, not a call
@@ -58,10 +59,10 @@ URI_SCHEMES = ("sip", "sips", "tel")
 MAX_DIGITS = 10  # no number in a header we read is longer; 5,000 digits is an attack on int()
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also takes '²' and '٠'
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
 _STATUS_LINE = re.compile(r"^SIP\s*/\s*2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE | re.ASCII)
 _SIP_VERSION = re.compile(r"^SIP/[0-9]+\.[0-9]+$", re.IGNORECASE | re.ASCII)
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
 
 
 class SipParseError(ValueError):
@@ -81,7 +82,8 @@ class SipParseError(ValueError):
 def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
     """The value of `text` if it is ASCII digits only, at most `max_digits` long; else None."""
     text = text.strip()
-    if not text or len(text) > max_digits or not _DIGITS.fullmatch(text):
+    # isdigit() alone also takes '²' and '٠'; on ASCII text it means exactly [0-9]+.
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
 
@@ -141,6 +143,25 @@ def _unquote(value: str) -> str:
 
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;a=b;c;d="e f"`` into an ordered dict (names lower-cased, quotes removed)."""
+    if not text:
+        return {}
+    if '"' in text:
+        return _parse_quoted_params(text)
+    # Without quotes every ';' separates and no value needs unquoting: str.split does it all
+    # (a flood's From, To and Via each carry one or two plain parameters).
+    params: dict[str, str | None] = {}
+    for piece in text.split(";"):
+        name, sep, value = piece.partition("=")
+        name = name.strip()
+        if not name and not sep:
+            continue  # an empty piece: ";;" or the leading ';'
+        params[name.lower()] = value.strip() if sep else None
+    return params
+
+
+def _parse_quoted_params(text: str) -> dict[str, str | None]:
+    """`parse_params` for any text, quoted values included (the reference the fast path
+    agrees with)."""
     params: dict[str, str | None] = {}
     for piece in _split_semicolons(text):
         piece = piece.strip()
@@ -262,7 +283,8 @@ def _split_hostport(hostport: str, whole: str) -> tuple[str, int | None]:
     if not tail:
         return host, None
     port_text = tail[1:]
-    port = ascii_number(port_text, max_digits=5)
+    digits = port_text.strip()  # what ascii_number() takes, without the call
+    port = int(digits) if 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit() else None
     if port is None or not 0 < port < 65536:
         raise SipParseError(f"URI {whole[:80]!r}: port {port_text[:10]!r} is not 1-65535")
     return host, port
@@ -285,8 +307,13 @@ class NameAddr:
         return self.params.get("tag")
 
     def parsed_uri(self) -> SipUri:
-        """The URI, parsed."""
-        return parse_uri(self.uri)
+        """The URI, parsed (once per `uri`: the scanner check and the dialog both ask)."""
+        cached = self.__dict__.get("_parsed_uri")
+        if cached is not None and cached[0] is self.uri:
+            return cached[1]  # type: ignore[no-any-return]
+        uri = parse_uri(self.uri)
+        self.__dict__["_parsed_uri"] = (self.uri, uri)
+        return uri
 
     def __str__(self) -> str:
         display = ""
@@ -298,6 +325,29 @@ class NameAddr:
 
 def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr or addr-spec with its header parameters."""
+    text = text.strip()
+    # Fast paths for the shapes of nearly every From and To: ``<uri>;params`` and
+    # ``"Name" <uri>;params`` with no escape in the name. Anything else (an addr-spec, an
+    # unquoted or escaped display name, a missing '>') takes the full parser, which they
+    # agree with (tests/property/test_sip_parse_properties.py).
+    if text.startswith("<"):
+        uri, closed, params = text[1:].partition(">")
+        if closed:
+            return NameAddr(uri.strip(), "", parse_params(params.strip().lstrip(";")))
+    elif text.startswith('"'):
+        end = text.find('"', 1)
+        if end > 0 and "\\" not in text[1:end]:
+            rest = text[end + 1 :].strip()
+            if rest.startswith("<"):
+                uri, closed, params = rest[1:].partition(">")
+                if closed:
+                    return NameAddr(uri.strip(), text[1:end],
+                                    parse_params(params.strip().lstrip(";")))
+    return _parse_name_addr_full(text)
+
+
+def _parse_name_addr_full(text: str) -> NameAddr:
+    """`parse_name_addr` for any shape, character by character through a quoted name."""
     text = text.strip()
     if not text:
         raise SipParseError("empty address")
@@ -365,10 +415,47 @@ class Via:
 
 
 _VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(.+)$", re.IGNORECASE)
+# The common shape, which the general path below reads the same (checked by a property test):
+# upper-case transport, a name or IPv4 host, a port, parameters of token characters.
+_PLAIN_VIA = re.compile(
+    r"SIP/2\.0/(UDP|TCP|TLS) ([A-Za-z0-9.\-]+):([0-9]{1,5})"
+    r"((?:;[A-Za-z0-9.!%*_+`'~\-]+(?:=[A-Za-z0-9.!%*_+`'~\-:\[\]]*)?)*)", re.ASCII)
 
 
 def parse_via(text: str) -> Via:
     """Parse one Via value (use `SipMessage.vias()` for the whole header)."""
+    plain = _PLAIN_VIA.fullmatch(text.strip())
+    if plain is not None:  # SIP/2.0/UDP host:port;a=b;c, as nearly every Via: one regex
+        plain_port = int(plain[3])
+        if 0 < plain_port < 65536:
+            plain_params: dict[str, str | None] = {}
+            for piece in plain[4].split(";")[1:]:
+                name, sep, value = piece.partition("=")
+                plain_params[name.lower()] = value if sep else None
+            return Via(plain[1], plain[2], plain_port, plain_params)
+    match = _VIA.match(text.strip())
+    if not match:
+        raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
+    transport, rest = match.groups()
+    hostport, _, params = rest.partition(";")
+    if '"' in params:  # a quoted parameter value: split with quotes in mind
+        return _parse_via_full(text)
+    host, port = _split_hostport(hostport, text)
+    # One pass over plain parameters both checks them and builds the dict.
+    parsed: dict[str, str | None] = {}
+    if params:
+        for piece in params.split(";"):
+            name, sep, value = piece.partition("=")
+            name = name.strip()
+            if not name:
+                # RFC 3261 §20.42: every via-param has a name (RFC 4475 "badinv01": ";;,;,,")
+                raise SipParseError(f"Via {text[:80]!r}: a parameter without a name")
+            parsed[name.lower()] = value.strip() if sep else None
+    return Via(transport.upper(), host, port, parsed)
+
+
+def _parse_via_full(text: str) -> Via:
+    """`parse_via` for any Via, quoted parameter values included."""
     match = _VIA.match(text.strip())
     if not match:
         raise SipParseError(f"Via {text[:80]!r}: expected 'SIP/2.0/<transport> host[:port]'")
@@ -379,7 +466,7 @@ def parse_via(text: str) -> Via:
                       for piece in _split_semicolons(params)):
         # RFC 3261 §20.42: every via-param has a name (RFC 4475 "badinv01": ";;,;,,")
         raise SipParseError(f"Via {text[:80]!r}: a parameter without a name")
-    return Via(transport.upper(), host, port, parse_params(params))
+    return Via(transport.upper(), host, port, _parse_quoted_params(params))
 
 
 # --------------------------------------------------------------------------- messages
@@ -390,7 +477,26 @@ def _lookup_key(name: str) -> str:
     return canonical_name(name).lower()
 
 
-@dataclass
+def _spell_header(name: str) -> tuple[str, str] | None:
+    """The canonical spelling and lookup key of a header name as read (spaces around it
+    allowed), or None when it is not a token."""
+    name = name.strip()
+    if not _TOKEN.match(name):
+        return None
+    canonical = canonical_name(name)
+    return canonical, canonical.lower()
+
+
+# Every message of a flood spells the same dozen names: cached, for names of at most
+# _CACHED_NAME_LENGTH characters (512 long names would otherwise hold megabytes).
+_header_spelling = lru_cache(maxsize=512)(_spell_header)
+_CACHED_NAME_LENGTH = 64
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
 class Header:
     """One header line, name canonicalised."""
 
@@ -398,9 +504,45 @@ class Header:
     value: str
     # The lower-case name used for lookups, computed once (every lookup reads every header).
     key: str = field(init=False, repr=False, compare=False)
+    # What was last parsed out of `value` (Via list, name-addr, CSeq…): the value it was parsed
+    # from, its kind and the result. Validation parses each header once and the accessors the
+    # user agent calls later reuse it; replacing `value` (or the Header, as set/add/remove do)
+    # drops it. One kind per header is all a message needs (a Via is read as "vias").
+    _parsed: tuple[str, str, object] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.key = self.name.lower()
+
+    def parsed(self, kind: str, parse: Callable[[str], _T]) -> _T:
+        """`parse(value)`, computed once per value (for one kind); errors raise every time."""
+        memo = self._parsed
+        if memo is not None and memo[0] is self.value and memo[1] == kind:
+            return memo[2]  # type: ignore[return-value]  # stored under `kind` by this `parse`
+        result = parse(self.value)
+        self._parsed = (self.value, kind, result)
+        return result
+
+    def parsed_as(self, kind: str) -> object:
+        """What `parsed(kind, …)` stored for the current value, or None."""
+        memo = self._parsed
+        if memo is not None and memo[0] is self.value and memo[1] == kind:
+            return memo[2]
+        return None
+
+
+def _via_list(value: str) -> tuple[Via, ...]:
+    if "," not in value:  # one Via per header line, as almost every sender writes them
+        value = value.strip()
+        return (parse_via(value),) if value else ()
+    return tuple([parse_via(v) for v in split_commas(value)])
+
+
+def _top_via(value: str) -> Via:
+    values = split_commas(value)
+    if not values:
+        raise SipParseError("no Via header")
+    return parse_via(values[0])
 
 
 class SipMessage:
@@ -423,10 +565,20 @@ class SipMessage:
         """Every value of `name`, with comma lists split for headers that allow them."""
         key = _lookup_key(name)
         values: list[str] = []
+        if key in LIST_HEADERS:
+            for header in self.headers:
+                if header.key == key:
+                    values.extend(split_commas(header.value))
+        else:
+            values = [header.value for header in self.headers if header.key == key]
+        return values
+
+    def _first(self, key: str) -> Header | None:
+        """The first header whose lookup key is `key` (lower case, canonical)."""
         for header in self.headers:
             if header.key == key:
-                values.extend(split_commas(header.value) if key in LIST_HEADERS else [header.value])
-        return values
+                return header
+        return None
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header with one value (appended if absent)."""
@@ -458,38 +610,40 @@ class SipMessage:
         """The Call-ID."""
         return self.get("Call-ID") or ""
 
+    # The typed views parse each header value once (validation already did, for a request
+    # from parse_message) and hand out the same objects again: change the message through
+    # set/add/remove, which drops what was parsed, not by editing a returned Via or NameAddr.
     def vias(self) -> list[Via]:
         """All Via values, top first."""
-        return [parse_via(v) for v in self.get_all("Via")]
+        return [via for header in self.headers if header.key == "via"
+                for via in header.parsed("vias", _via_list)]
 
     def top_via(self) -> Via:
         """The topmost Via."""
-        first = next((h for h in self.headers if h.key == "via"), None)
+        first = self._first("via")
         if first is None:
             raise SipParseError("no Via header")
         # Read several times per message (transaction key, responses): parsed once, again
-        # only if the top Via header was replaced.
-        cached = self.__dict__.get("_top_via")
-        if cached is not None and cached[0] is first:
-            return cached[1]  # type: ignore[no-any-return]
-        values = split_commas(first.value)
-        if not values:
-            raise SipParseError("no Via header")
-        via = parse_via(values[0])
-        self.__dict__["_top_via"] = (first, via)
-        return via
+        # only if the top Via header was replaced. The second Via need not be readable.
+        every = first.parsed_as("vias")
+        if every:  # validation parsed them all: the top one is the first
+            return every[0]  # type: ignore[index,no-any-return]
+        return first.parsed("top_via", _top_via)
 
     def from_(self) -> NameAddr:
         """The From header."""
-        return parse_name_addr(self.get("From") or "")
+        header = self._first("from")
+        return parse_name_addr("") if header is None else header.parsed("addr", parse_name_addr)
 
     def to(self) -> NameAddr:
         """The To header."""
-        return parse_name_addr(self.get("To") or "")
+        header = self._first("to")
+        return parse_name_addr("") if header is None else header.parsed("addr", parse_name_addr)
 
     def cseq(self) -> tuple[int, str]:
         """CSeq number and method."""
-        return parse_cseq(self.get("CSeq") or "")
+        header = self._first("cseq")
+        return parse_cseq("") if header is None else header.parsed("cseq", parse_cseq)
 
     @property
     def content_type(self) -> str:
@@ -550,17 +704,32 @@ class SipResponse(SipMessage):
 
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: 42 INVITE``."""
+    # A flood repeats the same few CSeq values ("1 INVITE", "1 ACK"), and the answer is an
+    # immutable tuple: a small cache of short ones (a refusal raises, so is never cached).
+    return _cached_cseq(value) if len(value) <= 40 else _parse_cseq(value)
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not _DIGITS.fullmatch(parts[0]) or not _TOKEN.match(parts[1]):
+    if (len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit())
+            or not _TOKEN.match(parts[1])):
         raise SipParseError(f"CSeq {value[:40]!r}: expected '<number> <METHOD>'")
-    number = ascii_number(parts[0])
+    number = int(parts[0]) if len(parts[0]) <= MAX_DIGITS else None
     if number is None or number >= 2**31:
         raise SipParseError(f"CSeq {value[:40]!r}: the number must be below 2**31")
     return number, parts[1].upper()
 
 
+_cached_cseq = lru_cache(maxsize=128)(_parse_cseq)
+
+
 def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
-    crlf = data.find(b"\r\n\r\n")
+    head, crlf_crlf, body = data.partition(b"\r\n\r\n")
+    # Only an LF LF inside what precedes the first CRLF CRLF ends the headers earlier (none
+    # straddles it): the usual message is split in one pass, its body never searched.
+    if crlf_crlf and b"\n\n" not in head:
+        return head, body
+    crlf = len(head) if crlf_crlf else -1
     lf = data.find(b"\n\n")
     if crlf >= 0 and (lf < 0 or crlf <= lf):
         return data[:crlf], data[crlf + 4 :]
@@ -585,43 +754,24 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     if b"\x00" in head and not _nul_only_in_quoted_pairs(head):
         raise SipParseError("NUL byte in the header section")
     text = head.decode("utf-8", errors="replace")
-    lines = re.split(r"\r\n|\n|\r", text)
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        lines = _LINE_BREAK.split(text)  # a bare LF or CR somewhere: any of the three ends a line
     start = lines[0].strip()
-    headers: list[tuple[str, str]] = []
-    problem: str | None = None  # the first bad header line: answered once we know the sender
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        if line[0] in " \t":
-            if not headers:
-                problem = problem or f"line {number}: continuation line before any header"
-                continue
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}".strip())
-            continue
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon:
-            problem = problem or f"line {number}: header without ':': {line[:60]!r}"
-            continue
-        if not _TOKEN.match(name):
-            problem = problem or f"line {number}: invalid header name {name[:40]!r}"
-            continue
-        headers.append((name, value.strip()))
-        if len(headers) > MAX_HEADERS:
-            raise SipParseError(f"more than {MAX_HEADERS} headers")
+    found = _read_headers(lines)
+    headers, problem = found.headers, found.problem
 
-    first = start.split(maxsplit=1)[0] if start else ""
-    if _STATUS_LINE.match(start) or first.upper().startswith("SIP/"):
+    parts = start.split()
+    if (parts and parts[0].upper().startswith("SIP/")) or _STATUS_LINE.match(start):
         if problem:
             raise SipParseError(problem)
-        return _response(start, headers, body, stream)
-    parts = start.split()
+        return _response(start, found, body, stream)
     if len(parts) != 3:
         raise SipParseError(f"start line {start[:80]!r}: expected 'METHOD URI SIP/2.0'",
                             request=_partial_request(parts, headers))
     method, uri, version = parts
-    request = SipRequest(method, uri, headers)
+    request = SipRequest(method, uri)
+    request.headers = headers
     if version.upper() != SIP_VERSION:
         if _SIP_VERSION.match(version):  # a SIP we do not speak (RFC 4475 "badvers")
             raise SipParseError(f"start line {start[:80]!r}: unsupported version "
@@ -634,36 +784,93 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
         if not _TOKEN.match(method):
             raise SipParseError(f"start line {start[:80]!r}: invalid method {method[:20]!r}")
         _check_request_uri(uri)
-        _check_content_length(request, body, stream)
-        _check_request(request)
+        _check_content_length(request, found, body, stream)
+        _check_request(request, found)
     except SipParseError as exc:
         exc.request = request
         raise
     return request
 
 
-def _response(start: str, headers: list[tuple[str, str]], body: bytes,
-              stream: bool) -> SipResponse:
+@dataclass(slots=True)
+class _Headers:
+    """The header lines of a message as read, and what validation needs to know of them."""
+
+    headers: list[Header]
+    first: dict[str, Header]  # the first header of each lookup key
+    repeated: set[str]  # the keys of headers that appear more than once
+    problem: str | None  # the first bad header line: answered once we know the sender
+
+
+def _read_headers(lines: list[str]) -> _Headers:
+    """Header objects from the lines after the start line, noting the first of each name and
+    which repeat in the same pass: validation then looks nothing up again."""
+    headers: list[Header] = []
+    first: dict[str, Header] = {}
+    repeated: set[str] = set()
+    problem: str | None = None
+    spelled = _header_spelling
+    new = object.__new__
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        if line[0] in " \t":
+            folded = line.strip()
+            if not folded:
+                continue
+            if not headers:
+                problem = problem or f"line {number}: continuation line before any header"
+                continue
+            headers[-1].value = f"{headers[-1].value} {folded}".strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            if line.strip():  # a line of other white space (form feed…) is blank too
+                problem = problem or f"line {number}: header without ':': {line[:60]!r}"
+            continue
+        spelling = spelled(name) if len(name) <= _CACHED_NAME_LENGTH else _spell_header(name)
+        if spelling is None:
+            problem = problem or f"line {number}: invalid header name {name.strip()[:40]!r}"
+            continue
+        # Header(name, value) without its __init__ and __post_init__: the key is known, and
+        # this runs for every line of every message of a flood.
+        header = new(Header)
+        header.name, header.key, header.value, header._parsed = (
+            spelling[0], spelling[1], value.strip(), None)
+        headers.append(header)
+        if header.key in first:
+            repeated.add(header.key)
+        else:
+            first[header.key] = header
+        if len(headers) > MAX_HEADERS:
+            raise SipParseError(f"more than {MAX_HEADERS} headers")
+    return _Headers(headers, first, repeated, problem)
+
+
+def _response(start: str, found: _Headers, body: bytes, stream: bool) -> SipResponse:
     status_match = _STATUS_LINE.match(start)
     if not status_match:
         raise SipParseError(f"status line {start[:80]!r}: expected 'SIP/2.0 <code> <reason>'")
     code = int(status_match.group(1))
     if not 100 <= code <= 699:
         raise SipParseError(f"status code {code} is outside 100-699")
-    message = SipResponse(code, (status_match.group(2) or "").strip(), headers)
-    _check_content_length(message, body, stream)
+    message = SipResponse(code, (status_match.group(2) or "").strip())
+    message.headers = found.headers
+    _check_content_length(message, found, body, stream)
     for key in ("via", "call-id", "cseq"):
-        if message.get(key) is None:
+        if key not in found.first:
             raise SipParseError(f"response {message.status}: missing {canonical_name(key)}")
     message.cseq()
     return message
 
 
-def _partial_request(parts: list[str], headers: list[tuple[str, str]]) -> SipRequest | None:
+def _partial_request(parts: list[str], headers: list[Header]) -> SipRequest | None:
     """A request whose start line is wrong but whose sender we can still answer (400)."""
     if not parts or not _TOKEN.match(parts[0]) or not _SIP_VERSION.match(parts[-1]):
         return None  # not even shaped like a request line: nothing to answer
-    return SipRequest(parts[0], " ".join(parts[1:-1]), headers)
+    request = SipRequest(parts[0], " ".join(parts[1:-1]))
+    request.headers = headers
+    return request
 
 
 def _nul_only_in_quoted_pairs(head: bytes) -> bool:
@@ -687,6 +894,18 @@ def _nul_only_in_quoted_pairs(head: bytes) -> bool:
 
 def _check_request_uri(uri: str) -> None:
     """Refuse a Request-URI we cannot be reached at: 416 for another scheme, else 400."""
+    # A flood, like every call to the line, names the same few URIs: remember the good ones
+    # (a bounded cache of short strings; a refusal raises, so it is never cached).
+    if len(uri) <= _CACHED_URI_LENGTH:
+        _check_request_uri_cached(uri)
+    else:
+        _check_request_uri_uncached(uri)
+
+
+_CACHED_URI_LENGTH = 256
+
+
+def _check_request_uri_uncached(uri: str) -> None:
     scheme, colon, _ = uri.partition(":")
     if not colon or not _SCHEME.match(scheme):
         raise SipParseError(f"Request-URI {uri[:80]!r} does not start with a scheme")
@@ -698,8 +917,17 @@ def _check_request_uri(uri: str) -> None:
     parse_uri(uri)
 
 
-def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> None:
-    values = {v.strip() for v in message.get_all("Content-Length")}
+_check_request_uri_cached = lru_cache(maxsize=64)(_check_request_uri_uncached)
+
+
+def _check_content_length(message: SipMessage, found: _Headers, body: bytes,
+                          stream: bool) -> None:
+    if "content-length" in found.repeated:
+        values = {h.value.strip() for h in found.headers if h.key == "content-length"}
+    elif "content-length" in found.first:
+        values = {found.first["content-length"].value.strip()}
+    else:
+        values = set()
     if len(values) > 1:
         raise SipParseError(f"conflicting Content-Length headers: {sorted(values)}")
     if not values:
@@ -717,24 +945,30 @@ def _check_content_length(message: SipMessage, body: bytes, stream: bool) -> Non
     message.body = body[:length]  # RFC 3261 §18.3: bytes past Content-Length are discarded
 
 
-def _check_request(request: SipRequest) -> None:
+def _check_request(request: SipRequest, found: _Headers) -> None:
+    # What is parsed here stays on the header for the accessors the user agent calls next.
+    first, repeated = found.first, found.repeated
     for key in REQUIRED_REQUEST_HEADERS:
-        if not request.get(key):
+        if key not in first or not first[key].value:
             raise SipParseError(f"{request.method} request: missing {canonical_name(key)} header")
-    for key in SINGLE_HEADERS:
-        if len([h for h in request.headers if h.key == key]) > 1:  # RFC 4475 "multi01"
-            raise SipParseError(f"{canonical_name(key)} appears more than once")
-    number, method = request.cseq()
-    del number
+    if repeated:
+        for key in SINGLE_HEADERS:
+            if key in repeated:  # RFC 4475 "multi01"
+                raise SipParseError(f"{canonical_name(key)} appears more than once")
+    _, method = first["cseq"].parsed("cseq", parse_cseq)
     if method != request.method.upper():
         raise SipParseError(
             f"CSeq method {method!r} does not match the request method {request.method!r}"
         )
-    request.vias()  # every Via, not only the top one: responses may travel back along them
-    request.from_()
-    request.to()
-    max_forwards = request.get("Max-Forwards")
-    if max_forwards is not None:
+    # Every Via, not only the top one: responses may travel back along them.
+    if "via" in repeated:
+        request.vias()
+    else:
+        first["via"].parsed("vias", _via_list)
+    first["from"].parsed("addr", parse_name_addr)
+    first["to"].parsed("addr", parse_name_addr)
+    if "max-forwards" in first:
+        max_forwards = first["max-forwards"].value
         hops = ascii_number(max_forwards)  # "0068" is fine (RFC 4475 "wsinv")
         if hops is None or hops > 255:
             raise SipParseError(f"Max-Forwards {max_forwards[:20]!r} is not a number 0-255")

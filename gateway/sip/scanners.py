@@ -31,6 +31,11 @@ _PLACEHOLDER_HOST = "1.1.1.1"  # sipvicious' default From and Contact host
 
 
 def _name_addr(request: SipRequest, header: str) -> NameAddr | None:
+    if header in ("From", "To"):  # parsed when the message was checked: no second parse
+        try:
+            return request.from_() if header == "From" else request.to()
+        except SipParseError:
+            return None
     value = request.get(header)
     if not value:
         return None

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.sip import message as sip_message
 from gateway.sip.message import (
     MAX_MESSAGE_BYTES,
     SipParseError,
@@ -220,3 +221,40 @@ def test_fuzz_mutated_invites_never_crash(data: st.DataObject) -> None:
     except SAFE_ERRORS:
         return
     message.to_bytes()  # whatever we accept, we can also write back
+
+
+def test_validation_parses_each_header_once_and_the_accessors_reuse_it() -> None:
+    """The receive thread reads top_via, from_, to and cseq several times per INVITE: what
+    validation parsed is handed out again, and a set/add/remove drops it (issue 10)."""
+    message = parse_message(BASIC_INVITE)
+    assert message.top_via() is message.vias()[0] is message.top_via()
+    assert message.from_() is message.from_()
+    assert message.to() is message.to()
+    assert message.from_().parsed_uri() is message.from_().parsed_uri()
+    top = message.top_via()
+    message.add("Via", "SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKnew", first=True)
+    assert message.top_via().host == "192.0.2.9"
+    assert [v.host for v in message.vias()] == ["192.0.2.9", "10.0.0.1"]
+    message.remove("Via")
+    message.add("Via", str(top))
+    assert message.top_via() == top and message.top_via() is not top
+    message.set("f", '"Bob" <sip:bob@example.org>;tag=77')
+    assert (message.from_().display_name, message.from_().tag) == ("Bob", "77")
+    message.set("CSeq", "315000 INVITE")
+    assert message.cseq() == (315000, "INVITE")
+    message.remove("To")
+    with pytest.raises(SipParseError, match="empty address"):
+        message.to()
+
+
+def test_long_header_names_are_not_kept_in_the_name_cache() -> None:
+    """The cache of header spellings holds short names only: 512 messages with a 60 KB name
+    each must not pin 30 MB."""
+    long_name = "X-" + "a" * 1000
+    data = BASIC_INVITE.replace(b"Supported:", f"{long_name}: 1\r\nSupported:".encode())
+    sip_message._header_spelling.cache_clear()
+    parse_message(BASIC_INVITE)
+    names_cached = sip_message._header_spelling.cache_info().currsize
+    sip_message._header_spelling.cache_clear()
+    assert parse_message(data).get(long_name) == "1"
+    assert sip_message._header_spelling.cache_info().currsize == names_cached
