@@ -88,10 +88,22 @@ def ascii_number(text: str, *, max_digits: int = MAX_DIGITS) -> int | None:
     return int(text)
 
 
-@lru_cache(maxsize=512)
 def canonical_name(name: str) -> str:
     """Return the canonical spelling of a header name (compact forms expanded)."""
-    # Cached: a flood parses the same dozen names in every message (bounded: 512 names).
+    # Only short names are cached (see _CACHED_NAME_LENGTH): a stranger's 60 KB names would
+    # otherwise pin megabytes.
+    if len(name) <= _CACHED_NAME_LENGTH:
+        return _canonical_cached(name)
+    return _canonical(name)
+
+
+@lru_cache(maxsize=512)
+def _canonical_cached(name: str) -> str:
+    # A flood parses the same dozen names in every message.
+    return _canonical(name)
+
+
+def _canonical(name: str) -> str:
     lowered = name.strip().lower()
     if len(lowered) == 1 and lowered in COMPACT_FORMS:
         return COMPACT_FORMS[lowered]
@@ -472,8 +484,14 @@ def _parse_via_full(text: str) -> Via:
 # --------------------------------------------------------------------------- messages
 
 
-@lru_cache(maxsize=512)
 def _lookup_key(name: str) -> str:
+    if len(name) <= _CACHED_NAME_LENGTH:
+        return _lookup_key_cached(name)
+    return canonical_name(name).lower()
+
+
+@lru_cache(maxsize=512)
+def _lookup_key_cached(name: str) -> str:
     return canonical_name(name).lower()
 
 

@@ -258,3 +258,15 @@ def test_long_header_names_are_not_kept_in_the_name_cache() -> None:
     sip_message._header_spelling.cache_clear()
     assert parse_message(data).get(long_name) == "1"
     assert sip_message._header_spelling.cache_info().currsize == names_cached
+    caches = (sip_message._canonical_cached, sip_message._lookup_key_cached)
+    for cache in caches:
+        cache.cache_clear()
+    parse_message(BASIC_INVITE).set("Supported", "x")
+    short_only = [cache.cache_info().currsize for cache in caches]
+    for cache in caches:
+        cache.cache_clear()
+    message = parse_message(data)
+    message.set(long_name, "2")
+    message.set("Supported", "x")
+    assert message.get(long_name) == "2" and sip_message.canonical_name(long_name) == long_name
+    assert [cache.cache_info().currsize for cache in caches] == short_only
