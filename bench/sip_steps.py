@@ -423,8 +423,8 @@ REFUSED = "+33600000001"  # on the block list of the gateway under test
 
 
 @contextlib.contextmanager
-def gateway_run(workdir: Path, ports: PortRange, tree: Path,
-                settings: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def gateway_run(workdir: Path, ports: PortRange, tree: Path, settings: dict[str, str],
+                *, pin_cpu: bool = False) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`ringfence run` of `tree` on a fresh SQLite database, listening on a port of the range,
     with REFUSED on its block list and `settings` set (`ringfence rules setting`)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,8 @@ def gateway_run(workdir: Path, ports: PortRange, tree: Path,
     # part of the cost.
     config.write_text(f'data_dir = "{workdir / "data"}"\n'
                       f'[gateway]\nlisten = "127.0.0.1:{port}"\nmax_calls = 40\n'
-                      f'rtp_ports = "{rtp}-{rtp + 199}"\n')
+                      f'rtp_ports = "{rtp}-{rtp + 199}"\n'
+                      + ("pin_cpu = true\n" if pin_cpu else ""))
     command = [os.environ.get("PYTHON", "python3"), "-m", "gateway", "--config", str(config)]
     for args in (["db", "upgrade"], ["block", "add", REFUSED, "--label", "bench"],
                  *(["rules", "setting", key, value] for key, value in settings.items())):
@@ -489,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--numbers", choices=("same", "distinct"), default="same",
                         help="refused calls all from one block-listed number (as SIPp floods "
                         "do), or each from a new number of a range the default rules refuse")
+    parser.add_argument("--pin-cpu", action="store_true",
+                        help="run the gateway with [gateway] pin_cpu = true")
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="the checkout whose gateway runs")
     args = parser.parse_args(argv)
@@ -502,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ringfence-steps-"))
     try:
         print(f"gateway {args.tree.resolve()}; load average {os.getloadavg()[0]:.1f}")
-        with gateway_run(workdir / "reject", ports, args.tree, {}) as (process, port):
+        with gateway_run(workdir / "reject", ports, args.tree, {},
+                         pin_cpu=args.pin_cpu) as (process, port):
             run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50, calls=50,
                      pid=process.pid, timeout_s=30)  # warm-up
             step_rates(workdir, ports, port, process.pid, rates, args.seconds,
@@ -511,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cancel_rate:
             # Unknown callers only: no burst shield, no repeat limit (each would answer).
             quiet = {"burst": '{"enabled": false}', "repeat": '{"enabled": false}'}
-            with gateway_run(workdir / "cancel", ports, args.tree, quiet) as (process, port):
+            with gateway_run(workdir / "cancel", ports, args.tree, quiet,
+                             pin_cpu=args.pin_cpu) as (process, port):
                 ring_cancel(workdir, ports, port, process.pid, args.cancel_rate, args.seconds)
             print(log_counts(workdir / "cancel"))
     finally:

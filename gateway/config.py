@@ -178,6 +178,13 @@ class GatewayConfig:
         metadata=_help("callers with a number of at most this many digits are internal "
                        "extensions (0: none)"),
     )
+    pin_cpu: bool = field(
+        default=False,
+        metadata=_help("keep the gateway's threads on one CPU core (the last it may use): "
+                       "Python runs them one at a time anyway, and moving between cores cost "
+                       "a quarter of a refused call's CPU in a flood. For a Pi that runs "
+                       "Ringfence alone; off lets the kernel move them"),
+    )
 
 
 @dataclass(frozen=True)

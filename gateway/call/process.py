@@ -275,6 +275,8 @@ def run_gateway(settings: Settings) -> int:
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    if settings.gateway.pin_cpu:
+        pin_to_one_cpu()  # before any thread starts: they inherit it
     try:
         store = open_store(settings)
     except Exception:
@@ -331,6 +333,30 @@ def run_gateway(settings: Settings) -> int:
         heartbeat.stopped()
         log.info("Ringfence gateway stopped")
     return 0
+
+
+def pin_to_one_cpu() -> int | None:
+    """Keep this process's threads on the last CPU it may use; that CPU, or None if there is
+    nothing to choose (one CPU) or the system refuses.
+
+    Under the GIL the threads never run at once, and a thread woken on the other core than
+    the one holding the GIL made every hand-off cross cores: pinned, CPU per refused INVITE
+    went from 0.57 to 0.38 ms at 1,000/s and from 1.14 to 0.87 ms at 100/s.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+        if len(allowed) < 2:
+            return None
+        cpu = max(allowed)
+        for thread in threading.enumerate():  # threads started before this one inherit it
+            if thread.native_id is not None:
+                os.sched_setaffinity(thread.native_id, {cpu})
+        os.sched_setaffinity(0, {cpu})
+    except (AttributeError, OSError) as exc:
+        log.warning("[gateway] pin_cpu: cannot keep the gateway on one CPU (%s)", exc)
+        return None
+    log.info("gateway threads kept on CPU %d ([gateway] pin_cpu)", cpu)
+    return cpu
 
 
 def settle_heap() -> None:
