@@ -131,21 +131,33 @@ def anchor(workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen([kamailio_binary(), "-f", str(config), "-DD", "-E", "-m", "32",
                                 "-M", "8"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 15
-        while not _answers_options(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Kamailio anchor did not start: "
-                                   + (folder / "kamailio.log").read_text(errors="replace")[-500:])
-            time.sleep(0.1)
+        wait_answering(process, port, 15, "the Kamailio anchor", folder / "kamailio.log", 500)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process, 15)
         log.close()
+
+
+def wait_answering(process: subprocess.Popen[bytes], port: int, timeout_s: float, what: str,
+                   log: Path, tail: int) -> None:
+    """Wait until `process` answers OPTIONS on `port`; raise with its log's end if it exits
+    or does not answer within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not _answers_options(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: "
+                               + log.read_text(errors="replace")[-tail:])
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def _answers_options(port: int) -> bool:
@@ -445,20 +457,10 @@ def gateway_run(workdir: Path, ports: PortRange, tree: Path, settings: dict[str,
     process = subprocess.Popen([*command, "run"], cwd=tree, stdout=log,
                                stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while not _answers_options(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start: " + (
-                    workdir / "gateway.log").read_text(errors="replace")[-800:])
-            time.sleep(0.2)
+        wait_answering(process, port, 60, "the gateway", workdir / "gateway.log", 800)
         yield process, port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process, 30)
         log.close()
 
 
