@@ -199,9 +199,7 @@ def log_call(call: Call, caller: Caller, decision: Decision) -> bool:
     held = call_lines.take()
     if held is None:
         return False
-    if held:
-        log.info("%d call(s) not logged line by line (a flood: more than %g a second); each "
-                 "is in the call log", held, call_lines.rate)
+    _say_held(held)
     log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(), decision.action,
              decision.reason)
     return True
@@ -210,7 +208,10 @@ def log_call(call: Call, caller: Caller, decision: Decision) -> bool:
 def log_held_calls() -> None:
     """Say how many calls were not logged line by line, once the flood that held them back is
     over (the gateway's main loop asks every second)."""
-    held = call_lines.overdue()
+    _say_held(call_lines.overdue())
+
+
+def _say_held(held: int) -> None:
     if held:
         log.info("%d call(s) not logged line by line (a flood: more than %g a second); each "
                  "is in the call log", held, call_lines.rate)

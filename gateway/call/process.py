@@ -348,10 +348,9 @@ def pin_to_one_cpu() -> int | None:
         if len(allowed) < 2:
             return None
         cpu = max(allowed)
-        for thread in threading.enumerate():  # threads started before this one inherit it
+        for thread in threading.enumerate():  # this one too; threads started later inherit it
             if thread.native_id is not None:
                 os.sched_setaffinity(thread.native_id, {cpu})
-        os.sched_setaffinity(0, {cpu})
     except (AttributeError, OSError) as exc:
         log.warning("[gateway] pin_cpu: cannot keep the gateway on one CPU (%s)", exc)
         return None
