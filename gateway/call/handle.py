@@ -32,7 +32,7 @@ from gateway.call.record import CallRecord
 from gateway.config import PassBehaviour
 from gateway.screening.caller import Caller, InternalNumbers
 from gateway.screening.decide import Decision, Step
-from gateway.screening.rules import PASS, Action, ActionKind
+from gateway.screening.rules import PASS, REJECT_CODES, Action, ActionKind
 from gateway.sip.ua import Call
 from gateway.sip.workers import LineBudget, Occasional
 
@@ -92,6 +92,11 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
     except Exception:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
+        return
+    if env.repeats is not None and action.kind is ActionKind.REJECT and call.ended_by == "final":
+        code = action.code or 603
+        env.repeats.learn(env.repeats.key(call.invite, from_home_network(call.tx.source.host)),
+                          caller, decision, code, REJECT_CODES.get(code, "Decline"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -194,13 +199,18 @@ def fail_open(call: Call, caller: Caller | None, env: CallEnvironment,
 
 def log_call(call: Call, caller: Caller, decision: Decision) -> bool:
     """The call's decision as an INFO line, within `call_lines`; whether it was written."""
+    return log_decision(call.call_id, caller, decision)
+
+
+def log_decision(call_id: str, caller: Caller, decision: Decision) -> bool:
+    """A call's decision as an INFO line, within `call_lines`; whether it was written."""
     if not log.isEnabledFor(logging.INFO):
         return False
     held = call_lines.take()
     if held is None:
         return False
     _say_held(held)
-    log.info("call %s from %s: %s (%s)", call.call_id, caller.describe(), decision.action,
+    log.info("call %s from %s: %s (%s)", call_id, caller.describe(), decision.action,
              decision.reason)
     return True
 

@@ -6,7 +6,7 @@ directly, so that tests can hand it fakes (tests/peers/fakes.py) while the SIP s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from gateway.config import LineKind, PassBehaviour, Settings
 from gateway.screening.caller import Caller, Signature
 from gateway.screening.decide import Decision
 from gateway.screening.texts import TextDecision
+from gateway.sip.message import SipRequest
 from gateway.sip.workers import LoadCounters, Slots
 
 MAX_RINGING = 1000
@@ -192,6 +193,18 @@ class Capacity:
     counters: LoadCounters = field(default_factory=LoadCounters)
 
 
+class LearnsRefusals(Protocol):
+    """Where screened block-list refusals are noted, to be repeated for a flooding caller
+    (`gateway.call.repeats.RepeatRefusals`)."""
+
+    def key(self, invite: SipRequest, internal: bool) -> Hashable | None:
+        """What identifies the caller of `invite`; None: never repeated."""
+
+    def learn(self, key: Any, caller: Caller, decision: Decision, status: int,
+              reason: str) -> None:
+        """Note a screened call's refusal, sent with `status` and `reason`."""
+
+
 @dataclass
 class CallEnvironment:
     """What a call needs besides itself: settings, screening, the log, media, line choices."""
@@ -210,6 +223,8 @@ class CallEnvironment:
     # Checks a PASSporT's signature (gateway.call.certificates); None: left unverified.
     check_signature: Callable[[str, bytes, bytes, datetime], Signature] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Repeats refusals for a flooding caller on the receive thread; None: every call screened.
+    repeats: LearnsRefusals | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway import __version__
-from gateway.call.handle import handle_call, log_held_calls
+from gateway.call.handle import from_home_network, handle_call, log_decision, log_held_calls
 from gateway.call.passport import CheckSignature
 from gateway.call.ports import (
     CallEnvironment,
@@ -36,17 +36,22 @@ from gateway.call.ports import (
     TextEnvironment,
 )
 from gateway.call.record import CallBook
+from gateway.call.repeats import RepeatRefusals
 from gateway.call.screen import Screener
 from gateway.call.text import handle_text
 from gateway.config import HostPort, LineConfig, Settings, cannot_listen
 from gateway.media.sdp import parse_sdp
 from gateway.ops.scheduler import RingfenceScheduler, start_scheduler
 from gateway.prompts import prompt_path
+from gateway.sip.message import SipRequest
 from gateway.sip.register import Registration
 from gateway.sip.transaction import T1, Timers
+from gateway.sip.transport import Source
 from gateway.sip.ua import (
     Call,
     CallHandler,
+    QuickRefusal,
+    Refusal,
     TextHandler,
     TextMessage,
     UaIdentity,
@@ -151,6 +156,7 @@ class Gateway:
         self.uas: list[UserAgent] = []
         self.registrations: list[Registration] = []
         self.check_signature = signature_checker(settings)
+        self.repeats: list[RepeatRefusals] = []  # one per line (tests read their counts)
 
     @property
     def load(self) -> LoadCounters:
@@ -173,13 +179,20 @@ class Gateway:
             refer_to=line.refer_to, kind=line.kind, check_signature=self.check_signature,
         )
 
-    def _handler(self, line: LineConfig | None) -> CallHandler:
+    def _handler(self, line: LineConfig | None) -> tuple[CallHandler, QuickRefusal]:
+        """The call flow of one line, and its repeats of refusals for the receive thread."""
         env = self._environment(line)
+        repeats = RepeatRefusals(env, log_call=log_decision)
+        env.repeats = repeats
+        self.repeats.append(repeats)
 
         def handle(call: Call) -> None:
             handle_call(call, env)
 
-        return handle
+        def quick_refusal(invite: SipRequest, source: Source) -> Refusal | None:
+            return repeats.answer(invite, source, from_home_network(source.host))
+
+        return handle, quick_refusal
 
     def _text_handler(self, line: LineConfig | None) -> TextHandler | None:
         if self.text_screener is None or self.texts is None:
@@ -204,9 +217,10 @@ class Gateway:
         try:
             if not self.settings.lines:
                 gw = self.settings.gateway
-                handle = self._handler(None)
+                handle, quick_refusal = self._handler(None)
                 ua = UserAgent(
                     gw.listen.host, gw.listen.port, call_handler=handle, work=work,
+                    quick_refusal=quick_refusal,
                     counters=counters, timers=self.timers, name="direct", t1=self.t1,
                     identity=UaIdentity("ringfence", gw.public_address),
                     text_handler=self._text_handler(None),
@@ -214,9 +228,10 @@ class Gateway:
                 self._start_ua(ua, gw.listen, "[gateway] listen")
                 return
             for line in self.settings.lines:
-                handle = self._handler(line)
+                handle, quick_refusal = self._handler(line)
                 ua = UserAgent(
                     line.listen.host, line.listen.port, call_handler=handle, work=work,
+                    quick_refusal=quick_refusal,
                     counters=counters, timers=self.timers, name=f"line {line.name}",
                     t1=self.t1,
                     identity=UaIdentity(line.username, self.settings.gateway.public_address),

@@ -11,10 +11,12 @@ hang-up) is an event: `Call.when_ended` callbacks run then, so a ringing call ho
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 import re
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -402,6 +404,25 @@ class TextMessage:
 TextHandler = Callable[[TextMessage], None]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A final answer the call layer gives a new INVITE on the receive thread, with no call,
+    transaction or worker (a repeat of a refusal it just decided); `sent` runs once it is out."""
+
+    status: int
+    reason: str
+    sent: Callable[[], None]
+
+
+QuickRefusal = Callable[[SipRequest, Source], "Refusal | None"]
+STATELESS_TAG = "sl"
+"""The To tag of a stateless answer starts so (never in a random hex tag): its ACK is dropped
+unread."""
+STATELESS_REMEMBERED = 8192
+"""Stateless answers remembered, so that an INVITE retransmitted before our answer reached its
+sender gets the same answer without being logged twice (seconds of a flood at 1,000/s)."""
+
+
 @dataclass
 class UaIdentity:
     """How the UA names itself in Contact headers."""
@@ -426,8 +447,10 @@ class UserAgent:
         name: str = "direct",
         t1: float = T1,
         text_handler: TextHandler | None = None,
+        quick_refusal: QuickRefusal | None = None,
     ) -> None:
         self.name = name
+        self.quick_refusal = quick_refusal
         self.identity = identity or UaIdentity()
         self.call_handler = call_handler
         self.text_handler = text_handler
@@ -446,6 +469,9 @@ class UserAgent:
         # Scanner requests dropped, by signature; the first from each address is logged.
         self.scanners: Counter[str] = Counter()
         self._scanner_sources: set[str] = set()
+        # (Call-ID, From tag) of INVITEs answered statelessly -> (branch, status, reason).
+        self._stateless: OrderedDict[tuple[str, str], tuple[str, int, str]] = OrderedDict()
+        self._stateless_secret = os.urandom(16)
 
     # --- lifecycle
     @property
@@ -641,7 +667,54 @@ class UserAgent:
             log.debug("SIP scanner request from %s:%s dropped (%s)", source.host, source.port,
                       signature)
 
+    def _refuse_statelessly(self, invite: SipRequest, source: Source) -> bool:
+        """Answer a repeat (or its retransmission) from `quick_refusal`, statelessly (RFC 3261
+        §8.2.7); False: the INVITE goes the usual way."""
+        try:
+            key = (invite.call_id, invite.from_().tag or "", invite.top_via().branch or "")
+        except SipParseError:
+            return False
+        with self.lock:
+            answered = self._stateless.get(key[:2])
+        if answered is not None:
+            branch, status, reason = answered
+            if branch != key[2]:  # the same call on a second branch of a fork (see below)
+                status, reason = 482, "Loop Detected"
+            # Else its sender has not had our answer yet: the same answer again, unlogged.
+            self._send_stateless(invite, source, key, status, reason)
+            return True
+        if self.quick_refusal is None or self.stopping:
+            return False
+        refusal = self.quick_refusal(invite, source)
+        if refusal is None:
+            return False
+        with self.lock:
+            self._stateless[key[:2]] = (key[2], refusal.status, refusal.reason)
+            if len(self._stateless) > STATELESS_REMEMBERED:
+                self._stateless.popitem(last=False)
+        self.counters.add("invites")
+        self._send_stateless(invite, source, key, refusal.status, refusal.reason)
+        try:
+            refusal.sent()
+        except Exception:
+            log.exception("call %s: error after a repeated refusal", invite.call_id)
+        return True
+
+    def _send_stateless(self, invite: SipRequest, source: Source, key: tuple[str, str, str],
+                        status: int, reason: str) -> None:
+        # The same tag for the same request, from the request alone (§8.2.7), so that a
+        # retransmission answered after we forgot it still gets an answer its sender matches.
+        digest = hashlib.blake2s("\x00".join(key).encode(errors="surrogateescape"),
+                                 key=self._stateless_secret, digest_size=6).hexdigest()
+        response = make_response(invite, status, reason, to_tag=STATELESS_TAG + digest)
+        route = self.transport.response_route(response, source)
+        if route is not None:
+            self.transport.send_routed(response.to_bytes(), route)
+
     def _on_invite(self, invite: SipRequest, source: Source) -> None:
+        if (self._stateless or self.quick_refusal is not None) and self._refuse_statelessly(
+                invite, source):
+            return
         from_tag = invite.from_().tag or ""
         key = (invite.call_id, from_tag)
         tx = self.layer.new_server(invite, source)
@@ -726,6 +799,10 @@ class UserAgent:
 
     def _on_ack(self, ack: SipRequest) -> None:
         to_tag = ack.to().tag or ""
+        if to_tag.startswith(STATELESS_TAG):  # the ACK of a stateless answer: nothing to do
+            with self.lock:
+                self._stateless.pop((ack.call_id, ack.from_().tag or ""), None)
+            return
         with self.lock:
             call = self.dialogs.get((ack.call_id, to_tag, ack.from_().tag or ""))
         if call is not None:
