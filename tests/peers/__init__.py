@@ -6,6 +6,7 @@ for readiness by polling (never blind sleeps) and is stopped by the fixture that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -28,19 +29,29 @@ def require_binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+def free_port(span: int = 1) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now, with the `span - 1` ports above it.
+
+    baresip, for one, binds its TLS transport on its SIP port + 1, so it asks for a span of 2.
+    """
+    for _ in range(200):
+        with contextlib.ExitStack() as held:
+            udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
             udp.bind(("127.0.0.1", 0))
             port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
+            if port + span - 1 > 65535:
+                continue
+            try:
+                for offset in range(span):
+                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        if offset == 0 and kind == socket.SOCK_DGRAM:
+                            continue
+                        sock = held.enter_context(socket.socket(socket.AF_INET, kind))
+                        sock.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
             return port
-    raise RuntimeError("no free port found")
+    raise RuntimeError(f"no run of {span} free port(s) found")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str,

@@ -64,10 +64,7 @@ class Baresip:
                  max_calls: int = 4, register: bool = False) -> None:
         self.binary = require_binary("baresip")
         self.rundir = rundir
-        self.sip_port = free_port()
-        self.ctrl_port = free_port()
-        self.cons_port = free_port()
-        self.rtp_low = 20000 + (self.sip_port % 200) * 100
+        self._choose_ports()
         self.registrar_port = registrar_port
         self.user = user
         self.password = password
@@ -81,11 +78,39 @@ class Baresip:
         self.lock = threading.Condition()
         self.reader: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Write config, start, connect to ctrl_tcp."""
+    def _choose_ports(self) -> None:
+        # The SIP port's span is 2: baresip binds SIP/TLS on the SIP port + 1.
+        self.sip_port = free_port(span=2)
+        self.ctrl_port = free_port()
+        self.cons_port = free_port()
+        self.rtp_low = 20000 + (self.sip_port % 200) * 100
+
+    def start(self, attempts: int = 3) -> None:
+        """Write config, start, connect to ctrl_tcp.
+
+        A port found free can be taken before baresip binds it (by any client's ephemeral
+        port), so a start that fails with "Address already in use" is tried again on new ports.
+        """
         (self.rundir / "rec").mkdir(parents=True, exist_ok=True)
         tone = self.rundir / "tone.wav"
         make_tone(tone)
+        for attempt in range(1, attempts + 1):
+            log_start = len(self.log_text())
+            self._launch(tone)
+            try:
+                wait_until(self._connect, 10.0, "baresip ctrl_tcp")
+            except AssertionError:
+                raced = "Address already in use" in self.log_text()[log_start:]
+                if not raced or attempt == attempts:
+                    raise
+                self.stop()
+                self._choose_ports()
+                continue
+            break
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _launch(self, tone: Path) -> None:
         (self.rundir / "config").write_text(CONFIG.format(
             sip_port=self.sip_port, rundir=self.rundir, tone=tone, rtp_low=self.rtp_low,
             rtp_high=self.rtp_low + 99, ctrl_port=self.ctrl_port, cons_port=self.cons_port,
@@ -101,9 +126,6 @@ class Baresip:
         self.process = subprocess.Popen([self.binary, "-f", str(self.rundir)], stdout=log,
                                         stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        wait_until(self._connect, 10.0, "baresip ctrl_tcp")
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
 
     def _connect(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
