@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from gateway.screening.caller import Caller
-from gateway.screening.decide import Decision
+from gateway.screening.decide import Decision, Step
 from gateway.screening.rules import Action, ActionKind
 from gateway.sip.message import SipRequest, parse_message
 from gateway.sip.transport import Source
@@ -53,7 +53,7 @@ class FakeService:
     def screen(self, caller: Caller, now: datetime) -> Decision:
         if self.raise_in_screen:
             raise RuntimeError("screening exploded (test)")
-        return Decision(self.action, reason="set by the test", step="rule")
+        return Decision(self.action, reason="set by the test", step=Step.RULE)
 
     def record_call(self, caller: Caller, decision: Decision, *, at: datetime,
                     sip_call_id: str, line: str | None) -> str:
