@@ -792,7 +792,9 @@ class UserAgent:
         tx.respond(make_response(cancel, 200, "OK", to_tag=call.local_tag))
         # A proxy's CANCEL says why in Reason (RFC 3326): another phone answered (cause=200)
         # or declined (a 6xx); none means the caller hung up, or a proxy gave up waiting.
-        log.info("call %s: cancelled (%s)", call.call_id,
+        # DEBUG: the call's outcome line says it in words, within the per-call line budget
+        # (an INFO line here was a third line per call of a ring + CANCEL flood).
+        log.debug("call %s: cancelled (%s)", call.call_id,
                  ", ".join(cancel.get_all("Reason"))
                  or "no Reason: the caller hung up, or a proxy gave up")
         call.on_cancel(cancel)

@@ -330,3 +330,33 @@ def test_a_flood_is_logged_line_by_line_only_within_the_budget(
     assert len([m for m in lines if " after " in m]) == 5
     assert "6 call(s) not logged line by line" in " ".join(lines)
 
+
+
+def test_cancelled_calls_of_a_flood_write_no_lines_beyond_the_budget(
+    make_gateway: GatewayFactory, fake_service: FakeService, peers: list[RawPeer],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unknown callers that ring then CANCEL (the published-number story): a call beyond the
+    budget writes no INFO line at all; its outcome, with the CANCEL's Reason, is in the call
+    log. The SIP layer's own line per CANCEL was a third line per call, on no budget."""
+    now = [0.0]
+    monkeypatch.setattr(handle, "call_lines", LineBudget(rate=5.0, burst=4,
+                                                         clock=lambda: now[0]))
+    gateway = make_gateway()
+    peer = RawPeer(gateway.uas[0].port)
+    peers.append(peer)
+    invites = [peer.invite(from_tag=f"fan{n}", user=f"+3361234560{n}") for n in range(10)]
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        for invite in invites:
+            peer.send(invite)
+            wait_until(lambda: gateway.capacity.ringing.active == 1, 10, "the call to ring")
+            peer.send(RawPeer.follow_up(invite, "CANCEL"))
+            terminated = final(peer, invite.call_id)
+            assert terminated.status == 487
+            peer.send(ack_for(invite, terminated))
+            wait_until(lambda: gateway.capacity.ringing.active == 0, 10, "the ring to end")
+        calls = fake_service.wait_finished(10)
+    assert sorted(c.outcome or "" for c in calls) == ["passed: cancelled by caller"] * 10
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    per_call = [sum(invite.call_id in line for line in lines) for invite in invites]
+    assert per_call == [2] * 4 + [0] * 6, lines
