@@ -507,13 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ringfence-steps-"))
     try:
         print(f"gateway {args.tree.resolve()}; load average {os.getloadavg()[0]:.1f}")
-        with gateway_run(workdir / "reject", ports, args.tree, {},
-                         pin_cpu=args.pin_cpu) as (process, port):
-            run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50, calls=50,
-                     pid=process.pid, timeout_s=30)  # warm-up
-            step_rates(workdir, ports, port, process.pid, rates, args.seconds,
-                       REFUSED if args.numbers == "same" else None)
-        print(log_counts(workdir / "reject"))
+        if rates:  # --steps '': only the ring + CANCEL phase
+            with gateway_run(workdir / "reject", ports, args.tree, {},
+                             pin_cpu=args.pin_cpu) as (process, port):
+                run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50,
+                         calls=50, pid=process.pid, timeout_s=30)  # warm-up
+                step_rates(workdir, ports, port, process.pid, rates, args.seconds,
+                           REFUSED if args.numbers == "same" else None)
+            print(log_counts(workdir / "reject"))
         if args.cancel_rate:
             # Unknown callers only: no burst shield, no repeat limit (each would answer).
             quiet = {"burst": '{"enabled": false}', "repeat": '{"enabled": false}'}
