@@ -329,6 +329,19 @@ class PendingCalls(Protocol):
         """Call `listener` with each call as it is handed over."""
 
 
+@dataclass(frozen=True)
+class DataVersion:
+    """SQLite's `PRAGMA data_version` as one connection saw it: it changes whenever another
+    connection commits, and means nothing across connections."""
+
+    connection: object
+    version: int
+
+    def same_as(self, other: DataVersion) -> bool:
+        """Whether nothing was committed by anybody between this look and `other`."""
+        return self.connection is other.connection and self.version == other.version
+
+
 @dataclass
 class _TopUp:
     """Where the counters are in the `calls` table: the highest id read, and ids skipped."""
@@ -367,9 +380,13 @@ class RateCounters:
     are still screened on what this process saw.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic, *,
+                 data_version: Callable[[], DataVersion | None] | None = None) -> None:
         self.db = db
         self.clock = clock
+        # On a SQLite file: whether anybody committed since this thread's last top-up.
+        self._data_version = data_version
+        self._topped_up_at = threading.local()  # .look: the DataVersion of the last top-up
         self._lock = threading.Lock()
         self._counters: CallCounters | None = None
         self._floor: datetime | None = None  # questions may look back to here
@@ -455,14 +472,23 @@ class RateCounters:
             self.loads += 1
 
     def _top_up(self) -> None:
+        look = self._data_version() if self._data_version is not None else None
+        last: DataVersion | None = getattr(self._topped_up_at, "look", None)
+        if look is not None and last is not None and last.same_as(look):
+            # Nothing was committed anywhere since this thread's last top-up, which read
+            # every row committed before it: no row can be new. In a flood the writer commits
+            # a few times a second, and this query per call was a tenth of a call's CPU.
+            return
         with self._lock:
             query, params = self._top.query()
         try:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(query, params).all()
         except UNAVAILABLE as error:
+            self._topped_up_at.look = None
             self._unavailable(error)
             return
+        self._topped_up_at.look = look  # looked before the read: a commit in between is seen
         with self._lock:
             counters = self._counters
             if counters is None:
@@ -584,6 +610,19 @@ class _DriverReads:
             raise exc.DBAPIError.instance(sql, params, error, self.dbapi_error) from error
         return Versions(**values), entries
 
+    def data_version(self) -> DataVersion | None:
+        """This thread's own connection and its `PRAGMA data_version`; None: not a SQLite file
+        (or it failed). Two equal looks on one connection: nobody committed in between."""
+        if self._local is None:
+            return None
+        try:
+            conn = self._own_connection()
+            row = conn.execute("PRAGMA data_version").fetchone()
+        except self.dbapi_error:
+            self._drop_own_connection()
+            return None
+        return DataVersion(conn, int(row[0]))
+
     def _own_connection(self) -> Any:
         """This thread's own connection (SQLite file), opened on first use; None: the pool."""
         if self._local is None:
@@ -637,8 +676,8 @@ class ScreeningReads:
         self._policy: tuple[int, Policy] | None = None
         self._allow = _AllowSnapshot()
         self._restore = -1
-        self.counters = RateCounters(db)
         self._driver = _DriverReads(db)
+        self.counters = RateCounters(db, data_version=self._driver.data_version)
         self.pattern_loads = 0  # how often the glob/regex index was read (tests count them)
         self.policy_loads = 0
 

@@ -200,3 +200,39 @@ def test_ids_skipped_by_a_top_up_are_looked_for_again() -> None:
     assert params == {} and "BETWEEN" in str(query)
     top.saw([], clock=100.0)  # given up after a while: a rolled-back id never comes
     assert top.gaps == [] and top.query()[1] == {"last_id": 13}
+
+
+def test_no_top_up_query_while_nobody_commits(store: Store) -> None:
+    """On a SQLite file, a call asks the database for new rows only after somebody committed
+    (PRAGMA data_version on the thread's own connection): in a flood the writer commits a few
+    times a second, and a query per call was a tenth of a call's CPU."""
+    logged(store, NOW - timedelta(minutes=1), "0611111111")
+    assert strangers(store, NOW) == 1
+    assert strangers(store, NOW) == 1  # the first top-up of this thread
+    with statements(store) as sql:
+        for second in range(5):
+            assert strangers(store, NOW + timedelta(seconds=second)) == 1
+    assert sql == []
+    with store.db.engine.begin() as conn:  # another process commits a row
+        conn.execute(insert(CallRow), [{"uid": new_uid(), "at": NOW, "number": "+33622222222",
+                                        "caller_kind": "number", "action": "pass",
+                                        "unknown": True}])
+    with statements(store) as sql:
+        assert strangers(store, NOW + timedelta(seconds=6)) == 2
+    assert len(sql) == 1 and "calls.id >" in sql[0]
+
+
+def test_a_failed_top_up_is_tried_again_at_the_next_call(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A top-up the database refused leaves no mark: the next call reads the new rows."""
+    assert strangers(store, NOW) == 0
+    logged(store, NOW - timedelta(seconds=1), "0611111111")
+    connect = store.db.engine.connect
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise exc.OperationalError("SELECT", {}, OSError("database is locked"))
+
+    monkeypatch.setattr(store.db.engine, "connect", down)
+    assert strangers(store, NOW) == 0
+    monkeypatch.setattr(store.db.engine, "connect", connect)
+    assert strangers(store, NOW) == 1
