@@ -88,8 +88,17 @@ def _digits_form(user: str) -> str | None:
     return compact if body.isdigit() else None
 
 
-@lru_cache(maxsize=4096)
 def _parse(compact: str, home_region: str) -> phonenumbers.PhoneNumber | None:
+    """The number `compact` is (the valid reading if there are two), or None."""
+    return _classified(compact, home_region)[0]
+
+
+@lru_cache(maxsize=4096)
+def _classified(compact: str, home_region: str
+                ) -> tuple[phonenumbers.PhoneNumber | None, int]:
+    """`_parse`'s number and its `PhoneNumberType`: classified once, since validity is a
+    known type (each of `is_valid_number` and `number_type` matches the number against the
+    plan's patterns, a third of the cost of a new caller)."""
     home_cc = country_code_for_region(home_region)
     candidates: list[str] = []
     if compact.startswith("+00"):
@@ -113,11 +122,18 @@ def _parse(compact: str, home_region: str) -> phonenumbers.PhoneNumber | None:
             parsed = phonenumbers.parse(candidate, home_region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(parsed):
-            return parsed
+        number_type = phonenumbers.number_type(parsed)
+        if _valid(number_type):
+            return parsed, number_type
         if best is None and phonenumbers.is_possible_number(parsed):
             best = parsed
-    return best
+    return best, PhoneNumberType.UNKNOWN
+
+
+def _valid(number_type: int) -> bool:
+    # is_valid_number() is number_type() != UNKNOWN: both look the region up from the country
+    # code and match the same patterns (tests/property/test_numbers.py checks the two agree).
+    return number_type != PhoneNumberType.UNKNOWN
 
 
 @lru_cache(maxsize=4096)
@@ -127,7 +143,7 @@ def _number_facts(compact: str, home_region: str) -> tuple[str, str, str | None,
     Cached like `_parse`: formatting and classifying were a fifth of a refused call's
     screening, and floods repeat their numbers (a dialer retries, SIPp sends one).
     """
-    parsed = _parse(compact, home_region)
+    parsed, number_type = _classified(compact, home_region)
     if parsed is None:
         return None
     e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
@@ -136,8 +152,8 @@ def _number_facts(compact: str, home_region: str) -> tuple[str, str, str | None,
     if region == home_region:
         formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         national = re.sub(r"\D", "", str(formatted))
-    return (e164, national, region, _number_type_name(parsed),
-            bool(phonenumbers.is_valid_number(parsed)))
+    return (e164, national, region, _TYPE_NAMES.get(number_type, "UNKNOWN"),
+            _valid(number_type))
 
 
 def to_e164(text: str, home_region: str) -> str | None:
@@ -209,10 +225,6 @@ def national_format(e164: str, home_region: str) -> str:
 _TYPE_NAMES = {getattr(PhoneNumberType, name): name
                for name in sorted(dir(PhoneNumberType), reverse=True)
                if not name.startswith("_") and name.isupper()}
-
-
-def _number_type_name(parsed: phonenumbers.PhoneNumber) -> str:
-    return _TYPE_NAMES.get(phonenumbers.number_type(parsed), "UNKNOWN")
 
 
 NUMBER_TYPES = tuple(
