@@ -135,6 +135,11 @@ class Records(Protocol):
     def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         """Complete the call's log row."""
 
+    @property
+    def queues_writes(self) -> bool:
+        """Whether `finish_call` only queues (never waits on the database), so that it may run
+        on the thread that received the message which ended the call."""
+
     def start_voicemail(
         self, call_ref: str | None, caller: Caller, path: Path, at: datetime
     ) -> VoicemailSlot | None:

@@ -76,6 +76,11 @@ class CallBook:
                                        sip_call_id=sip_call_id, line=line))
         return uid
 
+    @property
+    def queues_writes(self) -> bool:
+        """Whether `finish_call` only queues (the gateway's batched writer)."""
+        return self.writer.queues
+
     def finish_call(self, call_ref: str, *, duration_s: float, outcome: str) -> None:
         """Store how a call ended."""
         self.writer.submit(CallFinished(call_ref, duration_s, outcome))

@@ -63,6 +63,9 @@ JOURNAL_CHUNKS_PER_STEP = 20  # then look at new events again before the next ch
 class CallWrites(Protocol):
     """What the call flow's writing side (`gateway.call.record.CallBook`) needs of a writer."""
 
+    queues: bool
+    """True: `submit` only queues (no database work in the caller's thread)."""
+
     def new_uid(self) -> str:
         """A fresh identifier for a call or voicemail row."""
 
@@ -125,6 +128,8 @@ class DirectWriter(_Listeners):
     no journal, nothing pending.
     """
 
+    queues = False
+
     def __init__(self, db: Database) -> None:
         super().__init__()
         self.sink: Sink = functools.partial(write_batch, db)
@@ -155,6 +160,8 @@ def _describe(error: BaseException) -> str:
 
 class CallWriter(_Listeners):
     """The gateway's writer thread (see the module docstring)."""
+
+    queues = True
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class FakeService:
     raise_in_screen: bool = False
     slots_asked: list[Path] = field(default_factory=list)
     finished: threading.Condition = field(default_factory=threading.Condition)
+    queues_writes: bool = True  # finish_call only appends to a list, as the writer queues
 
     def screen(self, caller: Caller, now: datetime) -> Decision:
         if self.raise_in_screen:
