@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,6 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers  # the gateway's own dependency: the bench runs in its environment
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.peers.sipp import refused_call, ring_then_cancel  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KNEE_P99_MS = 50.0
@@ -177,82 +184,6 @@ def _answers_options(port: int) -> bool:
             return False
 
 
-REJECT = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="reject">
-  <send retrans="500" start_rtd="1"><![CDATA[
-      INVITE sip:home@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{number}@127.0.0.1>;tag=[pid]T[call_number]
-      To: <sip:home@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="603" rtd="1"/>
-  <send><![CDATA[
-      ACK sip:home@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: <sip:{number}@127.0.0.1>;tag=[pid]T[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-</scenario>
-"""
-
-# An unknown caller (a number from the injection file) that rings for `ring_ms`, then
-# cancels: CANCEL -> 487 is what is timed.
-RING_CANCEL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ring-cancel">
-  <send retrans="500"><![CDATA[
-      INVITE sip:home@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[field0]@127.0.0.1>;tag=[pid]T[call_number]
-      To: <sip:home@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-  <recv response="100"/>
-  <pause milliseconds="{ring_ms}"/>
-  <send start_rtd="1"><![CDATA[
-      CANCEL sip:home@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: <sip:[field0]@127.0.0.1>;tag=[pid]T[call_number]
-      To: <sip:home@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 CANCEL
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-  <recv response="200"/>
-  <recv response="487" rtd="1"/>
-  <send><![CDATA[
-      ACK sip:home@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: <sip:[field0]@127.0.0.1>;tag=[pid]T[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-</scenario>
-"""
-
-
 @dataclass
 class Step:
     """One SIPp run against one target."""
@@ -364,7 +295,7 @@ def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: 
     None: every call from a different number of a range the default rules refuse."""
     results: list[tuple[Step, Step]] = []
     anchor_port = ports.take()
-    scenario = REJECT.format(number=number or "[field0]")
+    scenario = refused_call(number or "[field0]", timed=True)
     with anchor(workdir, anchor_port) as kamailio:
         our_idle, their_idle = idle_rate(gateway_pid), idle_rate(kamailio.pid)
         print(f"idle CPU: gateway {100 * our_idle:.1f} %, anchor {100 * their_idle:.1f} % of a "
@@ -423,9 +354,9 @@ def ring_cancel(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid:
     """Unknown callers that ring `ring_ms` and cancel, at `rate`: CANCEL -> 487."""
     calls = max(1, int(rate * seconds))
     inject = write_strangers(workdir / "strangers.csv", calls)
-    result = run_sipp(workdir, RING_CANCEL.format(ring_ms=ring_ms), gateway_port, ports,
-                      rate=rate, calls=calls, pid=gateway_pid, timeout_s=int(seconds) + 60,
-                      inject=inject)
+    scenario = ring_then_cancel("[field0]", ring_ms, timed=True)
+    result = run_sipp(workdir, scenario, gateway_port, ports, rate=rate, calls=calls,
+                      pid=gateway_pid, timeout_s=int(seconds) + 60, inject=inject)
     print(f"{rate:6.0f}/s  ring {ring_ms} ms then CANCEL: {describe(result)} (CANCEL -> 487)",
           flush=True)
     return result
@@ -510,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         if rates:  # --steps '': only the ring + CANCEL phase
             with gateway_run(workdir / "reject", ports, args.tree, {},
                              pin_cpu=args.pin_cpu) as (process, port):
-                run_sipp(workdir, REJECT.format(number=REFUSED), port, ports, rate=50,
+                run_sipp(workdir, refused_call(REFUSED, timed=True), port, ports, rate=50,
                          calls=50, pid=process.pid, timeout_s=30)  # warm-up
                 step_rates(workdir, ports, port, process.pid, rates, args.seconds,
                            REFUSED if args.numbers == "same" else None)

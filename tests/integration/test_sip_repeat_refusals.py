@@ -5,9 +5,7 @@ reaches the flooding caller. Real peers: SIPp and raw UDP, against the real proc
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,76 +13,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gateway.config import load_settings_from_text
 from gateway.screening.rules import ListName
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.store import Store, open_store
-from tests.conftest import REPO_ROOT
+from gateway.store import Store
 from tests.peers import free_port, require_binary, wait_until
+from tests.peers.gateway_process import GatewayProcess
 from tests.peers.raw import RawPeer
+from tests.peers.sipp import refused_call, sipp_command
 
 pytestmark = pytest.mark.slow
 
 SPAMMER = "+33612000666"
 FLOOD = 400  # INVITEs, at 200/s: bounded (2 s)
 
-SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="refused flood">
-  <send retrans="500"><![CDATA[
-      INVITE sip:ringfence@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{SPAMMER}@127.0.0.1>;tag=[pid]T[call_number]
-      To: <sip:ringfence@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="603"/>
-  <send><![CDATA[
-      ACK sip:ringfence@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: <sip:{SPAMMER}@127.0.0.1>;tag=[pid]T[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-</scenario>
-"""
-
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[int, Path, Store, int]]:
     """`ringfence run` in direct mode on SQLite, with SPAMMER on the block list."""
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\nlog_level = "info"\n'
-                      f'[gateway]\nlisten = "127.0.0.1:{port}"\n')
-    settings = load_settings_from_text(config.read_text(), tmp_path)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings)
+    process = GatewayProcess(tmp_path, extra='log_level = "info"\n')
+    store = process.open_store()
     entry = store.entries.add(ListName.BLOCK, SPAMMER, kind="exact", label="spammer")
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(config),
-                                    "run"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: "Ringfence gateway started" in log_path.read_text(errors="replace"),
-                   20, "the gateway to start")
-        yield port, log_path, store, entry.id
+        process.start()
+        yield process.port, process.log_path, store, entry.id
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        process.stop()
         store.close()
 
 
@@ -127,11 +80,11 @@ def test_a_flood_from_a_blocked_number_is_refused_and_logged_call_by_call(
 ) -> None:
     port, log_path, store, entry_id = gateway
     sipp = require_binary("sipp")
-    (tmp_path / "flood.xml").write_text(SCENARIO)
+    scenario = tmp_path / "flood.xml"
+    scenario.write_text(refused_call(SPAMMER, callee="ringfence"))
     result = subprocess.run(
-        [sipp, f"127.0.0.1:{port}", "-sf", "flood.xml", "-i", "127.0.0.1",
-         "-p", str(free_port()), "-m", str(FLOOD), "-r", "200", "-l", "400",
-         "-timeout", "60s", "-nostdin", "-trace_stat", "-fd", "1", "-mp", str(free_port())],
+        sipp_command(sipp, port, scenario, calls=FLOOD, rate=200, limit=400,
+                     local_port=free_port(), media_port=free_port()),
         cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 

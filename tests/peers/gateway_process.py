@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.config import load_settings_from_text
 from gateway.sip.message import SipResponse
+from gateway.store import Store, open_store
 from gateway.store.journal import WriterStatus, journal_backlog, journal_dir, read_status
 from tests.peers import free_port, wait_until
 from tests.peers.raw import RawPeer
@@ -48,6 +50,12 @@ class GatewayProcess:
                                f'listen = "127.0.0.1:{self.port}"\n{gateway}', encoding="utf-8")
         self.log_path = folder / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    def open_store(self) -> Store:
+        """The gateway's store, opened (and migrated) from its config, for the test's own use."""
+        settings = load_settings_from_text(self.config.read_text(encoding="utf-8"), self.folder)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return open_store(settings)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a `ringfence` command on this config."""
