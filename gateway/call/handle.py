@@ -93,7 +93,10 @@ def handle_call(call: Call, env: CallEnvironment) -> None:
         log.exception("call %s: error while handling the call; failing open", call.call_id)
         fail_open(call, caller, env, record, done)
         return
-    if env.repeats is not None and action.kind is ActionKind.REJECT and call.ended_by == "final":
+    if (env.repeats is not None and decision.step is Step.BLOCK
+            and action.kind is ActionKind.REJECT and call.ended_by == "final"):
+        # Only block-list refusals are repeated (`RepeatRefusals.learn` says why): the caller's
+        # key is built for those alone, not for every rule's refusal.
         code = action.code or 603
         env.repeats.learn(env.repeats.key(call.invite, from_home_network(call.tx.source.host)),
                           caller, decision, code, REJECT_CODES.get(code, "Decline"))
