@@ -618,7 +618,7 @@ class _DriverReads:
         try:
             conn = self._own_connection()
             row = conn.execute("PRAGMA data_version").fetchone()
-        except self.dbapi_error:
+        except (self.dbapi_error, *UNAVAILABLE):  # not now: the top-up says so itself
             self._drop_own_connection()
             return None
         return DataVersion(conn, int(row[0]))
