@@ -128,6 +128,8 @@ def test_a_digest_killed_once_data_was_sent_is_never_resent(make_gateway: Any) -
         gateway.kill()
         sink.release.set()
         gateway.start()
+        # The scheduler settles the dead process's send just after SIP answers (calls first).
+        wait_until(lambda: notification(gateway)[0] != "sending", 30, "the send to be settled")
         status, phase, error = notification(gateway)
         assert (status, phase) == ("failed", None) and "not resent" in (error or "")
         assert gateway.stop() == 0
