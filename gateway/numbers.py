@@ -132,7 +132,8 @@ def _classified(compact: str, home_region: str
 
 def _valid(number_type: int) -> bool:
     # is_valid_number() is number_type() != UNKNOWN: both look the region up from the country
-    # code and match the same patterns (tests/property/test_numbers.py checks the two agree).
+    # code and match the same patterns (tests/property/test_numbers_properties.py checks
+    # that they agree).
     return number_type != PhoneNumberType.UNKNOWN
 
 
@@ -140,7 +141,7 @@ def _valid(number_type: int) -> bool:
 def _number_facts(compact: str, home_region: str) -> tuple[str, str, str | None, str, bool] | None:
     """(E.164, national digits, region, type, valid) of a caller's digits; None if no number.
 
-    Cached like `_parse`: formatting and classifying were a fifth of a refused call's
+    Cached like `_classified`: formatting and classifying were a fifth of a refused call's
     screening, and floods repeat their numbers (a dialer retries, SIPp sends one).
     """
     parsed, number_type = _classified(compact, home_region)

@@ -168,12 +168,15 @@ def ring_through(
     def ended() -> None:  # on the thread that ended the call: keep it short
         capacity.ringing.release()
         capacity.timers.cancel(timer)
+        def finish() -> None:
+            done(rang(call, caller, env))
+
         if env.book.queues_writes and not call.cancelled_by_answer_elsewhere():
             # The outcome only goes to the writer's queue (and a line within the budget):
             # done here, a worker's wake-up per call was a tenth of a ring + CANCEL's CPU.
-            done(rang(call, caller, env))
+            finish()
         else:  # learning the caller, or a writer that commits at once: the database's pace
-            capacity.work.follow_up(lambda: done(rang(call, caller, env)))
+            capacity.work.follow_up(finish)
 
     call.when_ended(ended)
 
