@@ -12,12 +12,10 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from gateway import __version__
 from gateway.call.handle import from_home_network, handle_call, log_decision, log_held_calls
@@ -38,6 +36,7 @@ from gateway.call.ports import (
 from gateway.call.record import CallBook
 from gateway.call.repeats import RepeatRefusals
 from gateway.call.screen import Screener
+from gateway.call.signals import StopSignals
 from gateway.call.text import handle_text
 from gateway.config import HostPort, LineConfig, Settings, cannot_listen
 from gateway.media.sdp import parse_sdp
@@ -298,13 +297,8 @@ def run_gateway(settings: Settings) -> int:
         log.exception("cannot open the database")
         return 1
     # Handlers first: once the UA answers, a SIGTERM must mean a clean stop, not a kill.
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopSignals()
+    stop.install()
     # Before the first call: the journal of an earlier run is written first (if the database
     # takes it), and calls that run left without an outcome are closed as interrupted.
     writer = CallWriter.open(store.db, settings.data_dir)
@@ -323,8 +317,7 @@ def run_gateway(settings: Settings) -> int:
     except OSError as exc:
         # ListenError already says which address and why; anything else still names the cause.
         log.error("%s", exc if isinstance(exc, ListenError) else f"cannot listen for SIP: {exc}")
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop.restore()
         writer.stop()
         return 1
     scheduler = _start_scheduler(settings, store)
@@ -338,9 +331,9 @@ def run_gateway(settings: Settings) -> int:
         while not stop.wait(1.0):
             heartbeat.tick()
             log_held_calls()
+        log.info("received %s; stopping", stop.name)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop.restore()
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         gateway.stop()
