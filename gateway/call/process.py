@@ -9,9 +9,11 @@ everything cleanly on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -291,6 +293,7 @@ def run_gateway(settings: Settings) -> int:
         )
     if settings.gateway.pin_cpu:
         pin_to_one_cpu()  # before any thread starts: they inherit it
+    enable_stack_dumps()
     try:
         store = open_store(settings)
     except Exception:
@@ -341,6 +344,18 @@ def run_gateway(settings: Settings) -> int:
         heartbeat.stopped()
         log.info("Ringfence gateway stopped")
     return 0
+
+
+def enable_stack_dumps() -> None:
+    """Print every thread's stack to stderr (the journal) on a crash, and on SIGUSR1.
+
+    A gateway that hangs can then say where: `systemctl kill -s USR1 ringfence-gateway` and
+    read `journalctl`. The dump is written by C code, so it works even when the Python
+    threads are stuck, and the gateway goes on running after it.
+    """
+    faulthandler.enable(all_threads=True)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 def pin_to_one_cpu() -> int | None:

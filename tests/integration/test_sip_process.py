@@ -9,17 +9,8 @@ from pathlib import Path
 
 from gateway.sip.message import SipResponse
 from tests.peers import free_port, wait_until
+from tests.peers.gateway_process import GatewayProcess, answers_options
 from tests.peers.raw import RawPeer
-
-
-def answers_options(port: int) -> bool:
-    peer = RawPeer(port)
-    try:
-        peer.send(RawPeer.follow_up(peer.invite(), "OPTIONS"))
-        reply = peer.receive(0.3)
-    finally:
-        peer.close()
-    return isinstance(reply, SipResponse) and reply.status == 200
 
 
 def test_run_direct_listener_then_sigterm(tmp_path: Path) -> None:
@@ -97,3 +88,19 @@ def test_web_exits_1_naming_the_address_when_its_port_is_taken(tmp_path: Path) -
     assert f"cannot listen for the web UI on 127.0.0.1:{port}: the address is already in use" \
         in output
     assert "[web] listen" in output and "Traceback" not in output
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_gateway_goes_on(tmp_path: Path) -> None:
+    """What makes a hung gateway diagnosable: the dump names the main loop and the SIP threads."""
+    gateway = GatewayProcess(tmp_path)
+    try:
+        gateway.start()
+        gateway.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "in run_gateway" in gateway.log(), 10, "the stack dump")
+        dump = gateway.log()
+        assert "most recent call first" in dump and "transport.py" in dump
+        assert answers_options(gateway.port), "the gateway stopped answering after the dump"
+        assert gateway.stop() == 0
+    finally:
+        gateway.stop()
+    assert "Ringfence gateway stopped" in gateway.log()

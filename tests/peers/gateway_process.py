@@ -7,6 +7,7 @@ play a crash; the fixture that made it always stops it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -81,7 +82,11 @@ class GatewayProcess:
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def stop(self) -> int | None:
-        """SIGTERM and wait (SIGKILL after 30 s); return the exit code."""
+        """SIGTERM and wait (SIGKILL after 30 s); return the exit code.
+
+        A gateway that does not stop in time is asked for its threads' stacks (SIGUSR1) before
+        the kill, and the end of its log goes to stderr, where pytest shows it with the failure.
+        """
         if self.process is None:
             return None
         process, self.process = self.process, None
@@ -90,8 +95,24 @@ class GatewayProcess:
             try:
                 return process.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                self._dump_stacks(process)
                 process.kill()
         return process.wait(timeout=10)
+
+    def _dump_stacks(self, process: subprocess.Popen[bytes]) -> None:
+        size = self.log_path.stat().st_size
+        process.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):  # a dump that never comes: the log says why
+            wait_until(lambda: b"most recent call first" in self.log_path.read_bytes()[size:], 5,
+                       "the stack dump")
+        tail = "\n".join(self.log().splitlines()[-200:])
+        print(f"the gateway did not stop within 30 s of SIGTERM; its log ends:\n{tail}",
+              file=sys.stderr)
+
+    def send_signal(self, signum: int) -> None:
+        """Send the running gateway a signal."""
+        assert self.process is not None, "the gateway is not running"
+        self.process.send_signal(signum)
 
     def kill(self) -> None:
         """SIGKILL: a crash, nothing is flushed."""
@@ -181,6 +202,11 @@ class SqliteLock:
             self.process.stdin.write("\n")
             self.process.stdin.flush()
             self.process.wait(timeout=30)
+
+    def send_signal(self, signum: int) -> None:
+        """Send the running gateway a signal."""
+        assert self.process is not None, "the gateway is not running"
+        self.process.send_signal(signum)
 
     def kill(self) -> None:
         """Make sure it is gone."""
