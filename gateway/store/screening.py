@@ -387,6 +387,7 @@ class RateCounters:
         # On a SQLite file: whether anybody committed since this thread's last top-up.
         self._data_version = data_version
         self._topped_up_at = threading.local()  # .look: the DataVersion of the last top-up
+        self._topping_up = False  # a thread is reading new rows now
         self._lock = threading.Lock()
         self._counters: CallCounters | None = None
         self._floor: datetime | None = None  # questions may look back to here
@@ -480,21 +481,37 @@ class RateCounters:
             # a few times a second, and this query per call was a tenth of a call's CPU.
             return
         with self._lock:
+            if self._topping_up:
+                # Another worker is reading these very rows (after a commit every worker sees
+                # a new data_version at once): they count for every thread, and this call is
+                # decided as if that commit came a moment later. Up to eight threads read each
+                # row otherwise. This thread's look stays old: it reads at its next call.
+                return
+            self._topping_up = True
             query, params = self._top.query()
         try:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(query, params).all()
-        except UNAVAILABLE as error:
+        except BaseException as error:
+            with self._lock:
+                self._topping_up = False
+            if not isinstance(error, UNAVAILABLE):
+                raise
             self._topped_up_at.look = None
             self._unavailable(error)
             return
         self._topped_up_at.look = look  # looked before the read: a commit in between is seen
         with self._lock:
+            self._topping_up = False  # with the rows counted: the next top-up reads after them
             counters = self._counters
             if counters is None:
                 return
             for row in rows:
-                counters.add(call_key(row), past_call(row))
+                uid = call_key(row)
+                # Most rows are this process's own calls, counted when they were handed to
+                # the writer: building their PastCall again was half of a top-up's CPU.
+                if uid not in counters:
+                    counters.add(uid, past_call(row))
             self._top.saw([row.id for row in rows], self.clock())
 
     def _with_older_own_calls(self, number: str, now: datetime, windows: RateWindows,

@@ -9,6 +9,7 @@ when the database does not answer.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from gateway.screening.decide import Decision, Step
 from gateway.screening.ratelimit import PastCall, RateWindows
 from gateway.screening.rules import Action
 from gateway.store import Store
+from gateway.store import screening as screening_module
 from gateway.store.batch import write_batch
 from gateway.store.events import call_logged, new_uid
 from gateway.store.models import CallRow
@@ -236,3 +238,58 @@ def test_a_failed_top_up_is_tried_again_at_the_next_call(
     assert strangers(store, NOW) == 0
     monkeypatch.setattr(store.db.engine, "connect", connect)
     assert strangers(store, NOW) == 1
+
+
+def test_a_top_up_in_flight_serves_the_other_workers(store: Store) -> None:
+    """After a commit every worker sees a new data_version at once; one reads the new rows and
+    the others decide on what is counted, instead of each reading the same rows again."""
+    assert strangers(store, NOW) == 0
+    logged(store, NOW - timedelta(seconds=2), "0611111111")
+    reading, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def hold_the_top_up(conn: object, cursor: object, sql: str, *args: object) -> None:
+        seen.append(f"{threading.current_thread().name}: {sql}")
+        if "calls.id >" in sql and threading.current_thread().name == "first":
+            reading.set()
+            assert release.wait(30), "the test never released the first top-up"
+
+    results: dict[str, int] = {}
+    first = threading.Thread(target=lambda: results.update(first=strangers(store, NOW)),
+                             name="first")
+    event.listen(store.db.engine, "before_cursor_execute", hold_the_top_up)
+    try:
+        first.start()
+        assert reading.wait(30), "the first thread never started its top-up"
+        second = threading.Thread(target=lambda: results.update(second=strangers(store, NOW)),
+                                  name="second")
+        second.start()
+        second.join(30)
+        assert not second.is_alive(), "the second worker waited for the first one's read"
+        assert not [s for s in seen if s.startswith("second") and "FROM calls" in s]
+    finally:
+        release.set()
+        first.join(30)
+        event.remove(store.db.engine, "before_cursor_execute", hold_the_top_up)
+    assert results == {"first": 1, "second": 0}  # as if the commit had come a moment later
+    assert strangers(store, NOW + timedelta(seconds=1)) == 1  # counted for every thread
+
+
+def test_a_top_up_builds_nothing_for_the_calls_already_counted(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's own calls are counted when handed to the writer; read back after the
+    commit, they cost a uid lookup, not a PastCall each."""
+    writer = CallWriter(functools.partial(write_batch, store.db), None, linger_s=60.0)
+    store.screening.attach(writer)
+    assert strangers(store, NOW) == 0
+    for i in range(20):
+        writer.submit(call_logged(caller(f"+3361111{i:04d}"), decision(), uid=new_uid(),
+                                  at=NOW - timedelta(seconds=1), sip_call_id=f"c{i}", line=None))
+    writer.step()  # committed: the next call's top-up reads the 20 rows back
+    built: list[object] = []
+    real = screening_module.past_call
+    monkeypatch.setattr(screening_module, "past_call",
+                        lambda row: built.append(row) or real(row))
+    logged(store, NOW - timedelta(seconds=1), "0622222222")  # and one call of another process
+    assert strangers(store, NOW + timedelta(seconds=1)) == 21
+    assert len(built) == 1
