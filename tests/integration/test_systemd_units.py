@@ -9,12 +9,16 @@ keep the path but needs a whole systemd tree under the root, sysinit.target and 
 from __future__ import annotations
 
 import configparser
+import inspect
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from gateway.sip.register import UNREGISTER_WAIT
+from gateway.sip.workers import WorkerPool
+from gateway.store.writer import CallWriter
 from tests.peers.require import missing_peer
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
@@ -106,3 +110,15 @@ def test_a_missing_systemd_analyze_fails_when_peers_are_required(
     monkeypatch.delenv("RINGFENCE_REQUIRE_PEERS")
     with pytest.raises(pytest.skip.Exception):
         test_units_pass_systemd_analyze_verify(tmp_path)
+
+
+def test_systemd_waits_longer_than_the_gateways_own_bounded_stop() -> None:
+    """A SIGKILL in the middle of a clean stop could lose the call rows still in memory: the
+    unit's TimeoutStopSec must exceed what the stop itself may take with one line."""
+    refresh_join = 5.0  # Registration.stop joins its refresh thread this long
+    workers = inspect.signature(WorkerPool.stop).parameters["grace"].default
+    writer = inspect.signature(CallWriter.stop).parameters["timeout"].default + 5.0
+    bound = refresh_join + UNREGISTER_WAIT + workers + writer
+    (timeout,) = read_service("ringfence-gateway.service")["TimeoutStopSec"]
+    assert timeout.endswith("s")
+    assert float(timeout[:-1]) > bound, f"TimeoutStopSec={timeout}, the stop may take {bound} s"
