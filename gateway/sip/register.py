@@ -42,6 +42,7 @@ NO_ANSWER = "no answer from the registrar"
 MAX_AUTH_ROUNDS = 3
 REGISTER_WAIT = 40.0  # longer than timer F: the transaction reports a timeout first
 UNREGISTER_WAIT = 2.0
+REFRESH_JOIN_WAIT = 5.0  # stop() waits this long for a REGISTER in flight to end
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Registration:
         """Stop refreshing; remove our binding (Expires: 0) when registered."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=REFRESH_JOIN_WAIT)
         if unregister and self.state == "registered":
             # Bounded: a registrar that is gone must not hold up the shutdown for timer F.
             result = self.register_once(expires=0, timeout=UNREGISTER_WAIT)

@@ -58,6 +58,7 @@ CallListener = Callable[[str, PastCall], None]
 WRITER_BUSY_TIMEOUT_S = 2.0
 PENDING_VIEW_LIMIT = 20_000  # as many recent calls as a history load reads (store/calls.py)
 JOURNAL_CHUNKS_PER_STEP = 20  # then look at new events again before the next chunk
+STOP_JOIN_MARGIN = 5.0  # stop() waits this much past its timeout for the last step to return
 
 
 class CallWrites(Protocol):
@@ -366,7 +367,7 @@ class CallWriter(_Listeners):
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout + 5.0)
+            self._thread.join(timeout + STOP_JOIN_MARGIN)
             if self._thread.is_alive():
                 log.error("the call writer did not stop in time")
                 return

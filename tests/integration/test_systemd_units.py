@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sip.register import UNREGISTER_WAIT
-from gateway.sip.workers import WorkerPool
-from gateway.store.writer import CallWriter
+from gateway.call.process import Gateway
+from gateway.sip.register import REFRESH_JOIN_WAIT, UNREGISTER_WAIT
+from gateway.store.writer import STOP_JOIN_MARGIN, CallWriter
 from tests.peers.require import missing_peer
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
@@ -115,10 +115,9 @@ def test_a_missing_systemd_analyze_fails_when_peers_are_required(
 def test_systemd_waits_longer_than_the_gateways_own_bounded_stop() -> None:
     """A SIGKILL in the middle of a clean stop could lose the call rows still in memory: the
     unit's TimeoutStopSec must exceed what the stop itself may take with one line."""
-    refresh_join = 5.0  # Registration.stop joins its refresh thread this long
-    workers = inspect.signature(WorkerPool.stop).parameters["grace"].default
-    writer = inspect.signature(CallWriter.stop).parameters["timeout"].default + 5.0
-    bound = refresh_join + UNREGISTER_WAIT + workers + writer
+    workers = inspect.signature(Gateway.stop).parameters["grace"].default
+    writer = inspect.signature(CallWriter.stop).parameters["timeout"].default + STOP_JOIN_MARGIN
+    bound = REFRESH_JOIN_WAIT + UNREGISTER_WAIT + workers + writer
     (timeout,) = read_service("ringfence-gateway.service")["TimeoutStopSec"]
     assert timeout.endswith("s")
     assert float(timeout[:-1]) > bound, f"TimeoutStopSec={timeout}, the stop may take {bound} s"
