@@ -199,6 +199,10 @@ class SipTransport:
         # Called with the parse error of a request we could read enough of to answer (400,
         # 416, 505); the user agent sets it. None: such requests are dropped like garbage.
         self.on_bad_request: Callable[[SipParseError, Source], None] | None = None
+        # Called by the UDP loop each time its socket is empty, before it blocks: the user
+        # agent sends the worker wake-ups it held back meanwhile (`WorkerPool.wake_deferred`).
+        self.on_idle: Callable[[], None] | None = None
+        self.udp_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Bind the sockets (raises OSError when the address is taken) and start reading."""
@@ -214,7 +218,7 @@ class SipTransport:
             self.tcp.bind((self.host, self.port))
             self.tcp.listen(16)
         self.running = True
-        self._spawn(self._udp_loop, "sip-udp")
+        self.udp_thread = self._spawn(self._udp_loop, "sip-udp")
         if self.tcp is not None:
             self._spawn(self._accept_loop, "sip-tcp-accept")
 
@@ -255,9 +259,16 @@ class SipTransport:
 
     # --- receiving
     def _udp_loop(self) -> None:
+        size = MAX_MESSAGE_BYTES + 1
         while self.running:
             try:
-                data, addr = self.udp.recvfrom(MAX_MESSAGE_BYTES + 1)
+                try:
+                    # Without waiting first: only a read that finds the socket empty tells
+                    # the loop it is about to wait, the moment to call `on_idle`.
+                    data, addr = self.udp.recvfrom(size, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    self._went_idle()
+                    data, addr = self.udp.recvfrom(size)
             except OSError:
                 if self.running:
                     continue  # e.g. ICMP errors reported on the socket; keep reading
@@ -265,6 +276,15 @@ class SipTransport:
             if data.strip(b"\r\n\x00 ") == b"":
                 continue  # keep-alive
             self.deliver(data, Source("udp", addr[0], addr[1]))
+
+    def _went_idle(self) -> None:
+        hook = self.on_idle
+        if hook is None:
+            return
+        try:
+            hook()
+        except Exception:  # the loop must go on reading whatever the hook did
+            log.exception("error in the UDP loop's idle hook")
 
     def _accept_loop(self) -> None:
         assert self.tcp is not None

@@ -481,7 +481,10 @@ class UserAgent:
 
     def start(self) -> None:
         """Bind and start receiving (OSError if the address is taken)."""
+        self.transport.on_idle = self.work.wake_deferred
         self.transport.start()
+        if self.transport.udp_thread is not None:
+            self.work.defer_wakes_on(self.transport.udp_thread)
         log.info("SIP %s listening on %s:%d (udp, tcp)", self.name, self.transport.host, self.port)
 
     def end_calls(self) -> None:

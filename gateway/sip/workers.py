@@ -26,6 +26,9 @@ keep screening going meanwhile; with `max_calls` media threads and the scheduler
 stay within SQLAlchemy's default pool (5 + 10 overflow), which a thread per INVITE exhausted."""
 QUEUE_LIMIT = 256
 """New calls waiting for a worker; a full queue sheds (about a quarter of a second of work)."""
+DEFERRED_WAKES_LIMIT = 8
+"""Tasks a receive thread may queue before it wakes a worker even though it has more to read
+(see `WorkerPool.defer_wakes_on`)."""
 
 Task = Callable[[], None]
 
@@ -219,6 +222,33 @@ class WorkerPool:
         # offer() notifies nobody; a notify per INVITE was a GIL hand-off each (15 % of CPU).
         self._idle = 0
         self._waking = 0
+        # Receive threads whose wake-ups wait until they have nothing left to read (see
+        # `defer_wakes_on`), and how many tasks they queued without waking anyone.
+        self._deferring: frozenset[int] = frozenset()
+        self._deferred = 0
+
+    def defer_wakes_on(self, thread: threading.Thread) -> None:
+        """Let `thread` (a receive loop) queue work without waking a worker at once.
+
+        A wake-up hands the woken worker the CPU, often on the receiving thread's own core,
+        while that thread still holds the GIL: the CANCELs and ACKs queued behind it wait for
+        a worker's screening. Its wakes are sent by `wake_deferred`, which the loop calls when
+        its socket is empty, or as soon as `DEFERRED_WAKES_LIMIT` tasks wait.
+        """
+        if thread.ident is not None:
+            with self._cond:
+                self._deferring = self._deferring | {thread.ident}
+
+    def wake_deferred(self) -> None:
+        """Send the wake-ups a receive thread held back (its socket is empty now)."""
+        if not self._deferred:
+            return
+        with self._cond:
+            # Tasks a busy worker took meanwhile need nobody woken.
+            wakes = min(self._deferred, len(self._new) + len(self._follow_ups))
+            self._deferred = 0
+            for _ in range(wakes):
+                self._wake()
 
     def start(self) -> None:
         """Start the worker threads (idempotent)."""
@@ -238,8 +268,18 @@ class WorkerPool:
             if not self._running or len(self._new) >= self.queue_limit:
                 return False
             self._new.append(task)
-            self._wake()
+            self._wake_or_defer()
             return True
+
+    def _wake_or_defer(self) -> None:
+        # Called with the lock held.
+        if (threading.get_ident() in self._deferring
+                and self._deferred < DEFERRED_WAKES_LIMIT):
+            self._deferred += 1
+            return
+        wakes, self._deferred = self._deferred + 1, 0
+        for _ in range(wakes):
+            self._wake()
 
     def _wake(self) -> None:
         # Called with the lock held.
@@ -253,7 +293,7 @@ class WorkerPool:
             running = self._running
             if running:
                 self._follow_ups.append(task)
-                self._wake()
+                self._wake_or_defer()
         if not running:
             # Stopped (or never started): run it here rather than lose a call's log entry.
             self._run(task)

@@ -4,16 +4,27 @@ timer heap's compaction, and the parser's ASCII numbers and answerable refusals.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.sip import ua as ua_module
-from gateway.sip.message import SipParseError, ascii_number, parse_message
+from gateway.sip.message import SipMessage, SipParseError, ascii_number, parse_message
 from gateway.sip.transaction import Timers
-from gateway.sip.workers import Flag, LineBudget, LoadCounters, Occasional, Slots, WorkerPool
+from gateway.sip.transport import SipTransport, Source
+from gateway.sip.workers import (
+    DEFERRED_WAKES_LIMIT,
+    Flag,
+    LineBudget,
+    LoadCounters,
+    Occasional,
+    Slots,
+    WorkerPool,
+)
 
 
 def test_a_full_queue_refuses_new_work_at_once_but_never_a_follow_up() -> None:
@@ -203,6 +214,88 @@ def test_work_offered_while_every_worker_is_busy_wakes_nobody() -> None:
     finally:
         pool.stop(5)
     assert done == list(range(50))  # and none was lost
+
+
+def _until(predicate: object, timeout: float = 10.0) -> bool:
+    """Poll `predicate()` until it is true or `timeout` passes (a readiness wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> None:
+    # A wake-up handed the CPU to the woken worker while the receive thread held the GIL: the
+    # CANCELs queued behind an INVITE waited for its screening (p99 of CANCEL -> 487).
+    pool = WorkerPool(workers=1, queue_limit=100)
+    counting = _CountingCondition(pool._cond)
+    pool._cond = counting  # type: ignore[assignment]
+    seen: list[tuple[int, int]] = []
+    ran = threading.Event()
+
+    def handle(message: SipMessage, source: Source) -> None:  # on the receive thread
+        before = counting.notified
+        assert pool.offer(ran.set)
+        seen.append((before, counting.notified))
+
+    transport = SipTransport("127.0.0.1", 0, handle, tcp=False)
+    transport.on_idle = pool.wake_deferred
+    pool.start()
+    transport.start()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert transport.udp_thread is not None
+        pool.defer_wakes_on(transport.udp_thread)
+        assert _until(lambda: pool._idle == 1)  # the worker waits: an offer would wake it
+        peer.sendto(b"OPTIONS sip:home@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;"
+                    b"branch=z9hG4bKdefer\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: "
+                    b"<sip:home@127.0.0.1>\r\nCall-ID: defer\r\nCSeq: 1 OPTIONS\r\n"
+                    b"Content-Length: 0\r\n\r\n", ("127.0.0.1", transport.port))
+        assert ran.wait(10)  # woken once the loop found its socket empty
+        assert len(seen) == 1 and seen[0][0] == seen[0][1]  # not by the offer itself
+    finally:
+        peer.close()
+        transport.stop()
+        pool.stop(5)
+
+
+def test_held_back_wake_ups_go_out_once_enough_work_waits() -> None:
+    pool = WorkerPool(workers=1, queue_limit=100)
+    counting = _CountingCondition(pool._cond)
+    pool._cond = counting  # type: ignore[assignment]
+    done: list[int] = []
+    pool.start()
+    try:
+        assert _until(lambda: pool._idle == 1)
+        pool.defer_wakes_on(threading.current_thread())
+        for i in range(DEFERRED_WAKES_LIMIT):
+            assert pool.offer(lambda i=i: done.append(i))
+        assert counting.notified == 0 and pool.queued() == DEFERRED_WAKES_LIMIT
+        pool.follow_up(lambda: done.append(-1))  # one more than the limit: a worker now
+        assert counting.notified == 1
+        assert _until(lambda: len(done) == DEFERRED_WAKES_LIMIT + 1)
+        assert done[0] == -1  # follow-ups first, as ever
+        pool.wake_deferred()  # nothing is left to wake for
+        assert counting.notified == 1
+    finally:
+        pool.stop(5)
+
+
+def test_other_threads_wake_a_worker_at_once() -> None:
+    pool = WorkerPool(workers=1, queue_limit=100)
+    counting = _CountingCondition(pool._cond)
+    pool._cond = counting  # type: ignore[assignment]
+    pool.start()
+    try:
+        assert _until(lambda: pool._idle == 1)
+        pool.defer_wakes_on(threading.Thread(target=lambda: None))  # not started: no ident
+        ran = threading.Event()
+        assert pool.offer(ran.set)
+        assert counting.notified == 1 and ran.wait(10)
+    finally:
+        pool.stop(5)
 
 
 def test_a_timer_later_than_the_next_one_does_not_wake_the_timer_thread() -> None:
