@@ -10,7 +10,9 @@ in the same run, on the same machine, at the same moment. Printed per step: call
 failed, INVITE -> 603 p50/p99, CPU per INVITE of each, and their ratio; then the knee (the
 first rate the gateway does not keep up with: a failed call, p99 >= 50 ms or less than 95 %
 of the rate offered). Optionally the same for unknown callers that ring and are CANCELled
-(CANCEL -> 487).
+(CANCEL -> 487). Each line also says how much of the machine's CPU time the hypervisor took
+("steal", from /proc/stat) during that run: on a shared virtual machine the same code is
+slower on a day with much steal, and the figure says which kind of day it was.
 
 Every port comes from `--ports LOW-HIGH`, so the benchmark runs beside other work; every
 process is started and stopped here, by its own id.
@@ -204,6 +206,7 @@ class Step:
         return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]
 
     idle_cpu_s: float = 0.0  # what the process spends idle over the same time
+    steal: float = math.nan  # share of the machine's CPU time the hypervisor took meanwhile
 
     @property
     def cpu_per_call_ms(self) -> float:
@@ -221,6 +224,29 @@ class Step:
         achieved = (self.ok + self.failed) / max(self.elapsed_s - 1.0, 1e-9)
         return (self.failed == 0 and self.percentile(99) < KNEE_P99_MS
                 and self.ok >= self.offered and achieved >= 0.95 * self.rate)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of every CPU so far, from /proc/stat; (0, 0) if unreadable.
+
+    Steal is the time the hypervisor gave this machine's CPUs to someone else: on a shared
+    virtual machine it is what makes one day's figures slower than another's.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0, 0
+    if fields[0] != "cpu" or len(fields) < 9:
+        return 0, 0
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_between(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of all CPU time the hypervisor took between two `machine_ticks()`; NaN if
+    unknown."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else math.nan
 
 
 def idle_rate(pid: int, seconds: float = 3.0) -> float:
@@ -244,11 +270,12 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
             "-recv_timeout", "10000", "-default_behaviors", "all,-bye"]
     if inject is not None:
         args += ["-inf", str(inject)]
-    started_cpu, started = process_tree_cpu(pid), time.monotonic()
+    started_cpu, started, ticks = process_tree_cpu(pid), time.monotonic(), machine_ticks()
     result = subprocess.run(args, cwd=run, capture_output=True, text=True,
                             timeout=timeout_s + 30, check=False)
     elapsed = time.monotonic() - started
     cpu = process_tree_cpu(pid) - started_cpu
+    steal = steal_between(ticks, machine_ticks())
     samples: list[float] = []
     for rtt in run.glob("*_rtt.csv"):
         for line in rtt.read_text().splitlines()[1:]:
@@ -267,7 +294,8 @@ def run_sipp(workdir: Path, scenario: str, target_port: int, ports: PortRange, *
     if ok + failed == 0:
         print(f"  sipp placed no call (exit {result.returncode}): "
               f"{(result.stderr or result.stdout)[-600:]}")
-    return Step(rate, calls, ok, failed, samples, cpu, elapsed, idle_cpu_s=idle * elapsed)
+    return Step(rate, calls, ok, failed, samples, cpu, elapsed, idle_cpu_s=idle * elapsed,
+                steal=steal)
 
 
 def failure_reasons(run: Path) -> str:
@@ -285,7 +313,7 @@ def describe(step: Step) -> str:
     """One step in one line."""
     return (f"ok {step.ok:6d} failed {step.failed:5d}   p50 {step.percentile(50):7.1f} ms   "
             f"p99 {step.percentile(99):7.1f} ms   CPU {step.cpu_per_call_ms:6.3f} ms/call "
-            f"({step.marginal_cpu_per_call_ms:6.3f} over idle)")
+            f"({step.marginal_cpu_per_call_ms:6.3f} over idle)   steal {100 * step.steal:4.1f} %")
 
 
 def step_rates(workdir: Path, ports: PortRange, gateway_port: int, gateway_pid: int,
