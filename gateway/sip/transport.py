@@ -202,6 +202,9 @@ class SipTransport:
         # Called by the UDP loop each time its socket is empty, before it blocks: the user
         # agent sends the worker wake-ups it held back meanwhile (`WorkerPool.wake_deferred`).
         self.on_idle: Callable[[], None] | None = None
+        # Whether on_idle has anything to do: when not, the loop waits on its socket at once
+        # (no extra read that finds it empty, at every packet of a slow flood).
+        self.idle_wanted: Callable[[], bool] = lambda: True
         self.udp_thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -262,13 +265,16 @@ class SipTransport:
         size = MAX_MESSAGE_BYTES + 1
         while self.running:
             try:
-                try:
-                    # Without waiting first: only a read that finds the socket empty tells
-                    # the loop it is about to wait, the moment to call `on_idle`.
-                    data, addr = self.udp.recvfrom(size, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    self._went_idle()
+                if self.on_idle is None or not self.idle_wanted():
                     data, addr = self.udp.recvfrom(size)
+                else:
+                    try:
+                        # Without waiting first: only a read that finds the socket empty
+                        # tells the loop it is about to wait, the moment to call `on_idle`.
+                        data, addr = self.udp.recvfrom(size, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        self._went_idle()
+                        data, addr = self.udp.recvfrom(size)
             except OSError:
                 if self.running:
                     continue  # e.g. ICMP errors reported on the socket; keep reading

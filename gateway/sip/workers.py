@@ -239,6 +239,10 @@ class WorkerPool:
             with self._cond:
                 self._deferring = self._deferring | {thread.ident}
 
+    def has_deferred(self) -> bool:
+        """Whether a receive thread holds back a wake-up (a hint: read without the lock)."""
+        return self._deferred > 0
+
     def wake_deferred(self) -> None:
         """Send the wake-ups a receive thread held back (its socket is empty now)."""
         if not self._deferred:
