@@ -261,6 +261,38 @@ def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> No
         pool.stop(5)
 
 
+def test_a_loop_with_no_wake_up_held_back_does_not_look_for_idleness() -> None:
+    # A refused-call flood queues no work: an extra empty read per packet would be waste.
+    idle_calls: list[int] = []
+    got = threading.Event()
+    transport = SipTransport("127.0.0.1", 0, lambda message, source: got.set(), tcp=False)
+    transport.on_idle = lambda: idle_calls.append(1)
+    wanted = [False]
+    checks: list[bool] = []
+
+    def idle_wanted() -> bool:  # asked at each turn of the loop, before it reads
+        checks.append(wanted[0])
+        return wanted[0]
+
+    transport.idle_wanted = idle_wanted
+    transport.start()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.sendto(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+                    b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n"
+                    b"Call-ID: idle\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                    ("127.0.0.1", transport.port))
+        assert got.wait(10)
+        assert _until(lambda: len(checks) >= 2)  # the turn after the message: it waits now
+        assert idle_calls == []
+        wanted[0] = True  # the next turn of the loop looks
+        peer.sendto(b"\r\n\r\n", ("127.0.0.1", transport.port))  # a keep-alive wakes it
+        assert _until(lambda: bool(idle_calls))
+    finally:
+        peer.close()
+        transport.stop()
+
+
 def test_held_back_wake_ups_go_out_once_enough_work_waits() -> None:
     pool = WorkerPool(workers=1, queue_limit=100)
     counting = _CountingCondition(pool._cond)
