@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.sip.message import (
     MAX_MESSAGE_BYTES,
@@ -179,6 +180,16 @@ class Source:
 MessageHandler = Callable[[SipMessage, Source], None]
 
 
+class IdleListener(Protocol):
+    """What a UDP loop tells that its socket is empty (`gateway.sip.workers.WorkerPool`)."""
+
+    def has_deferred(self) -> bool:
+        """Whether anything waits for the loop to go idle (read often: must be cheap)."""
+
+    def wake_deferred(self) -> None:
+        """The loop's socket is empty: do what waited for it."""
+
+
 class SipTransport:
     """A UDP socket and a TCP listener on one address, dispatching parsed messages."""
 
@@ -199,12 +210,9 @@ class SipTransport:
         # Called with the parse error of a request we could read enough of to answer (400,
         # 416, 505); the user agent sets it. None: such requests are dropped like garbage.
         self.on_bad_request: Callable[[SipParseError, Source], None] | None = None
-        # Called by the UDP loop each time its socket is empty, before it blocks: the user
-        # agent sends the worker wake-ups it held back meanwhile (`WorkerPool.wake_deferred`).
-        self.on_idle: Callable[[], None] | None = None
-        # Whether on_idle has anything to do: when not, the loop waits on its socket at once
-        # (no extra read that finds it empty, at every packet of a slow flood).
-        self.idle_wanted: Callable[[], bool] = lambda: True
+        # Told by the UDP loop when its socket is empty, before it waits: the worker pool,
+        # which sends then the wake-ups it held back for this thread (the user agent sets it).
+        self.idle_listener: IdleListener | None = None
         self.udp_thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -265,15 +273,17 @@ class SipTransport:
         size = MAX_MESSAGE_BYTES + 1
         while self.running:
             try:
-                if self.on_idle is None or not self.idle_wanted():
+                listener = self.idle_listener
+                if listener is None or not listener.has_deferred():
+                    # Nothing held back: wait at once (no extra empty read per packet).
                     data, addr = self.udp.recvfrom(size)
                 else:
                     try:
                         # Without waiting first: only a read that finds the socket empty
-                        # tells the loop it is about to wait, the moment to call `on_idle`.
+                        # tells the loop it is about to wait, the moment to send the wakes.
                         data, addr = self.udp.recvfrom(size, socket.MSG_DONTWAIT)
                     except BlockingIOError:
-                        self._went_idle()
+                        self._went_idle(listener)
                         data, addr = self.udp.recvfrom(size)
             except OSError:
                 if self.running:
@@ -283,14 +293,12 @@ class SipTransport:
                 continue  # keep-alive
             self.deliver(data, Source("udp", addr[0], addr[1]))
 
-    def _went_idle(self) -> None:
-        hook = self.on_idle
-        if hook is None:
-            return
+    @staticmethod
+    def _went_idle(listener: IdleListener) -> None:
         try:
-            hook()
-        except Exception:  # the loop must go on reading whatever the hook did
-            log.exception("error in the UDP loop's idle hook")
+            listener.wake_deferred()
+        except Exception:  # the loop must go on reading whatever the listener did
+            log.exception("error in the UDP loop's idle listener")
 
     def _accept_loop(self) -> None:
         assert self.tcp is not None

@@ -481,8 +481,7 @@ class UserAgent:
 
     def start(self) -> None:
         """Bind and start receiving (OSError if the address is taken)."""
-        self.transport.on_idle = self.work.wake_deferred
-        self.transport.idle_wanted = self.work.has_deferred
+        self.transport.idle_listener = self.work
         self.transport.start()
         if self.transport.udp_thread is not None:
             self.work.defer_wakes_on(self.transport.udp_thread)

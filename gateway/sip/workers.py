@@ -224,7 +224,8 @@ class WorkerPool:
         self._waking = 0
         # Receive threads whose wake-ups wait until they have nothing left to read (see
         # `defer_wakes_on`), and how many tasks they queued without waking anyone.
-        self._deferring: frozenset[int] = frozenset()
+        # Threads, not their idents: an ident is reused once its thread has ended.
+        self._deferring: frozenset[threading.Thread] = frozenset()
         self._deferred = 0
 
     def defer_wakes_on(self, thread: threading.Thread) -> None:
@@ -235,9 +236,8 @@ class WorkerPool:
         a worker's screening. Its wakes are sent by `wake_deferred`, which the loop calls when
         its socket is empty, or as soon as `DEFERRED_WAKES_LIMIT` tasks wait.
         """
-        if thread.ident is not None:
-            with self._cond:
-                self._deferring = self._deferring | {thread.ident}
+        with self._cond:
+            self._deferring = self._deferring | {thread}
 
     def has_deferred(self) -> bool:
         """Whether a receive thread holds back a wake-up (a hint: read without the lock)."""
@@ -277,7 +277,7 @@ class WorkerPool:
 
     def _wake_or_defer(self) -> None:
         # Called with the lock held.
-        if (threading.get_ident() in self._deferring
+        if (threading.current_thread() in self._deferring
                 and self._deferred < DEFERRED_WAKES_LIMIT):
             self._deferred += 1
             return

@@ -241,7 +241,7 @@ def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> No
         seen.append((before, counting.notified))
 
     transport = SipTransport("127.0.0.1", 0, handle, tcp=False)
-    transport.on_idle = pool.wake_deferred
+    transport.idle_listener = pool
     pool.start()
     transport.start()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -263,18 +263,23 @@ def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> No
 
 def test_a_loop_with_no_wake_up_held_back_does_not_look_for_idleness() -> None:
     # A refused-call flood queues no work: an extra empty read per packet would be waste.
-    idle_calls: list[int] = []
+    class Listener:
+        def __init__(self) -> None:
+            self.deferred = False
+            self.checks: list[bool] = []  # asked at each turn of the loop, before it reads
+            self.idle_calls = 0
+
+        def has_deferred(self) -> bool:
+            self.checks.append(self.deferred)
+            return self.deferred
+
+        def wake_deferred(self) -> None:
+            self.idle_calls += 1
+
+    listener = Listener()
     got = threading.Event()
     transport = SipTransport("127.0.0.1", 0, lambda message, source: got.set(), tcp=False)
-    transport.on_idle = lambda: idle_calls.append(1)
-    wanted = [False]
-    checks: list[bool] = []
-
-    def idle_wanted() -> bool:  # asked at each turn of the loop, before it reads
-        checks.append(wanted[0])
-        return wanted[0]
-
-    transport.idle_wanted = idle_wanted
+    transport.idle_listener = listener
     transport.start()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -283,11 +288,11 @@ def test_a_loop_with_no_wake_up_held_back_does_not_look_for_idleness() -> None:
                     b"Call-ID: idle\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
                     ("127.0.0.1", transport.port))
         assert got.wait(10)
-        assert _until(lambda: len(checks) >= 2)  # the turn after the message: it waits now
-        assert idle_calls == []
-        wanted[0] = True  # the next turn of the loop looks
+        assert _until(lambda: len(listener.checks) >= 2)  # the turn after the message
+        assert listener.idle_calls == 0  # it waits on its socket now
+        listener.deferred = True  # the next turn of the loop looks
         peer.sendto(b"\r\n\r\n", ("127.0.0.1", transport.port))  # a keep-alive wakes it
-        assert _until(lambda: bool(idle_calls))
+        assert _until(lambda: listener.idle_calls > 0)
     finally:
         peer.close()
         transport.stop()
@@ -322,7 +327,7 @@ def test_other_threads_wake_a_worker_at_once() -> None:
     pool.start()
     try:
         assert _until(lambda: pool._idle == 1)
-        pool.defer_wakes_on(threading.Thread(target=lambda: None))  # not started: no ident
+        pool.defer_wakes_on(threading.Thread(target=lambda: None))  # another thread than this one
         ran = threading.Event()
         assert pool.offer(ran.set)
         assert counting.notified == 1 and ran.wait(10)
