@@ -213,6 +213,9 @@ class SipTransport:
         # Told by the UDP loop when its socket is empty, before it waits: the worker pool,
         # which sends then the wake-ups it held back for this thread (the user agent sets it).
         self.idle_listener: IdleListener | None = None
+        # Asked first of every message, with its raw bytes: True drops it unparsed (the user
+        # agent drops the ACKs of its stateless answers, half of a refused-call flood).
+        self.drop_unread: Callable[[bytes], bool] | None = None
         self.udp_thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -337,6 +340,14 @@ class SipTransport:
 
     def deliver(self, data: bytes, source: Source) -> None:
         """Parse and hand a message to the handler; log what we reject and never raise."""
+        drop = self.drop_unread
+        if drop is not None:
+            try:
+                if drop(data):
+                    return
+            except Exception:  # a bug in the check costs the parse it would have saved
+                log.exception("error checking %d bytes from %s:%s before parsing", len(data),
+                              source.host, source.port)
         try:
             message = parse_message(data, stream=source.transport == "tcp")
         except SipParseError as exc:

@@ -421,6 +421,41 @@ unread."""
 STATELESS_REMEMBERED = 8192
 """Stateless answers remembered, so that an INVITE retransmitted before our answer reached its
 sender gets the same answer without being logged twice (seconds of a flood at 1,000/s)."""
+STATELESS_DIGEST_BYTES = 6
+_STATELESS_TAG_BYTES = b"tag=" + STATELESS_TAG.encode()
+# The first To line of a message (or its compact form t:); ASCII case-insensitive, as header
+# names are (RFC 3261 §7.3.1).
+_TO_LINE = re.compile(rb"\r?\n(?:to|t)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+# Our own spelling only (what we sent, echoed): any other is left to the parser.
+_STATELESS_TO_TAG = re.compile(
+    _STATELESS_TAG_BYTES.replace(b"tag=", b";tag=(") + rb"[0-9a-f]{%d})[ \t]*(?:;|$)"
+    % (2 * STATELESS_DIGEST_BYTES))
+
+
+def stateless_ack_tag(data: bytes) -> str | None:
+    """The To tag of an ACK to one of our stateless answers, read from its raw bytes; None
+    for anything else, which is parsed as usual.
+
+    A flood of refused calls is half ACKs of our 603s, and parsing each was a sixth of the
+    receive thread's work for what is dropped anyway. Only the exact shape counts: the
+    method "ACK", and a To line with one tag parameter, spelt as we send it, after the
+    name-addr's '>' (where a display name or URI parameter cannot pose as one), that is a
+    stateless tag: only our stateless answers give such tags (hex tags never start "sl").
+    """
+    if not data.startswith(b"ACK ") or _STATELESS_TAG_BYTES not in data:
+        return None
+    line = _TO_LINE.search(data)
+    if line is None:
+        return None
+    value = line.group(1)
+    if b"<" in value:
+        value = value.rpartition(b">")[2]
+    elif b'"' in value:
+        return None  # a quoted name without <...> is malformed: let the parser say so
+    if value.lower().count(b"tag") != 1:
+        return None  # two tags, or "tag" in another parameter: which one counts is the parser's
+    tag = _STATELESS_TO_TAG.search(value)
+    return tag.group(1).decode("ascii") if tag is not None else None
 
 
 @dataclass
@@ -469,8 +504,10 @@ class UserAgent:
         # Scanner requests dropped, by signature; the first from each address is logged.
         self.scanners: Counter[str] = Counter()
         self._scanner_sources: set[str] = set()
-        # (Call-ID, From tag) of INVITEs answered statelessly -> (branch, status, reason).
-        self._stateless: OrderedDict[tuple[str, str], tuple[str, int, str]] = OrderedDict()
+        # (Call-ID, From tag) of INVITEs answered statelessly -> (branch, status, reason,
+        # To tag), and each To tag's (Call-ID, From tag): the ACK is matched by its tag alone.
+        self._stateless: OrderedDict[tuple[str, str], tuple[str, int, str, str]] = OrderedDict()
+        self._stateless_tags: dict[str, tuple[str, str]] = {}
         self._stateless_secret = os.urandom(16)
 
     # --- lifecycle
@@ -482,6 +519,7 @@ class UserAgent:
     def start(self) -> None:
         """Bind and start receiving (OSError if the address is taken)."""
         self.transport.idle_listener = self.work
+        self.transport.drop_unread = self._stateless_acked
         self.transport.start()
         if self.transport.udp_thread is not None:
             self.work.defer_wakes_on(self.transport.udp_thread)
@@ -680,39 +718,62 @@ class UserAgent:
         with self.lock:
             answered = self._stateless.get(key[:2])
         if answered is not None:
-            branch, status, reason = answered
+            branch, status, reason, tag = answered
             if branch != key[2]:  # the same call on a second branch of a fork (see below)
-                status, reason = 482, "Loop Detected"
+                status, reason, tag = 482, "Loop Detected", self._stateless_tag(key)
             # Else its sender has not had our answer yet: the same answer again, unlogged.
-            self._send_stateless(invite, source, key, status, reason)
+            self._send_stateless(invite, source, tag, status, reason)
             return True
         if self.quick_refusal is None or self.stopping:
             return False
         refusal = self.quick_refusal(invite, source)
         if refusal is None:
             return False
+        tag = self._stateless_tag(key)
         with self.lock:
-            self._stateless[key[:2]] = (key[2], refusal.status, refusal.reason)
+            self._stateless[key[:2]] = (key[2], refusal.status, refusal.reason, tag)
+            self._stateless_tags[tag] = key[:2]
             if len(self._stateless) > STATELESS_REMEMBERED:
-                self._stateless.popitem(last=False)
+                self._stateless_tags.pop(self._stateless.popitem(last=False)[1][3], None)
         self.counters.add("invites")
-        self._send_stateless(invite, source, key, refusal.status, refusal.reason)
+        self._send_stateless(invite, source, tag, refusal.status, refusal.reason)
         try:
             refusal.sent()
         except Exception:
             log.exception("call %s: error after a repeated refusal", invite.call_id)
         return True
 
-    def _send_stateless(self, invite: SipRequest, source: Source, key: tuple[str, str, str],
-                        status: int, reason: str) -> None:
+    def _stateless_tag(self, key: tuple[str, str, str]) -> str:
+        """The To tag of a stateless answer to the INVITE with `key` (Call-ID, From tag,
+        branch)."""
         # The same tag for the same request, from the request alone (§8.2.7), so that a
         # retransmission answered after we forgot it still gets an answer its sender matches.
         digest = hashlib.blake2s("\x00".join(key).encode(errors="surrogateescape"),
-                                 key=self._stateless_secret, digest_size=6).hexdigest()
-        response = make_response(invite, status, reason, to_tag=STATELESS_TAG + digest)
+                                 key=self._stateless_secret,
+                                 digest_size=STATELESS_DIGEST_BYTES).hexdigest()
+        return STATELESS_TAG + digest
+
+    def _send_stateless(self, invite: SipRequest, source: Source, tag: str,
+                        status: int, reason: str) -> None:
+        response = make_response(invite, status, reason, to_tag=tag)
         route = self.transport.response_route(response, source)
         if route is not None:
             self.transport.send_routed(response.to_bytes(), route)
+
+    def _stateless_acked(self, data: bytes) -> bool:
+        """Whether `data` is the ACK of a stateless answer (`stateless_ack_tag`): forget the
+        answer and drop the ACK unparsed; False: parse it as usual."""
+        tag = stateless_ack_tag(data)
+        if tag is None:
+            return False
+        self._forget_stateless_tag(tag)
+        return True
+
+    def _forget_stateless_tag(self, tag: str) -> None:
+        with self.lock:
+            key = self._stateless_tags.pop(tag, None)
+            if key is not None:
+                self._stateless.pop(key, None)
 
     def _on_invite(self, invite: SipRequest, source: Source) -> None:
         if (self._stateless or self.quick_refusal is not None) and self._refuse_statelessly(
@@ -805,8 +866,8 @@ class UserAgent:
     def _on_ack(self, ack: SipRequest) -> None:
         to_tag = ack.to().tag or ""
         if to_tag.startswith(STATELESS_TAG):  # the ACK of a stateless answer: nothing to do
-            with self.lock:
-                self._stateless.pop((ack.call_id, ack.from_().tag or ""), None)
+            # (One the raw check let through, e.g. with a folded To line.)
+            self._forget_stateless_tag(to_tag)
             return
         with self.lock:
             call = self.dialogs.get((ack.call_id, to_tag, ack.from_().tag or ""))
