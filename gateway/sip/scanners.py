@@ -20,8 +20,9 @@ defaults, which the mass scans on the Internet and on a LAN keep:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-from gateway.sip.message import NameAddr, SipParseError, SipRequest, parse_name_addr
+from gateway.sip.message import SipParseError, SipRequest, parse_name_addr, parse_uri
 
 SCANNED_METHODS = frozenset({"INVITE", "OPTIONS", "REGISTER"})
 _TOOLS = re.compile(
@@ -30,29 +31,40 @@ _TOOLS = re.compile(
 _PLACEHOLDER_HOST = "1.1.1.1"  # sipvicious' default From and Contact host
 
 
-def _name_addr(request: SipRequest, header: str) -> NameAddr | None:
-    if header in ("From", "To"):  # parsed when the message was checked: no second parse
-        try:
-            return request.from_() if header == "From" else request.to()
-        except SipParseError:
-            return None
-    value = request.get(header)
+_CACHED_KEY_LENGTH = 1024
+"""What the check reads of one request, at most this long, is remembered (`_signature`):
+floods and a line's own callers repeat the same few, and a stranger's long headers must not
+pin megabytes."""
+
+# (display name, URI) of a From or To; None when the header is missing or unreadable.
+Party = tuple[str, str] | None
+
+
+def _party(request: SipRequest, header: str) -> Party:
+    try:  # parsed when the message was checked: no second parse
+        address = request.from_() if header == "From" else request.to()
+    except SipParseError:
+        return None
+    return address.display_name, address.uri
+
+
+def _user_host(uri: str | None) -> tuple[str | None, str]:
+    if uri is None:
+        return None, ""
+    try:
+        parsed = parse_uri(uri)
+    except SipParseError:
+        return None, ""
+    return parsed.user, parsed.host
+
+
+def _contact_uri(value: str) -> str | None:
     if not value:
         return None
     try:
-        return parse_name_addr(value)
+        return parse_name_addr(value).uri
     except SipParseError:
         return None
-
-
-def _user_host(address: NameAddr | None) -> tuple[str | None, str]:
-    if address is None:
-        return None, ""
-    try:
-        uri = address.parsed_uri()
-    except SipParseError:
-        return None, ""
-    return uri.user, uri.host
 
 
 def scanner_signature(request: SipRequest) -> str | None:
@@ -60,24 +72,40 @@ def scanner_signature(request: SipRequest) -> str | None:
     method = request.method.upper()
     if method not in SCANNED_METHODS:
         return None
-    for header in ("User-Agent", "Server"):
-        found = _TOOLS.search(request.get(header) or "")
+    # Only what the check reads, not the tags and branches that change with every request.
+    key = (method in ("INVITE", "OPTIONS"), request.get("User-Agent") or "",
+           request.get("Server") or "", _party(request, "From"), _party(request, "To"),
+           request.get("Contact") or "")
+    size = sum(len(part) for part in key[1:3]) + len(key[5]) + sum(
+        len(a) + len(b) for a, b in (p for p in key[3:5] if p is not None))
+    if size <= _CACHED_KEY_LENGTH:
+        return _signature_cached(*key)
+    return _signature(*key)
+
+
+def _signature(call: bool, user_agent: str, server: str, sender: Party, target: Party,
+               contact: str) -> str | None:
+    """`scanner_signature` of what it reads; `call`: an INVITE or OPTIONS."""
+    for header, value in (("User-Agent", user_agent), ("Server", server)):
+        found = _TOOLS.search(value)
         if found:
             return f"{header} {found.group(1).lower()}"
-    sender, target = _name_addr(request, "From"), _name_addr(request, "To")
-    for header, address in (("From", sender), ("To", target)):
-        found = _TOOLS.search(address.display_name) if address is not None else None
+    for header, party in (("From", sender), ("To", target)):
+        found = _TOOLS.search(party[0]) if party is not None else None
         if found:
             return f"{header} {found.group(1).lower()}"
-    from_user, from_host = _user_host(sender)
-    contact_user, contact_host = _user_host(_name_addr(request, "Contact"))
+    from_user, from_host = _user_host(sender[1] if sender is not None else None)
+    contact_user, contact_host = _user_host(_contact_uri(contact))
     if from_host == _PLACEHOLDER_HOST and from_user == "100":
         return "From sip:100@1.1.1.1"
     if contact_host == _PLACEHOLDER_HOST and contact_user == "123":
         return "Contact sip:123@1.1.1.1"
-    if method in ("INVITE", "OPTIONS") and sender is not None and target is not None:
-        to_user, to_host = _user_host(target)
+    if call and sender is not None and target is not None:
+        to_user, to_host = _user_host(target[1])
         if (from_user and (from_user, from_host) == (to_user, to_host)
-                and sender.display_name == from_user == target.display_name):
+                and sender[0] == from_user == target[0]):
             return "From = To (extension probe)"
     return None
+
+
+_signature_cached = lru_cache(maxsize=1024)(_signature)

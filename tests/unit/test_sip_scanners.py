@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.sip.message import SipRequest, parse_message
-from gateway.sip.scanners import scanner_signature
+from gateway.sip.scanners import _signature_cached, scanner_signature
 
 
 def request(method: str = "INVITE", *, ua: str = "", sender: str = '"Alice" <sip:+33612345678@'
@@ -53,3 +53,21 @@ def test_scanners_are_recognised(built: SipRequest, signature: str) -> None:
 ])
 def test_real_callers_are_never_taken_for_scanners(built: SipRequest) -> None:
     assert scanner_signature(built) is None
+
+
+def test_the_check_of_a_flood_is_remembered_not_repeated() -> None:
+    """A flood's requests differ only in tags, branches and Call-IDs, which the check does not
+    read: the second is answered from what the first left (its URIs are not parsed again)."""
+    first = request(sender='"Flood" <sip:+33612000666@192.0.2.99>')
+    again = parse_message(first.to_bytes().replace(b"tag=1", b"tag=2").replace(
+        b"Call-ID: a@b", b"Call-ID: c@d"))
+    assert isinstance(again, SipRequest)
+    assert scanner_signature(first) is None
+    hits = _signature_cached.cache_info().hits
+    assert scanner_signature(again) is None
+    assert _signature_cached.cache_info().hits == hits + 1
+    # Anything it reads is in what it remembers by: a scanner's User-Agent is not missed.
+    scanner = parse_message(again.to_bytes().replace(
+        b"Content-Length", b"User-Agent: friendly-scanner\r\nContent-Length"))
+    assert isinstance(scanner, SipRequest)
+    assert scanner_signature(scanner) == "User-Agent friendly-scanner"
