@@ -563,11 +563,27 @@ def _top_via(value: str) -> Via:
     return parse_via(values[0])
 
 
+def _new_header(name: str, value: str) -> Header:
+    """`Header(canonical_name(name), value)`; for the usual short names without the dataclass
+    init: every response is built header by header (four per call of a ring + CANCEL flood)."""
+    if len(name) > _CACHED_NAME_LENGTH:
+        return Header(canonical_name(name), value)
+    header = object.__new__(Header)
+    (header.name, header.key), header.value, header._parsed = _name_and_key(name), value, None
+    return header
+
+
+@lru_cache(maxsize=512)
+def _name_and_key(name: str) -> tuple[str, str]:
+    canonical = _canonical(name)
+    return canonical, canonical.lower()
+
+
 class SipMessage:
     """Headers and body shared by requests and responses; header lookups ignore case."""
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
-        self.headers: list[Header] = [Header(canonical_name(n), v) for n, v in headers]
+        self.headers: list[Header] = [_new_header(n, v) for n, v in headers]
         self.body = body
 
     # --- header access
@@ -600,18 +616,20 @@ class SipMessage:
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` header with one value (appended if absent)."""
-        name = canonical_name(name)
-        key = name.lower()
+        new = _new_header(name, value)
+        key = new.key
         for i, header in enumerate(self.headers):
             if header.key == key:
-                self.headers[i] = Header(name, value)
-                self.headers = [h for j, h in enumerate(self.headers) if j <= i or h.key != key]
+                self.headers[i] = new
+                if any(h.key == key for h in self.headers[i + 1:]):
+                    self.headers = [h for j, h in enumerate(self.headers)
+                                    if j <= i or h.key != key]
                 return
-        self.headers.append(Header(name, value))
+        self.headers.append(new)
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Add a header line (at the top when `first`, as a proxy adds Via)."""
-        header = Header(canonical_name(name), value)
+        header = _new_header(name, value)
         if first:
             self.headers.insert(0, header)
         else:
@@ -679,8 +697,10 @@ class SipMessage:
     def to_bytes(self) -> bytes:
         """Serialise with a correct Content-Length."""
         self.set("Content-Length", str(len(self.body)))
-        lines = [self._start_line(), *(f"{h.name}: {h.value}" for h in self.headers)]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+        lines = [self._start_line()]
+        lines += [f"{h.name}: {h.value}" for h in self.headers]
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8") + self.body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()

@@ -79,7 +79,7 @@ def settle(peer: RawPeer) -> None:
 def test_the_ack_of_a_stateless_answer_is_dropped_unparsed_and_forgets_it(
     refusing_ua: tuple[UserAgent, Refuser, RawPeer],
 ) -> None:
-    ua, refuser, peer = refusing_ua
+    _, refuser, peer = refusing_ua
     invite = peer.invite(sdp="")
     refused = answer(peer, invite)
     tag = refused.to().tag or ""
