@@ -146,7 +146,7 @@ class Gateway:
         self.timers = Timers()
         # Shared by every line: the workers that screen, the media slots (`max_calls`: calls
         # answered at once), the ring count and the counters `load` reports.
-        self.work = WorkerPool()
+        self.work = WorkerPool(later=self.timers.call_later)
         self.capacity = Capacity(self.work, self.timers, Slots(settings.gateway.max_calls))
         load = self.capacity.counters
         load.gauge("queued", self.work.queued)

@@ -29,8 +29,13 @@ QUEUE_LIMIT = 256
 DEFERRED_WAKES_LIMIT = 8
 """Tasks a receive thread may queue before it wakes a worker even though it has more to read
 (see `WorkerPool.defer_wakes_on`)."""
+BUSY_FRESH_S = 0.005
+"""A worker that started its task less than this long ago will soon take the next one itself:
+a new task wakes nobody while such workers outnumber the tasks waiting (see `WorkerPool`)."""
 
 Task = Callable[[], None]
+Later = Callable[[float, Task], object]
+"""Runs a callback after a delay in seconds (`gateway.sip.transaction.Timers.call_later`)."""
 
 
 class Occasional:
@@ -203,13 +208,29 @@ class Slots:
 
 
 class WorkerPool:
-    """A fixed set of threads running short tasks; follow-ups first, then new work."""
+    """A fixed set of threads running short tasks; follow-ups first, then new work.
+
+    Screening is CPU under the GIL: a second worker running beside the first makes no call
+    faster, and every thread wanting the GIL at once costs futex calls and context switches
+    (with eight workers woken in turn, 24 futex calls per call of a ring + CANCEL flood). So a
+    new task wakes an idle worker only when the tasks waiting outnumber the workers already on
+    their way or busy since less than `BUSY_FRESH_S` (they take the next task themselves); a
+    worker busy for longer may be waiting on the database or a certificate fetch, and then
+    the task wakes another. One that blocks before then is caught by a look `later` (the
+    SIP timers), scheduled while tasks wait on busy workers: without `later`, every task
+    wakes an idle worker. The worker woken is the one that went idle last (its caches and
+    its own SQLite connection are warm), not the one idle longest.
+    """
 
     def __init__(self, workers: int = WORKERS, queue_limit: int = QUEUE_LIMIT,
-                 name: str = "call-work") -> None:
+                 name: str = "call-work", clock: Callable[[], float] = time.monotonic,
+                 later: Later | None = None) -> None:
         self.workers = workers
         self.queue_limit = queue_limit
         self.name = name
+        self.clock = clock
+        self.later = later
+        self._look_pending = False
         self._new: deque[Task] = deque()
         self._follow_ups: deque[Task] = deque()
         self._cond = threading.Condition()
@@ -217,11 +238,13 @@ class WorkerPool:
         self._spawned: set[threading.Thread] = set()
         self._busy = 0
         self._running = False
-        # Workers waiting, and wake-ups sent that no worker has taken yet: a new task wakes a
-        # worker only when none is already on its way. In a flood the workers stay busy and
-        # offer() notifies nobody; a notify per INVITE was a GIL hand-off each (15 % of CPU).
-        self._idle = 0
+        # Idle workers' latches, the last to go idle on top: a wake releases one.
+        self._idle: list[threading.Lock] = []
+        # Workers woken that have not taken a task yet, and when each busy worker started its
+        # task (by worker number; None while idle).
         self._waking = 0
+        self.wakes = 0  # wake-ups sent in all (tests and the bench count them)
+        self._started: list[float | None] = [None] * workers
         # Receive threads whose wake-ups wait until they have nothing left to read (see
         # `defer_wakes_on`), and how many tasks they queued without waking anyone.
         # Threads, not their idents: an ident is reused once its thread has ended.
@@ -248,11 +271,8 @@ class WorkerPool:
         if not self._deferred:
             return
         with self._cond:
-            # Tasks a busy worker took meanwhile need nobody woken.
-            wakes = min(self._deferred, len(self._new) + len(self._follow_ups))
             self._deferred = 0
-            for _ in range(wakes):
-                self._wake()
+            self._wake_as_needed()  # tasks a busy worker took meanwhile need nobody woken
 
     def start(self) -> None:
         """Start the worker threads (idempotent)."""
@@ -261,8 +281,8 @@ class WorkerPool:
                 return
             self._running = True
         for number in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"{self.name}-{number}",
-                                      daemon=True)
+            thread = threading.Thread(target=self._work, args=(number,),
+                                      name=f"{self.name}-{number}", daemon=True)
             self._threads.append(thread)
             thread.start()
 
@@ -281,15 +301,34 @@ class WorkerPool:
                 and self._deferred < DEFERRED_WAKES_LIMIT):
             self._deferred += 1
             return
-        wakes, self._deferred = self._deferred + 1, 0
-        for _ in range(wakes):
-            self._wake()
+        self._deferred = 0
+        self._wake_as_needed()
 
-    def _wake(self) -> None:
-        # Called with the lock held.
-        if self._idle > self._waking:
+    def _wake_as_needed(self) -> None:
+        """Wake idle workers until those coming take every task waiting (lock held)."""
+        waiting = len(self._new) + len(self._follow_ups)
+        if not waiting or not self._idle:
+            return
+        coming = self._waking
+        if self._busy and self.later is not None:
+            fresh_after = self.clock() - BUSY_FRESH_S
+            coming += sum(1 for started in self._started
+                          if started is not None and started > fresh_after)
+        while waiting > coming and self._idle:
             self._waking += 1
-            self._cond.notify()
+            coming += 1
+            self.wakes += 1
+            self._idle.pop().release()
+        if waiting > self._waking and self._idle and not self._look_pending and self.later:
+            # Left to busy workers: look again soon, in case one of them is stuck after all.
+            self._look_pending = True
+            self.later(2 * BUSY_FRESH_S, self._look_again)
+
+    def _look_again(self) -> None:
+        with self._cond:
+            self._look_pending = False
+            if self._running:
+                self._wake_as_needed()
 
     def follow_up(self, task: Task) -> None:
         """Queue the rest of work already admitted; never refused, run before new work."""
@@ -325,6 +364,11 @@ class WorkerPool:
         with self._cond:
             return len(self._new)
 
+    def idle(self) -> int:
+        """Workers waiting for work now."""
+        with self._cond:
+            return len(self._idle)
+
     def busy(self) -> int:
         """Workers running a task now."""
         with self._cond:
@@ -340,7 +384,9 @@ class WorkerPool:
         deadline = time.monotonic() + grace
         with self._cond:
             self._running = False
-            self._cond.notify_all()
+            while self._idle:
+                self._waking += 1
+                self._idle.pop().release()
             spawned = list(self._spawned)
         for thread in [*spawned, *self._threads]:
             if thread is not threading.current_thread():
@@ -352,26 +398,34 @@ class WorkerPool:
         for task in left:  # whatever the workers could not reach in time: record it anyway
             self._run(task)
 
-    def _work(self) -> None:
+    def _work(self, number: int) -> None:
+        latch = threading.Lock()  # held while this worker sleeps; released to wake it
+        latch.acquire()
         while True:
             with self._cond:
-                while self._running and not self._follow_ups and not self._new:
-                    self._idle += 1
-                    self._cond.wait()
-                    self._idle -= 1
-                    self._waking = max(0, self._waking - 1)
                 if self._follow_ups:
                     task = self._follow_ups.popleft()
                 elif self._new:
                     task = self._new.popleft()
+                elif self._running:
+                    self._idle.append(latch)
+                    task = None
                 else:
                     return  # stopping and nothing left
-                self._busy += 1
+                if task is not None:
+                    self._busy += 1
+                    self._started[number] = self.clock()
+            if task is None:
+                latch.acquire()  # until a wake pops this latch off the idle stack
+                with self._cond:
+                    self._waking = max(0, self._waking - 1)
+                continue
             try:
                 self._run(task)
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._started[number] = None
 
     @staticmethod
     def _run(task: Task) -> None:

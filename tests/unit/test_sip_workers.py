@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from gateway.sip.message import SipMessage, SipParseError, ascii_number, parse_m
 from gateway.sip.transaction import Timers
 from gateway.sip.transport import SipTransport, Source
 from gateway.sip.workers import (
+    BUSY_FRESH_S,
     DEFERRED_WAKES_LIMIT,
     Flag,
     LineBudget,
@@ -170,46 +172,20 @@ def test_a_quoted_nul_is_valid_and_a_bare_one_is_not() -> None:
         parse_message(head + b"From: a\x00b <sip:a@b>;tag=1\r\n\r\n")
 
 
-class _CountingCondition:
-    """A threading.Condition that counts its notify() calls."""
-
-    def __init__(self, inner: threading.Condition) -> None:
-        self.inner = inner
-        self.notified = 0
-
-    def __enter__(self) -> bool:
-        return self.inner.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.inner.__exit__(*exc)  # type: ignore[arg-type]
-
-    def notify(self, n: int = 1) -> None:
-        self.notified += 1
-        self.inner.notify(n)
-
-    def notify_all(self) -> None:
-        self.inner.notify_all()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.inner.wait(timeout)
-
-
 def test_work_offered_while_every_worker_is_busy_wakes_nobody() -> None:
     # A notify per INVITE was a GIL hand-off each in a flood (20 % of the CPU): busy workers
     # take the next task themselves.
     gate, started = threading.Event(), threading.Event()
     done: list[int] = []
     pool = WorkerPool(workers=1, queue_limit=100)
-    counting = _CountingCondition(pool._cond)
-    pool._cond = counting  # type: ignore[assignment]
     pool.start()
     try:
         assert pool.offer(lambda: (started.set(), gate.wait(10)))
         assert started.wait(10)
-        before = counting.notified
+        before = pool.wakes
         for i in range(50):
             assert pool.offer(lambda i=i: done.append(i))
-        assert counting.notified == before  # the only worker is busy: nobody to wake
+        assert pool.wakes == before  # the only worker is busy: nobody to wake
         gate.set()
     finally:
         pool.stop(5)
@@ -230,15 +206,13 @@ def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> No
     # A wake-up handed the CPU to the woken worker while the receive thread held the GIL: the
     # CANCELs queued behind an INVITE waited for its screening (p99 of CANCEL -> 487).
     pool = WorkerPool(workers=1, queue_limit=100)
-    counting = _CountingCondition(pool._cond)
-    pool._cond = counting  # type: ignore[assignment]
     seen: list[tuple[int, int]] = []
     ran = threading.Event()
 
     def handle(message: SipMessage, source: Source) -> None:  # on the receive thread
-        before = counting.notified
+        before = pool.wakes
         assert pool.offer(ran.set)
-        seen.append((before, counting.notified))
+        seen.append((before, pool.wakes))
 
     transport = SipTransport("127.0.0.1", 0, handle, tcp=False)
     transport.idle_listener = pool
@@ -248,7 +222,7 @@ def test_the_receive_thread_wakes_a_worker_only_once_its_socket_is_empty() -> No
     try:
         assert transport.udp_thread is not None
         pool.defer_wakes_on(transport.udp_thread)
-        assert _until(lambda: pool._idle == 1)  # the worker waits: an offer would wake it
+        assert _until(lambda: pool.idle() == 1)  # the worker waits: an offer would wake it
         peer.sendto(b"OPTIONS sip:home@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;"
                     b"branch=z9hG4bKdefer\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: "
                     b"<sip:home@127.0.0.1>\r\nCall-ID: defer\r\nCSeq: 1 OPTIONS\r\n"
@@ -300,39 +274,140 @@ def test_a_loop_with_no_wake_up_held_back_does_not_look_for_idleness() -> None:
 
 def test_held_back_wake_ups_go_out_once_enough_work_waits() -> None:
     pool = WorkerPool(workers=1, queue_limit=100)
-    counting = _CountingCondition(pool._cond)
-    pool._cond = counting  # type: ignore[assignment]
     done: list[int] = []
     pool.start()
     try:
-        assert _until(lambda: pool._idle == 1)
+        assert _until(lambda: pool.idle() == 1)
         pool.defer_wakes_on(threading.current_thread())
         for i in range(DEFERRED_WAKES_LIMIT):
             assert pool.offer(lambda i=i: done.append(i))
-        assert counting.notified == 0 and pool.queued() == DEFERRED_WAKES_LIMIT
+        assert pool.wakes == 0 and pool.queued() == DEFERRED_WAKES_LIMIT
         pool.follow_up(lambda: done.append(-1))  # one more than the limit: a worker now
-        assert counting.notified == 1
+        assert pool.wakes == 1
         assert _until(lambda: len(done) == DEFERRED_WAKES_LIMIT + 1)
         assert done[0] == -1  # follow-ups first, as ever
         pool.wake_deferred()  # nothing is left to wake for
-        assert counting.notified == 1
+        assert pool.wakes == 1
     finally:
         pool.stop(5)
 
 
 def test_other_threads_wake_a_worker_at_once() -> None:
     pool = WorkerPool(workers=1, queue_limit=100)
-    counting = _CountingCondition(pool._cond)
-    pool._cond = counting  # type: ignore[assignment]
     pool.start()
     try:
-        assert _until(lambda: pool._idle == 1)
+        assert _until(lambda: pool.idle() == 1)
         pool.defer_wakes_on(threading.Thread(target=lambda: None))  # another thread than this one
         ran = threading.Event()
         assert pool.offer(ran.set)
-        assert counting.notified == 1 and ran.wait(10)
+        assert pool.wakes == 1 and ran.wait(10)
     finally:
         pool.stop(5)
+
+
+def test_the_worker_woken_is_the_one_idle_last() -> None:
+    """Its caches and its own SQLite connection are warm: a flood keeps using one worker."""
+    pool = WorkerPool(workers=2, queue_limit=100)
+    ran_on: list[str] = []
+    pool.start()
+    try:
+        assert _until(lambda: pool.idle() == 2)
+        for _ in range(5):
+            finished = threading.Event()
+            assert pool.offer(lambda done=finished: (
+                ran_on.append(threading.current_thread().name), done.set()))
+            assert finished.wait(10) and _until(lambda: pool.idle() == 2)
+        assert len(set(ran_on)) == 1, ran_on  # first in, first woken would alternate
+    finally:
+        pool.stop(5)
+
+
+class _ManualLater:
+    """A `later` whose callbacks run when the test says, and a clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.scheduled: list[tuple[float, Callable[[], None]]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.scheduled.append((delay, callback))
+
+    def run_due(self) -> None:
+        due, self.scheduled = self.scheduled, []
+        for _, callback in due:
+            callback()
+
+
+def test_a_task_waits_for_a_worker_busy_since_moments_and_not_for_one_busy_longer() -> None:
+    manual = _ManualLater()
+    pool = WorkerPool(workers=2, queue_limit=100, clock=manual.clock, later=manual)
+    gate, started = threading.Event(), threading.Event()
+    ran_on: list[str] = []
+    pool.start()
+    try:
+        assert _until(lambda: pool.idle() == 2)
+        assert pool.offer(lambda: (ran_on.append(threading.current_thread().name),
+                                   started.set(), gate.wait(10)))
+        assert started.wait(10)
+        wakes = pool.wakes
+        manual.now += BUSY_FRESH_S / 2
+        assert pool.offer(lambda: ran_on.append(threading.current_thread().name))
+        assert pool.wakes == wakes and pool.queued() == 1  # the busy worker takes it next
+        assert [delay for delay, _ in manual.scheduled] == [2 * BUSY_FRESH_S]  # and a look
+        manual.now += BUSY_FRESH_S  # still busy: perhaps stuck on the database
+        manual.run_due()
+        assert pool.wakes == wakes + 1  # the look woke the other worker for it
+        assert _until(lambda: len(ran_on) == 2)
+        assert ran_on[0] != ran_on[1]  # run while the first worker is still busy
+        manual.now += 1.0
+        assert pool.offer(lambda: ran_on.append(threading.current_thread().name))
+        assert pool.wakes == wakes + 2  # busy for long: an offer wakes a worker at once
+        assert _until(lambda: len(ran_on) == 3)
+    finally:
+        gate.set()
+        pool.stop(5)
+
+
+def test_without_a_later_every_task_wakes_an_idle_worker() -> None:
+    pool = WorkerPool(workers=2, queue_limit=100)
+    gate, started, ran = threading.Event(), threading.Event(), threading.Event()
+    pool.start()
+    try:
+        assert _until(lambda: pool.idle() == 2)
+        assert pool.offer(lambda: (started.set(), gate.wait(10)))
+        assert started.wait(10)
+        assert pool.offer(ran.set)
+        assert ran.wait(10)  # at once, though the first worker started moments ago
+    finally:
+        gate.set()
+        pool.stop(5)
+
+
+class _CountingCondition:
+    """A threading.Condition that counts its notify() calls."""
+
+    def __init__(self, inner: threading.Condition) -> None:
+        self.inner = inner
+        self.notified = 0
+
+    def __enter__(self) -> bool:
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)  # type: ignore[arg-type]
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        self.inner.notify(n)
+
+    def notify_all(self) -> None:
+        self.inner.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.inner.wait(timeout)
 
 
 def test_a_timer_later_than_the_next_one_does_not_wake_the_timer_thread() -> None:
